@@ -1,0 +1,52 @@
+//! The command line: clap types in [`args`], one function per subcommand.
+//! Only this module turns errors into exit codes.
+
+mod args;
+
+use args::{Cli, Command};
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit codes, shared by every subcommand and documented in `--help` and the README.
+pub mod exit {
+    /// Success; for `diff` and `plan`, also "no changes".
+    pub const OK: u8 = 0;
+    /// An error: bad input, an unreachable service, a failed action.
+    pub const ERROR: u8 = 1;
+    /// `diff` and `plan` only: there are changes (terraform's `-detailed-exitcode`).
+    pub const CHANGES: u8 = 2;
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log.as_deref());
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn init_tracing(filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Sim(args) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(crate::sim::run(args))?;
+            Ok(exit::OK)
+        }
+    }
+}

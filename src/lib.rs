@@ -1,0 +1,33 @@
+//! pacer: GitOps for Marathon.
+//!
+//! # Layout
+//!
+//! Data flows one way through the pipeline stages, each a module with plain
+//! input and output types:
+//!
+//! ```text
+//! source (git) ─▶ render ─▶ observe (Marathon) ─▶ diff ─▶ plan ─▶ apply ─▶ record
+//! ```
+//!
+//! - [`model`]: plain data shared by every stage (environments, app ids, digests).
+//! - [`source`]: the only user of git2. Reads a revision (or the working tree)
+//!   into a [`source::Snapshot`] of repo files.
+//! - [`render`]: merges environment values, the app base and its overlay,
+//!   expands templates and checks the result. `Snapshot` → `Desired`, or every
+//!   problem found as a [`render::Diagnostic`].
+//! - [`diff`]: pure comparison of two desired states (offline `pacer diff`);
+//!   classifies each change as hot, scale, restart or redeploy.
+//! - [`marathon`]: Marathon's wire rules: app validation and the defaults
+//!   Marathon fills in. Shared by render, the simulator and (later) observe.
+//!
+//! Beside the pipeline:
+//! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
+//! - [`cli`]: clap types and one function per subcommand.
+
+pub mod cli;
+pub mod diff;
+pub mod marathon;
+pub mod model;
+pub mod render;
+pub mod sim;
+pub mod source;

@@ -1,0 +1,1 @@
+//! Marathon's wire rules: app validation and the defaults Marathon fills in.

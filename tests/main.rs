@@ -1,0 +1,1 @@
+//! End-to-end tests: the real `pacer` binary against real Git repos and the simulator.
