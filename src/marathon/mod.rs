@@ -1,1 +1,3 @@
 //! Marathon's wire rules: app validation and the defaults Marathon fills in.
+
+pub mod validate;

@@ -1,0 +1,240 @@
+//! Checks repo files against the JSON Schemas in `schemas/`, the same files
+//! editors use through yaml-language-server, compiled into the binary.
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::{Retrieve, Uri, Validator};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+const FILES: [(&str, &str); 4] = [
+    (
+        "pacer.schema.json",
+        include_str!("../../schemas/pacer.schema.json"),
+    ),
+    (
+        "environment.schema.json",
+        include_str!("../../schemas/environment.schema.json"),
+    ),
+    (
+        "app.schema.json",
+        include_str!("../../schemas/app.schema.json"),
+    ),
+    (
+        "marathon-app.schema.json",
+        include_str!("../../schemas/marathon-app.schema.json"),
+    ),
+];
+
+/// Base for relative `$ref`s between the schema files. Nothing is fetched
+/// from it: the retriever below answers from the embedded copies.
+const BASE: &str = "https://pacer.invalid/schemas/";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Pacer,
+    Environment,
+    App,
+    MarathonApp,
+}
+
+impl Kind {
+    fn file(self) -> &'static str {
+        FILES[self as usize].0
+    }
+}
+
+/// One schema violation, located by a JSON pointer into the checked value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub pointer: String,
+    /// Set for an unknown key: the pointer then names the key itself.
+    pub unknown_key: bool,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+struct Embedded;
+
+impl Retrieve for Embedded {
+    fn retrieve(
+        &self,
+        uri: &Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        let name = uri.as_str().rsplit('/').next().unwrap_or_default();
+        let name = name.split('#').next().unwrap_or_default();
+        let text = FILES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| format!("no embedded schema `{name}`"))?;
+        Ok(serde_json::from_str(text)?)
+    }
+}
+
+struct Compiled {
+    raw: BTreeMap<&'static str, Value>,
+    validators: Vec<Validator>,
+}
+
+static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
+    let raw: BTreeMap<&'static str, Value> = FILES
+        .iter()
+        .map(|(n, t)| {
+            (
+                *n,
+                serde_json::from_str(t).expect("embedded schema is JSON"),
+            )
+        })
+        .collect();
+    let validators = FILES
+        .iter()
+        .map(|(n, _)| {
+            jsonschema::options()
+                .with_base_uri(format!("{BASE}{n}"))
+                .with_retriever(Embedded)
+                .build(&raw[n])
+                .unwrap_or_else(|e| panic!("embedded schema {n} does not compile: {e}"))
+        })
+        .collect();
+    Compiled { raw, validators }
+});
+
+/// Every violation of the schema `kind` in `value`.
+pub fn check(kind: Kind, value: &Value) -> Vec<Violation> {
+    let compiled = &*COMPILED;
+    let validator = &compiled.validators[kind as usize];
+    let mut out = Vec::new();
+    for err in validator.iter_errors(value) {
+        let pointer = err.instance_path().as_str().to_string();
+        match err.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let known = known_keys(compiled, kind.file(), err.schema_path().as_str());
+                for key in unexpected {
+                    out.push(Violation {
+                        pointer: format!("{pointer}/{}", escape(key)),
+                        unknown_key: true,
+                        message: format!("unknown key `{key}`"),
+                        hint: suggest(key, &known)
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .or_else(|| {
+                                (!known.is_empty())
+                                    .then(|| format!("known keys here: {}", known.join(", ")))
+                            }),
+                    });
+                }
+            }
+            _ => {
+                let field = pointer.rsplit('/').next().filter(|s| !s.is_empty());
+                let message = match field {
+                    Some(f) => format!("`{}`: {}", unescape(f), err),
+                    None => err.to_string(),
+                };
+                out.push(Violation {
+                    pointer,
+                    unknown_key: false,
+                    message,
+                    hint: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The properties declared next to the `additionalProperties` keyword that
+/// failed, found by walking the schema path (through `$ref`s) in the raw schemas.
+fn known_keys(compiled: &Compiled, file: &str, schema_path: &str) -> Vec<String> {
+    let mut segs: Vec<String> = schema_path
+        .trim_start_matches('/')
+        .split('/')
+        .map(unescape)
+        .collect();
+    segs.pop(); // "additionalProperties"
+    let Some(mut node) = compiled.raw.get(file) else {
+        return Vec::new();
+    };
+    let mut root = node;
+    for seg in &segs {
+        if seg == "$ref" {
+            let Some(target) = node.get("$ref").and_then(Value::as_str) else {
+                return Vec::new();
+            };
+            let (doc, frag) = target.split_once('#').unwrap_or((target, ""));
+            if !doc.is_empty() {
+                let name = doc.rsplit('/').next().unwrap_or(doc);
+                match compiled.raw.get(name) {
+                    Some(r) => root = r,
+                    None => return Vec::new(),
+                }
+            }
+            node = if frag.is_empty() {
+                root
+            } else {
+                match root.pointer(frag) {
+                    Some(n) => n,
+                    None => return Vec::new(),
+                }
+            };
+        } else {
+            node = match node {
+                Value::Object(m) => match m.get(seg) {
+                    Some(n) => n,
+                    None => return Vec::new(),
+                },
+                Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get(i)) {
+                    Some(n) => n,
+                    None => return Vec::new(),
+                },
+                _ => return Vec::new(),
+            };
+        }
+    }
+    node.get("properties")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The closest known name, if it is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &k.to_lowercase()),
+                k,
+            )
+        })
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.as_str())
+}
+
+pub fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+pub fn unescape(seg: &str) -> String {
+    seg.replace("~1", "/").replace("~0", "~")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let known: Vec<String> = ["instances", "cpus", "mem"].map(String::from).to_vec();
+        assert_eq!(suggest("intances", &known), Some("instances"));
+        assert_eq!(suggest("cpu", &known), Some("cpus"));
+        assert_eq!(suggest("zzzzzz", &known), None);
+    }
+
+    #[test]
+    fn every_embedded_schema_compiles() {
+        for kind in [Kind::Pacer, Kind::Environment, Kind::App, Kind::MarathonApp] {
+            check(kind, &serde_json::json!({}));
+        }
+    }
+}

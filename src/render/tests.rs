@@ -1,0 +1,210 @@
+use super::*;
+use crate::source::Snapshot;
+
+fn repo(files: &[(&str, &str)]) -> Arc<Snapshot> {
+    let mut all: Vec<(String, Vec<u8>)> = vec![
+        (
+            "pacer.yaml".into(),
+            b"version: 1\nenvironments:\n  dev: {}\n  prod:\n    group: /prod\n".to_vec(),
+        ),
+        (
+            "environments/dev.yaml".into(),
+            b"values:\n  level: debug\n".to_vec(),
+        ),
+        (
+            "environments/prod.yaml".into(),
+            b"values:\n  level: warn\n".to_vec(),
+        ),
+    ];
+    for (p, c) in files {
+        all.retain(|(q, _)| q != p);
+        all.push((p.to_string(), c.as_bytes().to_vec()));
+    }
+    Snapshot::from_files(all)
+}
+
+fn render_all(snap: Arc<Snapshot>) -> Result<Desired, Vec<Diagnostic>> {
+    render(snap, &Scope::default())
+}
+
+fn messages(diags: &[Diagnostic]) -> String {
+    diags.iter().map(|d| format!("{d}\n")).collect()
+}
+
+const WEB: &str = "\
+values:
+  port: 8080
+  instances: 2
+marathon:
+  cmd: ./web --port {{ values.port }} --log {{ values.level }}
+  cpus: 0.5
+  instances: \"{{ values.instances }}\"
+  env:
+    PORT: 8080
+    DEBUG: true
+files:
+  nginx.conf:
+    path: /etc/nginx/nginx.conf
+    reload: hot
+  app.ini:
+    path: /etc/app.ini
+";
+
+#[test]
+fn layers_merge_and_templates_keep_types() {
+    let snap = repo(&[
+        ("apps/web/app.yaml", WEB),
+        (
+            "apps/web/env/prod.yaml",
+            "values:\n  instances: 5\nmarathon:\n  cpus: 2\n  env:\n    DEBUG: null\n",
+        ),
+        ("apps/web/files/nginx.conf", "listen {{ values.port }};\n"),
+        ("apps/web/files/app.ini", "level={{ values.level }}\n"),
+    ]);
+    let d = render_all(snap).unwrap_or_else(|e| panic!("{}", messages(&e)));
+    let prod = &d.envs["prod"].apps["web"];
+    assert_eq!(prod.id, "/prod/web");
+    let m = &prod.marathon;
+    assert_eq!(m["instances"], json!(5));
+    assert_eq!(m["cpus"], json!(2));
+    assert_eq!(m["cmd"], json!("./web --port 8080 --log warn"));
+    assert_eq!(m["env"], json!({"PORT": "8080"}));
+    assert_eq!(m["labels"]["pacer.env"], json!("prod"));
+    assert_eq!(m["labels"]["pacer.source"], json!("apps/web"));
+    let dev = &d.envs["dev"].apps["web"];
+    assert_eq!(dev.id, "/dev/web");
+    assert_eq!(dev.marathon["env"]["DEBUG"], json!("true"));
+    assert_eq!(dev.files["nginx.conf"].content, b"listen 8080;\n");
+    assert_eq!(dev.files["app.ini"].content, b"level=debug\n");
+    assert_eq!(dev.files["nginx.conf"].reload, Reload::Hot);
+}
+
+#[test]
+fn config_hash_covers_restart_files_only() {
+    let files = |nginx: &'static str, ini: &'static str| {
+        repo(&[
+            ("apps/web/app.yaml", WEB),
+            ("apps/web/files/nginx.conf", nginx),
+            ("apps/web/files/app.ini", ini),
+        ])
+    };
+    let hash = |snap| {
+        render_all(snap).unwrap().envs["dev"].apps["web"].marathon["labels"][labels::CONFIG_HASH]
+            .clone()
+    };
+    let a = hash(files("a", "x"));
+    assert_eq!(
+        a,
+        hash(files("b", "x")),
+        "a hot file must not restart the app"
+    );
+    assert_ne!(
+        a,
+        hash(files("a", "y")),
+        "a restart file must roll the tasks"
+    );
+}
+
+#[test]
+fn problems_are_all_reported_with_their_lines() {
+    let snap = repo(&[
+        (
+            "apps/web/app.yaml",
+            "marathon:\n  cmd: x\n  intances: 3\n  cpus: lots\n",
+        ),
+        (
+            "apps/api/app.yaml",
+            "marathon:\n  cmd: \"{{ values.nope }}\"\n",
+        ),
+        ("apps/api/env/qa.yaml", "values: {}\n"),
+    ]);
+    let text = messages(&render_all(snap).unwrap_err());
+    assert!(
+        text.contains("apps/web/app.yaml:3:3: unknown key `intances`"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `instances`?"), "{text}");
+    assert!(text.contains("apps/web/app.yaml:4:9: `cpus`"), "{text}");
+    assert!(
+        text.contains("apps/api/app.yaml:2:8: template error"),
+        "{text}"
+    );
+    assert!(text.contains("values.nope"), "{text}");
+    assert!(
+        text.contains("apps/api/env/qa.yaml: environment `qa` is not defined"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_environment_file_is_named() {
+    let snap = repo(&[("apps/web/app.yaml", "marathon: {cmd: x}\n")]);
+    let mut files: Vec<(String, Vec<u8>)> = snap
+        .entries()
+        .keys()
+        .filter(|p| *p != "environments/prod.yaml")
+        .map(|p| (p.clone(), snap.read_bytes(p).unwrap()))
+        .collect();
+    files.sort();
+    let text = messages(&render_all(Snapshot::from_files(files)).unwrap_err());
+    assert!(
+        text.contains("pacer.yaml:4:3: environment `prod` has no file `environments/prod.yaml`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_same_inputs_render_the_same_bytes() {
+    let files = [
+        ("apps/web/app.yaml", WEB),
+        (
+            "apps/web/files/nginx.conf",
+            "{% for k in values %}{{ k }}\n{% endfor %}",
+        ),
+        ("apps/web/files/app.ini", "x"),
+    ];
+    let a = render_all(repo(&files)).unwrap();
+    let b = render_all(repo(&files)).unwrap();
+    let ja = serde_json::to_string(&a.envs["prod"]).unwrap();
+    let jb = serde_json::to_string(&b.envs["prod"]).unwrap();
+    assert_eq!(ja, jb);
+    assert_eq!(
+        a.envs["prod"].apps["web"].inputs,
+        b.envs["prod"].apps["web"].inputs
+    );
+}
+
+#[test]
+fn secrets_are_redacted_longest_first() {
+    let secrets = vec![
+        ("short".to_string(), Secret::new("abc".to_string())),
+        ("long".to_string(), Secret::new("abcdef".to_string())),
+    ];
+    assert_eq!(
+        redact("x=abcdef y=abc", &secrets),
+        "x=<secret:long> y=<secret:short>"
+    );
+}
+
+#[test]
+fn apps_may_be_limited_to_some_environments() {
+    let snap = repo(&[
+        (
+            "apps/web/app.yaml",
+            "environments: [prod]\nmarathon: {cmd: x}\n",
+        ),
+        ("apps/web/env/dev.yaml", "values: {}\n"),
+    ]);
+    let text = messages(&render_all(snap).unwrap_err());
+    assert!(
+        text.contains("apps/web/env/dev.yaml: overlay for `dev`"),
+        "{text}"
+    );
+    let snap = repo(&[(
+        "apps/web/app.yaml",
+        "environments: [prod]\nmarathon: {cmd: x}\n",
+    )]);
+    let d = render_all(snap).unwrap();
+    assert!(d.envs["dev"].apps.is_empty());
+    assert!(d.envs["prod"].apps.contains_key("web"));
+}

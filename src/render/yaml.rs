@@ -1,0 +1,202 @@
+//! YAML in, JSON values out, and the way back from a JSON pointer to the
+//! line and column it came from.
+//!
+//! Parsing uses serde_yaml; positions come from a second, event-level pass
+//! with saphyr-parser that runs only when a diagnostic needs a location, so
+//! the happy path parses each file once.
+
+use super::Diagnostic;
+use saphyr_parser::{Event, Parser, Span};
+use serde_json::Value;
+
+/// Parses a YAML document into JSON data. An empty document is an empty map.
+pub fn parse(path: &str, text: &str) -> Result<Value, Diagnostic> {
+    if text.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    match serde_yaml::from_str::<Value>(text) {
+        Ok(Value::Null) => Ok(Value::Object(Default::default())),
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            // serde_yaml appends " at line X column Y"; the location is
+            // printed in front instead, so drop the duplicate.
+            let msg = e.to_string();
+            let msg = match msg.find(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            Err(
+                Diagnostic::at(path, line, column, format!("invalid YAML: {msg}"))
+                    .with_hint("check the indentation and quoting around this line"),
+            )
+        }
+    }
+}
+
+/// Which part of a `key: value` pair a location should point at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Key,
+    Value,
+}
+
+/// The 1-based line and column of the node at `pointer` (RFC 6901), or of its
+/// nearest ancestor present in the text.
+pub fn locate(text: &str, pointer: &str, target: Target) -> Option<(usize, usize)> {
+    let want: Vec<String> = if pointer.is_empty() {
+        Vec::new()
+    } else {
+        pointer
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .collect()
+    };
+    let mut best: Option<Span> = None;
+    let mut parser = Parser::new_from_str(text);
+    // One frame per open collection: (is_mapping, next index or pending key).
+    enum Frame {
+        Map { key: Option<(String, Span)> },
+        Seq { index: usize },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut path: Vec<String> = Vec::new();
+
+    // Called for each complete node start; returns the node's path segment
+    // (None for a mapping key, which is not a node of the data).
+    fn enter(stack: &mut [Frame], path: &[String]) -> Option<(Vec<String>, Option<Span>)> {
+        match stack.last_mut() {
+            None => Some((path.to_vec(), None)),
+            Some(Frame::Seq { index }) => {
+                let mut p = path.to_vec();
+                p.push(index.to_string());
+                *index += 1;
+                Some((p, None))
+            }
+            Some(Frame::Map { key }) => match key.take() {
+                Some((k, span)) => {
+                    let mut p = path.to_vec();
+                    p.push(k);
+                    Some((p, Some(span)))
+                }
+                None => None,
+            },
+        }
+    }
+
+    while let Some(Ok((event, span))) = parser.next_event() {
+        match event {
+            Event::Scalar(value, ..) => match enter(&mut stack, &path) {
+                None => {
+                    if let Some(Frame::Map { key }) = stack.last_mut() {
+                        *key = Some((value.into_owned(), span));
+                    }
+                }
+                Some((p, key_span)) => {
+                    record(&want, &p, span, key_span, target, &mut best);
+                }
+            },
+            Event::Alias(_) => {
+                if let Some((p, key_span)) = enter(&mut stack, &path) {
+                    record(&want, &p, span, key_span, target, &mut best);
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let is_map = matches!(event, Event::MappingStart(..));
+                match enter(&mut stack, &path) {
+                    Some((p, key_span)) => {
+                        record(&want, &p, span, key_span, target, &mut best);
+                        path = p;
+                    }
+                    // A complex key: give it a placeholder segment.
+                    None => path.push("?".into()),
+                }
+                stack.push(if is_map {
+                    Frame::Map { key: None }
+                } else {
+                    Frame::Seq { index: 0 }
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                path.pop();
+            }
+            Event::StreamEnd => break,
+            _ => {}
+        }
+    }
+    best.map(|s| (s.start.line(), s.start.col() + 1))
+}
+
+/// Keeps the span of the deepest node on the way to `want`.
+fn record(
+    want: &[String],
+    path: &[String],
+    span: Span,
+    key_span: Option<Span>,
+    target: Target,
+    best: &mut Option<Span>,
+) {
+    if path.len() > want.len() || want[..path.len()] != *path {
+        return;
+    }
+    let exact = path.len() == want.len();
+    let chosen = match (target, key_span) {
+        (Target::Key, Some(k)) if exact => k,
+        // For an ancestor, its key reads better than the start of its block.
+        (_, Some(k)) if !exact => k,
+        _ => span,
+    };
+    *best = Some(chosen);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "\
+marathon:
+  cpus: 0.5
+  env:
+    A: x
+  constraints:
+    - [hostname, UNIQUE]
+    - [rack, GROUP_BY, '3']
+files:
+  nginx.conf: {path: /etc/nginx.conf}
+";
+
+    #[test]
+    fn locates_keys_and_values() {
+        assert_eq!(locate(DOC, "/marathon/cpus", Target::Key), Some((2, 3)));
+        assert_eq!(locate(DOC, "/marathon/cpus", Target::Value), Some((2, 9)));
+        assert_eq!(locate(DOC, "/marathon/env/A", Target::Value), Some((4, 8)));
+        assert_eq!(
+            locate(DOC, "/marathon/constraints/1/2", Target::Value),
+            Some((7, 24))
+        );
+        assert_eq!(
+            locate(DOC, "/files/nginx.conf/path", Target::Value),
+            Some((9, 22))
+        );
+    }
+
+    #[test]
+    fn falls_back_to_the_nearest_ancestor() {
+        assert_eq!(locate(DOC, "/marathon/mem", Target::Value), Some((1, 1)));
+        assert_eq!(locate(DOC, "/marathon/env/B", Target::Key), Some((3, 3)));
+        assert_eq!(locate(DOC, "", Target::Value), Some((1, 1)));
+    }
+
+    #[test]
+    fn parse_errors_carry_a_location() {
+        let d = parse("a.yaml", "a: [1, 2\nb: 3\n").unwrap_err();
+        assert_eq!(d.file, "a.yaml");
+        assert!(d.line.is_some());
+        assert!(d.message.starts_with("invalid YAML"), "{}", d.message);
+    }
+}
