@@ -2,8 +2,10 @@
 //! Only this module turns errors into exit codes.
 
 mod args;
+mod commands;
 
-use args::{Cli, Command};
+pub use args::Cli;
+use args::Command;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -33,7 +35,7 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(filter: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn,pacer=info"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -43,6 +45,9 @@ fn init_tracing(filter: Option<&str>) {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Validate(a) => commands::validate(a),
+        Command::Render(a) => commands::render(a),
+        Command::Diff(a) => commands::diff(a),
         Command::Sim(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(crate::sim::run(args))?;
