@@ -1,1 +1,13 @@
 //! End-to-end tests: the real `pacer` binary against real Git repos and the simulator.
+
+/// TestRepo (a Git repo in a temp dir) and the pacer runner.
+mod util;
+
+/// `validate` and `render` on the example repo.
+mod validate;
+
+/// The bad-input corpus in tests/fixtures/bad: every case fails with its file:line.
+mod bad_input;
+
+/// `diff` between real Git revisions: classes, formats, exit codes, secrets.
+mod diff;

@@ -377,7 +377,17 @@ impl Repo {
         };
         push(CONFIG_FILE);
         push(&format!("environments/{env}.yaml"));
+        // Other environments' overlays are not inputs: a prod-only change
+        // must not re-render dev.
+        let overlays = format!("apps/{app}/env/");
+        let own = [
+            format!("{overlays}{env}.yaml"),
+            format!("{overlays}{env}.yml"),
+        ];
         for (path, _) in snap.under(&format!("apps/{app}")) {
+            if path.starts_with(&overlays) && !own.contains(path) {
+                continue;
+            }
             push(path);
         }
         Digest::of_parts(parts.iter().map(|(p, b)| (p.as_str(), b.as_slice())))

@@ -198,16 +198,19 @@ fn known_keys(compiled: &Compiled, file: &str, schema_path: &str) -> Vec<String>
 
 /// The closest known name, if it is close enough to be a likely typo.
 pub fn suggest<'a>(word: &str, known: &'a [String]) -> Option<&'a str> {
+    let word = word.to_lowercase();
     known
         .iter()
-        .map(|k| {
-            (
-                strsim::jaro_winkler(&word.to_lowercase(), &k.to_lowercase()),
-                k,
-            )
+        .filter_map(|k| {
+            let lk = k.to_lowercase();
+            // Edit distance catches swapped letters in short names (`wbe`);
+            // Jaro-Winkler catches dropped letters in long ones.
+            let edits = strsim::damerau_levenshtein(&word, &lk);
+            let close =
+                edits <= (lk.chars().count() / 3).max(1) || strsim::jaro_winkler(&word, &lk) > 0.85;
+            close.then_some((edits, k))
         })
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .min_by_key(|(edits, _)| *edits)
         .map(|(_, k)| k.as_str())
 }
 
@@ -236,5 +239,19 @@ mod tests {
         for kind in [Kind::Pacer, Kind::Environment, Kind::App, Kind::MarathonApp] {
             check(kind, &serde_json::json!({}));
         }
+    }
+}
+#[cfg(test)]
+mod suggest_tests {
+    #[test]
+    fn swapped_letters_in_short_names() {
+        let known: Vec<String> = ["api", "payments/ledger", "web", "worker"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(super::suggest("wbe", &known), Some("web"));
+        assert_eq!(
+            super::suggest("prdo", &["dev".into(), "prod".into()]),
+            Some("prod")
+        );
     }
 }

@@ -38,6 +38,10 @@ impl Templates {
             .build()
             .expect("the default syntax is valid");
         env.set_syntax(syntax);
+        // minijinja escapes by file extension (.html, .json, .yaml); config
+        // files want their values as written. `|tojson` is there when quoting
+        // is wanted.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         // Config files are YAML, JSON, INI, nginx: they spell booleans
         // `true`/`false`, not Python's `True`/`False`.
         env.set_formatter(|out, state, value| {
