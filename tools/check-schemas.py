@@ -89,8 +89,12 @@ def check_repo(repo, validators):
                     problems.append(f"{rel}: not a file pacer reads (misplaced?)")
                 continue
             count += 1
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+            except UnicodeDecodeError as e:
+                problems.append(f"{rel}: not UTF-8: {e}")
+                continue
             first = text.split("\n", 1)[0]
             m = MODELINE.match(first)
             if not m:
