@@ -21,7 +21,11 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { apps: 1000, envs: 10, runs: 5 };
+    let mut o = Opts {
+        apps: 1000,
+        envs: 10,
+        runs: 5,
+    };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -48,7 +52,10 @@ fn write(root: &Path, rel: &str, text: &str) {
 fn generate(root: &Path, o: &Opts) {
     let mut settings = String::from("version: 1\nenvironments:\n");
     for e in 0..o.envs {
-        settings.push_str(&format!("  env{e}:\n    group: /env{e}\n    policy: {{autoApply: {}}}\n", e % 2 == 0));
+        settings.push_str(&format!(
+            "  env{e}:\n    group: /env{e}\n    policy: {{autoApply: {}}}\n",
+            e % 2 == 0
+        ));
         write(
             root,
             &format!("environments/env{e}.yaml"),
@@ -77,7 +84,12 @@ fn generate(root: &Path, o: &Opts) {
             write(
                 root,
                 &format!("apps/{app}/env/env{e}.yaml"),
-                &format!("values:\n  workers: {}\nmarathon:\n  instances: {}\n  mem: {}\n", 2 + e, 1 + e % 4, 256 + 64 * (e % 3)),
+                &format!(
+                    "values:\n  workers: {}\nmarathon:\n  instances: {}\n  mem: {}\n",
+                    2 + e,
+                    1 + e % 4,
+                    256 + 64 * (e % 3)
+                ),
             );
         }
     }
@@ -120,7 +132,10 @@ fn ms(d: Duration) -> String {
 /// Wall time and peak RSS of one run of the release binary.
 fn run_binary(args: &[&str]) -> (Duration, u64, i32) {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_pacer")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(args)
+        .output()
+        .unwrap();
     let wall = t.elapsed();
     // SAFETY: getrusage writes into the struct we pass and nothing else.
     let rss_kb = unsafe {
@@ -134,9 +149,15 @@ fn run_binary(args: &[&str]) -> (Duration, u64, i32) {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     format!("{cpu}, {cores} cores")
 }
 
@@ -152,9 +173,18 @@ fn main() {
     // The change under test: one app's overlay in one environment.
     let overlay = format!("apps/svc{:04}/env/env3.yaml", o.apps / 2);
     let text = std::fs::read_to_string(root.join(&overlay)).unwrap();
-    std::fs::write(root.join(&overlay), text.replace("instances:", "instances: 7\n  cpus: 0.5\n  #")).unwrap();
+    std::fs::write(
+        root.join(&overlay),
+        text.replace("instances:", "instances: 7\n  cpus: 0.5\n  #"),
+    )
+    .unwrap();
     git(root, &["commit", "-q", "-am", "one overlay"]);
-    println!("pacer pipeline benchmark: {} apps × {} envs = {} rendered apps", o.apps, o.envs, o.apps * o.envs);
+    println!(
+        "pacer pipeline benchmark: {} apps × {} envs = {} rendered apps",
+        o.apps,
+        o.envs,
+        o.apps * o.envs
+    );
     println!("machine: {}; generated in {}", machine(), ms(t.elapsed()));
     println!("median of {} runs each\n", o.runs);
 
@@ -162,13 +192,22 @@ fn main() {
     let (floor, bytes) = time(o.runs, || {
         let snap = loc.at_rev("HEAD").unwrap();
         let paths: Vec<String> = snap.entries().keys().cloned().collect();
-        paths.iter().map(|p| snap.read_bytes(p).unwrap().len()).sum::<usize>()
+        paths
+            .iter()
+            .map(|p| snap.read_bytes(p).unwrap().len())
+            .sum::<usize>()
     });
-    println!("floor: read every blob from Git ({} files, {} KiB)   {}", loc.at_rev("HEAD").unwrap().entries().len(), bytes / 1024, ms(floor));
+    println!(
+        "floor: read every blob from Git ({} files, {} KiB)   {}",
+        loc.at_rev("HEAD").unwrap().entries().len(),
+        bytes / 1024,
+        ms(floor)
+    );
 
     let (full, apps) = time(o.runs, || {
         let snap = Arc::new(loc.at_rev("HEAD").unwrap());
-        let d = render::render(snap, &Scope::default()).unwrap_or_else(|e| panic!("{:?}", &e[..e.len().min(3)]));
+        let d = render::render(snap, &Scope::default())
+            .unwrap_or_else(|e| panic!("{:?}", &e[..e.len().min(3)]));
         d.envs.values().map(|e| e.apps.len()).sum::<usize>()
     });
     assert_eq!(apps, o.apps * o.envs);
@@ -207,9 +246,14 @@ fn main() {
     );
     let mut walls = Vec::new();
     for _ in 0..o.runs {
-        let (wall, _, code) = run_binary(&["diff", "--repo", repo, "--base", "HEAD~1", "--head", "HEAD", "--format", "json"]);
+        let (wall, _, code) = run_binary(&[
+            "diff", "--repo", repo, "--base", "HEAD~1", "--head", "HEAD", "--format", "json",
+        ]);
         assert_eq!(code, 2);
         walls.push(wall);
     }
-    println!("`pacer diff HEAD~1 HEAD`, release binary           {}  (target ≤ 300 ms)", ms(median(walls)));
+    println!(
+        "`pacer diff HEAD~1 HEAD`, release binary           {}  (target ≤ 300 ms)",
+        ms(median(walls))
+    );
 }

@@ -307,9 +307,9 @@ impl Repo {
             }
         }
         for app in &names {
-            if let Err(e) = marathon_rules::validate_path_id(&format!("/{app}")) {
+            if marathon_rules::validate_path_id(&format!("/{app}")).is_err() {
                 diags.push(
-                    Diagnostic::file(format!("apps/{app}/app.yaml"), format!("app directory `apps/{app}` is not a valid Marathon id: {e}"))
+                    Diagnostic::file(format!("apps/{app}/app.yaml"), format!("invalid Marathon id: the app directory `apps/{app}` becomes part of the app's id"))
                         .with_hint("rename the directory: lower-case letters, digits and dashes; a dash can't start or end a name"),
                 );
             }
@@ -808,23 +808,48 @@ impl AppContext<'_> {
         }
         if diags.len() == before {
             // Marathon's own rules, on the app as it would be sent.
+            let both = spec.get("cmd").is_some() && spec.get("args").is_some();
+            if both {
+                diags.push(
+                    self.diag_at(
+                        "/marathon/args",
+                        Target::Key,
+                        "both `cmd` and `args` are set: Marathon takes one or the other",
+                    )
+                    .with_hint("keep `cmd` (run by a shell) or `args` (run directly), not both"),
+                );
+            }
             for v in marathon_rules::validate_app(&spec) {
+                if both && v.path.is_empty() {
+                    continue;
+                }
                 let pointer = if v.path == "/id" {
                     String::new()
                 } else {
                     v.path.clone()
                 };
+                // Name the secret a reference points at: "undefined secret"
+                // alone leaves the reader to find which.
+                let secret = spec
+                    .pointer(&v.path)
+                    .and_then(|x| x.get("secret"))
+                    .and_then(Value::as_str)
+                    .map(|name| format!(" `{name}`"));
                 for e in &v.errors {
                     let field = if v.path.is_empty() {
                         String::new()
                     } else {
                         format!("`{}`: ", v.path.trim_start_matches('/'))
                     };
-                    diags.push(self.diag_at(
+                    let mut d = self.diag_at(
                         &format!("/marathon{pointer}"),
                         Target::Value,
-                        format!("{field}{e}"),
-                    ));
+                        format!("{field}{e}{}", secret.clone().unwrap_or_default()),
+                    );
+                    if secret.is_some() {
+                        d = d.with_hint("declare it under `marathon.secrets`, e.g. `secrets: {name: {source: path/in/store}}`");
+                    }
+                    diags.push(d);
                 }
             }
         }

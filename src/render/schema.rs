@@ -124,11 +124,15 @@ pub fn check(kind: Kind, value: &Value) -> Vec<Violation> {
                     });
                 }
             }
-            _ => {
+            kind => {
                 let field = pointer.rsplit('/').next().filter(|s| !s.is_empty());
+                let what = match kind {
+                    ValidationErrorKind::Type { kind } => type_message(kind, err.instance()),
+                    _ => err.to_string(),
+                };
                 let message = match field {
-                    Some(f) => format!("`{}`: {}", unescape(f), err),
-                    None => err.to_string(),
+                    Some(f) => format!("`{}`: {}", unescape(f), what),
+                    None => what,
                 };
                 out.push(Violation {
                     pointer,
@@ -140,6 +144,39 @@ pub fn check(kind: Kind, value: &Value) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// "expected a number, got the string `lots`": the schema's `null` (which
+/// only means "remove" in a layer) is left out of what is expected.
+fn type_message(kind: &jsonschema::error::TypeKind, got: &Value) -> String {
+    use jsonschema::JsonType;
+    use jsonschema::error::TypeKind;
+    let wanted: Vec<JsonType> = match kind {
+        TypeKind::Single(t) => vec![*t],
+        TypeKind::Multiple(set) => set.iter().filter(|t| *t != JsonType::Null).collect(),
+    };
+    let names: Vec<&str> = wanted
+        .iter()
+        .map(|t| match t {
+            JsonType::Array => "a list",
+            JsonType::Boolean => "true or false",
+            JsonType::Integer => "a whole number",
+            JsonType::Null => "null",
+            JsonType::Number => "a number",
+            JsonType::Object => "a map",
+            JsonType::String => "a string",
+        })
+        .collect();
+    let got = match got {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("`{b}`"),
+        Value::Number(n) => format!("the number `{n}`"),
+        Value::String(s) if s.len() <= 60 => format!("the string `{s}`"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a map".into(),
+    };
+    format!("expected {}, got {got}", names.join(" or "))
 }
 
 /// The properties declared next to the `additionalProperties` keyword that

@@ -117,7 +117,7 @@ fn to_error(e: &minijinja::Error, src: &str) -> TemplateError {
         Some(d) => format!("{kind}: {d}"),
         None => kind,
     };
-    if let Some(snippet) = snippet {
+    if let Some(snippet) = snippet.filter(|s| !message.contains(s)) {
         message.push_str(&format!(" (`{snippet}`)"));
     }
     TemplateError { line, message }

@@ -121,7 +121,8 @@ pub enum EntryKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub id: Oid,
-    pub size: u64,
+    /// Known for working-tree files; for Git blobs, read with the blob.
+    pub size: Option<u64>,
     pub kind: EntryKind,
 }
 
@@ -227,8 +228,10 @@ impl RepoLocation {
                 })?;
         }
         let mut entries = BTreeMap::new();
-        let odb = repo.odb()?;
         let mut walk_err = None;
+        // Only tree objects are read here; blob sizes are checked when a
+        // blob is read, so listing a 12,000-file repo costs ~1,000 object
+        // reads instead of 13,000.
         tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
             if e.kind() != Some(ObjectType::Blob) {
                 return git2::TreeWalkResult::Ok;
@@ -240,13 +243,6 @@ impl RepoLocation {
             if !is_config_path(&path) {
                 return git2::TreeWalkResult::Ok;
             }
-            let (size, _) = match odb.read_header(e.id()) {
-                Ok(h) => h,
-                Err(err) => {
-                    walk_err = Some(err);
-                    return git2::TreeWalkResult::Abort;
-                }
-            };
             let kind = if e.filemode() == 0o120000 {
                 match repo.find_blob(e.id()) {
                     Ok(b) => EntryKind::Symlink(String::from_utf8_lossy(b.content()).into_owned()),
@@ -262,7 +258,7 @@ impl RepoLocation {
                 path,
                 Entry {
                     id: e.id(),
-                    size: size as u64,
+                    size: None,
                     kind,
                 },
             );
@@ -276,7 +272,6 @@ impl RepoLocation {
             dirty: false,
             name: rev.to_string(),
         };
-        drop(odb);
         drop(tree);
         drop(commit);
         Ok(Snapshot {
@@ -297,17 +292,23 @@ impl RepoLocation {
             let head = repo.head().ok()?.peel_to_commit().ok()?;
             Some(head.id().to_string())
         });
-        let dirty = match (&commit, &self.git) {
-            (Some(_), Some(_)) => {
-                // Compare against HEAD's listing: cheaper and more precise than
-                // libgit2's status, which would also stat unrelated files.
-                match self.at_rev("HEAD") {
-                    Ok(head) => head.entries != entries,
-                    Err(_) => true,
+        let dirty =
+            match (&commit, &self.git) {
+                (Some(_), Some(_)) => {
+                    // Compare against HEAD's listing: cheaper and more precise than
+                    // libgit2's status, which would also stat unrelated files.
+                    match self.at_rev("HEAD") {
+                        Ok(head) => {
+                            head.entries.len() != entries.len()
+                                || head.entries.iter().zip(&entries).any(|((p, a), (q, b))| {
+                                    p != q || a.id != b.id || a.kind != b.kind
+                                })
+                        }
+                        Err(_) => true,
+                    }
                 }
-            }
-            _ => true,
-        };
+                _ => true,
+            };
         Ok(Snapshot {
             revision: Revision {
                 commit,
@@ -349,7 +350,7 @@ fn walk_dir(root: &Path, rel: &str, out: &mut BTreeMap<String, Entry>) -> Result
             rel.to_string(),
             Entry {
                 id: Oid::hash_object(ObjectType::Blob, target.as_bytes())?,
-                size: target.len() as u64,
+                size: Some(target.len() as u64),
                 kind: EntryKind::Symlink(target),
             },
         );
@@ -383,7 +384,7 @@ fn walk_dir(root: &Path, rel: &str, out: &mut BTreeMap<String, Entry>) -> Result
             rel.to_string(),
             Entry {
                 id,
-                size,
+                size: Some(size),
                 kind: EntryKind::File,
             },
         );
@@ -430,7 +431,7 @@ impl Snapshot {
             .map(|(path, bytes)| {
                 let entry = Entry {
                     id: Oid::hash_object(ObjectType::Blob, bytes).expect("hashing in memory"),
-                    size: bytes.len() as u64,
+                    size: Some(bytes.len() as u64),
                     kind: EntryKind::File,
                 };
                 (path.clone(), entry)
@@ -498,16 +499,23 @@ impl Snapshot {
     /// Reads a file's bytes, following symlinks that stay inside the repo.
     pub fn read_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let (real, entry) = self.resolve(path)?;
-        if entry.size > MAX_FILE_BYTES {
-            return Err(Error::TooLarge {
-                path: path.to_string(),
-                size: entry.size,
-                limit: MAX_FILE_BYTES,
-            });
+        let too_large = |size: u64| Error::TooLarge {
+            path: path.to_string(),
+            size,
+            limit: MAX_FILE_BYTES,
+        };
+        if let Some(size) = entry.size.filter(|s| *s > MAX_FILE_BYTES) {
+            return Err(too_large(size));
         }
         match &self.store {
             Store::Git(repo) => {
                 let repo = repo.lock();
+                // The header alone gives the size: an oversized blob is
+                // refused before it is inflated into memory.
+                let (size, _) = repo.odb()?.read_header(entry.id)?;
+                if size as u64 > MAX_FILE_BYTES {
+                    return Err(too_large(size as u64));
+                }
                 let blob = repo.find_blob(entry.id)?;
                 Ok(blob.content().to_vec())
             }
