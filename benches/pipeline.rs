@@ -18,6 +18,8 @@ struct Opts {
     apps: usize,
     envs: usize,
     runs: usize,
+    /// Keep the generated repo here, for profiling the binary against it.
+    out: Option<std::path::PathBuf>,
 }
 
 fn opts() -> Opts {
@@ -25,6 +27,7 @@ fn opts() -> Opts {
         apps: 1000,
         envs: 10,
         runs: 5,
+        out: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -34,6 +37,7 @@ fn opts() -> Opts {
             "--apps" => o.apps = next().expect("--apps N"),
             "--envs" => o.envs = next().expect("--envs N"),
             "--runs" => o.runs = next().expect("--runs N"),
+            "--out" => o.out = args.get(i + 1).map(Into::into),
             _ => {} // cargo passes --bench
         }
         i += 1;
@@ -164,7 +168,13 @@ fn machine() -> String {
 fn main() {
     let o = opts();
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+    let root = match &o.out {
+        Some(p) => {
+            std::fs::create_dir_all(p).unwrap();
+            p.as_path()
+        }
+        None => dir.path(),
+    };
     let t = Instant::now();
     generate(root, &o);
     git(root, &["init", "-q", "-b", "main"]);

@@ -172,6 +172,7 @@ pub struct Repo {
     /// App path → environments its overlays name.
     pub apps: BTreeMap<AppPath, BTreeSet<EnvName>>,
     templates: Templates,
+    shared_digests: parking_lot::Mutex<std::collections::HashMap<AppPath, Digest>>,
 }
 
 impl Repo {
@@ -337,20 +338,17 @@ impl Repo {
                 continue;
             }
             let app = dir.trim_start_matches("apps/");
-            let inside_other_app = apps.keys().any(|a| app.starts_with(&format!("{a}/")));
-            match apps.get_mut(app) {
-                Some(set) => {
-                    if envs.contains_key(env) {
-                        set.insert(env.to_string());
-                    } else {
-                        diags.push(unknown_env(path, env, &known, "pacer.yaml"));
-                    }
+            if let Some(set) = apps.get_mut(app) {
+                if envs.contains_key(env) {
+                    set.insert(env.to_string());
+                } else {
+                    diags.push(unknown_env(path, env, &known, "pacer.yaml"));
                 }
-                None if !inside_other_app => diags.push(
+            } else if !apps.keys().any(|a| is_inside(app, a)) {
+                diags.push(
                     Diagnostic::file(path.clone(), format!("overlay for `{app}`, but there is no `apps/{app}/app.yaml`"))
                         .with_hint(format!("create `apps/{app}/app.yaml`, or move this file under the app it belongs to")),
-                ),
-                None => {}
+                );
             }
         }
         Some(Repo {
@@ -359,38 +357,58 @@ impl Repo {
             env_layers,
             apps,
             templates: Templates::new(),
+            shared_digests: Default::default(),
         })
     }
 
     /// A digest of every input of `app` in `env`: the repo settings, the
-    /// environment file and everything under the app's directory. Symlinks
-    /// count by what they point at.
+    /// environment file, the app's own overlay and everything else under
+    /// the app's directory except other environments' overlays (a prod-only
+    /// change must not re-render dev). Symlinks count by what they point at.
     pub fn inputs(&self, env: &str, app: &str) -> Digest {
         let snap = &self.snapshot;
-        let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut push = |path: &str| {
-            let id = snap
-                .content_id(path)
+        let id = |path: &str| {
+            snap.content_id(path)
                 .map(|o| o.as_bytes().to_vec())
-                .unwrap_or_default();
-            parts.push((path.to_string(), id));
+                .unwrap_or_default()
         };
-        push(CONFIG_FILE);
-        push(&format!("environments/{env}.yaml"));
-        // Other environments' overlays are not inputs: a prod-only change
-        // must not re-render dev.
-        let overlays = format!("apps/{app}/env/");
-        let own = [
-            format!("{overlays}{env}.yaml"),
-            format!("{overlays}{env}.yml"),
+        let shared = self.shared_inputs(app);
+        let overlay = format!("apps/{app}/env/{env}.yaml");
+        let env_file = format!("environments/{env}.yaml");
+        let parts = [
+            (CONFIG_FILE, id(CONFIG_FILE)),
+            (env_file.as_str(), id(&env_file)),
+            (overlay.as_str(), id(&overlay)),
+            ("shared", shared.0.into_bytes()),
         ];
-        for (path, _) in snap.under(&format!("apps/{app}")) {
-            if path.starts_with(&overlays) && !own.contains(path) {
-                continue;
-            }
-            push(path);
+        Digest::of_parts(parts.iter().map(|(p, b)| (*p, b.as_slice())))
+    }
+
+    /// The digest of an app's directory without its overlays, computed once
+    /// per app and shared by every environment.
+    fn shared_inputs(&self, app: &str) -> Digest {
+        if let Some(d) = self.shared_digests.lock().get(app) {
+            return d.clone();
         }
-        Digest::of_parts(parts.iter().map(|(p, b)| (p.as_str(), b.as_slice())))
+        let snap = &self.snapshot;
+        let overlays = format!("apps/{app}/env/");
+        let parts: Vec<(&String, Vec<u8>)> = snap
+            .under(&format!("apps/{app}"))
+            .filter(|(path, _)| !path.starts_with(&overlays))
+            .map(|(path, _)| {
+                (
+                    path,
+                    snap.content_id(path)
+                        .map(|o| o.as_bytes().to_vec())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let d = Digest::of_parts(parts.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+        self.shared_digests
+            .lock()
+            .insert(app.to_string(), d.clone());
+        d
     }
 
     /// Which (environment, app) pairs the scope covers, checking that the
@@ -438,6 +456,12 @@ impl Repo {
             })
             .collect())
     }
+}
+
+/// `app` lies under the directory of app `other` (only a misplaced overlay
+/// or a nested app does).
+fn is_inside(app: &str, other: &str) -> bool {
+    app.len() > other.len() && app.starts_with(other) && app.as_bytes()[other.len()] == b'/'
 }
 
 fn unknown_env(file: &str, name: &str, known: &[String], defined_in: &str) -> Diagnostic {

@@ -493,7 +493,15 @@ impl Snapshot {
 
     /// The content id a path resolves to (through symlinks).
     pub fn content_id(&self, path: &str) -> Option<Oid> {
-        self.resolve(path).ok().map(|(_, e)| e.id)
+        match self.entries.get(path) {
+            Some(Entry {
+                kind: EntryKind::File,
+                id,
+                ..
+            }) => Some(*id),
+            Some(_) => self.resolve(path).ok().map(|(_, e)| e.id),
+            None => None,
+        }
     }
 
     /// Reads a file's bytes, following symlinks that stay inside the repo.
