@@ -59,6 +59,15 @@ pub enum Command {
     Diff(DiffArgs),
     /// Run an in-memory Marathon 1.10 simulator.
     Sim(crate::sim::SimArgs),
+    /// Run the bundled example repo end to end on embedded defaults.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The example repo to use. Default: `examples/` of the pacer sources.
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

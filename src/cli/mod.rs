@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod demo;
 
 pub use args::Cli;
 use args::Command;
@@ -48,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(a) => commands::validate(a),
         Command::Render(a) => commands::render(a),
         Command::Diff(a) => commands::diff(a),
+        Command::Demo(a) => demo::run(a.repo.as_deref()),
         Command::Sim(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(crate::sim::run(args))?;
