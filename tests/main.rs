@@ -11,3 +11,6 @@ mod bad_input;
 
 /// `diff` between real Git revisions: classes, formats, exit codes, secrets.
 mod diff;
+
+/// The README's commands still work.
+mod readme;

@@ -129,8 +129,8 @@ pub fn run(repo: Option<&Path>) -> anyhow::Result<u8> {
     edit(
         root,
         "apps/payments/ledger/env/prod.yaml",
-        "instances:",
-        "mem: 2048\n  instances:",
+        "mem: 4096",
+        "mem: 6144",
     )?;
     git(
         root,

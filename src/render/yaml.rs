@@ -14,14 +14,26 @@ pub fn parse(path: &str, text: &str) -> Result<Value, Diagnostic> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
     }
-    match serde_yaml::from_str::<Value>(text) {
-        Ok(Value::Null) => Ok(Value::Object(Default::default())),
-        Ok(v) => Ok(v),
+    // Through serde_yaml's own Value: it refuses duplicate keys, which a
+    // direct parse into JSON would silently resolve to the last one.
+    match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(serde_yaml::Value::Null) => Ok(Value::Object(Default::default())),
+        Ok(v) => serde_json::to_value(&v).map_err(|e| {
+            Diagnostic::file(path, format!("unsupported YAML: {e}"))
+                .with_hint("keys must be strings, and values plain data (no tags)")
+        }),
         Err(e) => {
-            let (line, column) = e
+            let (mut line, mut column) = e
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((1, 1));
+            // serde_yaml points a duplicate key at the start of its map;
+            // the reader wants the second occurrence.
+            if let Some(key) = duplicate_key(&e.to_string()) {
+                if let Some(at) = second_occurrence(text, &key, line, column) {
+                    (line, column) = at;
+                }
+            }
             // serde_yaml appends " at line X column Y"; the location is
             // printed in front instead, so drop the duplicate.
             let msg = e.to_string();
@@ -35,6 +47,35 @@ pub fn parse(path: &str, text: &str) -> Result<Value, Diagnostic> {
             )
         }
     }
+}
+
+fn duplicate_key(msg: &str) -> Option<String> {
+    let rest = msg.split("duplicate entry with key \"").nth(1)?;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// The line of the second `key:` at the indentation of the map that starts
+/// at `line`:`column`.
+fn second_occurrence(text: &str, key: &str, line: usize, column: usize) -> Option<(usize, usize)> {
+    let indent = column.saturating_sub(1);
+    let mut seen = 0;
+    for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
+        let leading = l.len() - l.trim_start().len();
+        if leading < indent && !l.trim().is_empty() && i + 1 > line {
+            break; // the map ended
+        }
+        let bare = l.trim_start().trim_start_matches(['"', '\'']);
+        let is_key = bare
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'));
+        if leading == indent && is_key {
+            seen += 1;
+            if seen == 2 {
+                return Some((i + 1, indent + 1));
+            }
+        }
+    }
+    None
 }
 
 /// Which part of a `key: value` pair a location should point at.
@@ -190,6 +231,17 @@ files:
         assert_eq!(locate(DOC, "/marathon/mem", Target::Value), Some((1, 1)));
         assert_eq!(locate(DOC, "/marathon/env/B", Target::Key), Some((3, 3)));
         assert_eq!(locate(DOC, "", Target::Value), Some((1, 1)));
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let d = parse("a.yaml", "m:\n  mem: 1\n  mem: 2\n").unwrap_err();
+        assert_eq!((d.line, d.column), (Some(3), Some(3)));
+        assert!(
+            d.message.contains("duplicate entry with key \"mem\""),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
