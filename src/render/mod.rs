@@ -519,10 +519,9 @@ fn read_layer(
     }
     let mut ok = true;
     for v in schema::check(kind, &layer.data) {
-        if kind == schema::Kind::App || kind == schema::Kind::Environment {
-            if v.pointer.starts_with("/marathon/") {
-                continue;
-            }
+        let merged_later = kind == schema::Kind::App || kind == schema::Kind::Environment;
+        if merged_later && v.pointer.starts_with("/marathon/") {
+            continue;
         }
         ok = false;
         let target = if v.unknown_key {
