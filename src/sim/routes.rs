@@ -1,0 +1,665 @@
+//! The `/v2` HTTP API. One dispatcher instead of axum route patterns, because
+//! Marathon's paths are lenient (`//`, trailing `/`, `/service/marathon`
+//! prefix) and app ids are nested (`/v2/apps/prod/web/tasks`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use super::commands::{Command, Outcome};
+use super::model::{TaskState, iso};
+use super::state::{ApiError, SimState};
+use super::views::{Embed, LabelSelector, app_info, group_json, labels_of, task_json};
+use super::{LogEntry, Sim, control, stream};
+use crate::marathon::ids;
+
+/// The simulator's HTTP API (`/v2`, `/ping`, `/metrics`, `/_sim`).
+pub fn router(sim: Sim) -> Router {
+    Router::new().fallback(dispatch).with_state(sim)
+}
+
+/// Request facts handlers need.
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub segs: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub body: Bytes,
+    pub remote: String,
+    pub accept: String,
+    pub uri: String,
+}
+
+impl Req {
+    pub fn q(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn qs(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.query
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    /// Booleans as clients send them: `true`, `True`, `TRUE`.
+    pub fn flag(&self, key: &str, default: bool) -> bool {
+        match self.q(key) {
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            // A bare `?force` means true; other values keep the default.
+            Some("") => true,
+            _ => default,
+        }
+    }
+    /// The body as JSON, or Marathon's 400 for unparsable JSON.
+    pub fn json(&self) -> Result<Value, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| ApiError {
+            status: 400,
+            body: json!({"message": "Invalid JSON", "details": e.to_string()}),
+        })
+    }
+}
+
+pub fn json_response(status: u16, body: &Value) -> Response {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error_response(e: ApiError) -> Response {
+    json_response(e.status, &e.body)
+}
+
+/// Collapse `//`, drop a trailing `/` and the DC/OS `/service/marathon` prefix.
+pub fn clean_path(raw: &str) -> (String, Vec<String>) {
+    let mut segs: Vec<String> = raw
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if segs.len() >= 2 && segs[0] == "service" && segs[1] == "marathon" {
+        segs.drain(..2);
+    }
+    (format!("/{}", segs.join("/")), segs)
+}
+
+async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return error_response(ApiError::new(413, "Request entity too large")),
+    };
+    let remote = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let (path, segs) = clean_path(parts.uri.path());
+    let query = parts.uri.query().map(url_pairs).unwrap_or_default();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let r = Req {
+        method: parts.method.clone(),
+        path,
+        segs,
+        query,
+        body,
+        remote,
+        accept,
+        uri: parts.uri.to_string(),
+    };
+    if r.segs.first().map(String::as_str) == Some("_sim") {
+        return control::handle(&sim, &r);
+    }
+    let faults = sim.faults.lock().clone();
+    let resp = if faults.down {
+        json_response(
+            503,
+            &json!({"message": "Marathon is not available (simulated outage)"}),
+        )
+    } else {
+        if faults.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+        }
+        if faults.error_rate > 0.0 && rand::rng().random_bool(faults.error_rate.clamp(0.0, 1.0)) {
+            json_response(
+                faults.error_status,
+                &json!({"message": "Simulated failure"}),
+            )
+        } else {
+            handle(&sim, &r)
+        }
+    };
+    sim.record(LogEntry {
+        at: iso(super::now_ms()),
+        method: r.method.to_string(),
+        uri: r.uri.clone(),
+        status: resp.status().as_u16(),
+    });
+    resp
+}
+
+/// Decode `a=1&b=x%20y` (also `+` as space).
+pub fn url_pairs(q: &str) -> Vec<(String, String)> {
+    fn dec(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (dec(k), dec(v)),
+            None => (dec(p), String::new()),
+        })
+        .collect()
+}
+
+fn method_not_allowed() -> Response {
+    json_response(405, &json!({"message": "HTTP 405 Method Not Allowed"}))
+}
+
+fn handle(sim: &Sim, r: &Req) -> Response {
+    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
+    match (segs.as_slice(), &r.method) {
+        (["ping"], &Method::GET | &Method::HEAD) => {
+            let mut resp = Response::new(Body::from("pong\n"));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            resp
+        }
+        (["metrics"] | ["v2", "metrics"], &Method::GET) => metrics(sim),
+        (["v2", "info"], &Method::GET) => info(r),
+        (["v2", "leader"], &Method::GET) => json_response(200, &json!({"leader": host_of(r)})),
+        (["v2", "leader"], &Method::DELETE) => {
+            json_response(200, &json!({"message": "Leadership abdicated"}))
+        }
+        (["v2", "queue"], &Method::GET) => json_response(200, &json!({"queue": []})),
+        (["v2", "pods"], &Method::GET | &Method::HEAD) => json_response(200, &json!([])),
+        (["v2", "events"], &Method::GET) => {
+            if !r.accept.contains("text/event-stream")
+                && !r.accept.contains("*/*")
+                && !r.accept.is_empty()
+            {
+                return method_not_allowed();
+            }
+            stream::event_stream(
+                sim,
+                r.remote.clone(),
+                r.qs("event_type").map(str::to_string).collect(),
+            )
+        }
+        (["v2", "apps"], _) => apps_root(sim, r),
+        (["v2", "apps", rest @ ..], _) => app_sub(sim, r, rest),
+        (["v2", "deployments"], &Method::GET) => {
+            let v = sim.with_state(false, |s, _| {
+                Value::Array(s.deployments.iter().map(|d| d.to_json()).collect())
+            });
+            json_response(200, &v.unwrap_or_default())
+        }
+        (["v2", "deployments", id], &Method::DELETE) => {
+            let cmd = Command::DeleteDeployment {
+                id: id.to_string(),
+                force: r.flag("force", false),
+            };
+            outcome(sim, r, cmd, None)
+        }
+        (["v2", "tasks"], &Method::GET) => {
+            let status = r.q("status").map(str::to_ascii_lowercase);
+            let v = sim.with_state(false, |s, _| {
+                let tasks: Vec<Value> = s
+                    .all_tasks()
+                    .filter(|(_, t)| match status.as_deref() {
+                        Some("running") => t.state == TaskState::Running,
+                        Some("staging") => t.state == TaskState::Staging,
+                        _ => true,
+                    })
+                    .map(|(rec, t)| task_json(rec, t))
+                    .collect();
+                json!({"tasks": tasks})
+            });
+            json_response(200, &v.unwrap_or_default())
+        }
+        (["v2", "tasks", "delete"], &Method::POST) => {
+            let body = match r.json() {
+                Ok(b) => b,
+                Err(e) => return error_response(e),
+            };
+            let ids: Vec<String> = body
+                .get("ids")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let cmd = Command::KillTasks {
+                app: None,
+                ids,
+                host: None,
+                scale: r.flag("scale", false),
+                force: r.flag("force", false),
+            };
+            outcome(sim, r, cmd, None)
+        }
+        (["v2", "groups"], &Method::GET) | (["v2", "groups", ..], &Method::GET) => {
+            let gid = ids::canonical(&segs[2..].join("/"));
+            let v = sim
+                .with_state(false, |s, _| group_json(s, &gid))
+                .ok()
+                .flatten();
+            match v {
+                Some(g) => json_response(200, &g),
+                None => error_response(ApiError::new(404, format!("Group '{gid}' does not exist"))),
+            }
+        }
+        // RoutingExceptionMapper-style answer for unknown routes (SEMANTICS §1).
+        _ if known_prefix(&segs) => method_not_allowed(),
+        _ => json_response(404, &json!({"message": "URI not found"})),
+    }
+}
+
+fn known_prefix(segs: &[&str]) -> bool {
+    matches!(
+        segs,
+        [
+            "v2",
+            "apps" | "deployments" | "tasks" | "groups" | "info" | "leader" | "queue" | "events",
+            ..
+        ] | ["ping"]
+    )
+}
+
+fn host_of(r: &Req) -> String {
+    let _ = r;
+    "127.0.0.1:8080".to_string()
+}
+
+fn info(r: &Req) -> Response {
+    json_response(
+        200,
+        &json!({
+            "name": "marathon", "version": "1.10.26", "buildref": "pacer-sim", "elected": true,
+            "leader": host_of(r), "frameworkId": "pacer-sim-framework-0000",
+            "marathon_config": {"executor": "//cmd", "features": [], "framework_name": "marathon", "ha": false,
+                "hostname": "localhost", "local_port_max": super::state::PORT_MAX, "local_port_min": super::state::PORT_MIN,
+                "master": "zk://localhost:2181/mesos", "mesos_role": "*", "mesos_user": "root", "webui_url": null},
+            "zookeeper_config": {"zk": "zk://localhost:2181/marathon", "zk_timeout": 10000, "zk_session_timeout": 10000},
+            "http_config": {"http_port": 8080, "https_port": 8443}
+        }),
+    )
+}
+
+fn metrics(sim: &Sim) -> Response {
+    let v = sim.with_state(false, |s, _| {
+        let tasks = s.all_tasks().count();
+        json!({"version": "4.0.0", "counters": {}, "histograms": {}, "meters": {}, "timers": {},
+            "gauges": {"marathon.apps.active.gauge": {"value": s.apps.len()},
+                "marathon.deployments.active.gauge": {"value": s.deployments.len()},
+                "marathon.instances.running.gauge": {"value": tasks}}})
+    });
+    json_response(200, &v.unwrap_or_default())
+}
+
+/// Turn a command's outcome into Marathon's answer.
+fn outcome(sim: &Sim, r: &Req, cmd: Command, post_event: Option<()>) -> Response {
+    let res = sim.with_state(true, |s, now| {
+        let out = s.apply(cmd, now);
+        if post_event.is_some()
+            && let Ok(o) = &out
+        {
+            api_post_event(s, r, o, now);
+        }
+        out
+    });
+    let out = match res {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return error_response(e),
+        Err(e) => {
+            return error_response(ApiError::new(500, format!("Could not persist state: {e}")));
+        }
+    };
+    match out {
+        Outcome::Created { app, result } => {
+            let id = app["id"].as_str().unwrap_or("/").to_string();
+            let mut resp = json_response(201, &app);
+            set_header(
+                &mut resp,
+                header::LOCATION.as_str(),
+                &format!("/v2/apps{id}"),
+            );
+            set_header(&mut resp, "Marathon-Deployment-Id", &result.deployment_id);
+            resp
+        }
+        Outcome::Deployed { result, created } => {
+            let mut resp = json_response(if created { 201 } else { 200 }, &result.to_json());
+            if created && let Some(id) = r.segs.get(2..) {
+                set_header(
+                    &mut resp,
+                    header::LOCATION.as_str(),
+                    &format!("/v2/apps/{}", id.join("/")),
+                );
+            }
+            set_header(&mut resp, "Marathon-Deployment-Id", &result.deployment_id);
+            resp
+        }
+        Outcome::Tasks(t) => json_response(200, &json!({"tasks": t})),
+        Outcome::Task(t) => json_response(200, &json!({"task": t})),
+        Outcome::Accepted => {
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = StatusCode::ACCEPTED;
+            resp
+        }
+    }
+}
+
+fn set_header(resp: &mut Response, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        header::HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        resp.headers_mut().insert(n, v);
+    }
+}
+
+/// `api_post_event` for POST/PUT of apps, with the definition as stored.
+fn api_post_event(s: &mut SimState, r: &Req, out: &Outcome, now: i64) {
+    let ids: Vec<String> = match out {
+        Outcome::Created { app, .. } => vec![app["id"].as_str().unwrap_or("/").to_string()],
+        Outcome::Deployed { .. } => s
+            .deployments
+            .last()
+            .map(|d| d.affected_apps.clone())
+            .unwrap_or_default(),
+        _ => vec![],
+    };
+    for id in ids {
+        if let Some(app) = s.apps.get(&id).map(|rec| rec.app.clone()) {
+            s.emit(
+                "api_post_event",
+                now,
+                json!({"clientIp": r.remote, "uri": r.path, "appDefinition": app}),
+            );
+        }
+    }
+}
+
+fn apps_root(sim: &Sim, r: &Req) -> Response {
+    match r.method {
+        Method::GET => {
+            let mut embed = Embed::parse(r.qs("embed"));
+            // Always embedded on the list (AppsResource `index`).
+            embed.counts = true;
+            embed.deployments = true;
+            let selector = match r.q("label").map(LabelSelector::parse).transpose() {
+                Ok(s) => s,
+                Err(e) => return error_response(ApiError::new(400, e)),
+            };
+            let id_filter = r.q("id").map(str::to_ascii_lowercase);
+            let cmd_filter = r.q("cmd");
+            let v = sim.with_state(false, |s, _| {
+                let apps: Vec<Value> = s
+                    .apps
+                    .iter()
+                    .filter(|(id, _)| id_filter.as_ref().is_none_or(|f| id.contains(f.as_str())))
+                    .filter(|(_, rec)| {
+                        cmd_filter.is_none_or(|c| {
+                            rec.app
+                                .get("cmd")
+                                .and_then(Value::as_str)
+                                .is_some_and(|x| x.contains(c))
+                        })
+                    })
+                    .filter(|(_, rec)| {
+                        selector
+                            .as_ref()
+                            .is_none_or(|sel| sel.matches(&labels_of(&rec.app)))
+                    })
+                    .map(|(_, rec)| app_info(s, rec, embed))
+                    .collect();
+                json!({"apps": apps})
+            });
+            json_response(200, &v.unwrap_or_default())
+        }
+        Method::POST => match r.json() {
+            Ok(body) => outcome(sim, r, Command::CreateApp { body }, Some(())),
+            Err(e) => error_response(e),
+        },
+        Method::PUT | Method::PATCH => match r.json() {
+            Ok(Value::Array(bodies)) => {
+                let partial = r.flag("partialUpdate", true) || r.method == Method::PATCH;
+                outcome(
+                    sim,
+                    r,
+                    Command::PutApps {
+                        bodies,
+                        partial,
+                        force: r.flag("force", false),
+                    },
+                    Some(()),
+                )
+            }
+            Ok(_) => error_response(ApiError::invalid(
+                json!([{"path": "", "errors": ["error.expected.jsarray"]}]),
+            )),
+            Err(e) => error_response(e),
+        },
+        _ => method_not_allowed(),
+    }
+}
+
+/// `/v2/apps/{id...}[/restart|/tasks[/{task}]|/versions[/{v}]]`.
+fn app_sub(sim: &Sim, r: &Req, rest: &[&str]) -> Response {
+    let n = rest.len();
+    let last = rest[n - 1];
+    let id_of = |k: usize| ids::canonical(&rest[..n - k].join("/"));
+    match (last, n) {
+        ("restart", 2..) if r.method == Method::POST => {
+            let cmd = Command::RestartApp {
+                id: id_of(1),
+                force: r.flag("force", false),
+            };
+            return outcome(sim, r, cmd, None);
+        }
+        ("tasks", 2..) => return app_tasks(sim, r, id_of(1), None),
+        ("versions", 2..) if r.method == Method::GET => {
+            let id = id_of(1);
+            let v = sim.with_state(false, |s, _| {
+                s.apps
+                    .get(&id)
+                    .map(|rec| rec.versions.keys().rev().cloned().collect::<Vec<_>>())
+            });
+            return match v.ok().flatten() {
+                Some(vs) => json_response(200, &json!({"versions": vs})),
+                None => error_response(ApiError::not_found_app(&id)),
+            };
+        }
+        ("*", _) if r.method == Method::GET => {
+            let gid = ids::canonical(&rest[..n - 1].join("/"));
+            let embed = Embed::parse(r.qs("embed"));
+            let prefix = if gid == "/" {
+                "/".to_string()
+            } else {
+                format!("{gid}/")
+            };
+            let v = sim.with_state(false, |s, _| {
+                let apps: Vec<Value> = s
+                    .apps
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, rec)| app_info(s, rec, embed))
+                    .collect();
+                apps
+            });
+            return json_response(200, &json!({"*": v.unwrap_or_default()}));
+        }
+        _ => {}
+    }
+    if n >= 3 && rest[n - 2] == "tasks" {
+        return app_tasks(sim, r, id_of(2), Some(last.to_string()));
+    }
+    if n >= 3 && rest[n - 2] == "versions" && r.method == Method::GET {
+        let id = id_of(2);
+        let v = sim.with_state(false, |s, _| {
+            s.apps.get(&id).map(|rec| rec.versions.get(last).cloned())
+        });
+        return match v.ok().flatten() {
+            Some(Some(app)) => json_response(200, &app),
+            Some(None) => error_response(ApiError::new(
+                404,
+                format!("App '{id}' does not exist in version {last}"),
+            )),
+            None => error_response(ApiError::not_found_app(&id)),
+        };
+    }
+    let id = id_of(0);
+    match r.method {
+        Method::GET => {
+            let embed = Embed {
+                counts: true,
+                tasks: true,
+                last_task_failure: true,
+                deployments: true,
+                ..Embed::parse(r.qs("embed"))
+            };
+            let v = sim.with_state(false, |s, _| {
+                s.apps.get(&id).map(|rec| app_info(s, rec, embed))
+            });
+            match v.ok().flatten() {
+                Some(app) => json_response(200, &json!({"app": app})),
+                None => error_response(ApiError::not_found_app(&id)),
+            }
+        }
+        Method::PUT | Method::PATCH => match r.json() {
+            Ok(body) => {
+                let patch = r.method == Method::PATCH;
+                let cmd = Command::PutApp {
+                    id,
+                    body,
+                    partial: patch || r.flag("partialUpdate", true),
+                    force: r.flag("force", false),
+                    allow_create: !patch,
+                };
+                outcome(sim, r, cmd, Some(()))
+            }
+            Err(e) => error_response(e),
+        },
+        // `force` defaults to true for DELETE (also in 1.4).
+        Method::DELETE => outcome(
+            sim,
+            r,
+            Command::DeleteApp {
+                id,
+                force: r.flag("force", true),
+            },
+            None,
+        ),
+        _ => method_not_allowed(),
+    }
+}
+
+fn app_tasks(sim: &Sim, r: &Req, id: String, task: Option<String>) -> Response {
+    match r.method {
+        Method::GET if task.is_none() => {
+            let v = sim.with_state(false, |s, _| {
+                s.apps.get(&id).map(|rec| {
+                    rec.tasks
+                        .iter()
+                        .map(|t| task_json(rec, t))
+                        .collect::<Vec<_>>()
+                })
+            });
+            match v.ok().flatten() {
+                Some(tasks) if r.accept.starts_with("text/plain") => {
+                    let lines: Vec<String> = tasks
+                        .iter()
+                        .map(|t| {
+                            format!(
+                                "{}\t{}\t{}",
+                                t["appId"].as_str().unwrap_or(""),
+                                t["host"].as_str().unwrap_or(""),
+                                t["ports"]
+                            )
+                        })
+                        .collect();
+                    let mut resp = Response::new(Body::from(lines.join("\n")));
+                    resp.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    resp
+                }
+                Some(tasks) => json_response(200, &json!({"tasks": tasks})),
+                None => error_response(ApiError::not_found_app(&id)),
+            }
+        }
+        Method::DELETE => {
+            let cmd = Command::KillTasks {
+                app: Some(id),
+                ids: task.into_iter().collect(),
+                host: r.q("host").map(str::to_string),
+                scale: r.flag("scale", false),
+                force: r.flag("force", false),
+            };
+            outcome(sim, r, cmd, None)
+        }
+        _ => method_not_allowed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_paths() {
+        assert_eq!(clean_path("//v2//apps/").0, "/v2/apps");
+        assert_eq!(
+            clean_path("/service/marathon/v2/apps/a/b").1,
+            vec!["v2", "apps", "a", "b"]
+        );
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = url_pairs("label=env%3D%3Dprod&embed=apps.tasks&embed=apps.counts&force=True&x");
+        assert_eq!(q[0], ("label".into(), "env==prod".into()));
+        assert_eq!(q.len(), 5);
+        assert_eq!(q[4], ("x".into(), String::new()));
+        assert_eq!(url_pairs("a=%zz%4")[0].1, "%zz%4");
+    }
+}
