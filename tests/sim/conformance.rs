@@ -1,0 +1,1 @@
+//! Driven by Marathon's own data in `shared/marathon-api`.
