@@ -597,17 +597,6 @@ fn check_health_checks(s: &mut Sink, obj: &Map<String, Value>) {
         {
             s.add(format!("{base}/path"), "error.pattern");
         }
-        if let (Some(t), Some(iv)) = (
-            h.get("timeoutSeconds").and_then(Value::as_i64),
-            h.get("intervalSeconds").and_then(Value::as_i64),
-        ) && t >= iv
-        {
-            // Marathon requires the timeout to be shorter than the interval (wording ours).
-            s.add(
-                base.clone(),
-                "timeoutSeconds must be smaller than intervalSeconds",
-            );
-        }
     }
 }
 
@@ -770,13 +759,13 @@ mod tests {
     #[test]
     fn health_checks() {
         let v = paths(json!({"id": "/a", "cmd": "x", "healthChecks": [
-            {"protocol": "HTTP", "path": "/h", "intervalSeconds": 10, "timeoutSeconds": 20},
+            {"protocol": "HTTP", "path": "h", "intervalSeconds": 10, "timeoutSeconds": 10},
             {"protocol": "GOPHER"}, {"protocol": "COMMAND"}, {"gracePeriodSeconds": -1}]}));
         let p: Vec<&str> = v.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             p,
             [
-                "/healthChecks/0",
+                "/healthChecks/0/path",
                 "/healthChecks/1/protocol",
                 "/healthChecks/2/command",
                 "/healthChecks/3/gracePeriodSeconds"

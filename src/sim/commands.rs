@@ -50,6 +50,17 @@ pub enum Command {
         id: String,
         force: bool,
     },
+    /// `POST /v2/groups` (`create`) or `PUT /v2/groups/{id}`.
+    PutGroup {
+        id: Option<String>,
+        body: Value,
+        create: bool,
+        force: bool,
+    },
+    DeleteGroup {
+        id: String,
+        force: bool,
+    },
     /// Control API: a task dies and is replaced elsewhere.
     FailTask {
         id: String,
@@ -94,7 +105,7 @@ pub fn app_of_task(task_id: &str) -> Option<String> {
 
 impl SimState {
     /// Check, default and canonicalise a full app definition.
-    fn prepare(&self, mut body: Value, id: Option<&str>) -> Result<Value, ApiError> {
+    pub(super) fn prepare(&self, mut body: Value, id: Option<&str>) -> Result<Value, ApiError> {
         let Some(o) = body.as_object_mut() else {
             return Err(invalid("", "error.expected.jsobject"));
         };
@@ -360,6 +371,13 @@ impl SimState {
                     })
                 }
             }
+            Command::PutGroup {
+                id,
+                body,
+                create,
+                force,
+            } => self.put_group(id.as_deref(), body, create, force, now),
+            Command::DeleteGroup { id, force } => self.delete_group(&id, force, now),
             Command::FailTask { id } => {
                 let app = app_of_task(&id)
                     .ok_or_else(|| ApiError::new(404, format!("Task '{id}' does not exist")))?;

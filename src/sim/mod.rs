@@ -10,6 +10,7 @@
 
 pub mod commands;
 pub mod control;
+pub mod groups;
 pub mod model;
 pub mod persist;
 pub mod plan;

@@ -274,6 +274,7 @@ impl SimState {
             now,
             json!({"groupId": "/", "version": version}),
         );
+        self.kick_off(now);
         Ok(DeploymentResult {
             deployment_id: id,
             version,

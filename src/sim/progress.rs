@@ -237,16 +237,18 @@ impl SimState {
     }
 
     fn advance_deployments(&mut self, now: Millis) {
-        let mut i = 0;
-        while i < self.deployments.len() {
-            let mut d = self.deployments[i].clone();
-            let finished = self.advance_one(&mut d, now);
-            if finished {
-                self.deployments.remove(i);
-            } else {
-                self.deployments[i] = d;
-                i += 1;
-            }
+        // Stepping never adds or reads deployments, so they can be taken out.
+        let mut deps = std::mem::take(&mut self.deployments);
+        deps.retain_mut(|d| !self.advance_one(d, now));
+        self.deployments = deps;
+    }
+
+    /// Start a just-submitted deployment at once, as Marathon does.
+    pub fn kick_off(&mut self, now: Millis) {
+        if let Some(mut d) = self.deployments.pop()
+            && !self.advance_one(&mut d, now)
+        {
+            self.deployments.push(d);
         }
     }
 

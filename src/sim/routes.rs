@@ -278,7 +278,7 @@ fn handle(sim: &Sim, r: &Req) -> Response {
             };
             outcome(sim, r, cmd, None)
         }
-        (["v2", "groups"], &Method::GET) | (["v2", "groups", ..], &Method::GET) => {
+        (["v2", "groups", ..], &Method::GET) => {
             let gid = ids::canonical(&segs[2..].join("/"));
             let v = sim
                 .with_state(false, |s, _| group_json(s, &gid))
@@ -288,6 +288,37 @@ fn handle(sim: &Sim, r: &Req) -> Response {
                 Some(g) => json_response(200, &g),
                 None => error_response(ApiError::new(404, format!("Group '{gid}' does not exist"))),
             }
+        }
+        (["v2", "groups", ..], &Method::POST | &Method::PUT) => {
+            let body = match r.json() {
+                Ok(b) => b,
+                Err(e) => return error_response(e),
+            };
+            let create = r.method == Method::POST;
+            let id = (segs.len() > 2).then(|| segs[2..].join("/"));
+            outcome(
+                sim,
+                r,
+                Command::PutGroup {
+                    id,
+                    body,
+                    create,
+                    force: r.flag("force", false),
+                },
+                None,
+            )
+        }
+        (["v2", "groups", _, ..], &Method::DELETE) => {
+            let id = segs[2..].join("/");
+            outcome(
+                sim,
+                r,
+                Command::DeleteGroup {
+                    id,
+                    force: r.flag("force", false),
+                },
+                None,
+            )
         }
         // RoutingExceptionMapper-style answer for unknown routes (SEMANTICS §1).
         _ if known_prefix(&segs) => method_not_allowed(),
@@ -317,13 +348,32 @@ fn info(r: &Req) -> Response {
         &json!({
             "name": "marathon", "version": "1.10.26", "buildref": "pacer-sim", "elected": true,
             "leader": host_of(r), "frameworkId": "pacer-sim-framework-0000",
-            "marathon_config": {"executor": "//cmd", "features": [], "framework_name": "marathon", "ha": false,
-                "hostname": "localhost", "local_port_max": super::state::PORT_MAX, "local_port_min": super::state::PORT_MIN,
-                "master": "zk://localhost:2181/mesos", "mesos_role": "*", "mesos_user": "root", "webui_url": null},
-            "zookeeper_config": {"zk": "zk://localhost:2181/marathon", "zk_timeout": 10000, "zk_session_timeout": 10000},
+            "marathon_config": marathon_config(),
+            "zookeeper_config": {"zk": "zk://localhost:2181/marathon", "zk_compression": true,
+                "zk_compression_threshold": 65536, "zk_connection_timeout": 10000, "zk_max_node_size": 1024000,
+                "zk_max_versions": 50, "zk_session_timeout": 10000, "zk_timeout": 10000},
             "http_config": {"http_port": 8080, "https_port": 8443}
         }),
     )
+}
+
+/// `marathon_config` with the keys of 1.10's info.json.
+fn marathon_config() -> Value {
+    json!({
+                "access_control_allow_origin": null, "checkpoint": true, "decline_offer_duration": 120000,
+                "default_network_name": null, "env_vars_prefix": null, "executor": "//cmd", "failover_timeout": 604800,
+                "features": [], "framework_name": "marathon", "ha": false, "hostname": "localhost", "launch_token": 100,
+                "launch_token_refresh_interval": 30000, "leader_proxy_connection_timeout_ms": 5000,
+                "leader_proxy_read_timeout_ms": 10000, "local_port_max": super::state::PORT_MAX,
+                "local_port_min": super::state::PORT_MIN, "master": "zk://localhost:2181/mesos",
+                "max_instances_per_offer": 5, "mesos_bridge_name": "mesos-bridge", "mesos_heartbeat_failure_threshold": 5,
+                "mesos_heartbeat_interval": 15000, "mesos_leader_ui_url": "http://localhost:5050/", "mesos_role": "*",
+                "mesos_user": "root", "min_revive_offers_interval": 5000, "offer_matching_timeout": 3000,
+                "on_elected_prepare_timeout": 180000, "reconciliation_initial_delay": 15000,
+                "reconciliation_interval": 600000, "scale_apps_initial_delay": 15000, "scale_apps_interval": 300000,
+                "store_cache": true, "task_launch_confirm_timeout": 300000, "task_launch_timeout": 300000,
+                "task_lost_expunge_initial_delay": 300000, "task_lost_expunge_interval": 30000,
+                "task_reservation_timeout": 20000, "webui_url": null})
 }
 
 fn metrics(sim: &Sim) -> Response {
@@ -339,6 +389,18 @@ fn metrics(sim: &Sim) -> Response {
 
 /// Turn a command's outcome into Marathon's answer.
 fn outcome(sim: &Sim, r: &Req, cmd: Command, post_event: Option<()>) -> Response {
+    let location = match &cmd {
+        Command::PutGroup {
+            body, create: true, ..
+        } => body
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|id| format!("/v2/groups{}", ids::canonical(id))),
+        _ => r
+            .segs
+            .get(2..)
+            .map(|id| format!("/v2/apps/{}", id.join("/"))),
+    };
     let res = sim.with_state(true, |s, now| {
         let out = s.apply(cmd, now);
         if post_event.is_some()
@@ -369,12 +431,8 @@ fn outcome(sim: &Sim, r: &Req, cmd: Command, post_event: Option<()>) -> Response
         }
         Outcome::Deployed { result, created } => {
             let mut resp = json_response(if created { 201 } else { 200 }, &result.to_json());
-            if created && let Some(id) = r.segs.get(2..) {
-                set_header(
-                    &mut resp,
-                    header::LOCATION.as_str(),
-                    &format!("/v2/apps/{}", id.join("/")),
-                );
+            if created && let Some(loc) = &location {
+                set_header(&mut resp, header::LOCATION.as_str(), loc);
             }
             set_header(&mut resp, "Marathon-Deployment-Id", &result.deployment_id);
             resp

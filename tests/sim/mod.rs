@@ -137,7 +137,6 @@ where
 }
 
 /// `/work/shared/marathon-api`, beside the clone (as in CI).
-#[allow(dead_code)]
 pub fn shared_api_dir() -> std::path::PathBuf {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/marathon-api");
     assert!(
