@@ -8,6 +8,7 @@
 //!
 //! See `docs/simulator.md`.
 
+pub mod apps_api;
 pub mod commands;
 pub mod control;
 pub mod groups;
