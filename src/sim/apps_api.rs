@@ -8,9 +8,11 @@ use serde_json::{Value, json};
 
 use super::Sim;
 use super::commands::Command;
-use super::routes::{Req, error_response, json_response, method_not_allowed, outcome};
+use super::routes::{
+    Req, bytes_response, error_response, json_response, method_not_allowed, outcome,
+};
 use super::state::ApiError;
-use super::views::{Embed, LabelSelector, app_info, labels_of, task_json};
+use super::views::{Embed, LabelSelector, app_info, labels_of, task_json, write_app_list};
 use crate::marathon::ids;
 
 pub(super) fn apps_root(sim: &Sim, r: &Req) -> Response {
@@ -27,7 +29,7 @@ pub(super) fn apps_root(sim: &Sim, r: &Req) -> Response {
             let id_filter = r.q("id").map(str::to_ascii_lowercase);
             let cmd_filter = r.q("cmd");
             let v = sim.with_state(false, |s, _| {
-                let apps: Vec<Value> = s
+                let apps = s
                     .apps
                     .iter()
                     .filter(|(id, _)| id_filter.as_ref().is_none_or(|f| id.contains(f.as_str())))
@@ -44,11 +46,10 @@ pub(super) fn apps_root(sim: &Sim, r: &Req) -> Response {
                             .as_ref()
                             .is_none_or(|sel| sel.matches(&labels_of(&rec.app)))
                     })
-                    .map(|(_, rec)| app_info(s, rec, embed))
-                    .collect();
-                json!({"apps": apps})
+                    .map(|(_, rec)| rec);
+                write_app_list(s, apps, embed)
             });
-            json_response(200, &v.unwrap_or_default())
+            bytes_response(v.unwrap_or_default())
         }
         Method::POST => match r.json() {
             Ok(body) => outcome(sim, r, Command::CreateApp { body }, Some(())),

@@ -142,7 +142,13 @@ impl SimState {
                 &format!("got {role}, expected one of: [*, {top}]"),
             ));
         }
-        if self.apps.keys().any(|k| k.starts_with(&format!("{id}/"))) {
+        let prefix = format!("{id}/");
+        if self
+            .apps
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
+        {
             return Err(ApiError::new(
                 422,
                 format!("An app with id [{id}] conflicts with a group of the same name"),

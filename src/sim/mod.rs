@@ -165,6 +165,7 @@ impl Shared {
         f: impl FnOnce(&mut SimState, Millis) -> T,
     ) -> anyhow::Result<T> {
         let mut s = self.state.lock();
+        s.record_events = self.events.receiver_count() > 0;
         let out = f(&mut s, now_ms());
         self.publish(&mut s);
         if write && let Some(p) = &self.state_file {

@@ -13,8 +13,7 @@ pub type Millis = i64;
 pub fn iso(ms: Millis) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 pub fn parse_iso(s: &str) -> Option<Millis> {

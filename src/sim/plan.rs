@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 use super::model::{Action, ActionKind, AppRecord, Deployment, Millis};
 use super::state::{ApiError, DeploymentResult, PORT_MAX, PORT_MIN, SimState, service_ports};
 
+/// `--zk_max_versions` default (info.json).
+pub const MAX_VERSIONS: usize = 50;
+
 /// One app's desired outcome in a plan.
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -218,6 +221,10 @@ impl SimState {
                         });
                     rec.app = target.clone();
                     rec.versions.insert(version.clone(), target);
+                    // Marathon keeps at most `--zk_max_versions` (50) versions per app.
+                    while rec.versions.len() > MAX_VERSIONS {
+                        rec.versions.pop_first();
+                    }
                     if kind == ActionKind::StartApplication {
                         starts.push(Action {
                             kind,

@@ -50,6 +50,9 @@ impl SimState {
     }
 
     fn status_event(&mut self, t: &Task, status: &str, now: Millis) {
+        if !self.record_events {
+            return;
+        }
         self.emit(
             "status_update_event",
             now,
@@ -61,6 +64,9 @@ impl SimState {
     }
 
     fn instance_event(&mut self, t: &Task, condition: &str, now: Millis) {
+        if !self.record_events {
+            return;
+        }
         self.emit(
             "instance_changed_event",
             now,

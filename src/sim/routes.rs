@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::commands::{Command, Outcome};
 use super::model::{TaskState, iso};
 use super::state::{ApiError, SimState};
-use super::views::{group_json, task_json};
+use super::views::{TaskView, group_json};
 use super::{LogEntry, Sim, apps_api, control, stream};
 use crate::marathon::ids;
 
@@ -72,6 +72,16 @@ impl Req {
 pub fn json_response(status: u16, body: &Value) -> Response {
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// 200 with an already-serialised JSON body.
+pub(super) fn bytes_response(body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -242,18 +252,21 @@ fn handle(sim: &Sim, r: &Req) -> Response {
         (["v2", "tasks"], &Method::GET) => {
             let status = r.q("status").map(str::to_ascii_lowercase);
             let v = sim.with_state(false, |s, _| {
-                let tasks: Vec<Value> = s
+                let tasks: Vec<TaskView> = s
                     .all_tasks()
                     .filter(|(_, t)| match status.as_deref() {
                         Some("running") => t.state == TaskState::Running,
                         Some("staging") => t.state == TaskState::Staging,
                         _ => true,
                     })
-                    .map(|(rec, t)| task_json(rec, t))
+                    .map(|(rec, t)| TaskView::new(rec, t))
                     .collect();
-                json!({"tasks": tasks})
+                let mut out = b"{\"tasks\":".to_vec();
+                let _ = serde_json::to_writer(&mut out, &tasks);
+                out.push(b'}');
+                out
             });
-            json_response(200, &v.unwrap_or_default())
+            bytes_response(v.unwrap_or_default())
         }
         (["v2", "tasks", "delete"], &Method::POST) => {
             let body = match r.json() {
@@ -458,6 +471,9 @@ fn set_header(resp: &mut Response, name: &str, value: &str) {
 
 /// `api_post_event` for POST/PUT of apps, with the definition as stored.
 fn api_post_event(s: &mut SimState, r: &Req, out: &Outcome, now: i64) {
+    if !s.record_events {
+        return;
+    }
     let ids: Vec<String> = match out {
         Outcome::Created { app, .. } => vec![app["id"].as_str().unwrap_or("/").to_string()],
         Outcome::Deployed { .. } => s

@@ -2,56 +2,200 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::model::{AppRecord, Task, TaskState, iso};
 use super::progress::ip_of;
 use super::state::SimState;
 use crate::marathon::ids;
 
-/// Task JSON as 1.10 writes it (task.raml / TaskConversion): options omitted when unset.
-pub fn task_json(rec: &AppRecord, t: &Task) -> Value {
-    let mut o = Map::new();
-    o.insert("appId".into(), json!(t.app_id));
-    o.insert("id".into(), json!(t.id));
-    o.insert("host".into(), json!(t.host));
-    o.insert("state".into(), json!(t.state.mesos()));
-    o.insert("role".into(), json!(t.role));
-    o.insert("slaveId".into(), json!(t.slave_id));
-    o.insert("ports".into(), json!(t.ports));
-    o.insert("servicePorts".into(), json!(t.service_ports));
-    o.insert(
-        "ipAddresses".into(),
-        json!([{"ipAddress": ip_of(&t.host), "protocol": "IPv4"}]),
-    );
-    o.insert("stagedAt".into(), json!(iso(t.staged_at)));
-    if let Some(s) = t.started_at {
-        o.insert("startedAt".into(), json!(iso(s)));
-    }
-    o.insert("version".into(), json!(t.version));
-    let mut hcr = Vec::new();
-    if rec.has_health_checks()
-        && let Some(alive) = t.healthy
-    {
-        let mut r = Map::new();
-        r.insert("alive".into(), json!(alive));
-        r.insert(
-            "consecutiveFailures".into(),
-            json!(if alive { 0 } else { 1 }),
-        );
-        if let Some(fs) = t.first_success {
-            r.insert("firstSuccess".into(), json!(iso(fs)));
-            r.insert("lastSuccess".into(), json!(iso(fs)));
-        } else if let Some(s) = t.started_at {
-            r.insert("lastFailure".into(), json!(iso(s)));
-            r.insert("lastFailureCause".into(), json!("Simulated: never healthy"));
+#[derive(Serialize)]
+struct IpView {
+    #[serde(rename = "ipAddress")]
+    ip_address: String,
+    protocol: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthView<'a> {
+    alive: bool,
+    consecutive_failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_success: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_success: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_failure: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_failure_cause: Option<&'static str>,
+    instance_id: &'a str,
+}
+
+/// Task JSON as 1.10 writes it (task.raml / TaskConversion): options omitted
+/// when unset. A typed view so the big list endpoints serialise without
+/// building `Value` trees.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView<'a> {
+    app_id: &'a str,
+    id: &'a str,
+    host: &'a str,
+    state: &'static str,
+    role: &'a str,
+    slave_id: &'a str,
+    ports: &'a [u16],
+    service_ports: &'a [u16],
+    ip_addresses: [IpView; 1],
+    staged_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    version: &'a str,
+    health_check_results: Vec<HealthView<'a>>,
+    local_volumes: [u8; 0],
+}
+
+impl<'a> TaskView<'a> {
+    pub fn new(rec: &AppRecord, t: &'a Task) -> TaskView<'a> {
+        let mut hcr = Vec::new();
+        if rec.has_health_checks()
+            && let Some(alive) = t.healthy
+        {
+            let success = t.first_success.map(iso);
+            let failure = if success.is_none() {
+                t.started_at.map(iso)
+            } else {
+                None
+            };
+            hcr.push(HealthView {
+                alive,
+                consecutive_failures: if alive { 0 } else { 1 },
+                last_success: success.clone(),
+                first_success: success,
+                last_failure_cause: failure.as_ref().map(|_| "Simulated: never healthy"),
+                last_failure: failure,
+                instance_id: &t.instance_id,
+            });
         }
-        r.insert("instanceId".into(), json!(t.instance_id));
-        hcr.push(Value::Object(r));
+        TaskView {
+            app_id: &t.app_id,
+            id: &t.id,
+            host: &t.host,
+            state: t.state.mesos(),
+            role: &t.role,
+            slave_id: &t.slave_id,
+            ports: &t.ports,
+            service_ports: &t.service_ports,
+            ip_addresses: [IpView {
+                ip_address: ip_of(&t.host),
+                protocol: "IPv4",
+            }],
+            staged_at: iso(t.staged_at),
+            started_at: t.started_at.map(iso),
+            version: &t.version,
+            health_check_results: hcr,
+            local_volumes: [],
+        }
     }
-    o.insert("healthCheckResults".into(), Value::Array(hcr));
-    o.insert("localVolumes".into(), json!([]));
-    Value::Object(o)
+}
+
+pub fn task_json(rec: &AppRecord, t: &Task) -> Value {
+    serde_json::to_value(TaskView::new(rec, t)).unwrap_or_default()
+}
+
+/// `{"apps":[AppInfo...]}` written straight to bytes (the 10,000-app case).
+pub fn write_app_list<'a>(
+    state: &SimState,
+    apps: impl Iterator<Item = &'a AppRecord>,
+    embed: Embed,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 << 20);
+    out.extend_from_slice(b"{\"apps\":[");
+    for (i, rec) in apps.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_app_info(&mut out, state, rec, embed);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// AppInfo into `out`: the stored definition with the runtime fields spliced in.
+pub fn write_app_info(out: &mut Vec<u8>, state: &SimState, rec: &AppRecord, embed: Embed) {
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, &rec.app).is_err()
+        || out.last() != Some(&b'}')
+        || out.len() - start < 3
+    {
+        return;
+    }
+    out.pop();
+    let field = |out: &mut Vec<u8>, key: &str, v: &dyn erased::Ser| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        v.write(out);
+    };
+    if embed.counts {
+        let c = counts(rec);
+        field(out, "tasksStaged", &c.0);
+        field(out, "tasksRunning", &c.1);
+        field(out, "tasksHealthy", &c.2);
+        field(out, "tasksUnhealthy", &c.3);
+    }
+    if embed.deployments {
+        let ids: Vec<Value> = state
+            .deployments_of(rec.app["id"].as_str().unwrap_or(""))
+            .iter()
+            .map(|d| json!({"id": d.id}))
+            .collect();
+        field(out, "deployments", &ids);
+    }
+    if embed.readiness {
+        field(out, "readinessCheckResults", &Vec::<Value>::new());
+    }
+    if embed.tasks {
+        let tasks: Vec<TaskView> = rec.tasks.iter().map(|t| TaskView::new(rec, t)).collect();
+        field(out, "tasks", &tasks);
+    }
+    if embed.last_task_failure
+        && let Some(f) = &rec.last_task_failure
+    {
+        field(out, "lastTaskFailure", f);
+    }
+    out.push(b'}');
+}
+
+/// Object-safe "serialise to bytes" for the splicing above.
+mod erased {
+    pub trait Ser {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn write(&self, out: &mut Vec<u8>) {
+            let _ = serde_json::to_writer(out, self);
+        }
+    }
+}
+
+/// (staged, running, healthy, unhealthy)
+fn counts(rec: &AppRecord) -> (usize, usize, usize, usize) {
+    let mut c = (0, 0, 0, 0);
+    let hc = rec.has_health_checks();
+    for t in &rec.tasks {
+        match t.state {
+            TaskState::Staging => c.0 += 1,
+            TaskState::Running => c.1 += 1,
+        }
+        match t.healthy {
+            Some(true) if hc => c.2 += 1,
+            Some(false) if hc => c.3 += 1,
+            _ => {}
+        }
+    }
+    c
 }
 
 /// What `embed` asked for.
@@ -88,54 +232,11 @@ impl Embed {
     }
 }
 
-/// AppInfo: definition plus the requested runtime fields.
+/// AppInfo as a `Value` (single-app answers).
 pub fn app_info(state: &SimState, rec: &AppRecord, embed: Embed) -> Value {
-    let mut v = rec.app.clone();
-    let Some(o) = v.as_object_mut() else { return v };
-    if embed.counts {
-        let mut staged = 0;
-        let mut running = 0;
-        let mut healthy = 0;
-        let mut unhealthy = 0;
-        for t in &rec.tasks {
-            match t.state {
-                TaskState::Staging => staged += 1,
-                TaskState::Running => running += 1,
-            }
-            match t.healthy {
-                Some(true) if rec.has_health_checks() => healthy += 1,
-                Some(false) if rec.has_health_checks() => unhealthy += 1,
-                _ => {}
-            }
-        }
-        o.insert("tasksStaged".into(), json!(staged));
-        o.insert("tasksRunning".into(), json!(running));
-        o.insert("tasksHealthy".into(), json!(healthy));
-        o.insert("tasksUnhealthy".into(), json!(unhealthy));
-    }
-    if embed.deployments {
-        let ids: Vec<Value> = state
-            .deployments_of(rec.app["id"].as_str().unwrap_or(""))
-            .iter()
-            .map(|d| json!({"id": d.id}))
-            .collect();
-        o.insert("deployments".into(), Value::Array(ids));
-    }
-    if embed.readiness {
-        o.insert("readinessCheckResults".into(), json!([]));
-    }
-    if embed.tasks {
-        o.insert(
-            "tasks".into(),
-            Value::Array(rec.tasks.iter().map(|t| task_json(rec, t)).collect()),
-        );
-    }
-    if embed.last_task_failure
-        && let Some(f) = &rec.last_task_failure
-    {
-        o.insert("lastTaskFailure".into(), f.clone());
-    }
-    v
+    let mut out = Vec::new();
+    write_app_info(&mut out, state, rec, embed);
+    serde_json::from_slice(&out).unwrap_or_else(|_| rec.app.clone())
 }
 
 /// One term of a label selector (apps.raml).
