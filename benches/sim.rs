@@ -91,6 +91,10 @@ async fn bench() {
                 "cpus": 0.1, "mem": 64, "labels": {"team": format!("t{}", i % 7)},
                 "healthChecks": [{"protocol": "HTTP", "path": "/health"}]});
             s.apply(Command::CreateApp { body }, now).expect("create");
+            // As the driver would between requests.
+            if i % 100 == 99 {
+                s.tick(now);
+            }
         }
         for k in 0..10 {
             s.tick(now + k);

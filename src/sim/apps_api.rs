@@ -131,7 +131,7 @@ pub(super) fn app_sub(sim: &Sim, r: &Req, rest: &[&str]) -> Response {
     if n >= 3 && rest[n - 2] == "versions" && r.method == Method::GET {
         let id = id_of(2);
         let v = sim.with_state(false, |s, _| {
-            s.apps.get(&id).map(|rec| rec.versions.get(last).cloned())
+            s.apps.get(&id).map(|rec| rec.at_version(last))
         });
         return match v.ok().flatten() {
             Some(Some(app)) => json_response(200, &app),

@@ -203,7 +203,7 @@ impl SimState {
                         ));
                     }
                     let v = v.as_str().unwrap_or("");
-                    let old = self.apps[id].versions.get(v).cloned().ok_or_else(|| {
+                    let old = self.apps[id].at_version(v).ok_or_else(|| {
                         ApiError::new(404, format!("App '{id}' does not exist in version {v}"))
                     })?;
                     return Ok((old, false));

@@ -165,7 +165,9 @@ impl Deployment {
 pub struct AppRecord {
     pub app: Value,
     /// version → definition, oldest first.
-    pub versions: BTreeMap<String, Value>,
+    /// Kept as JSON text: older versions are rarely read and text is a
+    /// fraction of a `Value` tree's size (10,000 apps × 50 versions).
+    pub versions: BTreeMap<String, String>,
     pub tasks: Vec<Task>,
     pub last_task_failure: Option<Value>,
     /// Host of the last task lost, so its replacement lands elsewhere.
@@ -174,6 +176,13 @@ pub struct AppRecord {
 }
 
 impl AppRecord {
+    /// The definition stored for `version`.
+    pub fn at_version(&self, version: &str) -> Option<Value> {
+        self.versions
+            .get(version)
+            .and_then(|t| serde_json::from_str(t).ok())
+    }
+
     pub fn instances(&self) -> usize {
         self.app
             .get("instances")

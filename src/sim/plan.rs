@@ -219,8 +219,8 @@ impl SimState {
                             last_task_failure: None,
                             avoid_host: None,
                         });
-                    rec.app = target.clone();
-                    rec.versions.insert(version.clone(), target);
+                    rec.versions.insert(version.clone(), target.to_string());
+                    rec.app = target;
                     // Marathon keeps at most `--zk_max_versions` (50) versions per app.
                     while rec.versions.len() > MAX_VERSIONS {
                         rec.versions.pop_first();
