@@ -14,3 +14,6 @@ mod diff;
 
 /// The README's commands still work.
 mod readme;
+
+/// `pacer sim` against Marathon's own examples, SEMANTICS.md's rules and a real client.
+mod sim;
