@@ -28,6 +28,7 @@ pub mod cli;
 pub mod diff;
 pub mod marathon;
 pub mod model;
+pub mod reconcile;
 pub mod render;
 pub mod sim;
 pub mod source;

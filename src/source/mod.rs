@@ -189,6 +189,19 @@ impl RepoLocation {
         Ok(RepoLocation { root, git })
     }
 
+    /// A config repo inside a bare Git repository (the daemon's clone), at
+    /// `prefix` within its tree (`""` for the top). Only Git revisions can be
+    /// read from it.
+    pub fn bare(git_dir: &Path, prefix: &str) -> Self {
+        RepoLocation {
+            root: git_dir.to_path_buf(),
+            git: Some(GitLocation {
+                repo_path: git_dir.to_path_buf(),
+                prefix: prefix.trim_matches('/').to_string(),
+            }),
+        }
+    }
+
     fn git(&self) -> Result<&GitLocation> {
         self.git.as_ref().ok_or_else(|| Error::NotARepo {
             path: self.root.clone(),

@@ -1,0 +1,5 @@
+//! The reconcile loop: triggers (poll, webhook, Marathon events) run the
+//! pipeline source → render → observe → diff → plan → apply → record for
+//! each environment, by its policy.
+
+pub mod status;
