@@ -20,3 +20,6 @@ mod sim;
 
 /// `marathon::client` against the in-process simulator: status codes, retries, locks, timeouts, auth, events.
 mod marathon_client;
+
+/// `observe` against the in-process simulator: PUT then GET never diffs (proptest, the example repo); real changes do.
+mod observe;

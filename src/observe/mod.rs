@@ -159,7 +159,8 @@ pub fn app_diff(desired: &Value, live: &Value, ignore: &[String]) -> Option<Stri
 /// followed down to the differing keys (`/env/LOG_LEVEL`,
 /// `/labels/pacer.config-hash`, `/upgradeStrategy/minimumHealthCapacity`);
 /// a differing array is reported whole (`/constraints`); a key on one side
-/// only is reported at that key. Only `["/instances"]` means a pure scale.
+/// only is reported at that key, or at each of its keys if it is a map
+/// (`/env/A` when live has no `env`). Only `["/instances"]` means a pure scale.
 pub fn changed_paths(desired: &Value, live: &Value, ignore: &[String]) -> Vec<String> {
     let (d, l) = comparable(desired, live, ignore);
     let mut out = Vec::new();
@@ -179,8 +180,13 @@ fn collect_changes(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
             keys.dedup();
             for k in keys {
                 let p = format!("{at}/{}", escape_token(k));
+                let empty = Value::Object(Map::new());
                 match (x.get(k), y.get(k)) {
                     (Some(u), Some(v)) => collect_changes(u, v, p, out),
+                    // A map on one side only: its keys (`/env/A`), as if
+                    // the other side had an empty map.
+                    (Some(u @ Value::Object(_)), None) => collect_changes(u, &empty, p, out),
+                    (None, Some(v @ Value::Object(_))) => collect_changes(&empty, v, p, out),
                     _ => out.push(p),
                 }
             }

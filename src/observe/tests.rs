@@ -167,7 +167,7 @@ fn null_absent_and_empty() {
             with(minimal(), json!({"env": {"A": ""}})),
             live_1_10(),
             vec![],
-            vec!["/env"],
+            vec!["/env/A"],
         ),
     ]);
 }
