@@ -42,7 +42,7 @@ pub enum Auth {
     Token(Secret<String>),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Marathon's base URL, e.g. `http://marathon.mesos:8080` (a DC/OS
     /// `/service/marathon` prefix is fine). Credentials in the URL
@@ -57,6 +57,35 @@ pub struct ClientConfig {
     pub backoff: Duration,
     /// The longest a write waits for the deployments that lock its app.
     pub lock_wait: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &redact_url(&self.url))
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("backoff", &self.backoff)
+            .field("lock_wait", &self.lock_wait)
+            .finish()
+    }
+}
+
+/// The URL with any `user:password@` replaced by `***@`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let host_start = scheme_end + 3;
+            // Only when the `@` is in the authority, not in a path.
+            if url[host_start..at].contains('/') {
+                url.to_string()
+            } else {
+                format!("{}***{}", &url[..host_start], &url[at..])
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 impl Default for ClientConfig {
@@ -859,9 +888,16 @@ mod tests {
         assert_eq!(c.url(), "http://marathon.example:8080");
         let cfg = ClientConfig {
             auth: Auth::Token(Secret::new("tok3n".into())),
+            url: "https://bob:s3cret@m.example/service/marathon".into(),
             ..ClientConfig::default()
         };
-        assert!(!format!("{cfg:?}").contains("tok3n"));
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("tok3n") && !dbg.contains("s3cret"), "{dbg}");
+        assert!(
+            dbg.contains("https://***@m.example/service/marathon"),
+            "{dbg}"
+        );
+        assert_eq!(redact_url("http://h:8080/a@b"), "http://h:8080/a@b");
     }
 
     #[test]
