@@ -28,6 +28,8 @@ pub mod cli;
 pub mod diff;
 pub mod marathon;
 pub mod model;
+pub mod observe;
+pub mod plan;
 pub mod reconcile;
 pub mod render;
 pub mod sim;
