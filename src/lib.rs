@@ -24,12 +24,14 @@
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
 //! - [`cli`]: clap types and one function per subcommand.
 
+pub mod apply;
 pub mod cli;
 pub mod diff;
 pub mod marathon;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod record;
 pub mod reconcile;
 pub mod render;
 pub mod sim;
