@@ -31,6 +31,10 @@ pub fn restart_strategy(
     (kill_now, max_capacity)
 }
 
+/// Launches per app per tick, so an absurd `instances` cannot stall the
+/// simulator (Marathon throttles launches too: `launch_token`).
+const MAX_LAUNCH_PER_TICK: usize = 1000;
+
 pub fn ip_of(host: &str) -> String {
     let n = host
         .trim_start_matches("agent-")
@@ -357,7 +361,7 @@ impl SimState {
                 self.kill_task(app, &t.id, false, now);
             }
         }
-        for _ in have..n {
+        for _ in have..n.min(have + MAX_LAUNCH_PER_TICK) {
             self.launch(app, now);
         }
         let rec = &self.apps[app];
@@ -431,7 +435,10 @@ impl SimState {
         r.old_killed = r.old_killed.max(old_total - old_alive);
         let new_started = rec.tasks.len() - old_alive;
         let room = r.max_capacity.saturating_sub(old_alive + new_started);
-        for _ in 0..room.min(n.saturating_sub(new_started)) {
+        for _ in 0..room
+            .min(n.saturating_sub(new_started))
+            .min(MAX_LAUNCH_PER_TICK)
+        {
             self.launch(app, now);
         }
         let rec = &self.apps[app];

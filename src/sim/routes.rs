@@ -344,9 +344,11 @@ fn handle(sim: &Sim, r: &Req) -> Response {
                 None,
             )
         }
-        // RoutingExceptionMapper-style answer for unknown routes (SEMANTICS §1).
+        // A known resource asked with a method it does not have.
         _ if known_prefix(&segs) => method_not_allowed(),
-        _ => json_response(404, &json!({"message": "URI not found"})),
+        // Unknown routes: 500 with this body is what SEMANTICS §1 found in
+        // MarathonExceptionMapper (not a 404).
+        _ => json_response(500, &json!({"message": "URI not found"})),
     }
 }
 
