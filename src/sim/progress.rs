@@ -89,7 +89,8 @@ impl SimState {
         self.instance_event(t, cond, now);
     }
 
-    /// Launch one task of `app` with its current version.
+    /// Launch one task of `app` with its current version. Ids use the 1.10
+    /// instance format `<safeId>.instance-<uuid>._app.1` (1.4: `<safeId>.<uuid>`).
     pub fn launch(&mut self, app: &str, now: Millis) {
         let Some(rec) = self.apps.get(app) else {
             return;

@@ -326,6 +326,24 @@ fn partial_update_with_version_rolls_back() {
 }
 
 #[test]
+fn apps_and_groups_cannot_share_a_path() {
+    let mut s = sim();
+    put(&mut s, "/a/b", json!({"cmd": "x"}), false, 1).unwrap();
+    assert_eq!(
+        put(&mut s, "/a", json!({"cmd": "x"}), false, 2)
+            .unwrap_err()
+            .status,
+        422
+    );
+    assert_eq!(
+        put(&mut s, "/a/b/c", json!({"cmd": "x"}), false, 3)
+            .unwrap_err()
+            .status,
+        422
+    );
+}
+
+#[test]
 fn absurd_instance_counts_do_not_stall_a_tick() {
     let mut s = sim();
     let t = std::time::Instant::now();
