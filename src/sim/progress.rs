@@ -233,6 +233,16 @@ impl SimState {
                     json!({"appId": t.app_id, "instanceId": t.instance_id, "taskId": t.id, "version": t.version, "alive": alive}));
                 self.emit("instance_health_changed_event", now,
                     json!({"instanceId": t.instance_id, "runSpecId": t.app_id, "healthy": alive, "runSpecVersion": t.version}));
+                if !alive && self.record_events {
+                    let hc = self
+                        .apps
+                        .get(app)
+                        .and_then(|r| r.app.pointer("/healthChecks/0").cloned())
+                        .unwrap_or(Value::Null);
+                    // `taskId` carries the instance id here, as in Marathon's EventFormats.
+                    self.emit("failed_health_check_event", now,
+                        json!({"appId": t.app_id, "taskId": t.instance_id, "instanceId": t.instance_id, "healthCheck": hc, "version": t.version}));
+                }
             }
         }
         let in_deployment = self

@@ -272,6 +272,10 @@ fn never_healthy_version_times_out() {
     assert!(end - t > 200);
     let ev = event_types(&mut s);
     assert!(ev.contains(&"deployment_failed".to_string()), "{ev:?}");
+    assert!(
+        ev.contains(&"failed_health_check_event".to_string()),
+        "{ev:?}"
+    );
     assert!(!ev.contains(&"deployment_success".to_string()));
 }
 
