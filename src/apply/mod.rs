@@ -78,7 +78,9 @@ impl Progress for LogProgress {
             Outcome::Succeeded | Outcome::Hot => {
                 tracing::info!(app = %r.id, outcome = r.outcome.as_str(), deployment = r.deployment_id.as_deref().unwrap_or("-"), "done")
             }
-            _ => tracing::warn!(app = %r.id, outcome = r.outcome.as_str(), message = r.message.as_deref().unwrap_or(""), "failed"),
+            _ => {
+                tracing::warn!(app = %r.id, outcome = r.outcome.as_str(), message = r.message.as_deref().unwrap_or(""), "failed")
+            }
         }
     }
 }
@@ -113,7 +115,9 @@ fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
                     m.insert(seg.clone(), value);
                     return;
                 }
-                node = m.entry(seg.clone()).or_insert_with(|| Value::Object(Default::default()));
+                node = m
+                    .entry(seg.clone())
+                    .or_insert_with(|| Value::Object(Default::default()));
             }
             _ => return,
         }
@@ -132,7 +136,8 @@ pub async fn apply(
     progress: Arc<dyn Progress>,
 ) -> Vec<StepResult> {
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let by_id: BTreeMap<&str, &RenderedApp> = desired.apps.values().map(|a| (a.id.as_str(), a)).collect();
+    let by_id: BTreeMap<&str, &RenderedApp> =
+        desired.apps.values().map(|a| (a.id.as_str(), a)).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for step in &plan.steps {
         let adopt = matches!(step.action, Action::Wait { ours: true, .. });
@@ -147,8 +152,19 @@ pub async fn apply(
         let limit = limit.clone();
         let progress = progress.clone();
         tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
-            let result = run_step(&client, &step, app.as_ref(), live.as_ref(), &opts, progress.as_ref()).await;
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let result = run_step(
+                &client,
+                &step,
+                app.as_ref(),
+                live.as_ref(),
+                &opts,
+                progress.as_ref(),
+            )
+            .await;
             progress.finished(&result);
             result
         });
@@ -164,7 +180,12 @@ pub async fn apply(
     results
 }
 
-fn result(step: &Step, outcome: Outcome, deployment: Option<String>, message: Option<String>) -> StepResult {
+fn result(
+    step: &Step,
+    outcome: Outcome,
+    deployment: Option<String>,
+    message: Option<String>,
+) -> StepResult {
     StepResult {
         id: step.id.clone(),
         app: step.app.clone(),
@@ -183,13 +204,24 @@ async fn run_step(
     progress: &dyn Progress,
 ) -> StepResult {
     match (&step.action, app) {
-        (Action::Update { class: Class::Hot, .. }, Some(_)) => {
+        (
+            Action::Update {
+                class: Class::Hot, ..
+            },
+            Some(_),
+        ) => {
             // The config server picks up the new bundle from the desired
             // state; nothing runs in Marathon.
             progress.started(step, "hot update: config files only, no relaunch");
             result(step, Outcome::Hot, None, None)
         }
-        (Action::Wait { deployments, ours: true }, _) => {
+        (
+            Action::Wait {
+                deployments,
+                ours: true,
+            },
+            _,
+        ) => {
             progress.started(step, "adopting the running deployment");
             let Some(dep) = deployments.first() else {
                 return result(step, Outcome::Succeeded, None, None);
@@ -203,9 +235,20 @@ async fn run_step(
                 Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
             }
         }
-        (Action::Update { class: Class::Scale, .. }, Some(app)) => {
+        (
+            Action::Update {
+                class: Class::Scale,
+                ..
+            },
+            Some(app),
+        ) => {
             let Some(n) = put_body(app, live).get("instances").and_then(Value::as_u64) else {
-                return result(step, Outcome::Failed, None, Some("no instance count to scale to".into()));
+                return result(
+                    step,
+                    Outcome::Failed,
+                    None,
+                    Some("no instance count to scale to".into()),
+                );
             };
             progress.started(step, &format!("scaling to {n} instances"));
             match write(client, step, opts, || client.scale_app(&step.id, n)).await {
@@ -213,7 +256,10 @@ async fn run_step(
                 Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
             }
         }
-        (Action::Create | Action::Update { .. } | Action::Drifted { heal: true, .. }, Some(app)) => {
+        (
+            Action::Create | Action::Update { .. } | Action::Drifted { heal: true, .. },
+            Some(app),
+        ) => {
             let what = match &step.action {
                 Action::Create => "creating".to_string(),
                 Action::Drifted { .. } => "healing drift: putting Git's version back".to_string(),
@@ -222,12 +268,21 @@ async fn run_step(
             };
             progress.started(step, &what);
             let body = put_body(app, live);
-            match write(client, step, opts, || client.put_app(&step.id, &body, false)).await {
+            match write(client, step, opts, || {
+                client.put_app(&step.id, &body, false)
+            })
+            .await
+            {
                 Ok(d) => follow(client, step, d.deployment_id, live.cloned(), opts, progress).await,
                 Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
             }
         }
-        _ => result(step, Outcome::Failed, None, Some("nothing to do for this step".into())),
+        _ => result(
+            step,
+            Outcome::Failed,
+            None,
+            Some("nothing to do for this step".into()),
+        ),
     }
 }
 
@@ -235,7 +290,12 @@ async fn run_step(
 /// read again: if a deployment for the app is already running, the earlier
 /// attempt got through and its deployment is adopted instead of starting a
 /// second one.
-async fn write<F, Fut>(client: &MarathonClient, step: &Step, opts: &Options, mut attempt: F) -> Result<DeploymentRef, ClientError>
+async fn write<F, Fut>(
+    client: &MarathonClient,
+    step: &Step,
+    opts: &Options,
+    mut attempt: F,
+) -> Result<DeploymentRef, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<DeploymentRef, ClientError>>,
@@ -251,7 +311,10 @@ where
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
                 if let Ok(deps) = client.deployments().await {
-                    if let Some(d) = deps.iter().find(|d| d.affected_apps.iter().any(|a| a == &step.id)) {
+                    if let Some(d) = deps
+                        .iter()
+                        .find(|d| d.affected_apps.iter().any(|a| a == &step.id))
+                    {
                         return Ok(DeploymentRef {
                             deployment_id: d.id.clone(),
                             version: d.version.clone(),
@@ -318,8 +381,15 @@ async fn app_health(client: &MarathonClient, id: &str) -> Option<bool> {
     match client.get_app(id).await {
         Ok(Some(app)) => {
             let want = app.get("instances").and_then(Value::as_u64).unwrap_or(0);
-            let has_checks = app.get("healthChecks").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-            let field = if has_checks { "tasksHealthy" } else { "tasksRunning" };
+            let has_checks = app
+                .get("healthChecks")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+            let field = if has_checks {
+                "tasksHealthy"
+            } else {
+                "tasksRunning"
+            };
             let up = app.get(field).and_then(Value::as_u64).unwrap_or(0);
             Some(up >= want)
         }
@@ -331,7 +401,12 @@ async fn app_health(client: &MarathonClient, id: &str) -> Option<bool> {
 
 /// Reverts a deployment: Marathon's own rollback while it still runs, or
 /// the previous definition put back once it has ended.
-async fn roll_back(client: &MarathonClient, step: &Step, deployment: &str, previous: Option<&Value>) -> Result<(), ClientError> {
+async fn roll_back(
+    client: &MarathonClient,
+    step: &Step,
+    deployment: &str,
+    previous: Option<&Value>,
+) -> Result<(), ClientError> {
     match client.rollback_deployment(deployment).await? {
         Some(_) => Ok(()),
         None => match previous {

@@ -45,7 +45,9 @@ impl Rollout {
             RolloutEvent::Gone { healthy: true } => Verdict::Succeeded,
             // Marathon dropped the deployment without the tasks coming up:
             // it failed (or was cancelled).
-            RolloutEvent::Gone { healthy: false } => Verdict::RollBack("the deployment failed: its tasks did not become healthy".into()),
+            RolloutEvent::Gone { healthy: false } => {
+                Verdict::RollBack("the deployment failed: its tasks did not become healthy".into())
+            }
             _ if elapsed > self.timeout => Verdict::RollBack(format!(
                 "the deployment did not finish within {}s",
                 self.timeout.as_secs()
@@ -72,7 +74,10 @@ mod tests {
         let r = Rollout::new("d".into(), T);
         let (r, v) = r.step(RolloutEvent::Running { step: 1, of: 2 }, Duration::ZERO);
         assert_eq!(v, Verdict::Continue(Some("step 1 of 2".into())));
-        let (r, v) = r.step(RolloutEvent::Running { step: 1, of: 2 }, Duration::from_secs(1));
+        let (r, v) = r.step(
+            RolloutEvent::Running { step: 1, of: 2 },
+            Duration::from_secs(1),
+        );
         assert_eq!(v, Verdict::Continue(None));
         let (_, v) = r.step(RolloutEvent::Gone { healthy: true }, Duration::from_secs(2));
         assert_eq!(v, Verdict::Succeeded);
@@ -83,14 +88,20 @@ mod tests {
         let r = Rollout::new("d".into(), T);
         let (r, v) = r.step(RolloutEvent::Unreachable, Duration::from_secs(59));
         assert_eq!(v, Verdict::Continue(None));
-        let (_, v) = r.step(RolloutEvent::Running { step: 1, of: 2 }, Duration::from_secs(61));
+        let (_, v) = r.step(
+            RolloutEvent::Running { step: 1, of: 2 },
+            Duration::from_secs(61),
+        );
         assert!(matches!(v, Verdict::RollBack(m) if m.contains("within 60s")));
     }
 
     #[test]
     fn a_deployment_that_ends_unhealthy_is_rolled_back() {
         let r = Rollout::new("d".into(), T);
-        let (_, v) = r.step(RolloutEvent::Gone { healthy: false }, Duration::from_secs(1));
+        let (_, v) = r.step(
+            RolloutEvent::Gone { healthy: false },
+            Duration::from_secs(1),
+        );
         assert!(matches!(v, Verdict::RollBack(_)));
     }
 }

@@ -5,6 +5,7 @@
 //! the simulator (when answering requests) apply exactly the same rules.
 //! The rules follow Marathon 1.10; 1.4 differences are noted where relevant.
 
+pub mod client;
 pub mod defaults;
 pub mod ids;
 pub mod validate;

@@ -55,7 +55,11 @@ pub fn classify(versions: &[Version]) -> Vec<HistoryOutcome> {
         }
         // Scaling back down is not a rollback: only a definition change is.
         let scale_only = out[i] == HistoryOutcome::Scaled;
-        if i >= 2 && !scale_only && same(&cur.spec, &versions[i - 2].spec) && !same(&cur.spec, &prev.spec) {
+        if i >= 2
+            && !scale_only
+            && same(&cur.spec, &versions[i - 2].spec)
+            && !same(&cur.spec, &prev.spec)
+        {
             out[i - 1] = HistoryOutcome::RolledBack;
             out[i] = HistoryOutcome::Rollback;
         }
@@ -74,7 +78,11 @@ pub fn failed_definition(versions: &[Version]) -> Option<Value> {
 }
 
 /// Reads an app's versions, oldest first, at most `limit` of the newest.
-pub async fn versions(client: &MarathonClient, id: &str, limit: usize) -> Result<Vec<Version>, ClientError> {
+pub async fn versions(
+    client: &MarathonClient,
+    id: &str,
+    limit: usize,
+) -> Result<Vec<Version>, ClientError> {
     let mut list = client.app_versions(id).await?;
     // Marathon lists newest first.
     list.sort();
@@ -122,7 +130,11 @@ fn commit_meta(repo: &git2::Repository, id: &str) -> Option<CommitMeta> {
     let email = author.email().ok().unwrap_or("").to_string();
     let when = chrono::DateTime::from_timestamp(c.time().seconds(), 0)?;
     Some(CommitMeta {
-        author: if email.is_empty() { name } else { format!("{name} <{email}>") },
+        author: if email.is_empty() {
+            name
+        } else {
+            format!("{name} <{email}>")
+        },
         message: c.summary().ok().flatten().unwrap_or("").to_string(),
         time: when.to_rfc3339(),
     })
@@ -130,25 +142,46 @@ fn commit_meta(repo: &git2::Repository, id: &str) -> Option<CommitMeta> {
 
 /// Commits that touched `paths` (repo-relative, under the config repo's
 /// root), newest first, up to `limit`.
-fn commits_touching(repo: &git2::Repository, prefix: &str, paths: &[String], limit: usize) -> Vec<String> {
+fn commits_touching(
+    repo: &git2::Repository,
+    prefix: &str,
+    paths: &[String],
+    limit: usize,
+) -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(mut walk) = repo.revwalk() else { return out };
+    let Ok(mut walk) = repo.revwalk() else {
+        return out;
+    };
     if walk.push_head().is_err() {
         return out;
     }
     let full: Vec<String> = paths
         .iter()
-        .map(|p| if prefix.is_empty() { p.clone() } else { format!("{prefix}/{p}") })
+        .map(|p| {
+            if prefix.is_empty() {
+                p.clone()
+            } else {
+                format!("{prefix}/{p}")
+            }
+        })
         .collect();
     for oid in walk.flatten() {
         if out.len() >= limit {
             break;
         }
-        let Ok(c) = repo.find_commit(oid) else { continue };
+        let Ok(c) = repo.find_commit(oid) else {
+            continue;
+        };
         let Ok(tree) = c.tree() else { continue };
         let parent_tree = c.parent(0).ok().and_then(|p| p.tree().ok());
-        let id_at = |t: Option<&git2::Tree>, p: &str| t.and_then(|t| t.get_path(std::path::Path::new(p)).ok()).map(|e| e.id());
-        if full.iter().any(|p| id_at(Some(&tree), p) != id_at(parent_tree.as_ref(), p)) {
+        let id_at = |t: Option<&git2::Tree>, p: &str| {
+            t.and_then(|t| t.get_path(std::path::Path::new(p)).ok())
+                .map(|e| e.id())
+        };
+        if full
+            .iter()
+            .any(|p| id_at(Some(&tree), p) != id_at(parent_tree.as_ref(), p))
+        {
             out.push(oid.to_string());
         }
     }
@@ -173,10 +206,18 @@ pub async fn history(
         .map(|d| d.iter().any(|d| d.affected_apps.iter().any(|a| a == id)))
         .unwrap_or(false);
     let repo = loc.open_git().ok();
-    let prefix = loc.git.as_ref().map(|g| g.prefix.clone()).unwrap_or_default();
+    let prefix = loc
+        .git
+        .as_ref()
+        .map(|g| g.prefix.clone())
+        .unwrap_or_default();
     let mut entries: Vec<Entry> = Vec::new();
     for (i, (v, outcome)) in versions.iter().zip(outcomes).enumerate() {
-        let outcome = if i + 1 == versions.len() && deploying { HistoryOutcome::InProgress } else { outcome };
+        let outcome = if i + 1 == versions.len() && deploying {
+            HistoryOutcome::InProgress
+        } else {
+            outcome
+        };
         let commit = v.commit().unwrap_or("(not deployed by pacer)").to_string();
         let meta = repo.as_ref().and_then(|r| commit_meta(r, &commit));
         entries.push(Entry {
@@ -192,14 +233,17 @@ pub async fn history(
     // Commits that touched the app after the first version pacer deployed
     // but never became a Marathon version: hot reloads, or no change here.
     if let (Some(repo), Some(first)) = (&repo, versions.iter().find_map(|v| v.commit())) {
-        let deployed: std::collections::BTreeSet<&str> = versions.iter().filter_map(|v| v.commit()).collect();
+        let deployed: std::collections::BTreeSet<&str> =
+            versions.iter().filter_map(|v| v.commit()).collect();
         let paths = vec![format!("apps/{app}"), format!("environments/{env}.yaml")];
         let first_time = commit_meta(repo, first).map(|m| m.time);
         for c in commits_touching(repo, &prefix, &paths, limit) {
             if deployed.contains(c.as_str()) {
                 continue;
             }
-            let Some(meta) = commit_meta(repo, &c) else { continue };
+            let Some(meta) = commit_meta(repo, &c) else {
+                continue;
+            };
             if first_time.as_ref().is_none_or(|t| meta.time <= *t) {
                 continue;
             }
@@ -215,7 +259,12 @@ pub async fn history(
         }
     }
     entries.sort_by(|a, b| {
-        let key = |e: &Entry| e.applied_at.clone().or(e.committed_at.clone()).unwrap_or_default();
+        let key = |e: &Entry| {
+            e.applied_at
+                .clone()
+                .or(e.committed_at.clone())
+                .unwrap_or_default()
+        };
         key(b).cmp(&key(a))
     });
     Ok(entries)
@@ -235,20 +284,36 @@ mod tests {
 
     #[test]
     fn a_version_put_back_is_a_rollback_and_its_predecessor_rolled_back() {
-        let list = [v("1", "a", 2, "c1"), v("2", "broken", 2, "c2"), v("3", "a", 2, "c1")];
+        let list = [
+            v("1", "a", 2, "c1"),
+            v("2", "broken", 2, "c2"),
+            v("3", "a", 2, "c1"),
+        ];
         assert_eq!(
             classify(&list),
-            [HistoryOutcome::Succeeded, HistoryOutcome::RolledBack, HistoryOutcome::Rollback]
+            [
+                HistoryOutcome::Succeeded,
+                HistoryOutcome::RolledBack,
+                HistoryOutcome::Rollback
+            ]
         );
         assert_eq!(failed_definition(&list).unwrap()["cmd"], "broken");
     }
 
     #[test]
     fn scale_only_versions_are_scaled() {
-        let list = [v("1", "a", 2, "c1"), v("2", "a", 5, "c1"), v("3", "b", 5, "c3")];
+        let list = [
+            v("1", "a", 2, "c1"),
+            v("2", "a", 5, "c1"),
+            v("3", "b", 5, "c3"),
+        ];
         assert_eq!(
             classify(&list),
-            [HistoryOutcome::Succeeded, HistoryOutcome::Scaled, HistoryOutcome::Succeeded]
+            [
+                HistoryOutcome::Succeeded,
+                HistoryOutcome::Scaled,
+                HistoryOutcome::Succeeded
+            ]
         );
         assert_eq!(failed_definition(&list), None);
     }
