@@ -18,7 +18,10 @@
 //! - [`diff`]: pure comparison of two desired states (offline `pacer diff`);
 //!   classifies each change as hot, scale, restart or redeploy.
 //! - [`marathon`]: Marathon's wire rules: app validation and the defaults
-//!   Marathon fills in. Shared by render, the simulator and (later) observe.
+//!   Marathon fills in, and [`marathon::client`], a typed Marathon client.
+//!   Shared by render, the simulator and observe.
+//! - [`observe`]: live Marathon state, normalised so a matching app never
+//!   shows a diff.
 //!
 //! Beside the pipeline:
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).

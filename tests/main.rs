@@ -17,3 +17,6 @@ mod readme;
 
 /// `pacer sim` against Marathon's own examples, SEMANTICS.md's rules and a real client.
 mod sim;
+
+/// `marathon::client` against the in-process simulator: status codes, retries, locks, timeouts, auth, events.
+mod marathon_client;

@@ -1,26 +1,412 @@
-//! Placeholder until the live-state module lands: the same signatures.
-use serde_json::Value;
+//! Live Marathon state, and the comparison of a desired app with its live
+//! counterpart, normalised so that an app Marathon runs as desired never
+//! shows a diff (no flapping).
+//!
+//! [`comparable`] puts both sides in one canonical form:
+//!
+//! 1. status fields go (`tasks*`, `deployments`, `version`, `versionInfo`,
+//!    `lastTaskFailure`, `readinessCheckResults`, `tasksStats`);
+//! 2. Marathon's defaults are filled in on both sides
+//!    ([`crate::marathon::normalize_app`]: 1.10 and 1.4 shapes, `null` ≡ absent);
+//! 3. defaults Marathon takes from the cluster or that changed between
+//!    versions are accepted when the desired app does not set them: assigned
+//!    service ports (a desired `0` matches any port), the `role`, 1.4's
+//!    `maxLaunchDelaySeconds` 3600 and `unreachableStrategy` {300, 600}, the
+//!    unnamed default port of 1.4;
+//! 4. integral floats become integers (`1.0` ≡ `1`), set-typed fields
+//!    (`constraints`, `healthChecks`, `dependencies`, `acceptedResourceRoles`)
+//!    get a canonical order, an empty list or map ≡ absent;
+//! 5. the app's `ignore` pointers and the `pacer.commit` label are removed
+//!    from both sides.
 
-pub fn comparable(desired: &Value, live: &Value, _ignore: &[String]) -> (Value, Value) {
-    (desired.clone(), live.clone())
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::marathon::client::{Deployment, Error, MarathonClient};
+use crate::marathon::normalize_app;
+
+#[cfg(test)]
+mod tests;
+
+/// The provenance label: it changes with every commit, so it is never diffed.
+pub const COMMIT_LABEL: &str = crate::render::labels::COMMIT;
+
+/// What runs in Marathon under one environment's group.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub group: String,
+    /// Raw `AppInfo` JSON by app id (`/prod/web`).
+    pub apps: BTreeMap<String, Value>,
+    /// Running deployments that touch an app under the group.
+    pub deployments: Vec<Deployment>,
 }
 
+impl Live {
+    /// Whether a running deployment touches `id`.
+    pub fn deploying(&self, id: &str) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .find(|d| d.affected_apps.iter().any(|a| a == id))
+    }
+}
+
+/// The apps under `group` and the deployments touching them (two GETs, in parallel).
+pub async fn observe(client: &MarathonClient, group: &str) -> Result<Live, Error> {
+    let (apps, deployments) = tokio::try_join!(client.list_apps(group), client.deployments())?;
+    let prefix = group_prefix(group);
+    let apps: BTreeMap<String, Value> = apps
+        .into_iter()
+        .filter_map(|a| {
+            let id = a.get("id")?.as_str()?.to_string();
+            Some((id, a))
+        })
+        .collect();
+    let deployments = deployments
+        .into_iter()
+        .filter(|d| d.affected_apps.iter().any(|a| a.starts_with(&prefix)))
+        .collect();
+    Ok(Live {
+        group: format!("/{}", group.trim_matches('/')),
+        apps,
+        deployments,
+    })
+}
+
+fn group_prefix(group: &str) -> String {
+    let g = group.trim_matches('/');
+    if g.is_empty() {
+        "/".into()
+    } else {
+        format!("/{g}/")
+    }
+}
+
+/// Status fields: never part of a definition.
+const STATUS_FIELDS: [&str; 11] = [
+    "version",
+    "versionInfo",
+    "tasks",
+    "tasksStaged",
+    "tasksRunning",
+    "tasksHealthy",
+    "tasksUnhealthy",
+    "tasksStats",
+    "deployments",
+    "lastTaskFailure",
+    "readinessCheckResults",
+];
+
+/// Fields whose arrays Marathon treats as sets (`uniqueItems`).
+const SET_FIELDS: [&str; 4] = [
+    "constraints",
+    "healthChecks",
+    "dependencies",
+    "acceptedResourceRoles",
+];
+
+/// Both sides in comparable form. `ignore`: the app's JSON pointers (e.g.
+/// `"/instances"`) that are neither diffed nor written.
+pub fn comparable(desired: &Value, live: &Value, ignore: &[String]) -> (Value, Value) {
+    let mut d = desired.clone();
+    let mut l = live.clone();
+    for v in [&mut d, &mut l] {
+        if let Some(o) = v.as_object_mut() {
+            for k in STATUS_FIELDS {
+                o.remove(k);
+            }
+        }
+        drop_nulls(v);
+    }
+    accept_cluster_defaults(&mut d, &l);
+    normalize_app(&mut d);
+    normalize_app(&mut l);
+    match_assigned_ports(&mut d, &l);
+    for v in [&mut d, &mut l] {
+        for p in ignore {
+            remove_pointer(v, p);
+        }
+        if let Some(Value::Object(labels)) = v.get_mut("labels") {
+            labels.remove(COMMIT_LABEL);
+        }
+        canonical(v);
+    }
+    prune_empty_pairs(&mut d, &mut l);
+    (d, l)
+}
+
+/// `None` when in sync; otherwise a unified diff of canonical pretty JSON
+/// (sorted keys), desired vs live.
 pub fn app_diff(desired: &Value, live: &Value, ignore: &[String]) -> Option<String> {
     let (d, l) = comparable(desired, live, ignore);
-    (d != l).then(|| "(differs)".to_string())
+    if d == l {
+        return None;
+    }
+    let (ds, ls) = (
+        crate::diff::canonical_json(&d),
+        crate::diff::canonical_json(&l),
+    );
+    Some(
+        similar::TextDiff::from_lines(&ds, &ls)
+            .unified_diff()
+            .context_radius(3)
+            .header("desired", "live")
+            .to_string(),
+    )
 }
 
+/// The spec fields that differ, as JSON pointers, sorted. Objects are
+/// followed down to the differing keys (`/env/LOG_LEVEL`,
+/// `/labels/pacer.config-hash`, `/upgradeStrategy/minimumHealthCapacity`);
+/// a differing array is reported whole (`/constraints`); a key on one side
+/// only is reported at that key. Only `["/instances"]` means a pure scale.
 pub fn changed_paths(desired: &Value, live: &Value, ignore: &[String]) -> Vec<String> {
     let (d, l) = comparable(desired, live, ignore);
     let mut out = Vec::new();
-    if let (Value::Object(a), Value::Object(b)) = (&d, &l) {
-        for k in a.keys().chain(b.keys()) {
-            if a.get(k) != b.get(k) {
-                out.push(format!("/{k}"));
+    collect_changes(&d, &l, String::new(), &mut out);
+    out.sort();
+    out
+}
+
+fn collect_changes(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
+    if a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = format!("{at}/{}", escape_token(k));
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => collect_changes(u, v, p, out),
+                    _ => out.push(p),
+                }
+            }
+        }
+        _ => out.push(if at.is_empty() { "/".into() } else { at }),
+    }
+}
+
+fn escape_token(k: &str) -> String {
+    k.replace('~', "~0").replace('/', "~1")
+}
+
+fn unescape_token(k: &str) -> String {
+    k.replace("~1", "/").replace("~0", "~")
+}
+
+/// Remove the value at a JSON pointer, if there is one.
+fn remove_pointer(v: &mut Value, pointer: &str) {
+    let Some(rest) = pointer.strip_prefix('/') else {
+        return;
+    };
+    let tokens: Vec<String> = rest.split('/').map(unescape_token).collect();
+    let Some((last, parents)) = tokens.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for t in parents {
+        cur = match cur {
+            Value::Object(o) => match o.get_mut(t) {
+                Some(next) => next,
+                None => return,
+            },
+            Value::Array(a) => match t.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(next) => next,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    match cur {
+        Value::Object(o) => {
+            o.remove(last);
+        }
+        Value::Array(a) => {
+            if let Ok(i) = last.parse::<usize>()
+                && i < a.len()
+            {
+                a.remove(i);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `null` ≡ absent, at every depth (1.4 writes `null` for unset options).
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.retain(|_, x| !x.is_null());
+            o.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// Defaults that depend on the cluster or on Marathon's version, accepted as
+/// they are live when the desired app leaves them unset. Runs before
+/// normalisation, so "unset" means "not written by the user".
+fn accept_cluster_defaults(d: &mut Value, l: &Value) {
+    let (Some(d), Some(l)) = (d.as_object_mut(), l.as_object()) else {
+        return;
+    };
+    // The role is the group's (1.9+ multi-role) or `*`.
+    if !d.contains_key("role")
+        && let Some(r) = l.get("role")
+    {
+        d.insert("role".into(), r.clone());
+    }
+    // ≤1.7 (1.4 too) defaulted maxLaunchDelaySeconds to 3600.
+    if !d.contains_key("maxLaunchDelaySeconds")
+        && l.get("maxLaunchDelaySeconds").and_then(Value::as_f64) == Some(3600.0)
+    {
+        d.insert("maxLaunchDelaySeconds".into(), Value::from(3600));
+    }
+    // 1.4.0–1.4.8 defaulted unreachableStrategy to {300, 600}.
+    if !d.contains_key("unreachableStrategy")
+        && let Some(u) = l.get("unreachableStrategy")
+        && u.get("inactiveAfterSeconds").and_then(Value::as_f64) == Some(300.0)
+        && u.get("expungeAfterSeconds").and_then(Value::as_f64) == Some(600.0)
+    {
+        d.insert("unreachableStrategy".into(), u.clone());
+    }
+}
+
+/// A desired service port 0 (`portDefinitions[].port`,
+/// `container.portMappings[].servicePort`) matches the port Marathon
+/// assigned; and 1.4's unnamed default port matches the desired default one.
+fn match_assigned_ports(d: &mut Value, l: &Value) {
+    fn fill(d: Option<&mut Value>, l: Option<&Value>, key: &str) {
+        let (Some(Value::Array(ds)), Some(Value::Array(ls))) = (d, l) else {
+            return;
+        };
+        if ds.len() != ls.len() {
+            return;
+        }
+        for (dp, lp) in ds.iter_mut().zip(ls) {
+            let (Some(dp), Some(lp)) = (dp.as_object_mut(), lp.as_object()) else {
+                continue;
+            };
+            if dp.get(key).and_then(Value::as_f64) == Some(0.0)
+                && let Some(assigned) = lp.get(key).filter(|v| v.is_number())
+            {
+                dp.insert(key.into(), assigned.clone());
+            }
+            // The default port: named "default" by 1.10, unnamed by 1.4.
+            if dp.get("name").and_then(Value::as_str) == Some("default") && !lp.contains_key("name")
+            {
+                dp.remove("name");
             }
         }
     }
-    out.sort();
-    out.dedup();
-    out
+    fill(
+        d.get_mut("portDefinitions"),
+        l.get("portDefinitions"),
+        "port",
+    );
+    fill(
+        d.get_mut("container")
+            .and_then(|c| c.get_mut("portMappings")),
+        l.get("container").and_then(|c| c.get("portMappings")),
+        "servicePort",
+    );
+}
+
+/// Integral floats → integers everywhere; set-typed fields sorted and deduplicated.
+fn canonical(v: &mut Value) {
+    canonical_numbers(v);
+    if let Some(o) = v.as_object_mut() {
+        for k in SET_FIELDS {
+            if let Some(Value::Array(items)) = o.get_mut(k) {
+                if k == "constraints" {
+                    items.iter_mut().for_each(trim_constraint);
+                }
+                items.sort_by_cached_key(canonical_string);
+                items.dedup();
+            }
+        }
+    }
+}
+
+/// `["hostname", "UNIQUE", ""]` ≡ `["hostname", "UNIQUE"]`.
+fn trim_constraint(c: &mut Value) {
+    if let Value::Array(parts) = c
+        && parts.len() == 3
+        && parts[2].as_str() == Some("")
+    {
+        parts.pop();
+    }
+}
+
+fn canonical_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if n.is_f64()
+                && let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(canonical_numbers),
+        Value::Object(o) => o.values_mut().for_each(canonical_numbers),
+        _ => {}
+    }
+}
+
+/// Compact JSON with sorted keys, whatever map order serde_json keeps.
+fn canonical_string(v: &Value) -> String {
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(o) => {
+                let sorted: BTreeMap<&String, Value> =
+                    o.iter().map(|(k, v)| (k, sort(v))).collect();
+                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v).to_string()
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// An empty list or map on one side ≡ the key absent on the other, at every
+/// depth (1.4 always writes `env: {}`, `storeUrls: []`, …). Defaults where
+/// absent ≠ empty (`portDefinitions`, `networks`) were filled in before.
+fn prune_empty_pairs(a: &mut Value, b: &mut Value) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            prune_side(x, y);
+            prune_side(y, x);
+            for (k, u) in x.iter_mut() {
+                if let Some(v) = y.get_mut(k) {
+                    prune_empty_pairs(u, v);
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (u, v) in x.iter_mut().zip(y.iter_mut()) {
+                prune_empty_pairs(u, v);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn prune_side(x: &mut Map<String, Value>, other: &Map<String, Value>) {
+    x.retain(|k, v| !is_empty(v) || other.contains_key(k));
 }

@@ -8,7 +8,7 @@
 //! kept and the problem shows in `/api/v1/status` and `/metrics`.
 
 use super::gather::{self, Caches};
-use super::status::{AppStatus, EnvStatus, LastAction, Outcome, Status, SyncStatus};
+use super::status::{AppStatus, LastAction, Outcome, Status, SyncStatus};
 use crate::apply::{self, LogProgress};
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
 use crate::model::{AppPath, Digest, EnvName, Secret};
@@ -33,6 +33,8 @@ pub struct Config {
     /// Where the local mirror of the repo is kept.
     pub workdir: PathBuf,
     pub listen: SocketAddr,
+    /// A listener bound by the caller; `listen` is used when absent.
+    pub listener: Option<tokio::net::TcpListener>,
     pub poll: Duration,
     /// Only these environments. Default: all.
     pub envs: Option<BTreeSet<EnvName>>,
@@ -45,6 +47,8 @@ pub struct Config {
     pub apply: apply::Options,
     pub webhook_secret: Option<Secret<String>>,
     pub allow_rewind: bool,
+    /// Apply every environment whatever its policy (the demo does).
+    pub apply_all: bool,
 }
 
 /// The longest wait between attempts while Marathon or Git is failing.
@@ -78,7 +82,7 @@ struct Daemon {
 
 /// Runs the daemon until `shutdown` completes.
 pub async fn run(
-    cfg: Config,
+    mut cfg: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Trigger>(64);
@@ -98,7 +102,10 @@ pub async fn run(
         webhook_secret: cfg.webhook_secret.clone(),
         branch: cfg.remote.branch.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let listener = match cfg.listener.take() {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(cfg.listen).await?,
+    };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving /healthz, /readyz, /metrics, /api/v1/status and /hooks/git");
     println!("pacer serve: listening on http://{addr}");
