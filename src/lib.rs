@@ -21,6 +21,7 @@
 //!   Marathon fills in. Shared by render, the simulator and (later) observe.
 //!
 //! Beside the pipeline:
+//! - [`server`]: the daemon's HTTP edge: health, metrics, status, Git webhooks.
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
 //! - [`cli`]: clap types and one function per subcommand.
 
@@ -30,5 +31,6 @@ pub mod marathon;
 pub mod model;
 pub mod reconcile;
 pub mod render;
+pub mod server;
 pub mod sim;
 pub mod source;
