@@ -17,3 +17,6 @@ mod readme;
 
 /// `pacer sim` against Marathon's own examples, SEMANTICS.md's rules and a real client.
 mod sim;
+
+/// `source::remote::Mirror` against real remotes over file:// and git daemon; the deploy/ app definition.
+mod remote;
