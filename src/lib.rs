@@ -24,6 +24,7 @@
 //!   shows a diff.
 //!
 //! Beside the pipeline:
+//! - [`server`]: the daemon's HTTP edge: health, metrics, status, Git webhooks.
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
 //! - [`cli`]: clap types and one function per subcommand.
 

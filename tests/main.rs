@@ -20,3 +20,6 @@ mod sim;
 
 /// `marathon::client` against the in-process simulator: status codes, retries, locks, timeouts, auth, events.
 mod marathon_client;
+
+/// `source::remote::Mirror` against real remotes over file:// and git daemon; the deploy/ app definition.
+mod remote;
