@@ -24,15 +24,20 @@
 //!   shows a diff.
 //!
 //! Beside the pipeline:
+//! - [`server`]: the daemon's HTTP edge: health, metrics, status, Git webhooks.
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
 //! - [`cli`]: clap types and one function per subcommand.
 
+pub mod apply;
 pub mod cli;
 pub mod diff;
 pub mod marathon;
 pub mod model;
 pub mod observe;
+pub mod plan;
 pub mod reconcile;
+pub mod record;
 pub mod render;
+pub mod server;
 pub mod sim;
 pub mod source;

@@ -23,3 +23,6 @@ mod marathon_client;
 
 /// `observe` against the in-process simulator: PUT then GET never diffs (proptest, the example repo); real changes do.
 mod observe;
+
+/// `source::remote::Mirror` against real remotes over file:// and git daemon; the deploy/ app definition.
+mod remote;

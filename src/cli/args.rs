@@ -57,9 +57,42 @@ pub enum Command {
     /// need a restart) or redeploy (the app definition). Exit codes: 0 no
     /// changes, 2 changes, 1 error.
     Diff(DiffArgs),
+    /// Compare an environment's desired state with what Marathon runs (read-only).
+    ///
+    /// Each app comes out in sync, create, update (hot / scale / restart /
+    /// redeploy, with its diff), delete (only when the environment prunes;
+    /// otherwise unmanaged), drifted (changed outside Git), deploying, or
+    /// failed (its last deployment was rolled back). Exit codes: 0 in sync,
+    /// 2 changes, 1 error.
+    Plan(PlanArgs),
+    /// Execute the plan: deploy, follow each deployment, roll back failures.
+    ///
+    /// Asks before acting unless given --yes (never asks without a
+    /// terminal). Refuses a commit that is not a descendant of the one
+    /// running (a force-push) unless --allow-rewind.
+    Apply(ApplyArgs),
+    /// Try again an app whose deployment failed at its current definition.
+    Retry(ApplyArgs),
+    /// Show every change that reached an app, newest first.
+    ///
+    /// Rebuilt from Marathon's app versions and the Git log: commit, author,
+    /// message, when it was applied, and the outcome (succeeded, rolled back,
+    /// scaled, hot).
+    History(HistoryArgs),
+    /// Run the reconciler daemon: watch the repo, keep Marathon equal to Git.
+    ///
+    /// Clones the repo, then fetches on an interval and on a push webhook
+    /// (POST /hooks/git), and reconciles each environment by its policy:
+    /// auto-apply or plan only, prune or not, self-heal drift or only report
+    /// it. Serves /healthz, /readyz, /metrics and /api/v1/status.
+    Serve(ServeArgs),
     /// Run an in-memory Marathon 1.10 simulator.
     Sim(crate::sim::SimArgs),
     /// Run the bundled example repo end to end on embedded defaults.
+    ///
+    /// Starts the built-in simulator and the daemon on a Git copy of
+    /// examples/, applies everything, prints where to look, and keeps
+    /// running for you to commit to the copy.
     Demo(DemoArgs),
 }
 
@@ -68,6 +101,117 @@ pub struct DemoArgs {
     /// The example repo to use. Default: `examples/` of the pacer sources.
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
+    /// Where the daemon listens.
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Exit once everything is in sync instead of running on (for scripts).
+    #[arg(long)]
+    pub exit_when_synced: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config repo's Git URL: file://, git://, https:// (with
+    /// --git-token) or ssh:// / user@host:path (with --git-ssh-key).
+    #[arg(
+        long,
+        env = "PACER_REPO_URL",
+        value_name = "URL",
+        help_heading = "Source"
+    )]
+    pub repo_url: String,
+    /// The branch to follow.
+    #[arg(
+        long,
+        env = "PACER_BRANCH",
+        default_value = "main",
+        value_name = "BRANCH",
+        help_heading = "Source"
+    )]
+    pub branch: String,
+    /// The config repo's directory inside the Git repository.
+    #[arg(
+        long,
+        env = "PACER_REPO_PATH",
+        default_value = "",
+        value_name = "DIR",
+        help_heading = "Source"
+    )]
+    pub repo_path: String,
+    /// Token for https URLs.
+    #[arg(
+        long,
+        env = "PACER_GIT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Source"
+    )]
+    pub git_token: Option<String>,
+    /// Private key for ssh URLs.
+    #[arg(
+        long,
+        env = "PACER_GIT_SSH_KEY",
+        value_name = "FILE",
+        help_heading = "Source"
+    )]
+    pub git_ssh_key: Option<PathBuf>,
+    /// Seconds between fetches (webhooks trigger one at once).
+    #[arg(
+        long,
+        env = "PACER_POLL",
+        default_value_t = 30,
+        value_name = "SECONDS",
+        help_heading = "Source"
+    )]
+    pub poll: u64,
+    /// Where the local mirror of the repo is kept.
+    #[arg(
+        long,
+        env = "PACER_WORKDIR",
+        value_name = "DIR",
+        help_heading = "Source"
+    )]
+    pub workdir: Option<PathBuf>,
+    /// Deploy a commit that does not descend from the last one applied.
+    #[arg(long)]
+    pub allow_rewind: bool,
+    #[command(flatten)]
+    pub marathon: MarathonArgs,
+    /// Only these environments (repeatable). Default: all.
+    #[arg(
+        long = "env",
+        env = "PACER_ENV",
+        value_name = "ENV",
+        value_delimiter = ','
+    )]
+    pub envs: Vec<String>,
+    /// Address for the HTTP endpoints.
+    #[arg(
+        long,
+        env = "PACER_LISTEN",
+        default_value = "127.0.0.1:8081",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// Secret for push webhooks (GitHub/Gitea HMAC, GitLab token).
+    #[arg(
+        long,
+        env = "PACER_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// Deployments in flight at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+    /// Seconds before a running deployment is rolled back.
+    #[arg(
+        long,
+        env = "PACER_DEPLOY_TIMEOUT",
+        default_value_t = 600,
+        value_name = "SECONDS"
+    )]
+    pub deploy_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -160,4 +304,129 @@ pub enum Color {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Debug, Args)]
+pub struct MarathonArgs {
+    /// Marathon's URL. Default: the environment's `marathon` in pacer.yaml.
+    #[arg(
+        long,
+        env = "PACER_MARATHON_URL",
+        value_name = "URL",
+        help_heading = "Marathon"
+    )]
+    pub marathon: Option<String>,
+    /// User for HTTP basic auth.
+    #[arg(
+        long,
+        env = "PACER_MARATHON_USER",
+        value_name = "USER",
+        help_heading = "Marathon"
+    )]
+    pub marathon_user: Option<String>,
+    /// Password for HTTP basic auth.
+    #[arg(
+        long,
+        env = "PACER_MARATHON_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        help_heading = "Marathon"
+    )]
+    pub marathon_password: Option<String>,
+    /// DC/OS ACS token (sent as `Authorization: token=...`).
+    #[arg(
+        long,
+        env = "PACER_MARATHON_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Marathon"
+    )]
+    pub marathon_token: Option<String>,
+    /// Seconds before a request to Marathon times out.
+    #[arg(
+        long,
+        env = "PACER_MARATHON_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS",
+        help_heading = "Marathon"
+    )]
+    pub marathon_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub marathon: MarathonArgs,
+    /// The environment to plan.
+    #[arg(long, env = "PACER_ENV", value_name = "ENV")]
+    pub env: String,
+    /// Only this app (its path under apps/).
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
+    /// Plan a Git revision instead of the working tree.
+    #[arg(long, value_name = "REV", help_heading = "Source")]
+    pub rev: Option<String>,
+    /// Output format.
+    #[arg(
+        long,
+        env = "PACER_FORMAT",
+        value_enum,
+        default_value = "text",
+        help_heading = "Output"
+    )]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Apply without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Deploy a commit that is not a descendant of the running one.
+    #[arg(long)]
+    pub allow_rewind: bool,
+    /// Deploy uncommitted changes from the working tree.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Deployments in flight at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+    /// Seconds before a running deployment is rolled back.
+    #[arg(
+        long,
+        env = "PACER_DEPLOY_TIMEOUT",
+        default_value_t = 600,
+        value_name = "SECONDS"
+    )]
+    pub deploy_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub marathon: MarathonArgs,
+    #[arg(long, env = "PACER_ENV", value_name = "ENV")]
+    pub env: String,
+    /// The app's path under apps/.
+    #[arg(long, value_name = "APP")]
+    pub app: String,
+    /// At most this many Marathon versions.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

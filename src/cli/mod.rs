@@ -4,6 +4,8 @@
 mod args;
 mod commands;
 mod demo;
+mod live;
+mod serve;
 
 pub use args::Cli;
 use args::Command;
@@ -49,7 +51,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(a) => commands::validate(a),
         Command::Render(a) => commands::render(a),
         Command::Diff(a) => commands::diff(a),
-        Command::Demo(a) => demo::run(a.repo.as_deref()),
+        Command::Demo(a) => demo::run(a),
+        Command::Plan(a) => live::plan_cmd(a),
+        Command::Apply(a) => live::apply_cmd(a, false),
+        Command::Retry(a) => live::apply_cmd(a, true),
+        Command::History(a) => live::history_cmd(a),
+        Command::Serve(a) => serve::run(a),
         Command::Sim(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(crate::sim::run(args))?;

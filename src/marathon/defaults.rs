@@ -80,8 +80,28 @@ pub fn network_mode(app: &Value) -> &str {
         .unwrap_or("host")
 }
 
+/// Integral floats become integers (`"mem": 50.0` ≡ `"mem": 50`): Marathon
+/// versions and clients differ in how they print doubles (SEMANTICS §5).
+fn canonical_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if n.is_f64()
+                && let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(canonical_numbers),
+        Value::Object(o) => o.values_mut().for_each(canonical_numbers),
+        _ => {}
+    }
+}
+
 /// Fill 1.10 defaults and canonicalise. Never panics; non-objects are left alone.
 pub fn normalize_app(app: &mut Value) {
+    canonical_numbers(app);
     let Some(o) = app.as_object_mut() else { return };
     // 1.4 writes `null` for absent options; null ≡ absent.
     o.retain(|_, v| !v.is_null());
@@ -214,8 +234,13 @@ pub fn normalize_app(app: &mut Value) {
             }
         }
     }
-    if let Some(Value::Array(c)) = o.get_mut("constraints") {
-        c.dedup();
+    // Set-typed fields (`uniqueItems`): Marathon keeps no order, so a
+    // canonical order lets two normalised apps compare equal.
+    for k in ["constraints", "acceptedResourceRoles", "healthChecks"] {
+        if let Some(Value::Array(items)) = o.get_mut(k) {
+            items.sort_by_cached_key(|v| v.to_string());
+            items.dedup();
+        }
     }
     for k in OMIT_WHEN_EMPTY {
         if o.get(k).is_some_and(is_empty) {
@@ -453,12 +478,12 @@ mod tests {
             "command": {"value": "true"}}]}),
         );
         assert_eq!(
-            v["healthChecks"][0],
+            v["healthChecks"][1],
             json!({"path": "/h", "protocol": "HTTP", "gracePeriodSeconds": 300, "intervalSeconds": 60,
                 "timeoutSeconds": 20, "maxConsecutiveFailures": 3, "delaySeconds": 15, "ipProtocol": "IPv4",
                 "portIndex": 0, "ignoreHttp1xx": false})
         );
-        assert!(v["healthChecks"][1].get("portIndex").is_none());
+        assert!(v["healthChecks"][0].get("portIndex").is_none());
     }
 
     #[test]
@@ -472,6 +497,23 @@ mod tests {
             json!({"maximumOverCapacity": 0, "minimumHealthCapacity": 0.5})
         );
         assert_eq!(v["unreachableStrategy"], json!("disabled"));
+    }
+
+    #[test]
+    fn numbers_and_sets_are_canonical() {
+        let a = norm(
+            json!({"id": "/a", "cmd": "x", "mem": 50.0, "cpus": 0.5, "disk": 0.0,
+            "constraints": [["rack", "GROUP_BY"], ["hostname", "UNIQUE"]],
+            "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 0.5}}),
+        );
+        let b = norm(
+            json!({"id": "/a", "cmd": "x", "mem": 50, "cpus": 0.5, "disk": 0,
+            "constraints": [["hostname", "UNIQUE"], ["rack", "GROUP_BY"]],
+            "upgradeStrategy": {"maximumOverCapacity": 0.5, "minimumHealthCapacity": 1}}),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a["mem"], json!(50));
+        assert_eq!(a["cpus"], json!(0.5));
     }
 
     #[test]

@@ -185,6 +185,10 @@ pub fn validate_app(app: &Value) -> Vec<Violation> {
 
 fn check_command(s: &mut Sink, obj: &Map<String, Value>) {
     typed(s, obj, "", "cmd", Value::is_string, TYPE_STRING);
+    if obj.get("cmd").and_then(Value::as_str) == Some("") {
+        // RAML: `cmd` has minLength 1.
+        s.add("/cmd", "error.minLength");
+    }
     let has_cmd = obj.get("cmd").is_some_and(|v| !v.is_null());
     let has_args = match obj.get("args") {
         None | Some(Value::Null) => false,

@@ -40,6 +40,7 @@ fn cmd_args_container() {
     let v = paths(json!({"id": "/a", "cmd": "x", "args": ["y"]}));
     assert_eq!(v[0].0, "");
     assert!(paths(json!({"id": "/a", "args": ["y"]})).is_empty());
+    assert_eq!(paths(json!({"id": "/a", "cmd": ""}))[0].0, "/cmd");
 }
 
 #[test]

@@ -2,4 +2,6 @@
 //! pipeline source → render → observe → diff → plan → apply → record for
 //! each environment, by its policy.
 
+pub mod daemon;
+pub mod gather;
 pub mod status;

@@ -154,6 +154,17 @@ impl SimState {
                 format!("An app with id [{id}] conflicts with a group of the same name"),
             ));
         }
+        // Groups are implicit, so an app cannot sit below another app (wording ours).
+        let mut g = ids::parent(&id);
+        while g != "/" {
+            if self.apps.contains_key(&g) {
+                return Err(ApiError::new(
+                    422,
+                    format!("The group {g} conflicts with an app of the same name"),
+                ));
+            }
+            g = ids::parent(&g);
+        }
         Ok(body)
     }
 

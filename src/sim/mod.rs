@@ -254,10 +254,30 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     let config = SimConfig::from(&args);
-    serve(listener, config, async {
+    serve(listener, config, shutdown_signal()).await
+}
+
+/// Ctrl-C or SIGTERM (how CI and process managers stop the simulator).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    }
 }
 
 #[cfg(test)]

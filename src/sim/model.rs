@@ -16,12 +16,6 @@ pub fn iso(ms: Millis) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub fn parse_iso(s: &str) -> Option<Millis> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&Utc).timestamp_millis())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskState {
     Staging,
@@ -232,7 +226,7 @@ impl Event {
     }
 }
 
-/// Current wall-clock time for frames produced outside the state machine.
-pub fn now_free_timestamp() -> Millis {
+/// Wall-clock time for frames made outside the state machine (no `now` is passed there).
+pub fn wall_clock_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }

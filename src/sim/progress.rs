@@ -31,6 +31,10 @@ pub fn restart_strategy(
     (kill_now, max_capacity)
 }
 
+/// Launches per app per tick, so an absurd `instances` cannot stall the
+/// simulator (Marathon throttles launches too: `launch_token`).
+const MAX_LAUNCH_PER_TICK: usize = 1000;
+
 pub fn ip_of(host: &str) -> String {
     let n = host
         .trim_start_matches("agent-")
@@ -85,7 +89,8 @@ impl SimState {
         self.instance_event(t, cond, now);
     }
 
-    /// Launch one task of `app` with its current version.
+    /// Launch one task of `app` with its current version. Ids use the 1.10
+    /// instance format `<safeId>.instance-<uuid>._app.1` (1.4: `<safeId>.<uuid>`).
     pub fn launch(&mut self, app: &str, now: Millis) {
         let Some(rec) = self.apps.get(app) else {
             return;
@@ -228,6 +233,16 @@ impl SimState {
                     json!({"appId": t.app_id, "instanceId": t.instance_id, "taskId": t.id, "version": t.version, "alive": alive}));
                 self.emit("instance_health_changed_event", now,
                     json!({"instanceId": t.instance_id, "runSpecId": t.app_id, "healthy": alive, "runSpecVersion": t.version}));
+                if !alive && self.record_events {
+                    let hc = self
+                        .apps
+                        .get(app)
+                        .and_then(|r| r.app.pointer("/healthChecks/0").cloned())
+                        .unwrap_or(Value::Null);
+                    // `taskId` carries the instance id here, as in Marathon's EventFormats.
+                    self.emit("failed_health_check_event", now,
+                        json!({"appId": t.app_id, "taskId": t.instance_id, "instanceId": t.instance_id, "healthCheck": hc, "version": t.version}));
+                }
             }
         }
         let in_deployment = self
@@ -357,7 +372,7 @@ impl SimState {
                 self.kill_task(app, &t.id, false, now);
             }
         }
-        for _ in have..n {
+        for _ in have..n.min(have + MAX_LAUNCH_PER_TICK) {
             self.launch(app, now);
         }
         let rec = &self.apps[app];
@@ -431,7 +446,10 @@ impl SimState {
         r.old_killed = r.old_killed.max(old_total - old_alive);
         let new_started = rec.tasks.len() - old_alive;
         let room = r.max_capacity.saturating_sub(old_alive + new_started);
-        for _ in 0..room.min(n.saturating_sub(new_started)) {
+        for _ in 0..room
+            .min(n.saturating_sub(new_started))
+            .min(MAX_LAUNCH_PER_TICK)
+        {
             self.launch(app, now);
         }
         let rec = &self.apps[app];

@@ -35,6 +35,8 @@ pub struct Req {
     pub remote: String,
     pub accept: String,
     pub uri: String,
+    /// `Host` header: what `/v2/leader` and `/v2/info` report as the leader.
+    pub host: String,
 }
 
 impl Req {
@@ -61,6 +63,8 @@ impl Req {
         }
     }
     /// The body as JSON, or Marathon's 400 for unparsable JSON.
+    /// (1.4 answered JSON-shape errors with 400 too; 1.10 uses 422 once the
+    /// text parses, which `prepare` does.)
     pub fn json(&self) -> Result<Value, ApiError> {
         serde_json::from_slice(&self.body).map_err(|e| ApiError {
             status: 400,
@@ -125,6 +129,12 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost:8080")
+        .to_string();
     let r = Req {
         method: parts.method.clone(),
         path,
@@ -134,6 +144,7 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
         remote,
         accept,
         uri: parts.uri.to_string(),
+        host,
     };
     if r.segs.first().map(String::as_str) == Some("_sim") {
         return control::handle(&sim, &r);
@@ -333,9 +344,11 @@ fn handle(sim: &Sim, r: &Req) -> Response {
                 None,
             )
         }
-        // RoutingExceptionMapper-style answer for unknown routes (SEMANTICS §1).
+        // A known resource asked with a method it does not have.
         _ if known_prefix(&segs) => method_not_allowed(),
-        _ => json_response(404, &json!({"message": "URI not found"})),
+        // Unknown routes: 500 with this body is what SEMANTICS §1 found in
+        // MarathonExceptionMapper (not a 404).
+        _ => json_response(500, &json!({"message": "URI not found"})),
     }
 }
 
@@ -351,8 +364,7 @@ fn known_prefix(segs: &[&str]) -> bool {
 }
 
 fn host_of(r: &Req) -> String {
-    let _ = r;
-    "127.0.0.1:8080".to_string()
+    r.host.clone()
 }
 
 fn info(r: &Req) -> Response {

@@ -105,7 +105,7 @@ pub struct SimState {
     /// False while nobody listens on `/v2/events`: building payloads is then wasted work.
     #[serde(skip, default = "yes")]
     pub record_events: bool,
-    /// Which versions each app's tasks last saw, used to spot app removal.
+    /// Where the next service-port search starts (see `allocate_port`).
     #[serde(default)]
     pub port_cursor: u16,
 }

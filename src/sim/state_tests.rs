@@ -272,6 +272,10 @@ fn never_healthy_version_times_out() {
     assert!(end - t > 200);
     let ev = event_types(&mut s);
     assert!(ev.contains(&"deployment_failed".to_string()), "{ev:?}");
+    assert!(
+        ev.contains(&"failed_health_check_event".to_string()),
+        "{ev:?}"
+    );
     assert!(!ev.contains(&"deployment_success".to_string()));
 }
 
@@ -323,4 +327,82 @@ fn partial_update_with_version_rolls_back() {
     assert_eq!(s.apps["/v"].app["cmd"], json!("one"));
     let err = put(&mut s, "/v", json!({"version": "x", "cmd": "z"}), true, t).unwrap_err();
     assert_eq!(err.status, 422);
+}
+
+#[test]
+fn apps_and_groups_cannot_share_a_path() {
+    let mut s = sim();
+    put(&mut s, "/a/b", json!({"cmd": "x"}), false, 1).unwrap();
+    assert_eq!(
+        put(&mut s, "/a", json!({"cmd": "x"}), false, 2)
+            .unwrap_err()
+            .status,
+        422
+    );
+    assert_eq!(
+        put(&mut s, "/a/b/c", json!({"cmd": "x"}), false, 3)
+            .unwrap_err()
+            .status,
+        422
+    );
+}
+
+#[test]
+fn absurd_instance_counts_do_not_stall_a_tick() {
+    let mut s = sim();
+    let t = std::time::Instant::now();
+    put(
+        &mut s,
+        "/big",
+        json!({"cmd": "x", "instances": 2_000_000_000u64}),
+        false,
+        1_000_000,
+    )
+    .unwrap();
+    s.tick(1_000_005);
+    assert!(s.apps["/big"].tasks.len() <= 2_000);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn bad_bodies_are_errors_not_panics() {
+    let mut s = sim();
+    for body in [
+        json!(null),
+        json!([]),
+        json!("x"),
+        json!({"id": 3}),
+        json!({"id": "/a", "cmd": 1, "cpus": "many"}),
+    ] {
+        assert!(
+            s.apply(Command::CreateApp { body: body.clone() }, 1)
+                .is_err(),
+            "{body}"
+        );
+        assert!(put(&mut s, "/p", body, false, 1).is_err());
+    }
+    assert!(s.apps.is_empty());
+    put(&mut s, "/p", json!({"cmd": "x"}), false, 2).unwrap();
+    settle(&mut s, 2);
+    for body in [
+        json!(null),
+        json!([1]),
+        json!({"instances": -1}),
+        json!({"version": 5}),
+        json!({"env": {"A": 1}}),
+    ] {
+        let e = put(&mut s, "/p", body.clone(), false, 3).unwrap_err();
+        assert!(e.status >= 400 && e.status < 500, "{body}: {e:?}");
+    }
+    let e = s.apply(
+        Command::KillTasks {
+            app: None,
+            ids: vec![".".into(), "".into()],
+            host: None,
+            scale: true,
+            force: false,
+        },
+        4,
+    );
+    assert!(e.is_err());
 }

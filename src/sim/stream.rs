@@ -11,7 +11,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::Sim;
-use super::model::{Event, now_free_timestamp};
+use super::model::{Event, wall_clock_ms};
 
 /// An SSE response that starts with `event_stream_attached` and then relays
 /// every event whose type passes the `event_type` filter (all when empty).
@@ -23,7 +23,7 @@ pub fn event_stream(sim: &Sim, remote: String, types: Vec<String>) -> Response<B
     let pass = move |t: &str| filter.is_empty() || filter.contains(t);
     let attached = Event::new(
         "event_stream_attached",
-        now_free_timestamp(),
+        wall_clock_ms(),
         json!({"remoteAddress": remote}),
     );
     let first = if pass("event_stream_attached") {

@@ -34,7 +34,8 @@ struct HealthView<'a> {
 }
 
 /// Task JSON as 1.10 writes it (task.raml / TaskConversion): options omitted
-/// when unset. A typed view so the big list endpoints serialise without
+/// when unset. (1.4 wrote `healthCheckResults`, `servicePorts` and
+/// `ipAddresses` only when non-empty; 1.10 always writes them.) A typed view so the big list endpoints serialise without
 /// building `Value` trees.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

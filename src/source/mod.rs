@@ -6,6 +6,8 @@
 //! only on demand. Comparing ids is how `diff` finds the apps whose inputs
 //! changed without reading, let alone rendering, the others.
 
+pub mod remote;
+
 use git2::{ObjectType, Oid, Repository};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;

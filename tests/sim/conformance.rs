@@ -447,3 +447,39 @@ async fn deployments_list_matches_the_raml_example_shape() {
     );
     assert_eq!(got[0]["totalSteps"], 2);
 }
+
+#[tokio::test]
+async fn task_lists_match_the_raml_example_shapes() {
+    let root = shared_api_dir();
+    let sim = Sim::start();
+    sim.post(
+        "/v2/apps",
+        json!({"id": "/tools/docker/registry", "cmd": "x", "instances": 2}),
+    )
+    .await;
+    sim.wait_deployments_done().await;
+    for (example, uri) in [
+        ("tasks.json", "/v2/tasks"),
+        ("app_tasks.json", "/v2/apps/tools/docker/registry/tasks"),
+    ] {
+        let mut want = read(&root.join("v1.10/api/v2/examples").join(example));
+        // Fault-domain fields appear only when agents report a region/zone.
+        for t in want["tasks"].as_array_mut().unwrap() {
+            let t = t.as_object_mut().unwrap();
+            t.remove("region");
+            t.remove("zone");
+        }
+        let (s, got) = sim.get(uri).await;
+        assert_eq!(s, 200);
+        assert_eq!(got["tasks"].as_array().unwrap().len(), 2, "{uri}");
+        assert_shape(&want, &got, uri);
+    }
+    let (_, running) = sim.get("/v2/tasks?status=running").await;
+    assert_eq!(running["tasks"].as_array().unwrap().len(), 2);
+    let (_, staging) = sim.get("/v2/tasks?status=staging").await;
+    assert_eq!(
+        staging,
+        json!({"tasks": []}),
+        "as go-marathon's canned answer"
+    );
+}

@@ -482,3 +482,37 @@ async fn task_kill_with_scale_and_task_id_format() {
     let (_, v) = sim.get("/v2/tasks").await;
     assert!(v["tasks"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn library_entry_serves_in_process_and_shuts_down_with_open_streams() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pacer::sim::serve(
+        listener,
+        pacer::sim::SimConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let (s, leader) = {
+        let r = http.get(format!("{url}/v2/leader")).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(s, 200);
+    assert_eq!(leader["leader"], url.trim_start_matches("http://"));
+    let events = http
+        .get(format!("{url}/v2/events"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns although an event stream was open")
+        .unwrap()
+        .unwrap();
+}

@@ -149,3 +149,70 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs git in `dir` with a fixed author, failing the test if it fails, and
+/// returns its trimmed stdout.
+pub fn run_git(dir: &Path, args: &[&str]) -> String {
+    git(dir, args)
+}
+
+/// `git daemon` serving every repository under a directory over `git://` on
+/// 127.0.0.1, killed when dropped.
+pub struct GitDaemon {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl GitDaemon {
+    /// Starts the daemon and waits (up to 10 s) until it accepts connections.
+    pub fn serve(base: &Path) -> GitDaemon {
+        let port = free_port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg("--reuseaddr")
+            .arg(format!("--base-path={}", base.display()))
+            .arg("--export-all")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting git daemon");
+        let mut daemon = GitDaemon { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return daemon;
+            }
+            if let Some(status) = daemon.child.try_wait().expect("polling git daemon") {
+                panic!("git daemon exited with {status} before listening on port {port}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not listen on port {port} within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The `git://` URL of `name` (a path relative to the base directory).
+    pub fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port nothing listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}

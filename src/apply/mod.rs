@@ -1,0 +1,417 @@
+//! Executes a [`Plan`]: the only writer to Marathon. Each step's deployment
+//! is followed to its end; one that fails or outlives its timeout is rolled
+//! back. Steps run concurrently, bounded, so one slow app never holds up the
+//! others.
+
+pub mod rollout;
+
+use crate::diff::Class;
+use crate::marathon::client::{DeploymentRef, Error as ClientError, MarathonClient};
+use crate::plan::{Action, Observed, Plan, Step};
+use crate::reconcile::status::Outcome;
+use crate::render::{DesiredEnv, RenderedApp};
+use rollout::{Rollout, RolloutEvent, Verdict};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Steps in flight at once.
+    pub concurrency: usize,
+    /// A deployment still running after this is rolled back.
+    pub deploy_timeout: Duration,
+    /// How often a running deployment is polled.
+    pub poll: Duration,
+    /// Attempts at a write that failed with a transient error (5xx, timeout),
+    /// re-reading Marathon before each so that no second deployment starts.
+    pub write_attempts: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 8,
+            deploy_timeout: Duration::from_secs(600),
+            poll: Duration::from_millis(250),
+            write_attempts: 5,
+        }
+    }
+}
+
+/// How one step ended.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepResult {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Reports progress, for a terminal's progress bars or plain log lines.
+pub trait Progress: Send + Sync {
+    fn started(&self, step: &Step, what: &str);
+    fn progressed(&self, id: &str, detail: &str);
+    fn finished(&self, result: &StepResult);
+}
+
+/// Plain log lines through tracing.
+pub struct LogProgress;
+
+impl Progress for LogProgress {
+    fn started(&self, step: &Step, what: &str) {
+        tracing::info!(app = %step.id, "{what}");
+    }
+    fn progressed(&self, id: &str, detail: &str) {
+        tracing::debug!(app = %id, "{detail}");
+    }
+    fn finished(&self, r: &StepResult) {
+        match r.outcome {
+            Outcome::Succeeded | Outcome::Hot => {
+                tracing::info!(app = %r.id, outcome = r.outcome.as_str(), deployment = r.deployment_id.as_deref().unwrap_or("-"), "done")
+            }
+            _ => {
+                tracing::warn!(app = %r.id, outcome = r.outcome.as_str(), message = r.message.as_deref().unwrap_or(""), "failed")
+            }
+        }
+    }
+}
+
+/// The body pacer PUTs: the rendered definition, with the fields the app
+/// leaves to others (its `ignore` pointers) taken from what runs now, so
+/// that a full PUT never resets an autoscaled instance count.
+pub fn put_body(app: &RenderedApp, live: Option<&Value>) -> Value {
+    let mut body = app.marathon.clone();
+    if let Some(live) = live {
+        for pointer in &app.ignore {
+            if let Some(v) = live.pointer(pointer) {
+                set_pointer(&mut body, pointer, v.clone());
+            }
+        }
+    }
+    body
+}
+
+fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
+    let mut node = root;
+    let segs: Vec<String> = pointer
+        .trim_start_matches('/')
+        .split('/')
+        .map(crate::render::schema::unescape)
+        .collect();
+    for (i, seg) in segs.iter().enumerate() {
+        let last = i + 1 == segs.len();
+        match node {
+            Value::Object(m) => {
+                if last {
+                    m.insert(seg.clone(), value);
+                    return;
+                }
+                node = m
+                    .entry(seg.clone())
+                    .or_insert_with(|| Value::Object(Default::default()));
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Runs every acting step of `plan` and returns how each ended. Steps that
+/// don't act (in sync, unmanaged, drift without self-heal, failed) are left
+/// out.
+pub async fn apply(
+    client: &MarathonClient,
+    plan: &Plan,
+    desired: &DesiredEnv,
+    observed: &Observed,
+    opts: &Options,
+    progress: Arc<dyn Progress>,
+) -> Vec<StepResult> {
+    let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let by_id: BTreeMap<&str, &RenderedApp> =
+        desired.apps.values().map(|a| (a.id.as_str(), a)).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for step in &plan.steps {
+        let adopt = matches!(step.action, Action::Wait { ours: true, .. });
+        if !step.action.acts() && !adopt {
+            continue;
+        }
+        let step = step.clone();
+        let app = by_id.get(step.id.as_str()).map(|a| (*a).clone());
+        let live = observed.apps.get(&step.id).map(|l| l.spec.clone());
+        let client = client.clone();
+        let opts = opts.clone();
+        let limit = limit.clone();
+        let progress = progress.clone();
+        tasks.spawn(async move {
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let result = run_step(
+                &client,
+                &step,
+                app.as_ref(),
+                live.as_ref(),
+                &opts,
+                progress.as_ref(),
+            )
+            .await;
+            progress.finished(&result);
+            result
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(r) => results.push(r),
+            Err(e) => tracing::error!("an apply task ended abnormally: {e}"),
+        }
+    }
+    results.sort_by(|a, b| a.id.cmp(&b.id));
+    results
+}
+
+fn result(
+    step: &Step,
+    outcome: Outcome,
+    deployment: Option<String>,
+    message: Option<String>,
+) -> StepResult {
+    StepResult {
+        id: step.id.clone(),
+        app: step.app.clone(),
+        outcome,
+        deployment_id: deployment,
+        message,
+    }
+}
+
+async fn run_step(
+    client: &MarathonClient,
+    step: &Step,
+    app: Option<&RenderedApp>,
+    live: Option<&Value>,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> StepResult {
+    match (&step.action, app) {
+        (
+            Action::Update {
+                class: Class::Hot, ..
+            },
+            Some(_),
+        ) => {
+            // The config server picks up the new bundle from the desired
+            // state; nothing runs in Marathon.
+            progress.started(step, "hot update: config files only, no relaunch");
+            result(step, Outcome::Hot, None, None)
+        }
+        (
+            Action::Wait {
+                deployments,
+                ours: true,
+            },
+            _,
+        ) => {
+            progress.started(step, "adopting the running deployment");
+            let Some(dep) = deployments.first() else {
+                return result(step, Outcome::Succeeded, None, None);
+            };
+            follow(client, step, dep.clone(), live.cloned(), opts, progress).await
+        }
+        (Action::Delete, _) => {
+            progress.started(step, "deleting (pruned from Git)");
+            match write(client, step, opts, || client.delete_app(&step.id)).await {
+                Ok(d) => follow(client, step, d.deployment_id, None, opts, progress).await,
+                Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
+            }
+        }
+        (
+            Action::Update {
+                class: Class::Scale,
+                ..
+            },
+            Some(app),
+        ) => {
+            let Some(n) = put_body(app, live).get("instances").and_then(Value::as_u64) else {
+                return result(
+                    step,
+                    Outcome::Failed,
+                    None,
+                    Some("no instance count to scale to".into()),
+                );
+            };
+            progress.started(step, &format!("scaling to {n} instances"));
+            match write(client, step, opts, || client.scale_app(&step.id, n)).await {
+                Ok(d) => follow(client, step, d.deployment_id, live.cloned(), opts, progress).await,
+                Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
+            }
+        }
+        (
+            Action::Create | Action::Update { .. } | Action::Drifted { heal: true, .. },
+            Some(app),
+        ) => {
+            let what = match &step.action {
+                Action::Create => "creating".to_string(),
+                Action::Drifted { .. } => "healing drift: putting Git's version back".to_string(),
+                Action::Update { class, .. } => format!("rolling out ({})", class.as_str()),
+                _ => "deploying".to_string(),
+            };
+            progress.started(step, &what);
+            let body = put_body(app, live);
+            match write(client, step, opts, || {
+                client.put_app(&step.id, &body, false)
+            })
+            .await
+            {
+                Ok(d) => follow(client, step, d.deployment_id, live.cloned(), opts, progress).await,
+                Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
+            }
+        }
+        _ => result(
+            step,
+            Outcome::Failed,
+            None,
+            Some("nothing to do for this step".into()),
+        ),
+    }
+}
+
+/// A write with transient failures retried. Before each retry Marathon is
+/// read again: if a deployment for the app is already running, the earlier
+/// attempt got through and its deployment is adopted instead of starting a
+/// second one.
+async fn write<F, Fut>(
+    client: &MarathonClient,
+    step: &Step,
+    opts: &Options,
+    mut attempt: F,
+) -> Result<DeploymentRef, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<DeploymentRef, ClientError>>,
+{
+    let mut delay = opts.poll;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Ok(d) => return Ok(d),
+            Err(e) if e.is_transient() && tries < opts.write_attempts => {
+                tracing::warn!(app = %step.id, attempt = tries, "write failed, re-reading Marathon before trying again: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                if let Ok(deps) = client.deployments().await {
+                    if let Some(d) = deps
+                        .iter()
+                        .find(|d| d.affected_apps.iter().any(|a| a == &step.id))
+                    {
+                        return Ok(DeploymentRef {
+                            deployment_id: d.id.clone(),
+                            version: d.version.clone(),
+                        });
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Follows a deployment to its end, rolling it back on timeout or failure.
+async fn follow(
+    client: &MarathonClient,
+    step: &Step,
+    deployment: String,
+    previous: Option<Value>,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> StepResult {
+    let started = tokio::time::Instant::now();
+    let mut rollout = Rollout::new(deployment.clone(), opts.deploy_timeout);
+    loop {
+        let event = match client.deployments().await {
+            Ok(deps) => match deps.iter().find(|d| d.id == rollout.deployment) {
+                Some(d) => RolloutEvent::Running {
+                    step: d.current_step,
+                    of: d.total_steps,
+                },
+                None => match app_health(client, &step.id).await {
+                    Some(healthy) => RolloutEvent::Gone { healthy },
+                    None => RolloutEvent::Unreachable,
+                },
+            },
+            Err(_) => RolloutEvent::Unreachable,
+        };
+        let (next, verdict) = rollout.step(event, started.elapsed());
+        rollout = next;
+        match verdict {
+            Verdict::Continue(detail) => {
+                if let Some(d) = detail {
+                    progress.progressed(&step.id, &d);
+                }
+                tokio::time::sleep(opts.poll).await;
+            }
+            Verdict::Succeeded => return result(step, Outcome::Succeeded, Some(deployment), None),
+            Verdict::RollBack(reason) => {
+                progress.progressed(&step.id, &format!("rolling back: {reason}"));
+                let rolled = roll_back(client, step, &rollout.deployment, previous.as_ref()).await;
+                let message = match rolled {
+                    Ok(()) => format!("{reason}; rolled back"),
+                    Err(e) => format!("{reason}; the rollback failed too: {e}"),
+                };
+                return result(step, Outcome::RolledBack, Some(deployment), Some(message));
+            }
+        }
+    }
+}
+
+/// Whether the app's tasks are all up (healthy, where it has health
+/// checks). `None` when Marathon can't be read.
+async fn app_health(client: &MarathonClient, id: &str) -> Option<bool> {
+    match client.get_app(id).await {
+        Ok(Some(app)) => {
+            let want = app.get("instances").and_then(Value::as_u64).unwrap_or(0);
+            let has_checks = app
+                .get("healthChecks")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+            let field = if has_checks {
+                "tasksHealthy"
+            } else {
+                "tasksRunning"
+            };
+            let up = app.get(field).and_then(Value::as_u64).unwrap_or(0);
+            Some(up >= want)
+        }
+        // Deleted: the deployment that deleted it is done.
+        Ok(None) => Some(true),
+        Err(_) => None,
+    }
+}
+
+/// Reverts a deployment: Marathon's own rollback while it still runs, or
+/// the previous definition put back once it has ended.
+async fn roll_back(
+    client: &MarathonClient,
+    step: &Step,
+    deployment: &str,
+    previous: Option<&Value>,
+) -> Result<(), ClientError> {
+    match client.rollback_deployment(deployment).await? {
+        Some(_) => Ok(()),
+        None => match previous {
+            Some(prev) => client.put_app(&step.id, prev, true).await.map(|_| ()),
+            None => client.delete_app(&step.id).await.map(|_| ()),
+        },
+    }
+}

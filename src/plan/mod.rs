@@ -1,0 +1,312 @@
+//! Decides what to do for each app of one environment, from its desired
+//! state, what Marathon runs and the environment's policy. Pure: no I/O, no
+//! clock. The caller fetches the inputs and executes the [`Plan`].
+
+use crate::diff::Class;
+use crate::model::{AppPath, Digest};
+use crate::observe;
+use crate::reconcile::status::SyncStatus;
+use crate::render::{DesiredEnv, Policy, Reload, RenderedApp, labels};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// An app as Marathon runs it.
+#[derive(Clone, Debug)]
+pub struct LiveApp {
+    /// The raw app JSON from `/v2/apps`.
+    pub spec: Value,
+    /// Deployments touching the app right now.
+    pub deployments: Vec<String>,
+}
+
+impl LiveApp {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.spec.get("labels")?.get(key)?.as_str()
+    }
+}
+
+/// Everything a plan depends on besides the desired state.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Apps under the environment's group, by Marathon id.
+    pub apps: BTreeMap<String, LiveApp>,
+    /// What Git said at the commit each live app was deployed from (its
+    /// `pacer.commit`), for the apps that differ from the desired state.
+    /// Tells a change in Git from a change made in Marathon by hand.
+    pub baselines: BTreeMap<String, Value>,
+    /// App definitions whose last deployment failed and was rolled back, by
+    /// Marathon id. The same definition is not tried again.
+    pub failed: BTreeMap<String, Value>,
+    /// The digest of the hot-reload files the config server hands out now.
+    pub served_hot: BTreeMap<String, Digest>,
+    /// Apps the operator asked to retry (`pacer retry`): failures are forgotten.
+    pub retry: BTreeSet<String>,
+}
+
+/// What to do for one app.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Action {
+    /// Live matches Git.
+    InSync,
+    /// Git has it, Marathon doesn't.
+    Create,
+    /// Git changed it. `class` says how: `hot` needs no deployment, `scale`
+    /// only sets instances, `restart`/`redeploy` roll the tasks.
+    Update { class: Class, changed: Vec<String> },
+    /// Marathon has it, Git no longer does, and the environment prunes.
+    Delete,
+    /// Under the group but not pacer's to delete (no prune, or never
+    /// deployed by pacer).
+    Unmanaged,
+    /// Live was changed outside Git. With self-heal, `heal` is true and the
+    /// step puts Git's version back.
+    Drifted { heal: bool, changed: Vec<String> },
+    /// A deployment is running; wait for it (and adopt it if it is ours).
+    Wait {
+        deployments: Vec<String>,
+        ours: bool,
+    },
+    /// This exact definition failed and was rolled back; it is not retried
+    /// until it changes or an operator asks.
+    Failed,
+}
+
+impl Action {
+    /// Whether executing the step touches Marathon or the config server.
+    pub fn acts(&self) -> bool {
+        matches!(
+            self,
+            Action::Create
+                | Action::Update { .. }
+                | Action::Delete
+                | Action::Drifted { heal: true, .. }
+        )
+    }
+
+    pub fn sync_status(&self) -> SyncStatus {
+        match self {
+            Action::InSync => SyncStatus::InSync,
+            Action::Create => SyncStatus::Missing,
+            Action::Update { .. } => SyncStatus::OutOfSync,
+            Action::Delete | Action::Unmanaged => SyncStatus::Unmanaged,
+            Action::Drifted { .. } => SyncStatus::Drifted,
+            Action::Wait { .. } => SyncStatus::Progressing,
+            Action::Failed => SyncStatus::Failed,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub id: String,
+    /// The app's path under `apps/`; absent for apps Git doesn't have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppPath>,
+    #[serde(flatten)]
+    pub action: Action,
+    /// Desired against live, for humans; absent when in sync.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub env: String,
+    pub group: String,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| !matches!(s.action, Action::InSync))
+    }
+
+    pub fn counts(&self) -> BTreeMap<SyncStatus, u64> {
+        let mut out = BTreeMap::new();
+        for s in &self.steps {
+            *out.entry(s.action.sync_status()).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// Apps whose live version differs from Git and whose baseline (Git at the
+/// live app's commit) the caller should render: `(id, commit)`.
+pub fn baselines_needed(
+    desired: &DesiredEnv,
+    live: &BTreeMap<String, LiveApp>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for app in desired.apps.values() {
+        let Some(l) = live.get(&app.id) else { continue };
+        let Some(commit) = l.label(labels::COMMIT) else {
+            continue;
+        };
+        if observe::app_diff(&app.marathon, &l.spec, &app.ignore).is_some() {
+            out.push((app.id.clone(), commit.to_string()));
+        }
+    }
+    out
+}
+
+fn hot_digest(app: &RenderedApp) -> Digest {
+    let parts: Vec<(String, Vec<u8>)> = app
+        .files
+        .iter()
+        .filter(|(_, f)| f.reload == Reload::Hot)
+        .map(|(n, f)| (format!("{n}\0{}", f.path), f.digest.0.clone().into_bytes()))
+        .collect();
+    Digest::of_parts(parts.iter().map(|(n, c)| (n.as_str(), c.as_slice())))
+}
+
+/// The digest of an app's hot-reload files, as the config server serves them.
+pub fn served_digest(app: &RenderedApp) -> Digest {
+    hot_digest(app)
+}
+
+/// How a difference in the Marathon spec is classed: instances alone is a
+/// scale; the config-hash label (with or without instances) is a restart
+/// for config files; anything else is a redeploy.
+fn class_of(changed: &[String], desired: &Value, live: &Value) -> Class {
+    let only = |allowed: &[&str]| changed.iter().all(|p| allowed.contains(&p.as_str()));
+    if only(&["/instances"]) {
+        return Class::Scale;
+    }
+    let labels_without_hash = |v: &Value| {
+        let mut l = v.get("labels").cloned().unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut l {
+            m.remove(labels::CONFIG_HASH);
+            m.remove(labels::COMMIT);
+        }
+        l
+    };
+    let only_hash = labels_without_hash(desired) == labels_without_hash(live);
+    if only_hash && only(&["/instances", "/labels", "/labels/pacer.config-hash"]) {
+        Class::Restart
+    } else {
+        Class::Redeploy
+    }
+}
+
+fn step_for(
+    app: &RenderedApp,
+    live: Option<&LiveApp>,
+    observed: &Observed,
+    policy: &Policy,
+) -> Step {
+    let mk = |action, diff| Step {
+        id: app.id.clone(),
+        app: Some(app.app.clone()),
+        action,
+        diff,
+    };
+    let Some(live) = live else {
+        return mk(Action::Create, None);
+    };
+    let diff = observe::app_diff(&app.marathon, &live.spec, &app.ignore);
+    let hot_changed = observed
+        .served_hot
+        .get(&app.id)
+        .is_some_and(|d| *d != hot_digest(app));
+    if !live.deployments.is_empty() {
+        // Ours if it is rolling out exactly what Git wants now: adopt it
+        // rather than start a second one.
+        let ours = diff.is_none();
+        return mk(
+            Action::Wait {
+                deployments: live.deployments.clone(),
+                ours,
+            },
+            diff,
+        );
+    }
+    let Some(diff_text) = diff else {
+        if hot_changed {
+            return mk(
+                Action::Update {
+                    class: Class::Hot,
+                    changed: Vec::new(),
+                },
+                None,
+            );
+        }
+        return mk(Action::InSync, None);
+    };
+    if !observed.retry.contains(&app.id) {
+        if let Some(failed) = observed.failed.get(&app.id) {
+            if observe::app_diff(&app.marathon, failed, &app.ignore).is_none() {
+                return mk(Action::Failed, Some(diff_text));
+            }
+        }
+    }
+    let changed = observe::changed_paths(&app.marathon, &live.spec, &app.ignore);
+    // Live matches what Git said when it was deployed: the difference is a
+    // change in Git. Otherwise someone changed Marathon by hand.
+    let git_changed = match observed.baselines.get(&app.id) {
+        Some(baseline) => observe::app_diff(baseline, &live.spec, &app.ignore).is_none(),
+        // No baseline (never deployed by pacer, or its commit is gone):
+        // treat the difference as Git's.
+        None => true,
+    };
+    if git_changed {
+        mk(
+            Action::Update {
+                class: class_of(&changed, &app.marathon, &live.spec),
+                changed,
+            },
+            Some(diff_text),
+        )
+    } else {
+        mk(
+            Action::Drifted {
+                heal: policy.self_heal,
+                changed,
+            },
+            Some(diff_text),
+        )
+    }
+}
+
+/// Plans one environment.
+pub fn plan(desired: &DesiredEnv, observed: &Observed) -> Plan {
+    let policy = &desired.settings.policy;
+    let mut steps: Vec<Step> = desired
+        .apps
+        .values()
+        .map(|app| step_for(app, observed.apps.get(&app.id), observed, policy))
+        .collect();
+    let wanted: BTreeSet<&str> = desired.apps.values().map(|a| a.id.as_str()).collect();
+    for (id, live) in &observed.apps {
+        if wanted.contains(id.as_str()) {
+            continue;
+        }
+        // Only what pacer deployed to this environment is pacer's to delete.
+        let ours = live.label(labels::ENV) == Some(desired.settings.name.as_str());
+        let action = if ours && policy.prune {
+            Action::Delete
+        } else {
+            Action::Unmanaged
+        };
+        steps.push(Step {
+            id: id.clone(),
+            app: None,
+            action,
+            diff: None,
+        });
+    }
+    steps.sort_by(|a, b| a.id.cmp(&b.id));
+    Plan {
+        env: desired.settings.name.clone(),
+        group: desired.settings.group.clone(),
+        steps,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! Collects what a plan needs beyond the desired state: the live apps, the
+//! Git baselines that tell drift from change, and the definitions that
+//! failed before. Shared by `pacer plan`/`apply` and the daemon; the caches
+//! let the daemon skip work it did in an earlier cycle.
+
+use crate::marathon::client::{Error as ClientError, MarathonClient};
+use crate::plan::{self, LiveApp, Observed};
+use crate::record;
+use crate::render::{self, DesiredEnv, Diagnostics};
+use crate::source::RepoLocation;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Work kept between cycles.
+#[derive(Default)]
+pub struct Caches {
+    /// (commit, env, app) → the app as Git had it at that commit.
+    baselines: HashMap<(String, String, String), Option<Value>>,
+    /// (id, live version) → the definition that failed and was rolled back.
+    failed: HashMap<(String, String), Option<Value>>,
+}
+
+impl Caches {
+    /// Drops entries that can no longer be asked for, so a long-running
+    /// daemon's memory stays flat.
+    pub fn trim(&mut self, max: usize) {
+        if self.baselines.len() > max {
+            self.baselines.clear();
+        }
+        if self.failed.len() > max {
+            self.failed.clear();
+        }
+    }
+}
+
+/// Everything one Marathon runs: its apps and deployments, read once per
+/// cycle however many environments share it.
+pub struct Snapshot {
+    pub apps: Vec<Value>,
+    pub deployments: Vec<crate::marathon::client::Deployment>,
+}
+
+pub async fn snapshot(client: &MarathonClient) -> Result<Snapshot, ClientError> {
+    Ok(Snapshot {
+        apps: client.list_apps("/").await?,
+        deployments: client.deployments().await?,
+    })
+}
+
+/// The live apps under `group`, with the deployments touching each.
+pub fn live_apps(snap: &Snapshot, group: &str) -> BTreeMap<String, LiveApp> {
+    let prefix = if group == "/" {
+        "/".to_string()
+    } else {
+        format!("{group}/")
+    };
+    let mut out = BTreeMap::new();
+    for spec in &snap.apps {
+        let Some(id) = spec.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        if !id.starts_with(&prefix) {
+            continue;
+        }
+        let deployments = snap
+            .deployments
+            .iter()
+            .filter(|d| d.affected_apps.iter().any(|a| a == id))
+            .map(|d| d.id.clone())
+            .collect();
+        out.insert(
+            id.to_string(),
+            LiveApp {
+                spec: spec.clone(),
+                deployments,
+            },
+        );
+    }
+    out
+}
+
+/// Renders one app of one environment at an older commit.
+fn render_at(loc: &RepoLocation, commit: &str, env: &str, app: &str) -> Option<Value> {
+    let snap = Arc::new(loc.at_rev(commit).ok()?);
+    let mut diags = Diagnostics::default();
+    let repo = render::Repo::load(snap, &mut diags)?;
+    let d = render::render_pairs(
+        &repo,
+        &[(env.to_string(), vec![app.to_string()])],
+        &mut diags,
+    );
+    d.envs.get(env)?.apps.get(app).map(|a| a.marathon.clone())
+}
+
+/// Everything [`plan::plan`] needs for `desired`, read from Marathon and Git.
+pub async fn observe(
+    client: &MarathonClient,
+    loc: Option<&RepoLocation>,
+    desired: &DesiredEnv,
+    caches: &mut Caches,
+) -> Result<Observed, ClientError> {
+    let snap = snapshot(client).await?;
+    observe_in(client, &snap, loc, desired, caches).await
+}
+
+/// Like [`observe`], from a snapshot of Marathon taken by the caller.
+pub async fn observe_in(
+    client: &MarathonClient,
+    snap: &Snapshot,
+    loc: Option<&RepoLocation>,
+    desired: &DesiredEnv,
+    caches: &mut Caches,
+) -> Result<Observed, ClientError> {
+    let mut observed = Observed {
+        apps: live_apps(snap, &desired.settings.group),
+        ..Observed::default()
+    };
+    let env = desired.settings.name.clone();
+    let by_id: BTreeMap<&str, &str> = desired
+        .apps
+        .values()
+        .map(|a| (a.id.as_str(), a.app.as_str()))
+        .collect();
+    for (id, commit) in plan::baselines_needed(desired, &observed.apps) {
+        let Some(loc) = loc else { break };
+        let Some(app) = by_id.get(id.as_str()) else {
+            continue;
+        };
+        let key = (commit.clone(), env.clone(), app.to_string());
+        let baseline = match caches.baselines.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                let loc_path = loc
+                    .git
+                    .as_ref()
+                    .map(|g| (g.repo_path.clone(), g.prefix.clone()));
+                let (commit2, env2, app2) = key.clone();
+                // git2 and rendering are blocking work.
+                let b = tokio::task::spawn_blocking(move || {
+                    let (path, prefix) = loc_path?;
+                    render_at(&RepoLocation::bare(&path, &prefix), &commit2, &env2, &app2)
+                })
+                .await
+                .ok()
+                .flatten();
+                caches.baselines.insert(key, b.clone());
+                b
+            }
+        };
+        if let Some(b) = baseline {
+            observed.baselines.insert(id, b);
+        }
+    }
+    // Failures only matter for apps that differ from Git: an app in sync
+    // has nothing to retry.
+    let differing: Vec<String> = desired
+        .apps
+        .values()
+        .filter(|a| {
+            observed.apps.get(&a.id).is_some_and(|l| {
+                crate::observe::app_diff(&a.marathon, &l.spec, &a.ignore).is_some()
+            })
+        })
+        .map(|a| a.id.clone())
+        .collect();
+    for id in differing {
+        let version = observed.apps[&id]
+            .spec
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let key = (id.clone(), version);
+        let failed = match caches.failed.get(&key) {
+            Some(f) => f.clone(),
+            None => {
+                let f = record::versions(client, &id, 3)
+                    .await
+                    .ok()
+                    .and_then(|v| record::failed_definition(&v));
+                caches.failed.insert(key, f.clone());
+                f
+            }
+        };
+        if let Some(f) = failed {
+            observed.failed.insert(id, f);
+        }
+    }
+    Ok(observed)
+}

@@ -1,0 +1,320 @@
+//! The audit trail. pacer keeps no state of its own: an app's history is
+//! rebuilt from Marathon's app versions (each carries the `pacer.commit` it
+//! was deployed from) joined with the Git log, so it survives restarts and
+//! agrees with what Marathon actually ran.
+
+use crate::marathon::client::{Error as ClientError, MarathonClient};
+use crate::observe;
+use crate::render::labels;
+use crate::source::RepoLocation;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One version of an app, oldest first when in a list.
+#[derive(Clone, Debug)]
+pub struct Version {
+    /// Marathon's version timestamp (also the deployment's `version`).
+    pub version: String,
+    pub spec: Value,
+}
+
+impl Version {
+    pub fn commit(&self) -> Option<&str> {
+        self.spec.get("labels")?.get(labels::COMMIT)?.as_str()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HistoryOutcome {
+    /// Deployed and still, or later superseded normally.
+    Succeeded,
+    /// Deployed, failed, and put back to the version before it.
+    RolledBack,
+    /// The version that put a failed one back.
+    Rollback,
+    /// Only the instance count changed.
+    Scaled,
+    /// A commit that changed the app's files without a deployment (hot
+    /// reload) or changed nothing in this environment.
+    Hot,
+    /// The newest version, with a deployment still running.
+    InProgress,
+}
+
+/// What happened to each version, oldest first. A version whose successor
+/// brings back the definition before it was rolled back.
+pub fn classify(versions: &[Version]) -> Vec<HistoryOutcome> {
+    let same = |a: &Value, b: &Value| observe::app_diff(a, b, &[]).is_none();
+    let mut out = vec![HistoryOutcome::Succeeded; versions.len()];
+    for i in 1..versions.len() {
+        let (prev, cur) = (&versions[i - 1], &versions[i]);
+        let changed = observe::changed_paths(&cur.spec, &prev.spec, &[]);
+        if !changed.is_empty() && changed.iter().all(|p| p == "/instances") {
+            out[i] = HistoryOutcome::Scaled;
+        }
+        // Scaling back down is not a rollback: only a definition change is.
+        let scale_only = out[i] == HistoryOutcome::Scaled;
+        if i >= 2
+            && !scale_only
+            && same(&cur.spec, &versions[i - 2].spec)
+            && !same(&cur.spec, &prev.spec)
+        {
+            out[i - 1] = HistoryOutcome::RolledBack;
+            out[i] = HistoryOutcome::Rollback;
+        }
+    }
+    out
+}
+
+/// The definition that failed and was rolled back, if the newest version
+/// is a rollback: the planner won't try it again.
+pub fn failed_definition(versions: &[Version]) -> Option<Value> {
+    let outcomes = classify(versions);
+    match outcomes.last() {
+        Some(HistoryOutcome::Rollback) => versions.get(versions.len() - 2).map(|v| v.spec.clone()),
+        _ => None,
+    }
+}
+
+/// Reads an app's versions, oldest first, at most `limit` of the newest.
+pub async fn versions(
+    client: &MarathonClient,
+    id: &str,
+    limit: usize,
+) -> Result<Vec<Version>, ClientError> {
+    let mut list = client.app_versions(id).await?;
+    // Marathon lists newest first.
+    list.sort();
+    let skip = list.len().saturating_sub(limit);
+    let mut out = Vec::new();
+    for v in list.into_iter().skip(skip) {
+        let spec = client.app_version(id, &v).await?;
+        out.push(Version { version: v, spec });
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub commit: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The commit's time, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<String>,
+    /// When Marathon took the version (its version timestamp).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<String>,
+    /// Marathon's deployment version; the deployment's id when pacer still
+    /// knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    pub outcome: HistoryOutcome,
+}
+
+struct CommitMeta {
+    author: String,
+    message: String,
+    time: String,
+}
+
+fn commit_meta(repo: &git2::Repository, id: &str) -> Option<CommitMeta> {
+    let oid = git2::Oid::from_str(id.trim_end_matches("-dirty")).ok()?;
+    let c = repo.find_commit(oid).ok()?;
+    let author = c.author();
+    let name = author.name().ok().unwrap_or("unknown").to_string();
+    let email = author.email().ok().unwrap_or("").to_string();
+    let when = chrono::DateTime::from_timestamp(c.time().seconds(), 0)?;
+    Some(CommitMeta {
+        author: if email.is_empty() {
+            name
+        } else {
+            format!("{name} <{email}>")
+        },
+        message: c.summary().ok().flatten().unwrap_or("").to_string(),
+        time: when.to_rfc3339(),
+    })
+}
+
+/// Commits that touched `paths` (repo-relative, under the config repo's
+/// root), newest first, up to `limit`.
+fn commits_touching(
+    repo: &git2::Repository,
+    prefix: &str,
+    paths: &[String],
+    limit: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(mut walk) = repo.revwalk() else {
+        return out;
+    };
+    if walk.push_head().is_err() {
+        return out;
+    }
+    let full: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            if prefix.is_empty() {
+                p.clone()
+            } else {
+                format!("{prefix}/{p}")
+            }
+        })
+        .collect();
+    for oid in walk.flatten() {
+        if out.len() >= limit {
+            break;
+        }
+        let Ok(c) = repo.find_commit(oid) else {
+            continue;
+        };
+        let Ok(tree) = c.tree() else { continue };
+        let parent_tree = c.parent(0).ok().and_then(|p| p.tree().ok());
+        let id_at = |t: Option<&git2::Tree>, p: &str| {
+            t.and_then(|t| t.get_path(std::path::Path::new(p)).ok())
+                .map(|e| e.id())
+        };
+        if full
+            .iter()
+            .any(|p| id_at(Some(&tree), p) != id_at(parent_tree.as_ref(), p))
+        {
+            out.push(oid.to_string());
+        }
+    }
+    out
+}
+
+/// An app's history in one environment, newest first: every version
+/// Marathon kept, and the commits that reached the app without one.
+pub async fn history(
+    client: &MarathonClient,
+    loc: &RepoLocation,
+    id: &str,
+    env: &str,
+    app: &str,
+    limit: usize,
+) -> Result<Vec<Entry>, ClientError> {
+    let versions = versions(client, id, limit).await?;
+    let outcomes = classify(&versions);
+    let deploying = client
+        .deployments()
+        .await
+        .map(|d| d.iter().any(|d| d.affected_apps.iter().any(|a| a == id)))
+        .unwrap_or(false);
+    let repo = loc.open_git().ok();
+    let prefix = loc
+        .git
+        .as_ref()
+        .map(|g| g.prefix.clone())
+        .unwrap_or_default();
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, (v, outcome)) in versions.iter().zip(outcomes).enumerate() {
+        let outcome = if i + 1 == versions.len() && deploying {
+            HistoryOutcome::InProgress
+        } else {
+            outcome
+        };
+        let commit = v.commit().unwrap_or("(not deployed by pacer)").to_string();
+        let meta = repo.as_ref().and_then(|r| commit_meta(r, &commit));
+        entries.push(Entry {
+            author: meta.as_ref().map(|m| m.author.clone()),
+            message: meta.as_ref().map(|m| m.message.clone()),
+            committed_at: meta.as_ref().map(|m| m.time.clone()),
+            commit,
+            applied_at: Some(v.version.clone()),
+            deployment: Some(v.version.clone()),
+            outcome,
+        });
+    }
+    // Commits that touched the app after the first version pacer deployed
+    // but never became a Marathon version: hot reloads, or no change here.
+    if let (Some(repo), Some(first)) = (&repo, versions.iter().find_map(|v| v.commit())) {
+        let deployed: std::collections::BTreeSet<&str> =
+            versions.iter().filter_map(|v| v.commit()).collect();
+        let paths = vec![format!("apps/{app}"), format!("environments/{env}.yaml")];
+        let first_time = commit_meta(repo, first).map(|m| m.time);
+        for c in commits_touching(repo, &prefix, &paths, limit) {
+            if deployed.contains(c.as_str()) {
+                continue;
+            }
+            let Some(meta) = commit_meta(repo, &c) else {
+                continue;
+            };
+            if first_time.as_ref().is_none_or(|t| meta.time <= *t) {
+                continue;
+            }
+            entries.push(Entry {
+                commit: c,
+                author: Some(meta.author),
+                message: Some(meta.message),
+                committed_at: Some(meta.time.clone()),
+                applied_at: None,
+                deployment: None,
+                outcome: HistoryOutcome::Hot,
+            });
+        }
+    }
+    entries.sort_by(|a, b| {
+        let key = |e: &Entry| {
+            e.applied_at
+                .clone()
+                .or(e.committed_at.clone())
+                .unwrap_or_default()
+        };
+        key(b).cmp(&key(a))
+    });
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v(version: &str, cmd: &str, instances: u64, commit: &str) -> Version {
+        Version {
+            version: version.into(),
+            spec: json!({"id": "/prod/web", "cmd": cmd, "instances": instances, "labels": {"pacer.commit": commit}}),
+        }
+    }
+
+    #[test]
+    fn a_version_put_back_is_a_rollback_and_its_predecessor_rolled_back() {
+        let list = [
+            v("1", "a", 2, "c1"),
+            v("2", "broken", 2, "c2"),
+            v("3", "a", 2, "c1"),
+        ];
+        assert_eq!(
+            classify(&list),
+            [
+                HistoryOutcome::Succeeded,
+                HistoryOutcome::RolledBack,
+                HistoryOutcome::Rollback
+            ]
+        );
+        assert_eq!(failed_definition(&list).unwrap()["cmd"], "broken");
+    }
+
+    #[test]
+    fn scale_only_versions_are_scaled() {
+        let list = [
+            v("1", "a", 2, "c1"),
+            v("2", "a", 5, "c1"),
+            v("3", "b", 5, "c3"),
+        ];
+        assert_eq!(
+            classify(&list),
+            [
+                HistoryOutcome::Succeeded,
+                HistoryOutcome::Scaled,
+                HistoryOutcome::Succeeded
+            ]
+        );
+        assert_eq!(failed_definition(&list), None);
+    }
+}

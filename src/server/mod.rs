@@ -1,0 +1,277 @@
+//! The daemon's HTTP server: health and readiness, Prometheus metrics, the
+//! status API, Git webhooks and manual retries.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 `ok` while the process serves |
+//! | `GET /readyz` | 200 once the loop has a repo and reached Marathon, else 503 `{"ready":false,"reason":…}` |
+//! | `GET /metrics` | OpenMetrics text ([`metrics`]) |
+//! | `GET /api/v1/status` | the [`Status`] as JSON |
+//! | `POST /hooks/git` | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected |
+//! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202 |
+//!
+//! Handlers only parse, decide and hand over: a webhook becomes a
+//! [`Trigger`] on the loop's channel, and the loop does the work.
+
+pub mod metrics;
+pub mod webhook;
+
+pub use metrics::Metrics;
+
+use crate::model::Secret;
+use crate::reconcile::status::Status;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use parking_lot::RwLock;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use webhook::Decision;
+
+/// Push payloads are small (GitHub caps them at 25 MB, and a push of many
+/// commits is far below this); anything larger is refused with 413.
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+
+/// No request may hold a connection longer than this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `POST /api/v1/retry` waits for room on a full trigger channel
+/// before answering 503: a retry names apps, so dropping it would lose it.
+const RETRY_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the server shares with the reconcile loop.
+pub struct AppState {
+    pub status: Arc<RwLock<Status>>,
+    pub metrics: Arc<Metrics>,
+    /// Set by the loop once it has a repo and has reached Marathon once.
+    pub ready: Arc<AtomicBool>,
+    /// Wakes the reconcile loop.
+    pub triggers: mpsc::Sender<Trigger>,
+    /// Without one, webhooks are rejected (see [`webhook`]); polling still runs.
+    pub webhook_secret: Option<Secret<String>>,
+    /// The branch pacer follows; pushes to others are ignored.
+    pub branch: String,
+}
+
+/// Why the reconcile loop should run now.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    Poll,
+    Webhook {
+        provider: String,
+        delivery: Option<String>,
+        /// The pushed head, a hint: the loop fetches and uses what it finds.
+        commit: Option<String>,
+    },
+    /// `POST /api/v1/retry`: retry failed apps, all of them or one
+    /// environment's or one app's.
+    Retry {
+        env: Option<String>,
+        app: Option<String>,
+    },
+}
+
+type Shared = Arc<AppState>;
+
+/// The routes, with a body size limit, a request timeout and request tracing.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/retry", post(retry))
+        .route("/hooks/git", post(git_hook))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(Arc::new(state))
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes, then lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving HTTP");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Shared>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        return (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response();
+    }
+    let reason = {
+        let status = state.status.read();
+        if let Some(e) = &status.repo.last_fetch_error {
+            format!("the config repo could not be fetched: {e}")
+        } else if status.repo.head.is_none() {
+            "the config repo has not been fetched yet".to_string()
+        } else {
+            "Marathon has not been reached yet".to_string()
+        }
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"ready": false, "reason": reason})),
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(state): State<Shared>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<Shared>) -> Response {
+    // Serialise under the read lock rather than cloning the whole status.
+    let body = serde_json::to_vec(&*state.status.read());
+    match body {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "serialising the status");
+            (StatusCode::INTERNAL_SERVER_ERROR, "status not available").into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RetryParams {
+    env: Option<String>,
+    app: Option<String>,
+}
+
+async fn retry(State(state): State<Shared>, Query(params): Query<RetryParams>) -> Response {
+    let env = params.env.filter(|s| !s.is_empty());
+    let app = params.app.filter(|s| !s.is_empty());
+    tracing::info!(env = ?env, app = ?app, "retry requested");
+    let trigger = Trigger::Retry {
+        env: env.clone(),
+        app: app.clone(),
+    };
+    match state
+        .triggers
+        .send_timeout(trigger, RETRY_SEND_TIMEOUT)
+        .await
+    {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"retry": "queued", "env": env, "app": app})),
+        )
+            .into_response(),
+        Err(mpsc::error::SendTimeoutError::Timeout(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            axum::Json(json!({"error": "the reconcile loop is busy; try again"})),
+        )
+            .into_response(),
+        Err(mpsc::error::SendTimeoutError::Closed(_)) => loop_stopped(),
+    }
+}
+
+fn loop_stopped() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"error": "the reconcile loop is not running"})),
+    )
+        .into_response()
+}
+
+async fn git_hook(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let decision = webhook::decide(
+        &headers,
+        &body,
+        state.webhook_secret.as_ref(),
+        &state.branch,
+    );
+    let provider = webhook::provider_of(&headers).map_or("unknown", |p| p.as_str());
+    state.metrics.webhook(decision.as_str(), provider);
+    match decision {
+        Decision::Accepted {
+            provider,
+            delivery,
+            commit,
+        } => {
+            tracing::info!(
+                decision = "accepted",
+                %provider,
+                delivery = delivery.as_deref().unwrap_or("-"),
+                commit = commit.as_deref().unwrap_or("-"),
+                "webhook"
+            );
+            let trigger = Trigger::Webhook {
+                provider: provider.as_str().to_string(),
+                delivery,
+                commit,
+            };
+            match state.triggers.try_send(trigger) {
+                // A full channel means a run is already queued, and it
+                // fetches the branch's newest commit anyway.
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => (
+                    StatusCode::ACCEPTED,
+                    axum::Json(json!({"decision": "accepted"})),
+                )
+                    .into_response(),
+                Err(mpsc::error::TrySendError::Closed(_)) => loop_stopped(),
+            }
+        }
+        Decision::Rejected { reason } => {
+            // Bad input from outside: worth a warning (a misconfigured
+            // forge or a probe), never the secret or the signature sent.
+            tracing::warn!(decision = "rejected", provider, %reason, "webhook");
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"decision": "rejected", "reason": reason})),
+            )
+                .into_response()
+        }
+        Decision::Ignored { reason } => {
+            tracing::info!(decision = "ignored", provider, %reason, "webhook");
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({"decision": "ignored", "reason": reason})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+//! Every route through `router(state).oneshot(req)`, without a socket.
+
+use super::*;
+use crate::reconcile::status::{EnvStatus, RepoStatus};
+use axum::body::Body;
+use axum::http::Request;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tower::ServiceExt;
+
+const SECRET: &str = "planted-webhook-secret-4f1c";
+const HEAD: &str = "89abcdef0123456789abcdef0123456789abcdef";
+
+struct Fixture {
+    state: Option<AppState>,
+    rx: mpsc::Receiver<Trigger>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+fn fixture(capacity: usize) -> Fixture {
+    let (tx, rx) = mpsc::channel(capacity);
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut status = Status {
+        repo: RepoStatus {
+            url: "https://git.example.com/ops/config.git".into(),
+            branch: "main".into(),
+            head: Some(HEAD.into()),
+            ..RepoStatus::default()
+        },
+        ..Status::default()
+    };
+    status.environments.insert(
+        "prod".to_string(),
+        EnvStatus {
+            group: "/prod".into(),
+            ..EnvStatus::default()
+        },
+    );
+    let state = AppState {
+        status: Arc::new(RwLock::new(status)),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        triggers: tx,
+        webhook_secret: Some(Secret::new(SECRET.into())),
+        branch: "main".into(),
+    };
+    Fixture {
+        state: Some(state),
+        rx,
+        metrics,
+        ready,
+    }
+}
+
+impl Fixture {
+    fn router(&mut self) -> Router {
+        router(self.state.take().expect("router built once per fixture"))
+    }
+}
+
+async fn call(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    let resp = router.oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        headers,
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn github_push(branch: &str, signature_key: &str) -> Request<Body> {
+    let body =
+        serde_json::json!({"ref": format!("refs/heads/{branch}"), "after": HEAD}).to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(signature_key.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    Request::post("/hooks/git")
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "d-42")
+        .header("x-hub-signature-256", format!("sha256={sig}"))
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn healthz_is_ok() {
+    let mut f = fixture(1);
+    let (status, _, body) = call(f.router(), get("/healthz")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+}
+
+#[tokio::test]
+async fn readyz_follows_the_flag_with_a_reason() {
+    let mut f = fixture(1);
+    let router = f.router();
+    let (status, _, body) = call(router.clone(), get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    assert!(v["reason"].as_str().unwrap().contains("Marathon"), "{body}");
+    f.ready.store(true, Ordering::Release);
+    let (status, _, _) = call(router, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_are_openmetrics_text() {
+    let mut f = fixture(1);
+    f.metrics.git_fetch_error();
+    let (status, headers, body) = call(f.router(), get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], metrics::CONTENT_TYPE);
+    assert!(body.contains("pacer_git_fetch_errors_total 1"), "{body}");
+}
+
+#[tokio::test]
+async fn status_is_json() {
+    let mut f = fixture(1);
+    let (status, headers, body) = call(f.router(), get("/api/v1/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["repo"]["head"], HEAD);
+    assert_eq!(v["environments"]["prod"]["group"], "/prod");
+}
+
+#[tokio::test]
+async fn signed_github_push_triggers_a_run() {
+    let mut f = fixture(4);
+    let (status, _, body) = call(f.router(), github_push("main", SECRET)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"decision": "accepted"})
+    );
+    match f.rx.try_recv() {
+        Ok(Trigger::Webhook {
+            provider,
+            delivery,
+            commit,
+        }) => {
+            assert_eq!(provider, "github");
+            assert_eq!(delivery.as_deref(), Some("d-42"));
+            assert_eq!(commit.as_deref(), Some(HEAD));
+        }
+        other => panic!("want a webhook trigger, got {other:?}"),
+    }
+    assert!(
+        f.metrics
+            .render()
+            .contains("pacer_webhooks_total{decision=\"accepted\",provider=\"github\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn full_channel_still_accepts() {
+    let mut f = fixture(1);
+    let router = f.router();
+    for _ in 0..3 {
+        let (status, _, _) = call(router.clone(), github_push("main", SECRET)).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    assert!(f.rx.try_recv().is_ok());
+    assert!(f.rx.try_recv().is_err(), "one queued run is enough");
+}
+
+#[tokio::test]
+async fn bad_signature_is_rejected_and_counted() {
+    let mut f = fixture(4);
+    let (status, _, body) = call(f.router(), github_push("main", "wrong-key")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(!body.contains(SECRET));
+    assert!(f.rx.try_recv().is_err());
+    assert!(
+        f.metrics
+            .render()
+            .contains("pacer_webhooks_total{decision=\"rejected\",provider=\"github\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn other_branch_is_ignored_and_counted() {
+    let mut f = fixture(4);
+    let (status, _, body) = call(f.router(), github_push("feature", SECRET)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["decision"], "ignored");
+    assert!(v["reason"].as_str().unwrap().contains("feature"));
+    assert!(f.rx.try_recv().is_err());
+    assert!(
+        f.metrics
+            .render()
+            .contains("pacer_webhooks_total{decision=\"ignored\",provider=\"github\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn unknown_sender_is_rejected_as_unknown_provider() {
+    let mut f = fixture(4);
+    let req = Request::post("/hooks/git").body(Body::from("{}")).unwrap();
+    let (status, _, _) = call(f.router(), req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        f.metrics
+            .render()
+            .contains("pacer_webhooks_total{decision=\"rejected\",provider=\"unknown\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn oversized_webhook_is_refused() {
+    let mut f = fixture(4);
+    let req = Request::post("/hooks/git")
+        .header("x-github-event", "push")
+        .body(Body::from(vec![b' '; MAX_BODY_BYTES + 1]))
+        .unwrap();
+    let (status, _, _) = call(f.router(), req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn retry_sends_a_trigger() {
+    let mut f = fixture(4);
+    let router = f.router();
+    let req = Request::post("/api/v1/retry?env=prod&app=web")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = call(router.clone(), req).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    match f.rx.try_recv() {
+        Ok(Trigger::Retry { env, app }) => {
+            assert_eq!(env.as_deref(), Some("prod"));
+            assert_eq!(app.as_deref(), Some("web"));
+        }
+        other => panic!("want a retry trigger, got {other:?}"),
+    }
+    let req = Request::post("/api/v1/retry").body(Body::empty()).unwrap();
+    let (status, _, _) = call(router, req).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(matches!(
+        f.rx.try_recv(),
+        Ok(Trigger::Retry {
+            env: None,
+            app: None
+        })
+    ));
+}
+
+#[tokio::test]
+async fn stopped_loop_is_reported() {
+    let mut f = fixture(1);
+    let router = f.router();
+    drop(f.rx);
+    let (status, _, _) = call(router, github_push("main", SECRET)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn no_response_contains_the_webhook_secret() {
+    let mut f = fixture(4);
+    let router = f.router();
+    let mut bodies = Vec::new();
+    for uri in ["/api/v1/status", "/metrics", "/readyz", "/healthz"] {
+        bodies.push(call(router.clone(), get(uri)).await.2);
+    }
+    for branch in ["main", "other"] {
+        bodies.push(call(router.clone(), github_push(branch, SECRET)).await.2);
+        bodies.push(call(router.clone(), github_push(branch, "bad")).await.2);
+    }
+    for body in bodies {
+        assert!(!body.contains(SECRET), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn serve_answers_on_a_socket_and_shuts_down() {
+    let mut f = fixture(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, f.state.take().unwrap(), async {
+        let _ = stopped.await;
+    }));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    stream.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("ok"), "{resp}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}
