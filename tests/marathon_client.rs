@@ -277,11 +277,12 @@ async fn scale_changes_instances_without_restarting() {
 async fn a_locked_app_waits_for_the_deployment_then_succeeds() {
     let s = TestSim::fast().await;
     let c = s.client();
-    // Slow tasks: the first deployment runs for a while.
+    // The first deployment hangs (its tasks never leave staging) until we
+    // let it finish.
     s.control(
-        reqwest::Method::PUT,
-        "settings",
-        json!({"taskStartDelayMs": 600, "taskHealthyDelayMs": 0}),
+        reqwest::Method::POST,
+        "apps/prod/web/never-healthy",
+        json!({}),
     )
     .await;
     let first = c
@@ -300,16 +301,46 @@ async fn a_locked_app_waits_for_the_deployment_then_succeeds() {
     assert_eq!(d.affected_apps, ["/prod/web"]);
     assert!(d.total_steps >= 1);
 
-    let started = Instant::now();
-    let second = c
-        .put_app(
-            "/prod/web",
-            &json!({"cmd": "sleep 2", "instances": 2}),
-            false,
-        )
+    let second = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.put_app(
+                "/prod/web",
+                &json!({"cmd": "sleep 2", "instances": 2}),
+                false,
+            )
+            .await
+        }
+    });
+    // The second PUT was refused as locked and is waiting, polling
+    // /v2/deployments.
+    wait_for("a 409 and a poll", Duration::from_secs(10), || async {
+        let log = s.requests();
+        log.iter()
+            .position(|(_, _, st)| *st == 409)
+            .is_some_and(|i| {
+                log[i..]
+                    .iter()
+                    .any(|(m, u, _)| m == "GET" && u == "/v2/deployments")
+            })
+    })
+    .await;
+    assert!(
+        !second.is_finished(),
+        "still waiting for the first deployment"
+    );
+    // Let the first deployment finish: the waiting PUT goes through.
+    s.control(
+        reqwest::Method::DELETE,
+        "apps/prod/web/never-healthy",
+        json!({}),
+    )
+    .await;
+    let second = tokio::time::timeout(Duration::from_secs(20), second)
         .await
-        .expect("the second PUT succeeds once the first deployment is done");
-    assert!(started.elapsed() >= Duration::from_millis(200));
+        .expect("the second PUT returns once the first deployment is done")
+        .unwrap()
+        .expect("and succeeds");
     assert_ne!(second.deployment_id, first.deployment_id);
     // 201, then 409 (locked), then — once the first deployment was gone —
     // 200; never forced, so the first deployment was not cancelled.
@@ -321,14 +352,6 @@ async fn a_locked_app_waits_for_the_deployment_then_succeeds() {
         !s.requests()
             .iter()
             .any(|(_, u, _)| u.contains("force=true"))
-    );
-    let log = s.requests();
-    let conflict = log.iter().position(|(_, _, st)| *st == 409).unwrap();
-    assert!(
-        log[conflict..]
-            .iter()
-            .any(|(m, u, _)| m == "GET" && u == "/v2/deployments"),
-        "it polled /v2/deployments"
     );
     s.idle(&c).await;
     assert_eq!(
