@@ -212,7 +212,59 @@ fn marathon_1_4_shapes() {
         json!({"portDefinitions": [{"port": 10001, "protocol": "tcp"}], "role": Value::Null,
             "networks": Value::Null, "maxLaunchDelaySeconds": 3600}),
     );
+    // A 1.4 Docker bridge app: networking under `container.docker`, and
+    // `ports`/`portDefinitions` mirroring the service ports.
+    let live_1_4_bridge: Value = serde_json::from_str(
+        r#"{
+        "id": "/b", "cmd": null, "args": null, "user": null, "env": {}, "instances": 1,
+        "cpus": 1, "mem": 128, "disk": 0, "gpus": 0, "executor": "", "constraints": [],
+        "uris": [], "fetch": [], "storeUrls": [], "backoffSeconds": 1, "backoffFactor": 1.15,
+        "maxLaunchDelaySeconds": 3600,
+        "container": {"type": "DOCKER", "volumes": [], "docker": {"image": "nginx",
+            "network": "BRIDGE", "portMappings": [{"containerPort": 80, "hostPort": 0,
+            "servicePort": 10001, "protocol": "tcp", "labels": {}}], "privileged": false,
+            "parameters": [], "forcePullImage": false}},
+        "ports": [10001], "portDefinitions": [{"port": 10001, "protocol": "tcp", "labels": {}}],
+        "requirePorts": false, "healthChecks": [], "readinessChecks": [], "dependencies": [],
+        "upgradeStrategy": {"minimumHealthCapacity": 1, "maximumOverCapacity": 1},
+        "unreachableStrategy": {"inactiveAfterSeconds": 300, "expungeAfterSeconds": 600},
+        "killSelection": "YOUNGEST_FIRST", "labels": {}, "ipAddress": null, "secrets": {},
+        "residency": null, "taskKillGracePeriodSeconds": null, "version": "2017-01-01T00:00:00.000Z"
+    }"#,
+    )
+    .unwrap();
+    let bridge_1_10 = json!({"id": "/b", "networks": [{"mode": "container/bridge"}],
+        "container": {"docker": {"image": "nginx"},
+            "portMappings": [{"containerPort": 80, "hostPort": 0}]}});
+    let bridge_1_4_style = json!({"id": "/b", "container": {"type": "DOCKER",
+        "docker": {"image": "nginx", "network": "BRIDGE",
+            "portMappings": [{"containerPort": 80, "hostPort": 0, "servicePort": 0}]}}});
     check(vec![
+        (
+            "1.4 bridge app, 1.10 desired",
+            bridge_1_10.clone(),
+            live_1_4_bridge.clone(),
+            vec![],
+            vec![],
+        ),
+        (
+            "1.4 bridge app, 1.4 desired",
+            bridge_1_4_style,
+            live_1_4_bridge.clone(),
+            vec![],
+            vec![],
+        ),
+        (
+            "1.4 bridge app, another container port",
+            {
+                let mut d = bridge_1_10;
+                d["container"]["portMappings"][0]["containerPort"] = json!(8080);
+                d
+            },
+            live_1_4_bridge,
+            vec![],
+            vec!["/container/portMappings"],
+        ),
         (
             "1.4 app list entry",
             desired.clone(),
