@@ -81,6 +81,39 @@ pub enum Trigger {
     },
 }
 
+/// For logs: why a run happened (`webhook github d-42 at 1a2b3c4d5e6f`).
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Poll => f.write_str("poll"),
+            Trigger::Webhook {
+                provider,
+                delivery,
+                commit,
+            } => {
+                write!(f, "webhook {provider}")?;
+                if let Some(d) = delivery {
+                    write!(f, " {d}")?;
+                }
+                if let Some(c) = commit {
+                    write!(f, " at {}", c.chars().take(12).collect::<String>())?;
+                }
+                Ok(())
+            }
+            Trigger::Retry { env, app } => {
+                f.write_str("retry")?;
+                if let Some(e) = env {
+                    write!(f, " env={e}")?;
+                }
+                if let Some(a) = app {
+                    write!(f, " app={a}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 type Shared = Arc<AppState>;
 
 /// The routes, with a body size limit, a request timeout and request tracing.
@@ -154,8 +187,17 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
 }
 
 async fn status(State(state): State<Shared>) -> Response {
-    // Serialise under the read lock rather than cloning the whole status.
-    let body = serde_json::to_vec(&*state.status.read());
+    let value = serde_json::to_value(&*state.status.read());
+    let body = value.and_then(|mut v| {
+        // The loop should store the URL without user-info; make sure a
+        // token in `https://user:token@host/…` never leaves the process.
+        if let Some(url) = v.pointer_mut("/repo/url")
+            && let Some(s) = url.as_str()
+        {
+            *url = serde_json::Value::String(crate::source::remote::redact_url(s));
+        }
+        serde_json::to_vec(&v)
+    });
     match body {
         Ok(body) => (
             [(

@@ -136,6 +136,20 @@ async fn status_is_json() {
 }
 
 #[tokio::test]
+async fn status_strips_credentials_from_the_repo_url() {
+    let mut f = fixture(1);
+    f.state.as_ref().unwrap().status.write().repo.url =
+        "https://x-access-token:ghp_planted123@github.com/ops/config.git".into();
+    let (status, _, body) = call(f.router(), get("/api/v1/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("ghp_planted123"), "{body}");
+    assert!(
+        body.contains("\"url\":\"https://github.com/ops/config.git\""),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn signed_github_push_triggers_a_run() {
     let mut f = fixture(4);
     let (status, _, body) = call(f.router(), github_push("main", SECRET)).await;
@@ -308,4 +322,29 @@ async fn serve_answers_on_a_socket_and_shuts_down() {
         .expect("server stops")
         .unwrap()
         .unwrap();
+}
+
+#[test]
+fn triggers_say_why_a_run_happened() {
+    let cases = [
+        (Trigger::Poll, "poll"),
+        (
+            Trigger::Webhook {
+                provider: "github".into(),
+                delivery: Some("d-42".into()),
+                commit: Some(HEAD.into()),
+            },
+            "webhook github d-42 at 89abcdef0123",
+        ),
+        (
+            Trigger::Retry {
+                env: Some("prod".into()),
+                app: None,
+            },
+            "retry env=prod",
+        ),
+    ];
+    for (t, want) in cases {
+        assert_eq!(t.to_string(), want);
+    }
 }

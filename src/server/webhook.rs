@@ -13,7 +13,7 @@
 //! look at the event and parse the body. An unauthenticated request learns
 //! nothing but "rejected", and no payload is parsed before it is verified.
 //!
-//! **Without a secret** every delivery is rejected: a webhook only asks
+//! **Without a secret** (or with an empty one) every delivery is rejected: a webhook only asks
 //! pacer to fetch sooner, and the poll still runs, so the safe default costs
 //! at most one poll interval. [`decide_with`] with `allow_unsigned` accepts
 //! unauthenticated deliveries when no secret is configured (for an operator's
@@ -108,6 +108,8 @@ pub fn decide_with(
             "not a recognised webhook: no X-GitHub-Event, X-Gitlab-Event or X-Gitea-Event header",
         );
     };
+    // An empty secret would let anyone sign; treat it as no secret at all.
+    let secret = secret.filter(|s| !s.expose().is_empty());
     match secret {
         Some(secret) => {
             if let Err(reason) = authenticate(provider, headers, body, secret.expose().as_bytes()) {
@@ -117,7 +119,7 @@ pub fn decide_with(
         None if allow_unsigned => {}
         None => {
             return reject(
-                "webhooks are disabled: no webhook secret is configured (set --webhook-secret)",
+                "webhooks are disabled: no webhook secret is configured (set PACER_WEBHOOK_SECRET)",
             );
         }
     }
@@ -526,6 +528,13 @@ mod tests {
         );
         let got = decide_with(&h, &body, None, "main", true);
         assert!(matches!(got, Decision::Accepted { .. }), "{got:?}");
+        // An empty secret is no secret.
+        let empty = Secret::new(String::new());
+        let got = decide(&h, &body, Some(&empty), "main");
+        assert!(
+            matches!(&got, Decision::Rejected { reason } if reason.contains("no webhook secret")),
+            "{got:?}"
+        );
         // A configured secret is always checked, even with allow_unsigned.
         let secret = Secret::new(SECRET.to_string());
         let got = decide_with(&h, &body, Some(&secret), "main", true);

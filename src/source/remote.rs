@@ -115,7 +115,9 @@ pub struct CommitInfo {
     pub summary: String,
 }
 
-/// A bare clone of the config repo.
+/// A bare clone of the config repo. Only a path: clones share the same
+/// repository. Fetch from one task at a time (the reconcile loop); reading
+/// revisions while a fetch runs is safe.
 #[derive(Clone, Debug)]
 pub struct Mirror {
     git_dir: PathBuf,

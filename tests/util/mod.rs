@@ -167,8 +167,11 @@ impl GitDaemon {
     /// Starts the daemon and waits (up to 10 s) until it accepts connections.
     pub fn serve(base: &Path) -> GitDaemon {
         let port = free_port();
-        let child = Command::new("git")
-            .arg("daemon")
+        // Run git-daemon itself, not `git daemon`: the `git` wrapper would
+        // spawn it as a grandchild, and killing the wrapper would leave the
+        // daemon running after the test.
+        let exec_path = git(Path::new("."), &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--reuseaddr")
             .arg(format!("--base-path={}", base.display()))
             .arg("--export-all")
