@@ -78,6 +78,8 @@ struct Daemon {
     /// Problems that stop the whole newest commit from loading (pacer.yaml,
     /// an environment file, a refused rewind).
     repo_errors: Vec<String>,
+    /// (head, commit) → whether head descends from commit.
+    descends: std::collections::HashMap<(String, String), bool>,
 }
 
 /// Runs the daemon until `shutdown` completes.
@@ -150,6 +152,7 @@ pub async fn run(
         reached_marathon: false,
         invalid: BTreeMap::new(),
         repo_errors: Vec::new(),
+        descends: Default::default(),
     };
 
     tokio::pin!(shutdown);
@@ -314,11 +317,48 @@ impl Daemon {
             Ordering::Relaxed,
         );
         self.caches.trim(50_000);
+        if self.descends.len() > 100_000 {
+            self.descends.clear();
+        }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "cycle done"
         );
         healthy
+    }
+
+    /// A message when `head` does not descend from a commit a live app of
+    /// the environment was deployed from (a force-push rewound the branch).
+    fn rewinds(&mut self, head: &str, observed: &plan::Observed) -> Option<String> {
+        let head_oid = git2::Oid::from_str(head).ok()?;
+        for (id, live) in &observed.apps {
+            let Some(c) = live.label(render::labels::COMMIT) else {
+                continue;
+            };
+            let c = c.trim_end_matches("-dirty");
+            if c == head {
+                continue;
+            }
+            let key = (head.to_string(), c.to_string());
+            let ok = match self.descends.get(&key) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = git2::Oid::from_str(c).ok().is_some_and(|live_oid| {
+                        self.mirror
+                            .is_descendant(head_oid, live_oid)
+                            .unwrap_or(false)
+                    });
+                    self.descends.insert(key, ok);
+                    ok
+                }
+            };
+            if !ok {
+                return Some(format!(
+                    "refusing to rewind: {id} runs commit {c}, which is not an ancestor of {head} (a force-push?); restart with --allow-rewind to deploy it"
+                ));
+            }
+        }
+        None
     }
 
     fn env_error(&self, env: &str, message: &str) {
@@ -455,7 +495,19 @@ impl Daemon {
         observed.served_hot = self.served_hot.clone();
         observed.retry = self.retry.clone();
         let p = plan::plan(&desired, &observed);
-        let results = if desired.settings.policy.auto_apply
+        // After a restart the daemon has no memory of what it applied; the
+        // live apps' `pacer.commit` labels say it instead.
+        let rewind = if self.cfg.allow_rewind {
+            None
+        } else {
+            self.rewinds(head, &observed)
+        };
+        if let Some(msg) = &rewind {
+            tracing::error!(env = %env, "{msg}");
+        }
+        let auto_apply =
+            (desired.settings.policy.auto_apply || self.cfg.apply_all) && rewind.is_none();
+        let results = if auto_apply
             && p.steps
                 .iter()
                 .any(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. }))
@@ -481,6 +533,7 @@ impl Daemon {
             e.commit = Some(head.to_string());
             e.last_sync = Some(now.to_rfc3339());
             e.errors = self.repo_errors.clone();
+            e.errors.extend(rewind);
             let no_problems = BTreeMap::new();
             let invalid = self.invalid.get(env).unwrap_or(&no_problems);
             let mut apps: BTreeMap<AppPath, AppStatus> = BTreeMap::new();
