@@ -16,21 +16,31 @@ fn the_readme_names_its_two_commands() {
 }
 
 #[test]
-fn the_demo_shows_every_change_class() {
+fn the_demo_deploys_every_app_of_the_example() {
     let run = pacer(&[
         "demo",
         "--repo",
         project_dir().join("examples").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--exit-when-synced",
     ]);
     assert_eq!(run.code, 0, "{run:?}");
-    for class in ["  hot", "  scale", "  restart", "  redeploy"] {
-        assert!(
-            run.stdout.contains(class),
-            "no {class:?} change in the demo:\n{run:?}"
-        );
+    for line in [
+        "dev      api (inSync), web (inSync), worker (inSync)",
+        "prod     api (inSync), payments/ledger (inSync), web (inSync), worker (inSync)",
+        "staging  api (inSync), payments/ledger (inSync), web (inSync), worker (inSync)",
+    ] {
+        assert!(run.stdout.contains(line), "missing {line:?}:\n{run:?}");
     }
+    assert!(run.stdout.contains("/api/v1/status"), "{run:?}");
     assert!(
         !run.stdout
+            .contains("prod-placeholder-use-encrypted-secrets"),
+        "{run:?}"
+    );
+    assert!(
+        !run.stderr
             .contains("prod-placeholder-use-encrypted-secrets"),
         "{run:?}"
     );
