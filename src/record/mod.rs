@@ -116,6 +116,7 @@ pub struct Entry {
     pub outcome: HistoryOutcome,
 }
 
+#[derive(Clone)]
 struct CommitMeta {
     author: String,
     message: String,
@@ -136,7 +137,8 @@ fn commit_meta(repo: &git2::Repository, id: &str) -> Option<CommitMeta> {
             format!("{name} <{email}>")
         },
         message: c.summary().ok().flatten().unwrap_or("").to_string(),
-        time: when.to_rfc3339(),
+        // Marathon's own format (ms, Z), so commit and version times sort together.
+        time: when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
 }
 
@@ -211,6 +213,20 @@ pub async fn history(
         .as_ref()
         .map(|g| g.prefix.clone())
         .unwrap_or_default();
+    // Commits that touched the app, with their metadata, newest first.
+    let touching: Vec<(String, CommitMeta)> = match &repo {
+        Some(r) => {
+            let paths = vec![format!("apps/{app}"), format!("environments/{env}.yaml")];
+            commits_touching(r, &prefix, &paths, limit)
+                .into_iter()
+                .filter_map(|c| commit_meta(r, &c).map(|m| (c, m)))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let deployed: std::collections::BTreeSet<&str> =
+        versions.iter().filter_map(|v| v.commit()).collect();
+    let mut attributed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut entries: Vec<Entry> = Vec::new();
     for (i, (v, outcome)) in versions.iter().zip(outcomes).enumerate() {
         let outcome = if i + 1 == versions.len() && deploying {
@@ -218,7 +234,21 @@ pub async fn history(
         } else {
             outcome
         };
-        let commit = v.commit().unwrap_or("(not deployed by pacer)").to_string();
+        let mut commit = v.commit().unwrap_or("(not deployed by pacer)").to_string();
+        // A scale keeps the labels of the version before it (relabelling
+        // would restart the tasks), so its label names an older commit.
+        // The newest commit to the app before the scale that was never
+        // deployed itself is the one that asked for it.
+        if outcome == HistoryOutcome::Scaled {
+            if let Some((c, _)) = touching.iter().find(|(c, m)| {
+                m.time.as_str() <= v.version.as_str()
+                    && !deployed.contains(c.as_str())
+                    && !attributed.contains(c)
+            }) {
+                commit = c.clone();
+                attributed.insert(c.clone());
+            }
+        }
         let meta = repo.as_ref().and_then(|r| commit_meta(r, &commit));
         entries.push(Entry {
             author: meta.as_ref().map(|m| m.author.clone()),
@@ -232,25 +262,22 @@ pub async fn history(
     }
     // Commits that touched the app after the first version pacer deployed
     // but never became a Marathon version: hot reloads, or no change here.
-    if let (Some(repo), Some(first)) = (&repo, versions.iter().find_map(|v| v.commit())) {
-        let deployed: std::collections::BTreeSet<&str> =
-            versions.iter().filter_map(|v| v.commit()).collect();
-        let paths = vec![format!("apps/{app}"), format!("environments/{env}.yaml")];
-        let first_time = commit_meta(repo, first).map(|m| m.time);
-        for c in commits_touching(repo, &prefix, &paths, limit) {
-            if deployed.contains(c.as_str()) {
+    if let Some(first) = versions.iter().find_map(|v| v.commit()) {
+        let first_time = touching
+            .iter()
+            .find(|(c, _)| c == first)
+            .map(|(_, m)| m.time.clone());
+        for (c, meta) in &touching {
+            if deployed.contains(c.as_str()) || attributed.contains(c) {
                 continue;
             }
-            let Some(meta) = commit_meta(repo, &c) else {
-                continue;
-            };
             if first_time.as_ref().is_none_or(|t| meta.time <= *t) {
                 continue;
             }
             entries.push(Entry {
-                commit: c,
-                author: Some(meta.author),
-                message: Some(meta.message),
+                commit: c.clone(),
+                author: Some(meta.author.clone()),
+                message: Some(meta.message.clone()),
                 committed_at: Some(meta.time.clone()),
                 applied_at: None,
                 deployment: None,
