@@ -108,7 +108,14 @@ fn start_daemon(repo: &Path, marathon: &str, workdir: &Path) -> Daemon {
     let addr = Arc::new(Mutex::new(None));
     let (c, stderr) = (cycles.clone(), child.stderr.take().unwrap());
     std::thread::spawn(move || {
+        // PACER_BENCH_LOG=FILE keeps the daemon's log, to see where time goes.
+        let mut keep =
+            std::env::var_os("PACER_BENCH_LOG").and_then(|p| std::fs::File::create(p).ok());
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(f) = keep.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
             if let Some(ms) = cycle_ms(&line) {
                 c.lock().unwrap().push(ms);
             }
@@ -311,8 +318,17 @@ async fn main() {
         let text = std::fs::read_to_string(&overlay).unwrap();
         std::fs::write(&overlay, format!("{text}  env:\n    BENCH_RUN: \"{i}\"\n")).unwrap();
         git(&repo, &["commit", "-q", "-am", "one app"]);
+        let after = String::from_utf8(
+            Command::new("git")
+                .current_dir(&repo)
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
         let id = format!("/env0/svc{:04}", (i * 37) % o.apps);
-        let body = serde_json::json!({"ref": "refs/heads/main", "after": "0000"}).to_string();
+        let body = serde_json::json!({"ref": "refs/heads/main", "after": after.trim()}).to_string();
         let sent = chrono::Utc::now();
         let r = http
             .post(format!("{addr}/hooks/git"))

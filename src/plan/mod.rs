@@ -42,6 +42,8 @@ pub struct Observed {
     pub served_hot: BTreeMap<String, Digest>,
     /// Apps the operator asked to retry (`pacer retry`): failures are forgotten.
     pub retry: BTreeSet<String>,
+    /// Apps already known to match Git, so the plan needn't compare them.
+    pub in_sync: BTreeSet<String>,
 }
 
 /// What to do for one app.
@@ -141,9 +143,10 @@ impl Plan {
 pub fn baselines_needed(
     desired: &DesiredEnv,
     live: &BTreeMap<String, LiveApp>,
+    in_sync: &BTreeSet<String>,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for app in desired.apps.values() {
+    for app in desired.apps.values().filter(|a| !in_sync.contains(&a.id)) {
         let Some(l) = live.get(&app.id) else { continue };
         let Some(commit) = l.label(labels::COMMIT) else {
             continue;
@@ -209,7 +212,11 @@ fn step_for(
     let Some(live) = live else {
         return mk(Action::Create, None);
     };
-    let diff = observe::app_diff(&app.marathon, &live.spec, &app.ignore);
+    let diff = if observed.in_sync.contains(&app.id) {
+        None
+    } else {
+        observe::app_diff(&app.marathon, &live.spec, &app.ignore)
+    };
     let hot_changed = observed
         .served_hot
         .get(&app.id)

@@ -63,7 +63,7 @@ struct Daemon {
     /// The newest commit that loaded (pacer.yaml and environment files).
     rendered_at: Option<String>,
     /// Per environment and app: the newest version that rendered.
-    desired: BTreeMap<EnvName, render::DesiredEnv>,
+    desired: BTreeMap<EnvName, Arc<render::DesiredEnv>>,
     /// The commit the environments were last reconciled at; a head that
     /// doesn't descend from it is a rewind.
     applied: Option<git2::Oid>,
@@ -80,6 +80,23 @@ struct Daemon {
     repo_errors: Vec<String>,
     /// (head, commit) → whether head descends from commit.
     descends: std::collections::HashMap<(String, String), bool>,
+    /// Apps whose steps run in the background right now. A deployment can
+    /// take minutes; the loop goes on reconciling everything else meanwhile.
+    inflight: Arc<parking_lot::Mutex<BTreeSet<String>>>,
+    /// Finished steps, reported by the background applies.
+    done_tx: mpsc::UnboundedSender<Finished>,
+    done_rx: mpsc::UnboundedReceiver<Finished>,
+    /// Wakes the loop when a background apply ends.
+    wake: mpsc::Sender<Trigger>,
+}
+
+/// The results of one background apply.
+struct Finished {
+    env: EnvName,
+    head: String,
+    desired: Arc<render::DesiredEnv>,
+    steps: Vec<plan::Step>,
+    results: Vec<apply::StepResult>,
 }
 
 /// Runs the daemon until `shutdown` completes.
@@ -136,6 +153,7 @@ pub async fn run(
             }
         }
     };
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut d = Daemon {
         cfg,
         mirror,
@@ -153,6 +171,10 @@ pub async fn run(
         invalid: BTreeMap::new(),
         repo_errors: Vec::new(),
         descends: Default::default(),
+        inflight: Default::default(),
+        done_tx,
+        done_rx,
+        wake: tx.clone(),
     };
 
     tokio::pin!(shutdown);
@@ -245,23 +267,33 @@ impl Daemon {
     /// Marathon), so the next run comes sooner, with backoff.
     async fn cycle(&mut self) -> bool {
         let started = Instant::now();
+        while let Ok(f) = self.done_rx.try_recv() {
+            self.record(f);
+        }
         let fetched = self.fetch().await;
         let head = match &fetched {
             Some(h) => Some(h.clone()),
             None => self.rendered_at.clone(),
         };
         let Some(head) = head else { return false };
+        let fetch_ms = started.elapsed().as_millis() as u64;
         let changed_envs = if self.rendered_at.as_deref() != Some(head.as_str()) {
             self.render(&head).await
         } else {
             BTreeSet::new()
         };
+        tracing::debug!(
+            fetch_ms,
+            render_ms = started.elapsed().as_millis() as u64 - fetch_ms,
+            changed = changed_envs.len(),
+            "fetched and rendered"
+        );
         let mut healthy = fetched.is_some();
         // Environments whose desired state changed go first, so a pushed
         // commit reaches Marathon before the drift checks of the others.
         let mut order: Vec<EnvName> = self.desired.keys().cloned().collect();
         order.sort_by_key(|e| !changed_envs.contains(e));
-        let mut snapshots: BTreeMap<String, Option<Arc<gather::Snapshot>>> = BTreeMap::new();
+        let mut snapshots: BTreeMap<String, Option<gather::Snapshot>> = BTreeMap::new();
         for env in order {
             let env_started = Instant::now();
             let Some(url) = self
@@ -280,32 +312,29 @@ impl Daemon {
                 self.env_error(&env, &format!("invalid Marathon URL `{url}`"));
                 continue;
             };
-            let snap = match snapshots.get(&url) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = match gather::snapshot(&client).await {
-                        Ok(s) => Some(Arc::new(s)),
-                        Err(e) => {
-                            self.metrics.marathon_error();
-                            tracing::warn!(env = %env, "Marathon at {url} is not answering: {e}");
-                            self.env_error(&env, &format!("Marathon at {url}: {e}"));
-                            None
-                        }
-                    };
-                    snapshots.insert(url.clone(), s.clone());
-                    s
-                }
-            };
-            let Some(snap) = snap else {
+            if !snapshots.contains_key(&url) {
+                let s = match gather::snapshot(&client).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        self.metrics.marathon_error();
+                        tracing::warn!(env = %env, "Marathon at {url} is not answering: {e}");
+                        None
+                    }
+                };
+                snapshots.insert(url.clone(), s);
+            }
+            let Some(snap) = snapshots.get_mut(&url).and_then(Option::as_mut) else {
+                self.env_error(&env, &format!("Marathon at {url} is not answering"));
                 healthy = false;
                 continue;
             };
             self.reached_marathon = true;
-            if !self.reconcile_env(&env, &client, &snap, &head).await {
+            if !self.reconcile_env(&env, &client, snap, &head).await {
                 healthy = false;
             }
             self.metrics
                 .observe_reconcile(&env, env_started.elapsed().as_secs_f64());
+            tracing::debug!(env = %env, elapsed_ms = env_started.elapsed().as_millis() as u64, "environment reconciled");
         }
         if healthy {
             if let Ok(oid) = git2::Oid::from_str(&head) {
@@ -454,10 +483,10 @@ impl Daemon {
                             .map(|(k, a)| (k.clone(), a.inputs.clone()))
                             .collect::<BTreeMap<_, _>>()
                     };
-                    if self.desired.get(&env).map(inputs) != Some(inputs(&desired)) {
+                    if self.desired.get(&env).map(|d| inputs(d)) != Some(inputs(&desired)) {
                         changed.insert(env.clone());
                     }
-                    self.desired.insert(env, desired);
+                    self.desired.insert(env, Arc::new(desired));
                 }
                 self.invalid = r.invalid;
                 changed
@@ -469,7 +498,7 @@ impl Daemon {
         &mut self,
         env: &str,
         client: &MarathonClient,
-        snap: &gather::Snapshot,
+        snap: &mut gather::Snapshot,
         head: &str,
     ) -> bool {
         let Some(desired) = self.desired.get(env).cloned() else {
@@ -492,7 +521,11 @@ impl Daemon {
                 .entry(app.id.clone())
                 .or_insert_with(|| plan::served_digest(app));
         }
-        observed.served_hot = self.served_hot.clone();
+        observed.served_hot = desired
+            .apps
+            .values()
+            .filter_map(|a| Some((a.id.clone(), self.served_hot.get(&a.id)?.clone())))
+            .collect();
         observed.retry = self.retry.clone();
         let p = plan::plan(&desired, &observed);
         // After a restart the daemon has no memory of what it applied; the
@@ -507,108 +540,193 @@ impl Daemon {
         }
         let auto_apply =
             (desired.settings.policy.auto_apply || self.cfg.apply_all) && rewind.is_none();
-        let results = if auto_apply
-            && p.steps
+        let inflight = self.inflight.lock().clone();
+        let to_run: Vec<plan::Step> = if auto_apply {
+            p.steps
                 .iter()
-                .any(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. }))
-        {
-            apply::apply(
-                client,
-                &p,
-                &desired,
-                &observed,
-                &self.cfg.apply,
-                Arc::new(LogProgress),
-            )
-            .await
+                .filter(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. }))
+                .filter(|s| !inflight.contains(&s.id))
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         };
-        let now = chrono::Utc::now();
-        let mut ok = true;
-        {
-            let mut s = self.status.write();
-            let e = s.environments.entry(env.to_string()).or_default();
-            e.group = desired.settings.group.clone();
-            e.commit = Some(head.to_string());
-            e.last_sync = Some(now.to_rfc3339());
-            e.errors = self.repo_errors.clone();
-            e.errors.extend(rewind);
-            let no_problems = BTreeMap::new();
-            let invalid = self.invalid.get(env).unwrap_or(&no_problems);
-            let mut apps: BTreeMap<AppPath, AppStatus> = BTreeMap::new();
-            for step in &p.steps {
-                let key = step.app.clone().unwrap_or_else(|| step.id.clone());
-                let live_commit = observed
-                    .apps
-                    .get(&step.id)
-                    .and_then(|l| l.label(render::labels::COMMIT))
-                    .map(String::from);
-                let previous = e.apps.get(&key).and_then(|a| a.last.clone());
-                let result = results.iter().find(|r| r.id == step.id);
-                let mut sync = step.action.sync_status();
-                let last = match result {
-                    Some(r) => {
-                        self.metrics.deployment(env, r.outcome);
-                        match r.outcome {
-                            Outcome::Succeeded => sync = SyncStatus::InSync,
-                            Outcome::Hot => {
-                                sync = SyncStatus::InSync;
-                                if let Some(a) = desired.apps.values().find(|a| a.id == step.id) {
-                                    self.served_hot.insert(a.id.clone(), plan::served_digest(a));
-                                }
-                            }
-                            Outcome::Failed | Outcome::RolledBack => {
-                                sync = SyncStatus::Failed;
-                                ok = ok && r.outcome == Outcome::RolledBack;
-                            }
-                        }
-                        self.retry.remove(&step.id);
-                        Some(LastAction {
-                            outcome: r.outcome,
-                            commit: head.to_string(),
-                            at: now.to_rfc3339(),
-                            deployment_id: r.deployment_id.clone(),
-                            message: r.message.clone(),
-                        })
+        let started: BTreeSet<String> = to_run.iter().map(|s| s.id.clone()).collect();
+        if !to_run.is_empty() {
+            self.inflight.lock().extend(started.iter().cloned());
+            let run = plan::Plan {
+                env: p.env.clone(),
+                group: p.group.clone(),
+                steps: to_run,
+            };
+            let (client, desired, observed, opts) = (
+                client.clone(),
+                desired.clone(),
+                observed.clone(),
+                self.cfg.apply.clone(),
+            );
+            let (done, wake, inflight) = (
+                self.done_tx.clone(),
+                self.wake.clone(),
+                self.inflight.clone(),
+            );
+            let (env, head) = (env.to_string(), head.to_string());
+            // Deployments are followed in the background: a ten-minute
+            // rollout in one environment doesn't hold up the others.
+            tokio::spawn(async move {
+                let results = apply::apply(
+                    &client,
+                    &run,
+                    &desired,
+                    &observed,
+                    &opts,
+                    Arc::new(LogProgress),
+                )
+                .await;
+                {
+                    let mut set = inflight.lock();
+                    for step in &run.steps {
+                        set.remove(&step.id);
                     }
-                    None => previous,
-                };
-                let errors = invalid.get(&key).cloned().unwrap_or_default();
-                if !errors.is_empty() {
-                    sync = SyncStatus::Invalid;
                 }
-                apps.insert(
-                    key,
-                    AppStatus {
-                        id: step.id.clone(),
-                        sync,
-                        live_commit,
-                        last,
-                        errors,
-                    },
-                );
-            }
-            // Apps that never rendered have no step: list them with their problems.
-            for (app, errors) in invalid {
-                apps.entry(app.clone()).or_insert_with(|| AppStatus {
-                    id: desired.settings.app_id(app),
-                    sync: SyncStatus::Invalid,
-                    live_commit: None,
-                    last: None,
-                    errors: errors.clone(),
+                let _ = done.send(Finished {
+                    env,
+                    head,
+                    desired,
+                    steps: run.steps,
+                    results,
                 });
-            }
-            e.apps = apps;
-            let mut counts: BTreeMap<SyncStatus, u64> = BTreeMap::new();
-            for a in e.apps.values() {
-                *counts.entry(a.sync).or_default() += 1;
-            }
-            self.metrics.set_apps(env, &counts);
-            self.metrics.synced(env, now.timestamp() as f64);
+                // Record the outcome now, not at the next poll.
+                let _ = wake.try_send(Trigger::Poll);
+            });
         }
-        ok
+        let now = chrono::Utc::now();
+        let mut s = self.status.write();
+        let e = s.environments.entry(env.to_string()).or_default();
+        e.group = desired.settings.group.clone();
+        e.commit = Some(head.to_string());
+        e.last_sync = Some(now.to_rfc3339());
+        e.errors = self.repo_errors.clone();
+        e.errors.extend(rewind);
+        let no_problems = BTreeMap::new();
+        let invalid = self.invalid.get(env).unwrap_or(&no_problems);
+        let mut apps: BTreeMap<AppPath, AppStatus> = BTreeMap::new();
+        for step in &p.steps {
+            let key = step.app.clone().unwrap_or_else(|| step.id.clone());
+            let live_commit = observed
+                .apps
+                .get(&step.id)
+                .and_then(|l| l.label(render::labels::COMMIT))
+                .map(String::from);
+            let previous = e.apps.get(&key).and_then(|a| a.last.clone());
+            let mut sync = step.action.sync_status();
+            if started.contains(&step.id) || inflight.contains(&step.id) {
+                sync = SyncStatus::Progressing;
+            }
+            let errors = invalid.get(&key).cloned().unwrap_or_default();
+            if !errors.is_empty() {
+                sync = SyncStatus::Invalid;
+            }
+            apps.insert(
+                key,
+                AppStatus {
+                    id: step.id.clone(),
+                    sync,
+                    live_commit,
+                    last: previous,
+                    errors,
+                },
+            );
+        }
+        // Apps that never rendered have no step: list them with their problems.
+        for (app, errors) in invalid {
+            apps.entry(app.clone()).or_insert_with(|| AppStatus {
+                id: desired.settings.app_id(app),
+                sync: SyncStatus::Invalid,
+                live_commit: None,
+                last: None,
+                errors: errors.clone(),
+            });
+        }
+        e.apps = apps;
+        let counts = sync_counts(e);
+        drop(s);
+        self.metrics.set_apps(env, &counts);
+        self.metrics.synced(env, now.timestamp() as f64);
+        true
     }
+
+    /// Takes in the results of a background apply: each app's outcome,
+    /// counted in the metrics and shown in the status.
+    fn record(&mut self, f: Finished) {
+        let now = chrono::Utc::now();
+        let mut s = self.status.write();
+        let e = s.environments.entry(f.env.clone()).or_default();
+        for r in &f.results {
+            self.metrics.deployment(&f.env, r.outcome);
+            self.retry.remove(&r.id);
+            let step = f.steps.iter().find(|s| s.id == r.id);
+            let app = f.desired.apps.values().find(|a| a.id == r.id);
+            let sync = match r.outcome {
+                Outcome::Succeeded => SyncStatus::InSync,
+                Outcome::Hot => {
+                    if let Some(a) = app {
+                        self.served_hot.insert(a.id.clone(), plan::served_digest(a));
+                    }
+                    SyncStatus::InSync
+                }
+                Outcome::Failed | Outcome::RolledBack => SyncStatus::Failed,
+            };
+            // After a full PUT that succeeded, Marathon runs the desired
+            // app's commit label; a scale or a hot update keeps the old one,
+            // as Marathon does.
+            let full_put = step.is_some_and(|s| {
+                matches!(s.action, Action::Create | Action::Drifted { heal: true, .. })
+                    || matches!(&s.action, Action::Update { class, .. } if !matches!(class, crate::diff::Class::Scale | crate::diff::Class::Hot))
+            });
+            let new_commit = app
+                .filter(|_| full_put && r.outcome == Outcome::Succeeded)
+                .and_then(|a| {
+                    a.marathon
+                        .get("labels")?
+                        .get(render::labels::COMMIT)?
+                        .as_str()
+                        .map(String::from)
+                });
+            let key = r.app.clone().unwrap_or_else(|| r.id.clone());
+            let entry = e.apps.entry(key).or_insert_with(|| AppStatus {
+                id: r.id.clone(),
+                sync,
+                live_commit: None,
+                last: None,
+                errors: Vec::new(),
+            });
+            if entry.errors.is_empty() {
+                entry.sync = sync;
+            }
+            if let Some(c) = new_commit {
+                entry.live_commit = Some(c);
+            }
+            entry.last = Some(LastAction {
+                outcome: r.outcome,
+                commit: f.head.clone(),
+                at: now.to_rfc3339(),
+                deployment_id: r.deployment_id.clone(),
+                message: r.message.clone(),
+            });
+        }
+        let counts = sync_counts(e);
+        drop(s);
+        self.metrics.set_apps(&f.env, &counts);
+    }
+}
+
+fn sync_counts(e: &super::status::EnvStatus) -> BTreeMap<SyncStatus, u64> {
+    let mut counts: BTreeMap<SyncStatus, u64> = BTreeMap::new();
+    for a in e.apps.values() {
+        *counts.entry(a.sync).or_default() += 1;
+    }
+    counts
 }
 
 /// What an incremental render produced.

@@ -15,6 +15,10 @@ use std::sync::Arc;
 /// Work kept between cycles.
 #[derive(Default)]
 pub struct Caches {
+    /// id → (desired inputs, live version) last seen in sync. Neither side
+    /// changed since, so neither needs normalising again: a steady cycle
+    /// compares nothing.
+    in_sync: HashMap<String, (crate::model::Digest, String)>,
     /// (commit, env, app) → the app as Git had it at that commit.
     baselines: HashMap<(String, String, String), Option<Value>>,
     /// (id, live version) → the definition that failed and was rolled back.
@@ -30,6 +34,9 @@ impl Caches {
         }
         if self.failed.len() > max {
             self.failed.clear();
+        }
+        if self.in_sync.len() > max {
+            self.in_sync.clear();
         }
     }
 }
@@ -100,14 +107,14 @@ pub async fn observe(
     desired: &DesiredEnv,
     caches: &mut Caches,
 ) -> Result<Observed, ClientError> {
-    let snap = snapshot(client).await?;
-    observe_in(client, &snap, loc, desired, caches).await
+    let mut snap = snapshot(client).await?;
+    observe_in(client, &mut snap, loc, desired, caches).await
 }
 
 /// Like [`observe`], from a snapshot of Marathon taken by the caller.
 pub async fn observe_in(
     client: &MarathonClient,
-    snap: &Snapshot,
+    snap: &mut Snapshot,
     loc: Option<&RepoLocation>,
     desired: &DesiredEnv,
     caches: &mut Caches,
@@ -116,13 +123,36 @@ pub async fn observe_in(
         apps: live_apps(snap, &desired.settings.group),
         ..Observed::default()
     };
+    // Compare each app once; remember the pairs found equal.
+    let mut differing = Vec::new();
+    for app in desired.apps.values() {
+        let Some(live) = observed.apps.get(&app.id) else {
+            continue;
+        };
+        let version = live
+            .spec
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let key = (app.inputs.clone(), version);
+        if caches.in_sync.get(&app.id) == Some(&key) {
+            observed.in_sync.insert(app.id.clone());
+        } else if crate::observe::app_diff(&app.marathon, &live.spec, &app.ignore).is_none() {
+            caches.in_sync.insert(app.id.clone(), key);
+            observed.in_sync.insert(app.id.clone());
+        } else {
+            caches.in_sync.remove(&app.id);
+            differing.push(app.id.clone());
+        }
+    }
     let env = desired.settings.name.clone();
     let by_id: BTreeMap<&str, &str> = desired
         .apps
         .values()
         .map(|a| (a.id.as_str(), a.app.as_str()))
         .collect();
-    for (id, commit) in plan::baselines_needed(desired, &observed.apps) {
+    for (id, commit) in plan::baselines_needed(desired, &observed.apps, &observed.in_sync) {
         let Some(loc) = loc else { break };
         let Some(app) = by_id.get(id.as_str()) else {
             continue;
@@ -154,16 +184,6 @@ pub async fn observe_in(
     }
     // Failures only matter for apps that differ from Git: an app in sync
     // has nothing to retry.
-    let differing: Vec<String> = desired
-        .apps
-        .values()
-        .filter(|a| {
-            observed.apps.get(&a.id).is_some_and(|l| {
-                crate::observe::app_diff(&a.marathon, &l.spec, &a.ignore).is_some()
-            })
-        })
-        .map(|a| a.id.clone())
-        .collect();
     for id in differing {
         let version = observed.apps[&id]
             .spec
