@@ -51,6 +51,9 @@ pub struct Config {
     pub apply_all: bool,
 }
 
+/// Up to this many changed apps go out before the full pass.
+const FAST_PATH_APPS: usize = 64;
+
 /// The longest wait between attempts while Marathon or Git is failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -88,6 +91,10 @@ struct Daemon {
     done_rx: mpsc::UnboundedReceiver<Finished>,
     /// Wakes the loop when a background apply ends.
     wake: mpsc::Sender<Trigger>,
+    /// id → (commit, definition) of app versions a newer commit replaced:
+    /// what Git said at the commit a live app still runs, without
+    /// rendering that commit again.
+    known_baselines: BTreeMap<String, (String, serde_json::Value)>,
 }
 
 /// The results of one background apply.
@@ -175,6 +182,7 @@ pub async fn run(
         done_tx,
         done_rx,
         wake: tx.clone(),
+        known_baselines: BTreeMap::new(),
     };
 
     tokio::pin!(shutdown);
@@ -277,11 +285,19 @@ impl Daemon {
         };
         let Some(head) = head else { return false };
         let fetch_ms = started.elapsed().as_millis() as u64;
-        let changed_envs = if self.rendered_at.as_deref() != Some(head.as_str()) {
+        let (changed_envs, rerendered) = if self.rendered_at.as_deref() != Some(head.as_str()) {
             self.render(&head).await
         } else {
-            BTreeSet::new()
+            Default::default()
         };
+        // A push that changed a few apps reaches Marathon first through
+        // those apps alone, before the full pass reads every app.
+        let few = rerendered.values().map(BTreeSet::len).sum::<usize>() <= FAST_PATH_APPS;
+        if few {
+            for (env, apps) in &rerendered {
+                self.fast_apply(env, apps, &head).await;
+            }
+        }
         tracing::debug!(
             fetch_ms,
             render_ms = started.elapsed().as_millis() as u64 - fetch_ms,
@@ -427,7 +443,10 @@ impl Daemon {
     /// Renders `head`, re-rendering only apps whose inputs changed. Apps
     /// and environments that don't render keep their last good version.
     /// Returns the environments whose desired state changed.
-    async fn render(&mut self, head: &str) -> BTreeSet<EnvName> {
+    async fn render(
+        &mut self,
+        head: &str,
+    ) -> (BTreeSet<EnvName>, BTreeMap<EnvName, BTreeSet<AppPath>>) {
         if let (Some(applied), Ok(h)) = (self.applied, git2::Oid::from_str(head)) {
             if !self.cfg.allow_rewind
                 && applied != h
@@ -438,60 +457,193 @@ impl Daemon {
                 );
                 tracing::error!("{msg}");
                 self.repo_errors = vec![msg];
-                return BTreeSet::new();
+                return Default::default();
             }
         }
         let git_dir = self.mirror.git_dir().to_path_buf();
         let prefix = self.cfg.prefix.clone();
         let head_owned = head.to_string();
-        let previous: BTreeMap<EnvName, BTreeMap<AppPath, RenderedApp>> = self
-            .desired
-            .iter()
-            .map(|(e, d)| (e.clone(), d.apps.clone()))
-            .collect();
+        // Handed over, not copied: unchanged apps move into the new state.
+        let previous = std::mem::take(&mut self.desired);
         let envs_filter = self.cfg.envs.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             render_incremental(
                 &git_dir,
                 &prefix,
                 &head_owned,
-                &previous,
+                previous,
                 envs_filter.as_ref(),
             )
         })
         .await;
         let Ok(outcome) = outcome else {
-            return BTreeSet::new();
+            tracing::error!("the render task ended abnormally");
+            return Default::default();
         };
         match outcome {
-            Err(diags) => {
+            Err((diags, previous)) => {
+                self.desired = previous;
                 // pacer.yaml or an environment file is broken: everything
                 // stays at the last good commit.
                 self.repo_errors = diags.iter().map(|d| d.to_string()).collect();
                 tracing::warn!(commit = %head, problems = diags.len(), "the commit does not load; keeping the last good one");
-                BTreeSet::new()
+                Default::default()
             }
             Ok(r) => {
                 self.rendered_at = Some(head.to_string());
                 self.repo_errors.clear();
                 self.status.write().repo.last_good = Some(head.to_string());
-                let mut changed = BTreeSet::new();
-                for (env, desired) in r.envs {
-                    let inputs = |d: &render::DesiredEnv| {
-                        d.apps
-                            .iter()
-                            .map(|(k, a)| (k.clone(), a.inputs.clone()))
-                            .collect::<BTreeMap<_, _>>()
-                    };
-                    if self.desired.get(&env).map(|d| inputs(d)) != Some(inputs(&desired)) {
-                        changed.insert(env.clone());
-                    }
-                    self.desired.insert(env, Arc::new(desired));
-                }
+                self.desired = r.envs.into_iter().map(|(e, d)| (e, Arc::new(d))).collect();
                 self.invalid = r.invalid;
-                changed
+                if self.known_baselines.len() > 100_000 {
+                    self.known_baselines.clear();
+                }
+                self.known_baselines.extend(r.replaced);
+                (r.changed, r.rerendered)
             }
         }
+    }
+
+    /// Plans and starts the changed `apps` of `env` from their own live
+    /// state: a few GETs instead of the whole app list. Failures are left to
+    /// the full pass, which follows at once.
+    async fn fast_apply(&mut self, env: &str, apps: &BTreeSet<AppPath>, head: &str) {
+        let Some(full) = self.desired.get(env).cloned() else {
+            return;
+        };
+        if !(full.settings.policy.auto_apply || self.cfg.apply_all) {
+            return;
+        }
+        let Some(url) = self
+            .cfg
+            .marathon_url
+            .clone()
+            .or_else(|| full.settings.marathon.clone())
+        else {
+            return;
+        };
+        let Some(client) = self.client_for(&url) else {
+            return;
+        };
+        let subset = Arc::new(render::DesiredEnv {
+            settings: full.settings.clone(),
+            apps: apps
+                .iter()
+                .filter_map(|a| Some((a.clone(), full.apps.get(a)?.clone())))
+                .collect(),
+        });
+        let mut snap = gather::Snapshot {
+            apps: BTreeMap::new(),
+            deployments: match client.deployments().await {
+                Ok(d) => d,
+                Err(_) => return,
+            },
+        };
+        for app in subset.apps.values() {
+            match client.get_app(&app.id).await {
+                Ok(Some(live)) => {
+                    snap.apps.insert(app.id.clone(), live);
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
+        let loc = RepoLocation::bare(self.mirror.git_dir(), &self.cfg.prefix);
+        let Ok(mut observed) = gather::observe_in(
+            &client,
+            &mut snap,
+            Some(&loc),
+            &subset,
+            &self.known_baselines,
+            &mut self.caches,
+        )
+        .await
+        else {
+            return;
+        };
+        observed.served_hot = subset
+            .apps
+            .values()
+            .filter_map(|a| Some((a.id.clone(), self.served_hot.get(&a.id)?.clone())))
+            .collect();
+        observed.retry = self.retry.clone();
+        if !self.cfg.allow_rewind && self.rewinds(head, &observed).is_some() {
+            return;
+        }
+        let p = plan::plan(&subset, &observed);
+        self.start_apply(env, head, &client, &subset, &observed, &p);
+    }
+
+    /// Starts the acting steps of `p` that aren't already running, in the
+    /// background. Returns the ids started.
+    fn start_apply(
+        &mut self,
+        env: &str,
+        head: &str,
+        client: &MarathonClient,
+        desired: &Arc<render::DesiredEnv>,
+        observed: &plan::Observed,
+        p: &plan::Plan,
+    ) -> BTreeSet<String> {
+        let inflight = self.inflight.lock().clone();
+        let to_run: Vec<plan::Step> = p
+            .steps
+            .iter()
+            .filter(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. }))
+            .filter(|s| !inflight.contains(&s.id))
+            .cloned()
+            .collect();
+        let started: BTreeSet<String> = to_run.iter().map(|s| s.id.clone()).collect();
+        if to_run.is_empty() {
+            return started;
+        }
+        self.inflight.lock().extend(started.iter().cloned());
+        let run = plan::Plan {
+            env: p.env.clone(),
+            group: p.group.clone(),
+            steps: to_run,
+        };
+        let (client, desired, observed, opts) = (
+            client.clone(),
+            desired.clone(),
+            observed.clone(),
+            self.cfg.apply.clone(),
+        );
+        let (done, wake, inflight) = (
+            self.done_tx.clone(),
+            self.wake.clone(),
+            self.inflight.clone(),
+        );
+        let (env, head) = (env.to_string(), head.to_string());
+        // Deployments are followed in the background: a ten-minute
+        // rollout in one environment doesn't hold up the others.
+        tokio::spawn(async move {
+            let results = apply::apply(
+                &client,
+                &run,
+                &desired,
+                &observed,
+                &opts,
+                Arc::new(LogProgress),
+            )
+            .await;
+            {
+                let mut set = inflight.lock();
+                for step in &run.steps {
+                    set.remove(&step.id);
+                }
+            }
+            let _ = done.send(Finished {
+                env,
+                head,
+                desired,
+                steps: run.steps,
+                results,
+            });
+            // Record the outcome now, not at the next poll.
+            let _ = wake.try_send(Trigger::Poll);
+        });
+        started
     }
 
     async fn reconcile_env(
@@ -505,15 +657,23 @@ impl Daemon {
             return true;
         };
         let loc = RepoLocation::bare(self.mirror.git_dir(), &self.cfg.prefix);
-        let mut observed =
-            match gather::observe_in(client, snap, Some(&loc), &desired, &mut self.caches).await {
-                Ok(o) => o,
-                Err(e) => {
-                    self.metrics.marathon_error();
-                    self.env_error(env, &format!("reading Marathon: {e}"));
-                    return false;
-                }
-            };
+        let mut observed = match gather::observe_in(
+            client,
+            snap,
+            Some(&loc),
+            &desired,
+            &self.known_baselines,
+            &mut self.caches,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                self.metrics.marathon_error();
+                self.env_error(env, &format!("reading Marathon: {e}"));
+                return false;
+            }
+        };
         // The config server hands out the current hot files from the start;
         // only later changes are hot updates.
         for app in desired.apps.values() {
@@ -541,65 +701,11 @@ impl Daemon {
         let auto_apply =
             (desired.settings.policy.auto_apply || self.cfg.apply_all) && rewind.is_none();
         let inflight = self.inflight.lock().clone();
-        let to_run: Vec<plan::Step> = if auto_apply {
-            p.steps
-                .iter()
-                .filter(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. }))
-                .filter(|s| !inflight.contains(&s.id))
-                .cloned()
-                .collect()
+        let started = if auto_apply {
+            self.start_apply(env, head, client, &desired, &observed, &p)
         } else {
-            Vec::new()
+            BTreeSet::new()
         };
-        let started: BTreeSet<String> = to_run.iter().map(|s| s.id.clone()).collect();
-        if !to_run.is_empty() {
-            self.inflight.lock().extend(started.iter().cloned());
-            let run = plan::Plan {
-                env: p.env.clone(),
-                group: p.group.clone(),
-                steps: to_run,
-            };
-            let (client, desired, observed, opts) = (
-                client.clone(),
-                desired.clone(),
-                observed.clone(),
-                self.cfg.apply.clone(),
-            );
-            let (done, wake, inflight) = (
-                self.done_tx.clone(),
-                self.wake.clone(),
-                self.inflight.clone(),
-            );
-            let (env, head) = (env.to_string(), head.to_string());
-            // Deployments are followed in the background: a ten-minute
-            // rollout in one environment doesn't hold up the others.
-            tokio::spawn(async move {
-                let results = apply::apply(
-                    &client,
-                    &run,
-                    &desired,
-                    &observed,
-                    &opts,
-                    Arc::new(LogProgress),
-                )
-                .await;
-                {
-                    let mut set = inflight.lock();
-                    for step in &run.steps {
-                        set.remove(&step.id);
-                    }
-                }
-                let _ = done.send(Finished {
-                    env,
-                    head,
-                    desired,
-                    steps: run.steps,
-                    results,
-                });
-                // Record the outcome now, not at the next poll.
-                let _ = wake.try_send(Trigger::Poll);
-            });
-        }
         let now = chrono::Utc::now();
         let mut s = self.status.write();
         let e = s.environments.entry(env.to_string()).or_default();
@@ -734,32 +840,47 @@ struct Rendered {
     envs: BTreeMap<EnvName, render::DesiredEnv>,
     /// Apps that don't render at this commit, with their problems.
     invalid: BTreeMap<EnvName, BTreeMap<AppPath, Vec<render::Diagnostic>>>,
+    /// Environments whose desired state changed.
+    changed: BTreeSet<EnvName>,
+    /// Apps that rendered anew, per environment.
+    rerendered: BTreeMap<EnvName, BTreeSet<AppPath>>,
+    /// id → (commit, definition) of the versions re-rendered apps replaced.
+    replaced: BTreeMap<String, (String, serde_json::Value)>,
 }
 
-/// Renders the repo at `head`, reusing `previous` apps whose inputs are
-/// unchanged. Fails only when the repo as a whole doesn't load.
+type PreviousState = BTreeMap<EnvName, Arc<render::DesiredEnv>>;
+
+/// Renders the repo at `head`, moving over `previous` apps whose inputs are
+/// unchanged. Fails only when the repo as a whole doesn't load, and then
+/// hands `previous` back untouched.
 fn render_incremental(
     git_dir: &std::path::Path,
     prefix: &str,
     head: &str,
-    previous: &BTreeMap<EnvName, BTreeMap<AppPath, RenderedApp>>,
+    previous: PreviousState,
     envs_filter: Option<&BTreeSet<EnvName>>,
-) -> Result<Rendered, Vec<render::Diagnostic>> {
+) -> Result<Rendered, (Vec<render::Diagnostic>, PreviousState)> {
     let loc = RepoLocation::bare(git_dir, prefix);
     let snap: Arc<Snapshot> = match loc.at_rev(head) {
         Ok(s) => Arc::new(s),
-        Err(e) => return Err(vec![render::Diagnostic::file("(repo)", e.to_string())]),
+        Err(e) => {
+            return Err((
+                vec![render::Diagnostic::file("(repo)", e.to_string())],
+                previous,
+            ));
+        }
     };
     let mut load_diags = Diagnostics::default();
-    let Some(repo) = render::Repo::load(snap, &mut load_diags) else {
-        return Err(load_diags.finish());
+    let repo = match render::Repo::load(snap, &mut load_diags) {
+        Some(r) if load_diags.is_empty() => r,
+        _ => return Err((load_diags.finish(), previous)),
     };
-    if !load_diags.is_empty() {
-        return Err(load_diags.finish());
-    }
     let mut out = Rendered {
         envs: BTreeMap::new(),
         invalid: BTreeMap::new(),
+        changed: BTreeSet::new(),
+        replaced: BTreeMap::new(),
+        rerendered: BTreeMap::new(),
     };
     let envs: Vec<EnvName> = repo
         .envs
@@ -767,17 +888,39 @@ fn render_incremental(
         .filter(|e| envs_filter.is_none_or(|f| f.contains(*e)))
         .cloned()
         .collect();
+    // A background apply may still hold an environment; then it is copied.
+    let mut previous: BTreeMap<EnvName, render::DesiredEnv> = previous
+        .into_iter()
+        .map(|(e, d)| (e, Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone())))
+        .collect();
     // Per app, which environments need a fresh render.
     let mut todo: BTreeMap<AppPath, Vec<EnvName>> = BTreeMap::new();
+    // The versions being re-rendered, kept until their replacements render.
+    let mut stale: BTreeMap<(EnvName, AppPath), RenderedApp> = BTreeMap::new();
     for env in &envs {
+        let mut prev = previous.remove(env);
+        if prev.as_ref().is_none_or(|p| p.settings != repo.envs[env]) {
+            out.changed.insert(env.clone());
+        }
         let mut apps = BTreeMap::new();
         for app in repo.apps.keys() {
-            match previous.get(env).and_then(|p| p.get(app)) {
-                Some(prev) if prev.inputs == repo.inputs(env, app) => {
-                    apps.insert(app.clone(), prev.clone());
+            let old = prev.as_mut().and_then(|p| p.apps.remove(app));
+            match old {
+                Some(old) if old.inputs == repo.inputs(env, app) => {
+                    apps.insert(app.clone(), old);
                 }
-                _ => todo.entry(app.clone()).or_default().push(env.clone()),
+                old => {
+                    if let Some(old) = old {
+                        stale.insert((env.clone(), app.clone()), old);
+                    }
+                    out.changed.insert(env.clone());
+                    todo.entry(app.clone()).or_default().push(env.clone());
+                }
             }
+        }
+        // Apps left over are gone from Git.
+        if prev.is_some_and(|p| !p.apps.is_empty()) {
+            out.changed.insert(env.clone());
         }
         out.envs.insert(
             env.clone(),
@@ -796,24 +939,35 @@ fn render_incremental(
         let d = render::render_pairs(&repo, &pairs, &mut diags);
         if diags.is_empty() {
             for (env, e) in d.envs {
-                if let Some(a) = e.apps.get(&app) {
-                    out.envs
-                        .get_mut(&env)
-                        .expect("inserted above")
-                        .apps
-                        .insert(app.clone(), a.clone());
+                let target = out.envs.get_mut(&env).expect("inserted above");
+                for (name, a) in e.apps {
+                    if let Some(old) = stale.remove(&(env.clone(), name.clone())) {
+                        let commit = old
+                            .marathon
+                            .get("labels")
+                            .and_then(|l| l.get(render::labels::COMMIT))
+                            .and_then(|c| c.as_str())
+                            .unwrap_or("")
+                            .to_string();
+                        out.replaced.insert(old.id.clone(), (commit, old.marathon));
+                    }
+                    out.rerendered
+                        .entry(env.clone())
+                        .or_default()
+                        .insert(name.clone());
+                    target.apps.insert(name, a);
                 }
             }
         } else {
             let diags = diags.finish();
             for env in app_envs {
                 // Keep the last good version running.
-                if let Some(prev) = previous.get(&env).and_then(|p| p.get(&app)) {
+                if let Some(old) = stale.remove(&(env.clone(), app.clone())) {
                     out.envs
                         .get_mut(&env)
                         .expect("inserted above")
                         .apps
-                        .insert(app.clone(), prev.clone());
+                        .insert(app.clone(), old);
                 }
                 out.invalid
                     .entry(env)

@@ -44,45 +44,50 @@ impl Caches {
 /// Everything one Marathon runs: its apps and deployments, read once per
 /// cycle however many environments share it.
 pub struct Snapshot {
-    pub apps: Vec<Value>,
+    /// By id; each environment takes its own apps out (groups don't overlap).
+    pub apps: BTreeMap<String, Value>,
     pub deployments: Vec<crate::marathon::client::Deployment>,
 }
 
 pub async fn snapshot(client: &MarathonClient) -> Result<Snapshot, ClientError> {
+    let apps = client
+        .list_apps("/")
+        .await?
+        .into_iter()
+        .filter_map(|a| Some((a.get("id")?.as_str()?.to_string(), a)))
+        .collect();
     Ok(Snapshot {
-        apps: client.list_apps("/").await?,
+        apps,
         deployments: client.deployments().await?,
     })
 }
 
-/// The live apps under `group`, with the deployments touching each.
-pub fn live_apps(snap: &Snapshot, group: &str) -> BTreeMap<String, LiveApp> {
+/// Takes the live apps under `group` out of the snapshot, with the
+/// deployments touching each.
+pub fn live_apps(snap: &mut Snapshot, group: &str) -> BTreeMap<String, LiveApp> {
     let prefix = if group == "/" {
         "/".to_string()
     } else {
         format!("{group}/")
     };
+    let ids: Vec<String> = snap
+        .apps
+        .range(prefix.clone()..)
+        .take_while(|(id, _)| id.starts_with(&prefix))
+        .map(|(id, _)| id.clone())
+        .collect();
     let mut out = BTreeMap::new();
-    for spec in &snap.apps {
-        let Some(id) = spec.get("id").and_then(Value::as_str) else {
+    for id in ids {
+        let Some(spec) = snap.apps.remove(&id) else {
             continue;
         };
-        if !id.starts_with(&prefix) {
-            continue;
-        }
         let deployments = snap
             .deployments
             .iter()
-            .filter(|d| d.affected_apps.iter().any(|a| a == id))
+            .filter(|d| d.affected_apps.iter().any(|a| *a == id))
             .map(|d| d.id.clone())
             .collect();
-        out.insert(
-            id.to_string(),
-            LiveApp {
-                spec: spec.clone(),
-                deployments,
-            },
-        );
+        out.insert(id, LiveApp { spec, deployments });
     }
     out
 }
@@ -108,7 +113,7 @@ pub async fn observe(
     caches: &mut Caches,
 ) -> Result<Observed, ClientError> {
     let mut snap = snapshot(client).await?;
-    observe_in(client, &mut snap, loc, desired, caches).await
+    observe_in(client, &mut snap, loc, desired, &BTreeMap::new(), caches).await
 }
 
 /// Like [`observe`], from a snapshot of Marathon taken by the caller.
@@ -117,6 +122,7 @@ pub async fn observe_in(
     snap: &mut Snapshot,
     loc: Option<&RepoLocation>,
     desired: &DesiredEnv,
+    known: &BTreeMap<String, (String, Value)>,
     caches: &mut Caches,
 ) -> Result<Observed, ClientError> {
     let mut observed = Observed {
@@ -153,6 +159,13 @@ pub async fn observe_in(
         .map(|a| (a.id.as_str(), a.app.as_str()))
         .collect();
     for (id, commit) in plan::baselines_needed(desired, &observed.apps, &observed.in_sync) {
+        // The version a newer commit replaced is usually what still runs.
+        if let Some((c, spec)) = known.get(&id) {
+            if *c == commit {
+                observed.baselines.insert(id, spec.clone());
+                continue;
+            }
+        }
         let Some(loc) = loc else { break };
         let Some(app) = by_id.get(id.as_str()) else {
             continue;
