@@ -546,6 +546,27 @@ impl Daemon {
                     .map(String::from);
                 let previous = e.apps.get(&key).and_then(|a| a.last.clone());
                 let result = results.iter().find(|r| r.id == step.id);
+                // `observed` was read before the apply: after a full PUT that
+                // succeeded, Marathon runs the desired app's commit label now,
+                // not the old one (found by the e2e test: the status showed
+                // the previous commit until the next poll). A scale or a hot
+                // update keeps the old label, as Marathon does.
+                let full_put = matches!(
+                    step.action,
+                    Action::Create | Action::Drifted { heal: true, .. }
+                ) || matches!(&step.action, Action::Update { class, .. }
+                    if !matches!(class, crate::diff::Class::Scale | crate::diff::Class::Hot));
+                let live_commit = match result {
+                    Some(r) if full_put && r.outcome == Outcome::Succeeded => desired
+                        .apps
+                        .values()
+                        .find(|a| a.id == step.id)
+                        .and_then(|a| a.marathon.pointer("/labels/pacer.commit"))
+                        .and_then(|v| v.as_str())
+                        .map(String::from)
+                        .or(live_commit),
+                    _ => live_commit,
+                };
                 let mut sync = step.action.sync_status();
                 let last = match result {
                     Some(r) => {
