@@ -29,3 +29,6 @@ mod remote;
 
 /// `pacer serve` end to end: git daemon, the real sim, a signed webhook, then `plan` and `history`.
 mod reconcile_e2e;
+
+/// `pacer serve` under faults: rollbacks, flaky/restarting/dead Marathon, broken commits, lost repo, kills, rewinds.
+mod reconcile_faults;

