@@ -441,3 +441,177 @@ async fn a_force_push_rewind_is_refused_unless_allowed() {
     assert_eq!(app["env"]["FEATURE_E2E"], "c");
     d.wait_all("dev", "inSync", LIMIT).await;
 }
+
+// ---- the property: apply, then plan is in sync ----
+
+/// For any valid app, `apply` followed by `plan` finds nothing to do (what
+/// `pacer apply --yes` then `pacer plan` exiting 0 means), in-process
+/// against the in-process simulator to stay fast.
+#[test]
+fn apply_then_plan_is_always_in_sync() {
+    use crate::marathon_client::TestSim;
+    use pacer::apply::{self, LogProgress};
+    use pacer::model::Digest;
+    use pacer::plan::{self, Action};
+    use pacer::reconcile::gather::{self, Caches};
+    use pacer::reconcile::status::Outcome;
+    use pacer::render::{DesiredEnv, EnvSettings, Policy, RenderedApp};
+    use proptest::prelude::{prop_assert, prop_assert_eq};
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt.block_on(TestSim::fast());
+    let client = sim.client();
+    rt.block_on(async {
+        // The generator's dependencies.
+        for dep in ["/prop/dep-a", "/prop/dep-b"] {
+            client
+                .put_app(dep, &json!({"cmd": "sleep 1000", "instances": 0}), false)
+                .await
+                .unwrap();
+        }
+    });
+    let opts = apply::Options {
+        poll: Duration::from_millis(20),
+        deploy_timeout: Duration::from_secs(20),
+        ..apply::Options::default()
+    };
+    let n = AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 32,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&crate::observe::app(), |mut marathon| {
+        // One group per case: each plan sees only its own app.
+        let group = format!("/e2eprop/c{}", n.fetch_add(1, Ordering::SeqCst));
+        if let Some(deps) = marathon
+            .get_mut("dependencies")
+            .and_then(Value::as_array_mut)
+        {
+            // Relative ids resolve against the app's group: make them absolute.
+            for d in deps.iter_mut() {
+                if d == "prop/dep-b" {
+                    *d = json!("/prop/dep-b");
+                }
+            }
+        }
+        let settings = EnvSettings {
+            name: "prop".into(),
+            group: group.clone(),
+            marathon: None,
+            policy: Policy {
+                auto_apply: true,
+                prune: true,
+                self_heal: true,
+            },
+        };
+        // As rendered: the body carries its id.
+        marathon["id"] = json!(settings.app_id("app"));
+        let app = RenderedApp {
+            id: settings.app_id("app"),
+            app: "app".into(),
+            env: "prop".into(),
+            marathon: marathon.clone(),
+            files: BTreeMap::new(),
+            ignore: Vec::new(),
+            secrets: Vec::new(),
+            inputs: Digest::of(marathon.to_string().as_bytes()),
+        };
+        let desired = DesiredEnv {
+            settings,
+            apps: [("app".to_string(), app)].into(),
+        };
+        rt.block_on(async {
+            let mut caches = Caches::default();
+            let observed = gather::observe(&client, None, &desired, &mut caches)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
+            let p = plan::plan(&desired, &observed);
+            prop_assert!(p.steps.iter().all(|s| s.action == Action::Create), "{p:#?}");
+            let results = apply::apply(
+                &client,
+                &p,
+                &desired,
+                &observed,
+                &opts,
+                Arc::new(LogProgress),
+            )
+            .await;
+            prop_assert_eq!(results.len(), 1);
+            prop_assert_eq!(
+                results[0].outcome,
+                Outcome::Succeeded,
+                "{:?}\n{:#}",
+                results,
+                marathon
+            );
+            let observed = gather::observe(&client, None, &desired, &mut caches)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
+            let p = plan::plan(&desired, &observed);
+            prop_assert!(
+                !p.has_changes(),
+                "not in sync after apply:\n{p:#?}\n{marathon:#}"
+            );
+
+            // And again for a change: a scale (partial PUT) and a redeploy.
+            let mut desired = desired;
+            let a = desired.apps.get_mut("app").expect("the app");
+            let instances = a
+                .marathon
+                .get("instances")
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
+            a.marathon["instances"] = json!(instances + 1);
+            for change in ["scale", "redeploy"] {
+                if change == "redeploy" {
+                    let a = desired.apps.get_mut("app").expect("the app");
+                    a.marathon["env"]["PACER_PROP"] = json!("changed");
+                }
+                let observed = gather::observe(&client, None, &desired, &mut caches)
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
+                let p = plan::plan(&desired, &observed);
+                prop_assert!(
+                    p.steps
+                        .iter()
+                        .all(|s| matches!(s.action, Action::Update { .. })),
+                    "{change}: {p:#?}"
+                );
+                let results = apply::apply(
+                    &client,
+                    &p,
+                    &desired,
+                    &observed,
+                    &opts,
+                    Arc::new(LogProgress),
+                )
+                .await;
+                prop_assert!(
+                    results.len() == 1 && results[0].outcome == Outcome::Succeeded,
+                    "{change}: {results:?}"
+                );
+                let observed = gather::observe(&client, None, &desired, &mut caches)
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
+                let p = plan::plan(&desired, &observed);
+                prop_assert!(
+                    !p.has_changes(),
+                    "{change}: not in sync after apply:\n{p:#?}\n{marathon:#}"
+                );
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
