@@ -615,3 +615,120 @@ fn apply_then_plan_is_always_in_sync() {
         panic!("{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewind_past_a_scale_only_commit_stays_refused() {
+    // A scale keeps the live app's `pacer.commit` label, so only the
+    // daemon's memory of the commit it applied can tell the rewind.
+    let w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    w.git.repo.edit(
+        "apps/worker/env/dev.yaml",
+        "marathon:\n  instances: 1",
+        "marathon:\n  instances: 2",
+    );
+    let b = w.git.commit_push("B: scale the dev worker");
+    wait_app(&d, "worker", "the scale applied", |a| {
+        a["sync"] == "inSync" && a["last"]["commit"] == b.as_str()
+    })
+    .await;
+    assert_eq!(w.sim.app("/dev/worker").await.unwrap()["instances"], 2);
+
+    run_git(w.git.repo.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    change_worker(&w, "c");
+    let c = w.git.repo.commit("C, force-pushed over B");
+    w.git.push(true);
+    let refused = |s: &Value| {
+        s["repo"]["head"] == c.as_str()
+            && s["environments"]["dev"]["errors"]
+                .to_string()
+                .contains("refusing to rewind")
+    };
+    wait_until("the rewind to be refused", LIMIT, || async {
+        let s = d.status().await;
+        if refused(&s) {
+            Ok(())
+        } else {
+            Err(format!("{s:#}"))
+        }
+    })
+    .await;
+    // …and it stays refused, poll after poll.
+    wait_cycles(&d, 3.0).await;
+    let s = d.status().await;
+    assert!(refused(&s), "the refusal was forgotten: {s:#}");
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert_eq!(app["instances"], 2, "the rewind was deployed: {app:#}");
+    assert!(
+        app["env"].get("FEATURE_E2E").is_none(),
+        "the rewind was deployed: {app:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_sent_together_are_all_kept() {
+    let w = World::new().await;
+    // A 1 s deploy timeout: failures come fast.
+    let d = w.serve(1, 1, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    for app in ["api", "web", "worker"] {
+        let (st, _) = w
+            .sim
+            .post(&format!("/_sim/apps/dev/{app}/never-healthy"), json!({}))
+            .await;
+        assert_eq!(st, 200);
+    }
+    // One commit changes every dev app; all three fail and roll back.
+    w.git.repo.edit(
+        "environments/dev.yaml",
+        "    APP_ENV: \"{{ env }}\"",
+        "    APP_ENV: \"{{ env }}\"\n    E2E_RETRY: \"1\"",
+    );
+    let c = w.git.commit_push("dev: a change every app fails");
+    for app in ["api", "web", "worker"] {
+        wait_app(&d, app, &format!("{app} rolled back"), |a| {
+            a["sync"] == "failed" && a["last"]["outcome"] == "rolledBack"
+        })
+        .await;
+        // (The simulator would hold the revert too; see the rollback test.)
+        w.sim
+            .delete(&format!("/_sim/apps/dev/{app}/never-healthy"))
+            .await;
+    }
+    for app in ["api", "web", "worker"] {
+        let id = format!("/dev/{app}");
+        wait_until(&format!("{id} reverted"), LIMIT, || async {
+            let a = w.sim.app(&id).await.unwrap_or_default();
+            let idle = a["deployments"].as_array().is_some_and(Vec::is_empty);
+            if idle && a["env"].get("E2E_RETRY").is_none() {
+                Ok(())
+            } else {
+                Err(format!("{a:#}"))
+            }
+        })
+        .await;
+    }
+    // Keep the loop busy with a retry of api that fails again (≥ 1 s), and
+    // send two more retries meanwhile: they arrive together.
+    w.sim
+        .post("/_sim/apps/dev/api/never-healthy", json!({}))
+        .await;
+    assert_eq!(d.post("/api/v1/retry?env=dev&app=api").await.0, 202);
+    wait_until("api's retry to be deploying", LIMIT, || async {
+        let a = w.sim.app("/dev/api").await.unwrap_or_default();
+        let running = a["deployments"].as_array().is_some_and(|v| !v.is_empty());
+        if running && a["env"]["E2E_RETRY"] == "1" {
+            Ok(())
+        } else {
+            Err(format!("{a:#}"))
+        }
+    })
+    .await;
+    assert_eq!(d.post("/api/v1/retry?env=dev&app=worker").await.0, 202);
+    assert_eq!(d.post("/api/v1/retry?env=dev&app=web").await.0, 202);
+    for app in ["web", "worker"] {
+        let a = wait_live(&w, &d, &format!("/dev/{app}"), &c).await;
+        assert_eq!(a["env"]["E2E_RETRY"], "1", "{app} was not retried: {a:#}");
+    }
+}
