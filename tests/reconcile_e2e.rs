@@ -35,6 +35,12 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
         "marathon:\n  instances: 1",
         "marathon:\n  instances: 2\n  env:\n    FEATURE_E2E: \"on\"",
     );
+    // …and a hot file of web (nginx re-reads it: no deployment).
+    w.git.repo.edit(
+        "apps/web/files/nginx.conf",
+        "keepalive_timeout 65;",
+        "keepalive_timeout 75;",
+    );
     let commit = w.git.commit_push("dev worker: two instances, FEATURE_E2E");
 
     // A bad signature is refused and counted, and triggers nothing.
@@ -79,6 +85,7 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
                 .is_some_and(|m| m.values().all(|a| a["sync"] == "inSync"));
             if dev["commit"] == commit.as_str()
                 && dev["apps"]["worker"]["last"]["commit"] == commit.as_str()
+                && dev["apps"]["web"]["last"]["commit"] == commit.as_str()
                 && synced
             {
                 Ok(s)
@@ -93,6 +100,19 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
     assert_eq!(worker["liveCommit"], commit.as_str(), "{worker:#}");
     assert_eq!(worker["last"]["outcome"], "succeeded", "{worker:#}");
     assert_eq!(worker["last"]["commit"], commit.as_str(), "{worker:#}");
+    let web = &status["environments"]["dev"]["apps"]["web"];
+    assert_eq!(web["last"]["outcome"], "hot", "{web:#}");
+    assert_eq!(web["last"]["commit"], commit.as_str(), "{web:#}");
+    assert_eq!(
+        w.sim.accepted_puts("/dev/web").await,
+        1,
+        "hot: no deployment"
+    );
+    assert_eq!(
+        d.metric("pacer_deployments_total{env=\"dev\",outcome=\"hot\"}")
+            .await,
+        1.0
+    );
     // Other apps were not redeployed by this commit.
     assert_eq!(
         w.sim.app("/dev/api").await.unwrap()["labels"]["pacer.commit"],
