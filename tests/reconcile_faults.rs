@@ -732,3 +732,120 @@ async fn retries_sent_together_are_all_kept() {
         assert_eq!(a["env"]["E2E_RETRY"], "1", "{app} was not retried: {a:#}");
     }
 }
+
+/// One app in its own environment, as the renderer would give it.
+fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
+    use pacer::render::{DesiredEnv, EnvSettings, Policy, RenderedApp};
+    let settings = EnvSettings {
+        name: "prop".into(),
+        group: group.to_string(),
+        marathon: None,
+        policy: Policy {
+            auto_apply: true,
+            prune: true,
+            self_heal: true,
+        },
+    };
+    marathon["id"] = json!(settings.app_id("app"));
+    let app = RenderedApp {
+        id: settings.app_id("app"),
+        app: "app".into(),
+        env: "prop".into(),
+        inputs: pacer::model::Digest::of(marathon.to_string().as_bytes()),
+        marathon,
+        files: Default::default(),
+        ignore: Vec::new(),
+        secrets: Vec::new(),
+    };
+    DesiredEnv {
+        settings,
+        apps: [("app".to_string(), app)].into(),
+    }
+}
+
+/// Not knowing whether a definition failed before (Marathon's versions
+/// could not be read) must not plan it as new: that retried a rolled-back
+/// deployment on every transient error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
+    use crate::marathon_client::TestSim;
+    use pacer::apply::{self, LogProgress};
+    use pacer::plan::{self, Action};
+    use pacer::reconcile::gather::{self, Caches};
+    use pacer::reconcile::status::Outcome;
+    use std::sync::Arc;
+
+    let sim = TestSim::fast().await;
+    let client = sim.client();
+    let opts = apply::Options {
+        poll: Duration::from_millis(20),
+        deploy_timeout: Duration::from_millis(500),
+        ..apply::Options::default()
+    };
+    let app = |v: &str| json!({"cmd": format!("./serve {v}"), "instances": 1, "healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}]});
+    let apply_env = |d: pacer::render::DesiredEnv| {
+        let client = client.clone();
+        let opts = opts.clone();
+        async move {
+            let observed = gather::observe(&client, None, &d, &mut Caches::default())
+                .await
+                .unwrap();
+            let p = plan::plan(&d, &observed);
+            apply::apply(&client, &p, &d, &observed, &opts, Arc::new(LogProgress)).await
+        }
+    };
+    let r = apply_env(one_app_env("/hist", app("v1"))).await;
+    assert_eq!(r[0].outcome, Outcome::Succeeded, "{r:?}");
+    sim.control(
+        reqwest::Method::POST,
+        "apps/hist/app/never-healthy",
+        json!({}),
+    )
+    .await;
+    let bad = one_app_env("/hist", app("v2"));
+    let r = apply_env(bad.clone()).await;
+    assert_eq!(r[0].outcome, Outcome::RolledBack, "{r:?}");
+    // (The simulator holds the revert too; see the rollback e2e test.)
+    sim.control(
+        reqwest::Method::DELETE,
+        "apps/hist/app/never-healthy",
+        json!({}),
+    )
+    .await;
+    wait_until("the revert to finish", LIMIT, || async {
+        let deps = client.deployments().await.map_err(|e| e.to_string())?;
+        if deps.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{deps:?}"))
+        }
+    })
+    .await;
+
+    // Marathon's apps can be read, then it fails every request.
+    let snap = gather::snapshot(&client).await.unwrap();
+    sim.control(
+        reqwest::Method::PUT,
+        "faults",
+        json!({"errorRate": 1.0, "errorStatus": 503}),
+    )
+    .await;
+    let mut caches = Caches::default();
+    let observed = gather::observe_in(&client, &snap, None, &bad, &mut caches).await;
+    if let Ok(observed) = &observed {
+        let p = plan::plan(&bad, observed);
+        assert!(
+            !p.steps.iter().any(|s| s.action.acts()),
+            "a failed definition is planned again: {:?}",
+            p.steps
+        );
+    }
+    // Back up, the same caches know it failed.
+    sim.control(reqwest::Method::DELETE, "faults", json!({}))
+        .await;
+    let observed = gather::observe_in(&client, &snap, None, &bad, &mut caches)
+        .await
+        .unwrap();
+    let p = plan::plan(&bad, &observed);
+    assert_eq!(p.steps[0].action, Action::Failed, "{:?}", p.steps);
+}
