@@ -849,3 +849,53 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     let p = plan::plan(&bad, &observed);
     assert_eq!(p.steps[0].action, Action::Failed, "{:?}", p.steps);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_marathon_did_not_take_is_not_reported_as_rolled_back() {
+    let w = World::new().await;
+    let d = w.serve(1, 1, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    w.sim
+        .post("/_sim/apps/dev/worker/never-healthy", json!({}))
+        .await;
+    change_worker(&w, "lost-rollback");
+    let c = w
+        .git
+        .commit_push("dev worker: Marathon goes away mid-deploy");
+    wait_until("the worker's deployment to start", LIMIT, || async {
+        let app = w.sim.app("/dev/worker").await.unwrap_or_default();
+        let running = app["deployments"].as_array().is_some_and(|a| !a.is_empty());
+        if app["labels"]["pacer.commit"] == c.as_str() && running {
+            Ok(())
+        } else {
+            Err(format!("{app:#}"))
+        }
+    })
+    .await;
+    // Marathon is gone past the deploy timeout: the rollback can't be sent.
+    w.sim.post("/_sim/down", json!({})).await;
+    let s = wait_app(&d, "worker", "the deploy to end", |a| {
+        a["last"]["commit"] == c.as_str()
+    })
+    .await;
+    let last = &s["environments"]["dev"]["apps"]["worker"]["last"];
+    assert_eq!(
+        last["outcome"], "failed",
+        "Marathon still runs the new version, yet: {last:#}"
+    );
+    assert!(
+        last["message"].to_string().contains("rollback failed"),
+        "{last:#}"
+    );
+
+    // Back up: the daemon finishes the job by itself.
+    w.sim.post("/_sim/up", json!({})).await;
+    wait_app(&d, "worker", "the worker rolled back", |a| {
+        a["sync"] == "failed" && a["last"]["outcome"] == "rolledBack"
+    })
+    .await;
+    w.sim.delete("/_sim/apps/dev/worker/never-healthy").await;
+    let good = run_git(w.git.repo.path(), &["rev-parse", "HEAD~1"]);
+    let app = wait_live(&w, &d, "/dev/worker", &good).await;
+    assert!(app["env"].get("FEATURE_E2E").is_none(), "{app:#}");
+}

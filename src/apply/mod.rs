@@ -365,11 +365,18 @@ async fn follow(
             Verdict::RollBack(reason) => {
                 progress.progressed(&step.id, &format!("rolling back: {reason}"));
                 let rolled = roll_back(client, step, &rollout.deployment, previous.as_ref()).await;
-                let message = match rolled {
-                    Ok(()) => format!("{reason}; rolled back"),
-                    Err(e) => format!("{reason}; the rollback failed too: {e}"),
+                // A rollback Marathon never took leaves the new version in
+                // place: that is a failure, not a rollback (found by the e2e
+                // test `a_rollback_marathon_did_not_take_is_not_reported_as_rolled_back`).
+                // The next run adopts the deployment and tries again.
+                let (outcome, message) = match rolled {
+                    Ok(()) => (Outcome::RolledBack, format!("{reason}; rolled back")),
+                    Err(e) => (
+                        Outcome::Failed,
+                        format!("{reason}; the rollback failed too: {e}"),
+                    ),
                 };
-                return result(step, Outcome::RolledBack, Some(deployment), Some(message));
+                return result(step, outcome, Some(deployment), Some(message));
             }
         }
     }
