@@ -899,3 +899,54 @@ async fn a_rollback_marathon_did_not_take_is_not_reported_as_rolled_back() {
     let app = wait_live(&w, &d, "/dev/worker", &good).await;
     assert!(app["env"].get("FEATURE_E2E").is_none(), "{app:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_healed_and_a_pruned_app_deleted() {
+    let w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    let head = s["repo"]["head"].as_str().unwrap().to_string();
+
+    // Someone changes the worker by hand; dev heals drift.
+    let (st, v) = w.sim.put("/v2/apps/dev/worker", json!({"cpus": 0.3})).await;
+    assert_eq!(st, 200, "{v}");
+    let app = wait_until("the drift to be healed", LIMIT, || async {
+        let app = w.sim.app("/dev/worker").await.unwrap_or_default();
+        let idle = app["deployments"].as_array().is_some_and(Vec::is_empty);
+        if app["cpus"] == 0.1 && idle && w.sim.accepted_puts("/dev/worker").await == 3 {
+            Ok(app)
+        } else {
+            Err(format!("{app:#}\n{}", d.proc.log_tail()))
+        }
+    })
+    .await;
+    assert_eq!(app["labels"]["pacer.commit"], head.as_str());
+    wait_app(&d, "worker", "the worker in sync", |a| {
+        a["sync"] == "inSync"
+    })
+    .await;
+
+    // An app removed from Git is deleted from dev (it prunes).
+    w.git.repo.remove("apps/worker");
+    w.git.commit_push("drop the worker");
+    wait_until("the worker to be deleted", LIMIT, || async {
+        let gone = w.sim.app("/dev/worker").await.is_none();
+        let s = d.status().await;
+        let apps = &s["environments"]["dev"]["apps"];
+        let listed = apps.get("worker").is_some() || apps.get("/dev/worker").is_some();
+        if gone
+            && !listed
+            && apps
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|a| a["sync"] == "inSync")
+        {
+            Ok(())
+        } else {
+            Err(format!("gone: {gone}\n{s:#}"))
+        }
+    })
+    .await;
+    assert!(w.sim.app("/dev/web").await.is_some());
+}
