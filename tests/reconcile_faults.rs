@@ -950,3 +950,30 @@ async fn drift_is_healed_and_a_pruned_app_deleted() {
     .await;
     assert!(w.sim.app("/dev/web").await.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_while_marathon_is_down_becomes_ready_when_it_is_back() {
+    let w = World::new().await;
+    w.sim.post("/_sim/down", json!({})).await;
+    let d = w.serve(1, 60, &[]);
+    wait_until("the outage to show", LIMIT, || async {
+        let s = d.status().await;
+        let errs = s["environments"]["dev"]["errors"].to_string();
+        if errs.contains("Marathon") {
+            Ok(())
+        } else {
+            Err(format!("{s:#}"))
+        }
+    })
+    .await;
+    let (st, v) = d.get("/readyz").await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["ready"], false, "{v}");
+    assert_eq!(d.get("/healthz").await.0, 200);
+    assert!(d.metric("pacer_marathon_errors_total").await >= 1.0);
+
+    w.sim.post("/_sim/up", json!({})).await;
+    d.wait_all("dev", "inSync", LIMIT).await;
+    let (st, v) = d.get("/readyz").await;
+    assert_eq!(st, 200, "{v}");
+}
