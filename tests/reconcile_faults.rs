@@ -977,3 +977,35 @@ async fn a_daemon_started_while_marathon_is_down_becomes_ready_when_it_is_back()
     let (st, v) = d.get("/readyz").await;
     assert_eq!(st, 200, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_shows_a_deployment_in_progress() {
+    let w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    w.sim
+        .post("/_sim/apps/dev/worker/never-healthy", json!({}))
+        .await;
+    change_worker(&w, "slow");
+    let c = w.git.commit_push("dev worker: a slow deployment");
+    wait_until("the worker's deployment to start", LIMIT, || async {
+        let app = w.sim.app("/dev/worker").await.unwrap_or_default();
+        let running = app["deployments"].as_array().is_some_and(|a| !a.is_empty());
+        if app["labels"]["pacer.commit"] == c.as_str() && running {
+            Ok(())
+        } else {
+            Err(format!("{app:#}"))
+        }
+    })
+    .await;
+    // While it runs, the status must not claim the old state is in sync.
+    wait_app(&d, "worker", "the worker shown progressing", |a| {
+        a["sync"] == "progressing"
+    })
+    .await;
+    w.sim.delete("/_sim/apps/dev/worker/never-healthy").await;
+    wait_app(&d, "worker", "the worker in sync", |a| {
+        a["sync"] == "inSync" && a["last"]["commit"] == c.as_str()
+    })
+    .await;
+}

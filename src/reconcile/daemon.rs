@@ -519,11 +519,30 @@ impl Daemon {
         }
         let auto_apply =
             (desired.settings.policy.auto_apply || self.cfg.apply_all) && rewind.is_none();
-        let results = if auto_apply
-            && p.steps
-                .iter()
-                .any(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. }))
-        {
+        let acting =
+            |s: &plan::Step| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. });
+        let results = if auto_apply && p.steps.iter().any(acting) {
+            // The status is written once the apply ends, which may be many
+            // minutes; until then it showed the previous run's verdict
+            // (`inSync` while a deployment ran; found by the e2e test
+            // `the_status_shows_a_deployment_in_progress`).
+            {
+                let mut s = self.status.write();
+                let e = s.environments.entry(env.to_string()).or_default();
+                for step in p.steps.iter().filter(|s| acting(s)) {
+                    let key = step.app.clone().unwrap_or_else(|| step.id.clone());
+                    e.apps
+                        .entry(key)
+                        .or_insert_with(|| AppStatus {
+                            id: step.id.clone(),
+                            sync: SyncStatus::Progressing,
+                            live_commit: None,
+                            last: None,
+                            errors: Vec::new(),
+                        })
+                        .sync = SyncStatus::Progressing;
+                }
+            }
             apply::apply(
                 client,
                 &p,
