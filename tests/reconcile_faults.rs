@@ -1009,3 +1009,56 @@ async fn the_status_shows_a_deployment_in_progress() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_deployment_that_fails_is_rolled_back_to_the_version_before_it() {
+    let w = World::new().await;
+    let mut d = w.serve(1, 60, &[]);
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    let good = s["repo"]["head"].as_str().unwrap().to_string();
+    w.sim
+        .post("/_sim/apps/dev/worker/never-healthy", json!({}))
+        .await;
+    change_worker(&w, "adopted-then-failed");
+    let c = w.git.commit_push("dev worker: a deployment that will fail");
+    wait_until("the worker's deployment to start", LIMIT, || async {
+        let app = w.sim.app("/dev/worker").await.unwrap_or_default();
+        let running = app["deployments"].as_array().is_some_and(|a| !a.is_empty());
+        if app["labels"]["pacer.commit"] == c.as_str() && running {
+            Ok(())
+        } else {
+            Err(format!("{app:#}"))
+        }
+    })
+    .await;
+    d.proc.kill();
+    let d = w.serve(1, 60, &[]);
+    wait_until(
+        "the restarted daemon to adopt the deployment",
+        LIMIT,
+        || async {
+            let log = std::fs::read_to_string(&d.proc.log).unwrap_or_default();
+            if log.contains("adopting the running deployment") {
+                Ok(())
+            } else {
+                Err(d.proc.log_tail())
+            }
+        },
+    )
+    .await;
+    // Marathon gives up on the deployment (the new version never got healthy).
+    w.sim
+        .put("/_sim/settings", json!({"deploymentTimeoutMs": 300}))
+        .await;
+    wait_app(&d, "worker", "the adopted deployment rolled back", |a| {
+        a["last"]["outcome"] == "rolledBack"
+    })
+    .await;
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert_eq!(
+        app["labels"]["pacer.commit"],
+        good.as_str(),
+        "not rolled back to the version before: {app:#}"
+    );
+    assert!(app["env"].get("FEATURE_E2E").is_none(), "{app:#}");
+}
