@@ -119,6 +119,29 @@ async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
         d.metrics().await
     );
 
+    // The history tells it too.
+    let history = crate::util::pacer(&[
+        "history",
+        "--repo",
+        w.git.repo.path_str(),
+        "--marathon",
+        &w.sim.url,
+        "--env",
+        "dev",
+        "--app",
+        "worker",
+    ]);
+    assert_eq!(history.code, 0, "{history:?}");
+    let line = |c: &str| {
+        history
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&c[..12]) && !l.contains("rollback "))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(line(&bad).contains("rolledBack"), "{history:?}");
+
     // The same commit is not tried again, however many polls pass.
     let puts = w.sim.accepted_puts("/dev/worker").await;
     wait_cycles(&d, 3.0).await;
