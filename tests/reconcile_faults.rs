@@ -1085,3 +1085,35 @@ async fn an_adopted_deployment_that_fails_is_rolled_back_to_the_version_before_i
     );
     assert!(app["env"].get("FEATURE_E2E").is_none(), "{app:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_status_metrics_or_logs() {
+    const SECRET_VALUE: &str = "0f1e2d3c4b5a@sentry.example.com";
+    let w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    // The secret is in Marathon (it is the app's env)…
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert!(app["env"]["SENTRY_DSN"].to_string().contains(SECRET_VALUE));
+    // …and a hand-made change right next to it makes a diff with it in context.
+    let mut env = app["env"].clone();
+    env["APP_ENV"] = json!("hand-edited");
+    w.sim.put("/v2/apps/dev/worker", json!({"env": env})).await;
+    wait_until("the drift to be healed", LIMIT, || async {
+        let a = w.sim.app("/dev/worker").await.unwrap_or_default();
+        let idle = a["deployments"].as_array().is_some_and(Vec::is_empty);
+        if a["env"]["APP_ENV"] == "dev" && idle {
+            Ok(())
+        } else {
+            Err(format!("{a:#}"))
+        }
+    })
+    .await;
+    d.wait_all("dev", "inSync", LIMIT).await;
+    let status = d.status().await.to_string();
+    assert!(!status.contains(SECRET_VALUE), "{status}");
+    let metrics = d.metrics().await;
+    assert!(!metrics.contains(SECRET_VALUE), "{metrics}");
+    let log = std::fs::read_to_string(&d.proc.log).unwrap();
+    assert!(!log.contains(SECRET_VALUE), "the daemon log has the secret");
+}
