@@ -1117,3 +1117,43 @@ async fn secrets_never_reach_the_status_metrics_or_logs() {
     let log = std::fs::read_to_string(&d.proc.log).unwrap();
     assert!(!log.contains(SECRET_VALUE), "the daemon log has the secret");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_never_prints_a_secret() {
+    const SECRET_VALUE: &str = "0f1e2d3c4b5a@sentry.example.com";
+    let w = World::new().await;
+    let repo = w.git.repo.path_str();
+    let url = w.sim.url.clone();
+    let apply = crate::util::pacer(&[
+        "apply",
+        "--repo",
+        repo,
+        "--marathon",
+        &url,
+        "--env",
+        "dev",
+        "--yes",
+    ]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    // A hand-made change right next to the secret: it is in the diff's context.
+    let mut env = w.sim.app("/dev/worker").await.unwrap()["env"].clone();
+    env["APP_ENV"] = json!("hand-edited");
+    w.sim.put("/v2/apps/dev/worker", json!({"env": env})).await;
+    for format in ["text", "json", "markdown"] {
+        let plan = crate::util::pacer(&[
+            "plan",
+            "--repo",
+            repo,
+            "--marathon",
+            &url,
+            "--env",
+            "dev",
+            "--format",
+            format,
+        ]);
+        assert_eq!(plan.code, 2, "{plan:?}");
+        assert!(plan.stdout.contains("hand-edited"), "{plan:?}");
+        assert!(!plan.stdout.contains(SECRET_VALUE), "{format}: {plan:?}");
+        assert!(!plan.stderr.contains(SECRET_VALUE), "{format}: {plan:?}");
+    }
+}

@@ -209,7 +209,11 @@ fn step_for(
     let Some(live) = live else {
         return mk(Action::Create, None);
     };
-    let diff = observe::app_diff(&app.marathon, &live.spec, &app.ignore);
+    // The diff is for humans (`pacer plan`, its JSON): its context lines
+    // carry the env, secrets included, which must never be printed (found
+    // by the e2e test `plan_never_prints_a_secret`).
+    let diff = observe::app_diff(&app.marathon, &live.spec, &app.ignore)
+        .map(|d| crate::render::redact(&d, &app.secrets));
     let hot_changed = observed
         .served_hot
         .get(&app.id)
