@@ -26,3 +26,9 @@ mod observe;
 
 /// `source::remote::Mirror` against real remotes over file:// and git daemon; the deploy/ app definition.
 mod remote;
+
+/// `pacer serve` end to end: git daemon, the real sim, a signed webhook, then `plan` and `history`.
+mod reconcile_e2e;
+
+/// `pacer serve` under faults: rollbacks, flaky/restarting/dead Marathon, broken commits, lost repo, kills, rewinds.
+mod reconcile_faults;

@@ -158,7 +158,7 @@ fn string_map(key: &'static str, val: &'static str, max: usize) -> impl Strategy
 }
 
 /// One generated app (without `id`).
-fn app() -> impl Strategy<Value = Value> {
+pub(crate) fn app() -> impl Strategy<Value = Value> {
     net().prop_flat_map(|net| {
         let command = if net.needs_docker() {
             prop_oneof![Just("cmd+docker"), Just("args+docker"), Just("docker")].boxed()

@@ -226,7 +226,18 @@ async fn run_step(
             let Some(dep) = deployments.first() else {
                 return result(step, Outcome::Succeeded, None, None);
             };
-            follow(client, step, dep.clone(), live.cloned(), opts, progress).await
+            // What runs now is what the deployment rolls out: the version
+            // to go back to is the one before it (found by the e2e test
+            // `an_adopted_deployment_that_fails_is_rolled_back_to_the_version_before_it`:
+            // a "rollback" put the failing definition back). One version
+            // only: the deployment created the app. Unreadable: fall back
+            // to what runs, which reverts nothing but never deletes.
+            let previous = match crate::record::versions(client, &step.id, 2).await {
+                Ok(v) if v.len() == 2 => Some(v[0].spec.clone()),
+                Ok(v) if v.len() == 1 => None,
+                _ => live.cloned(),
+            };
+            follow(client, step, dep.clone(), previous, opts, progress).await
         }
         (Action::Delete, _) => {
             progress.started(step, "deleting (pruned from Git)");
@@ -365,37 +376,77 @@ async fn follow(
             Verdict::RollBack(reason) => {
                 progress.progressed(&step.id, &format!("rolling back: {reason}"));
                 let rolled = roll_back(client, step, &rollout.deployment, previous.as_ref()).await;
-                let message = match rolled {
-                    Ok(()) => format!("{reason}; rolled back"),
-                    Err(e) => format!("{reason}; the rollback failed too: {e}"),
+                // A rollback Marathon never took leaves the new version in
+                // place: that is a failure, not a rollback (found by the e2e
+                // test `a_rollback_marathon_did_not_take_is_not_reported_as_rolled_back`).
+                // The next run adopts the deployment and tries again.
+                let (outcome, message) = match rolled {
+                    Ok(()) => (Outcome::RolledBack, format!("{reason}; rolled back")),
+                    Err(e) => (
+                        Outcome::Failed,
+                        format!("{reason}; the rollback failed too: {e}"),
+                    ),
                 };
-                return result(step, Outcome::RolledBack, Some(deployment), Some(message));
+                return result(step, outcome, Some(deployment), Some(message));
             }
         }
     }
 }
 
 /// Whether the app's tasks are all up (healthy, where it has health
-/// checks). `None` when Marathon can't be read.
+/// checks) at its current configuration. `None` when Marathon can't be read.
 async fn app_health(client: &MarathonClient, id: &str) -> Option<bool> {
     match client.get_app(id).await {
         Ok(Some(app)) => {
             let want = app.get("instances").and_then(Value::as_u64).unwrap_or(0);
-            let has_checks = app
-                .get("healthChecks")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty());
+            Some(tasks_up(&app) >= want)
+        }
+        // Deleted: the deployment that deleted it is done.
+        Ok(None) => Some(true),
+        Err(_) => None,
+    }
+}
+
+/// The app's tasks that are running (and healthy, where it has health
+/// checks) at its current configuration. Tasks of an older configuration
+/// don't count: a failed rolling restart leaves the old ones up and healthy,
+/// and counting them called the failure a success (found by the e2e test
+/// `an_adopted_deployment_that_fails_is_rolled_back_to_the_version_before_it`).
+/// Without embedded tasks, Marathon's counts.
+fn tasks_up(app: &Value) -> u64 {
+    let has_checks = app
+        .get("healthChecks")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let ts = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    let since = ts(app.pointer("/versionInfo/lastConfigChangeAt"));
+    match (app.get("tasks").and_then(Value::as_array), since) {
+        (Some(tasks), Some(since)) => tasks
+            .iter()
+            .filter(|t| {
+                let current = ts(t.get("version")).is_some_and(|v| v >= since);
+                let running = t.get("state").and_then(Value::as_str) == Some("TASK_RUNNING");
+                let healthy = !has_checks
+                    || t.get("healthCheckResults")
+                        .and_then(Value::as_array)
+                        .is_some_and(|r| {
+                            !r.is_empty()
+                                && r.iter().all(|h| h.get("alive") == Some(&Value::Bool(true)))
+                        });
+                current && running && healthy
+            })
+            .count() as u64,
+        _ => {
             let field = if has_checks {
                 "tasksHealthy"
             } else {
                 "tasksRunning"
             };
-            let up = app.get(field).and_then(Value::as_u64).unwrap_or(0);
-            Some(up >= want)
+            app.get(field).and_then(Value::as_u64).unwrap_or(0)
         }
-        // Deleted: the deployment that deleted it is done.
-        Ok(None) => Some(true),
-        Err(_) => None,
     }
 }
 
@@ -413,5 +464,41 @@ async fn roll_back(
             Some(prev) => client.put_app(&step.id, prev, true).await.map(|_| ()),
             None => client.delete_app(&step.id).await.map(|_| ()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tasks_up;
+    use serde_json::json;
+
+    #[test]
+    fn only_tasks_of_the_current_configuration_are_up() {
+        let app = json!({
+            "instances": 1,
+            "healthChecks": [{"protocol": "COMMAND"}],
+            "versionInfo": {"lastConfigChangeAt": "2026-01-01T00:00:10.000Z"},
+            "tasks": [
+                // The old version: up and healthy, but not what was deployed.
+                {"state": "TASK_RUNNING", "version": "2026-01-01T00:00:00.000Z",
+                 "healthCheckResults": [{"alive": true}]},
+                // The new one never got healthy.
+                {"state": "TASK_RUNNING", "version": "2026-01-01T00:00:10.000Z",
+                 "healthCheckResults": [{"alive": false}]},
+            ],
+            "tasksHealthy": 1,
+        });
+        assert_eq!(tasks_up(&app), 0);
+        let mut healthy = app.clone();
+        healthy["tasks"][1]["healthCheckResults"][0]["alive"] = json!(true);
+        assert_eq!(tasks_up(&healthy), 1);
+        // A scale keeps lastConfigChangeAt: later tasks count too.
+        let mut scaled = healthy.clone();
+        scaled["tasks"][1]["version"] = json!("2026-01-01T00:00:20.000Z");
+        assert_eq!(tasks_up(&scaled), 1);
+        // Without embedded tasks, Marathon's counts.
+        let mut counts = app.clone();
+        counts.as_object_mut().unwrap().remove("tasks");
+        assert_eq!(tasks_up(&counts), 1);
     }
 }

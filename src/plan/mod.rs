@@ -212,10 +212,13 @@ fn step_for(
     let Some(live) = live else {
         return mk(Action::Create, None);
     };
+    // The diff is for humans (`pacer plan`, its JSON): its context lines
+    // carry the env, secrets included, which must never be printed.
     let diff = if observed.in_sync.contains(&app.id) {
         None
     } else {
         observe::app_diff(&app.marathon, &live.spec, &app.ignore)
+            .map(|d| crate::render::redact(&d, &app.secrets))
     };
     let hot_changed = observed
         .served_hot

@@ -197,13 +197,20 @@ pub async fn run(
                 if let Some(t) = t { trigger = t; }
             }
         }
-        // A burst of webhooks is one run.
+        // A burst of webhooks is one run. Every retry in it counts: each
+        // names its own apps, and keeping only the last one dropped the
+        // others (found by the e2e test `retries_sent_together_are_all_kept`).
+        let mut retries = Vec::new();
+        if let Trigger::Retry { env, app } = &trigger {
+            retries.push((env.clone(), app.clone()));
+        }
         while let Ok(t) = rx.try_recv() {
-            if matches!(t, Trigger::Retry { .. }) {
+            if let Trigger::Retry { env, app } = &t {
+                retries.push((env.clone(), app.clone()));
                 trigger = t;
             }
         }
-        if let Trigger::Retry { env, app } = &trigger {
+        for (env, app) in &retries {
             d.mark_retry(env.as_deref(), app.as_deref());
         }
         tracing::info!(trigger = ?trigger, "reconciling");
@@ -352,7 +359,12 @@ impl Daemon {
                 .observe_reconcile(&env, env_started.elapsed().as_secs_f64());
             tracing::debug!(env = %env, elapsed_ms = env_started.elapsed().as_millis() as u64, "environment reconciled");
         }
-        if healthy {
+        // Only a head that rendered was reconciled. A refused rewind (or a
+        // commit that doesn't load) leaves `rendered_at` behind; recording it
+        // as applied would let the next poll deploy the very rewind just
+        // refused (found by the e2e test
+        // `a_rewind_past_a_scale_only_commit_stays_refused`).
+        if healthy && self.rendered_at.as_deref() == Some(head.as_str()) {
             if let Ok(oid) = git2::Oid::from_str(&head) {
                 self.applied = Some(oid);
             }

@@ -207,14 +207,22 @@ pub async fn observe_in(
         let key = (id.clone(), version);
         let failed = match caches.failed.get(&key) {
             Some(f) => f.clone(),
-            None => {
-                let f = record::versions(client, &id, 3)
-                    .await
-                    .ok()
-                    .and_then(|v| record::failed_definition(&v));
-                caches.failed.insert(key, f.clone());
-                f
-            }
+            None => match record::versions(client, &id, 3).await {
+                Ok(v) => {
+                    let f = record::failed_definition(&v);
+                    caches.failed.insert(key, f.clone());
+                    f
+                }
+                // Not knowing whether this definition failed before must not
+                // read as "it didn't" (nor be cached as such): that planned a
+                // rolled-back deployment again on every transient error
+                // (found by `a_failed_definition_is_not_retried_when_its_history_cannot_be_read`).
+                // Marathon is failing: the caller retries later.
+                Err(e) if e.is_transient() => return Err(e),
+                // Gone or unreadable for good (deleted meanwhile): nothing
+                // to remember, and nothing cached.
+                Err(_) => None,
+            },
         };
         if let Some(f) = failed {
             observed.failed.insert(id, f);

@@ -219,3 +219,7 @@ pub fn free_port() -> u16 {
         .expect("binding 127.0.0.1:0")
         .port()
 }
+
+/// Real `pacer sim` and `pacer serve` processes for the reconciler's
+/// end-to-end tests, each killed when dropped.
+pub mod harness;

@@ -1,0 +1,165 @@
+//! The reconciler end to end with the real binaries: a push to a bare repo
+//! behind `git daemon`, a signed GitHub webhook to `pacer serve`, and the
+//! change in the simulated Marathon; then `pacer plan` agrees and `pacer
+//! history` shows the commit.
+
+use crate::util::harness::{SECRET, World, wait_until};
+use crate::util::pacer;
+use std::time::Duration;
+
+const DEV_APPS: [&str; 3] = ["/dev/api", "/dev/web", "/dev/worker"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_webhook_deploys_the_new_commit() {
+    let w = World::new().await;
+    // A long poll: only the webhook can trigger the second run.
+    let d = w.serve(3600, 60, &[]);
+    let first = d.wait_all("dev", "inSync", Duration::from_secs(20)).await;
+    for id in DEV_APPS {
+        let app = w
+            .sim
+            .app(id)
+            .await
+            .unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(app["labels"]["pacer.env"], "dev", "{app:#}");
+    }
+    let head0 = first["repo"]["head"].as_str().expect("a head").to_string();
+    assert_eq!(
+        w.sim.app("/dev/worker").await.unwrap()["labels"]["pacer.commit"],
+        head0.as_str()
+    );
+
+    // A config change (an env var) and a scale in one commit.
+    w.git.repo.edit(
+        "apps/worker/env/dev.yaml",
+        "marathon:\n  instances: 1",
+        "marathon:\n  instances: 2\n  env:\n    FEATURE_E2E: \"on\"",
+    );
+    // …and a hot file of web (nginx re-reads it: no deployment).
+    w.git.repo.edit(
+        "apps/web/files/nginx.conf",
+        "keepalive_timeout 65;",
+        "keepalive_timeout 75;",
+    );
+    let commit = w.git.commit_push("dev worker: two instances, FEATURE_E2E");
+
+    // A bad signature is refused and counted, and triggers nothing.
+    let (s, v) = d.github_push(&commit, "not-the-secret").await;
+    assert_eq!(s, 401, "{v}");
+    let rejected = d
+        .metric("pacer_webhooks_total{decision=\"rejected\",provider=\"github\"}")
+        .await;
+    assert_eq!(rejected, 1.0, "{}", d.metrics().await);
+
+    let (s, v) = d.github_push(&commit, SECRET).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["decision"], "accepted", "{v}");
+
+    let app = wait_until(
+        "Marathon to run the new commit",
+        Duration::from_secs(20),
+        || async {
+            let app = w.sim.app("/dev/worker").await.unwrap_or_default();
+            let done = app["labels"]["pacer.commit"] == commit.as_str()
+                && app["env"]["FEATURE_E2E"] == "on"
+                && app["instances"] == 2
+                && app["tasksHealthy"] == 2;
+            if done {
+                Ok(app)
+            } else {
+                Err(format!("{app:#}\n--- daemon log\n{}", d.proc.log_tail()))
+            }
+        },
+    )
+    .await;
+    assert_eq!(app["labels"]["pacer.env"], "dev");
+    // The status follows once the deployment is seen through.
+    let status = wait_until(
+        "the status to show the commit",
+        Duration::from_secs(10),
+        || async {
+            let s = d.status().await;
+            let dev = &s["environments"]["dev"];
+            let synced = dev["apps"]
+                .as_object()
+                .is_some_and(|m| m.values().all(|a| a["sync"] == "inSync"));
+            if dev["commit"] == commit.as_str()
+                && dev["apps"]["worker"]["last"]["commit"] == commit.as_str()
+                && dev["apps"]["web"]["last"]["commit"] == commit.as_str()
+                && synced
+            {
+                Ok(s)
+            } else {
+                Err(format!("{s:#}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(status["repo"]["head"], commit.as_str());
+    let worker = &status["environments"]["dev"]["apps"]["worker"];
+    assert_eq!(worker["liveCommit"], commit.as_str(), "{worker:#}");
+    assert_eq!(worker["last"]["outcome"], "succeeded", "{worker:#}");
+    assert_eq!(worker["last"]["commit"], commit.as_str(), "{worker:#}");
+    let web = &status["environments"]["dev"]["apps"]["web"];
+    assert_eq!(web["last"]["outcome"], "hot", "{web:#}");
+    assert_eq!(web["last"]["commit"], commit.as_str(), "{web:#}");
+    assert_eq!(
+        w.sim.accepted_puts("/dev/web").await,
+        1,
+        "hot: no deployment"
+    );
+    assert_eq!(
+        d.metric("pacer_deployments_total{env=\"dev\",outcome=\"hot\"}")
+            .await,
+        1.0
+    );
+    // Other apps were not redeployed by this commit.
+    assert_eq!(
+        w.sim.app("/dev/api").await.unwrap()["labels"]["pacer.commit"],
+        head0.as_str()
+    );
+    assert_eq!(
+        d.metric("pacer_webhooks_total{decision=\"accepted\",provider=\"github\"}")
+            .await,
+        1.0
+    );
+    assert!(
+        d.metric("pacer_deployments_total{env=\"dev\",outcome=\"succeeded\"}")
+            .await
+            >= 4.0,
+        "{}",
+        d.metrics().await
+    );
+
+    // The CLI agrees, from a clone at the same commit.
+    let repo = w.git.repo.path_str();
+    let plan = pacer(&[
+        "plan",
+        "--repo",
+        repo,
+        "--marathon",
+        &w.sim.url,
+        "--env",
+        "dev",
+    ]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let history = pacer(&[
+        "history",
+        "--repo",
+        repo,
+        "--marathon",
+        &w.sim.url,
+        "--env",
+        "dev",
+        "--app",
+        "worker",
+    ]);
+    assert_eq!(history.code, 0, "{history:?}");
+    let newest = history.stdout.lines().nth(1).unwrap_or("");
+    assert!(newest.starts_with(&commit[..12]), "{history:?}");
+    assert!(
+        newest.contains("dev worker: two instances, FEATURE_E2E"),
+        "{history:?}"
+    );
+    assert!(history.stdout.contains(&head0[..12]), "{history:?}");
+}
