@@ -846,7 +846,7 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     .await;
 
     // Marathon's apps can be read, then it fails every request.
-    let snap = gather::snapshot(&client).await.unwrap();
+    let mut snap = gather::snapshot(&client).await.unwrap();
     sim.control(
         reqwest::Method::PUT,
         "faults",
@@ -854,7 +854,15 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     )
     .await;
     let mut caches = Caches::default();
-    let observed = gather::observe_in(&client, &snap, None, &bad, &mut caches).await;
+    let observed = gather::observe_in(
+        &client,
+        &mut snap,
+        None,
+        &bad,
+        &Default::default(),
+        &mut caches,
+    )
+    .await;
     if let Ok(observed) = &observed {
         let p = plan::plan(&bad, observed);
         assert!(
@@ -866,9 +874,18 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     // Back up, the same caches know it failed.
     sim.control(reqwest::Method::DELETE, "faults", json!({}))
         .await;
-    let observed = gather::observe_in(&client, &snap, None, &bad, &mut caches)
-        .await
-        .unwrap();
+    // A fresh read: each environment takes its apps out of a snapshot.
+    let mut snap = gather::snapshot(&client).await.unwrap();
+    let observed = gather::observe_in(
+        &client,
+        &mut snap,
+        None,
+        &bad,
+        &Default::default(),
+        &mut caches,
+    )
+    .await
+    .unwrap();
     let p = plan::plan(&bad, &observed);
     assert_eq!(p.steps[0].action, Action::Failed, "{:?}", p.steps);
 }

@@ -738,8 +738,15 @@ impl Daemon {
                 .map(String::from);
             let previous = e.apps.get(&key).and_then(|a| a.last.clone());
             let mut sync = step.action.sync_status();
+            // The deployment still running after a rollback at this commit
+            // is the rollback itself: the app failed; nothing is in progress.
+            let rolled_back_here = previous
+                .as_ref()
+                .is_some_and(|l| matches!(l.outcome, Outcome::RolledBack | Outcome::Failed) && l.commit == head);
             if started.contains(&step.id) || inflight.contains(&step.id) {
                 sync = SyncStatus::Progressing;
+            } else if rolled_back_here && matches!(step.action, Action::Wait { ours: false, .. }) {
+                sync = SyncStatus::Failed;
             }
             let errors = invalid.get(&key).cloned().unwrap_or_default();
             if !errors.is_empty() {

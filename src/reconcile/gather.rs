@@ -18,7 +18,7 @@ pub struct Caches {
     /// id → (desired inputs, live version) last seen in sync. Neither side
     /// changed since, so neither needs normalising again: a steady cycle
     /// compares nothing.
-    in_sync: HashMap<String, (crate::model::Digest, String)>,
+    in_sync: HashMap<String, (Value, String)>,
     /// (commit, env, app) → the app as Git had it at that commit.
     baselines: HashMap<(String, String, String), Option<Value>>,
     /// (id, live version) → the definition that failed and was rolled back.
@@ -141,11 +141,13 @@ pub async fn observe_in(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let key = (app.inputs.clone(), version);
-        if caches.in_sync.get(&app.id) == Some(&key) {
+        // Keyed by the definition itself, not by its inputs: whatever
+        // produced it, a different definition is compared again.
+        let known = caches.in_sync.get(&app.id).is_some_and(|(d, v)| *v == version && *d == app.marathon);
+        if known {
             observed.in_sync.insert(app.id.clone());
         } else if crate::observe::app_diff(&app.marathon, &live.spec, &app.ignore).is_none() {
-            caches.in_sync.insert(app.id.clone(), key);
+            caches.in_sync.insert(app.id.clone(), (app.marathon.clone(), version));
             observed.in_sync.insert(app.id.clone());
         } else {
             caches.in_sync.remove(&app.id);
