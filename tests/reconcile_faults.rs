@@ -1157,3 +1157,45 @@ async fn plan_never_prints_a_secret() {
         assert!(!plan.stderr.contains(SECRET_VALUE), "{format}: {plan:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_breaking_pacer_yaml_keeps_everything_at_the_last_good_one() {
+    let w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    let good = s["repo"]["head"].as_str().unwrap().to_string();
+
+    w.git.repo.edit(
+        "pacer.yaml",
+        "    group: /dev\n",
+        "    group: /dev\n    bogus: [\n",
+    );
+    change_worker(&w, "behind-a-broken-pacer-yaml");
+    let broken = w.git.commit_push("break pacer.yaml");
+    let s = wait_until("the broken commit reported", LIMIT, || async {
+        let s = d.status().await;
+        let errs = s["environments"]["dev"]["errors"].to_string();
+        if s["repo"]["head"] == broken.as_str() && errs.contains("pacer.yaml") {
+            Ok(s)
+        } else {
+            Err(format!("{s:#}"))
+        }
+    })
+    .await;
+    assert_eq!(s["repo"]["lastGood"], good.as_str(), "{s:#}");
+    wait_cycles(&d, 2.0).await;
+    let s = d.status().await;
+    // The environment still runs, and says it runs, the last good commit.
+    assert_eq!(s["environments"]["dev"]["commit"], good.as_str(), "{s:#}");
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert_eq!(app["labels"]["pacer.commit"], good.as_str());
+    assert!(app["env"].get("FEATURE_E2E").is_none());
+
+    // Fixed: the change goes out.
+    w.git.repo.edit("pacer.yaml", "    bogus: [\n", "");
+    let fixed = w.git.commit_push("fix pacer.yaml");
+    let app = wait_live(&w, &d, "/dev/worker", &fixed).await;
+    assert_eq!(app["env"]["FEATURE_E2E"], "behind-a-broken-pacer-yaml");
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    assert!(s["environments"]["dev"].get("errors").is_none(), "{s:#}");
+}

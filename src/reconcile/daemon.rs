@@ -557,11 +557,16 @@ impl Daemon {
         };
         let now = chrono::Utc::now();
         let mut ok = true;
+        // The desired state comes from the newest commit that rendered, not
+        // from a head that doesn't load or is a refused rewind: the status
+        // said the environment ran the broken head (found by the e2e test
+        // `a_commit_breaking_pacer_yaml_keeps_everything_at_the_last_good_one`).
+        let reconciled_at = self.rendered_at.as_deref().unwrap_or(head).to_string();
         {
             let mut s = self.status.write();
             let e = s.environments.entry(env.to_string()).or_default();
             e.group = desired.settings.group.clone();
-            e.commit = Some(head.to_string());
+            e.commit = Some(reconciled_at.clone());
             e.last_sync = Some(now.to_rfc3339());
             e.errors = self.repo_errors.clone();
             e.errors.extend(rewind);
@@ -618,7 +623,7 @@ impl Daemon {
                         self.retry.remove(&step.id);
                         Some(LastAction {
                             outcome: r.outcome,
-                            commit: head.to_string(),
+                            commit: reconciled_at.clone(),
                             at: now.to_rfc3339(),
                             deployment_id: r.deployment_id.clone(),
                             message: r.message.clone(),
