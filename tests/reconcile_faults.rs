@@ -1199,3 +1199,35 @@ async fn a_commit_breaking_pacer_yaml_keeps_everything_at_the_last_good_one() {
     let s = d.wait_all("dev", "inSync", LIMIT).await;
     assert!(s["environments"]["dev"].get("errors").is_none(), "{s:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_restarted_on_a_broken_app_does_not_prune_it() {
+    let w = World::new().await;
+    let mut d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    d.proc.kill();
+    w.git.repo.edit(
+        "apps/web/app.yaml",
+        "      image: \"nginx:{{ values.nginxVersion }}-alpine\"",
+        "      image: \"nginx:{{ values.nginxVersoin }}-alpine\"",
+    );
+    w.git
+        .commit_push("web: a typo, pushed while the daemon is down");
+
+    // A fresh daemon never saw web render: it must still not delete it.
+    let d = w.serve(1, 60, &[]);
+    wait_app(&d, "web", "web invalid", |a| a["sync"] == "invalid").await;
+    wait_cycles(&d, 2.0).await;
+    assert!(
+        w.sim.app("/dev/web").await.is_some(),
+        "web was pruned because it doesn't render"
+    );
+    let deletes: Vec<_> = w
+        .sim
+        .requests()
+        .await
+        .into_iter()
+        .filter(|(m, _, _)| m == "DELETE")
+        .collect();
+    assert!(deletes.is_empty(), "{deletes:?}");
+}

@@ -506,7 +506,25 @@ impl Daemon {
         }
         observed.served_hot = self.served_hot.clone();
         observed.retry = self.retry.clone();
-        let p = plan::plan(&desired, &observed);
+        let mut p = plan::plan(&desired, &observed);
+        // An app that doesn't render is still in Git. A daemon that never
+        // saw it render (just restarted) has no desired version of it, and
+        // the plan prunes it: never delete it for a typo (found by the e2e
+        // test `a_daemon_restarted_on_a_broken_app_does_not_prune_it`).
+        if let Some(invalid) = self.invalid.get(env) {
+            let by_id: BTreeMap<String, &AppPath> = invalid
+                .keys()
+                .map(|a| (desired.settings.app_id(a), a))
+                .collect();
+            for step in &mut p.steps {
+                if let Some(app) = by_id.get(&step.id) {
+                    if matches!(step.action, Action::Delete) {
+                        step.action = Action::Unmanaged;
+                    }
+                    step.app = Some((*app).clone());
+                }
+            }
+        }
         // After a restart the daemon has no memory of what it applied; the
         // live apps' `pacer.commit` labels say it instead.
         let rewind = if self.cfg.allow_rewind {
