@@ -1139,6 +1139,13 @@ async fn plan_never_prints_a_secret() {
     let mut env = w.sim.app("/dev/worker").await.unwrap()["env"].clone();
     env["APP_ENV"] = json!("hand-edited");
     w.sim.put("/v2/apps/dev/worker", json!({"env": env})).await;
+    wait_until("the hand-made deployment to finish", LIMIT, || async {
+        match w.sim.deployments().await {
+            0 => Ok(()),
+            n => Err(format!("{n} deployments")),
+        }
+    })
+    .await;
     for format in ["text", "json", "markdown"] {
         let plan = crate::util::pacer(&[
             "plan",
