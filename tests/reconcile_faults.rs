@@ -1156,6 +1156,13 @@ async fn plan_never_prints_a_secret() {
     let mut env = w.sim.app("/dev/worker").await.unwrap()["env"].clone();
     env["APP_ENV"] = json!("hand-edited");
     w.sim.put("/v2/apps/dev/worker", json!({"env": env})).await;
+    wait_until("the hand-made deployment to finish", LIMIT, || async {
+        match w.sim.deployments().await {
+            0 => Ok(()),
+            n => Err(format!("{n} deployments")),
+        }
+    })
+    .await;
     for format in ["text", "json", "markdown"] {
         let plan = crate::util::pacer(&[
             "plan",
@@ -1173,4 +1180,78 @@ async fn plan_never_prints_a_secret() {
         assert!(!plan.stdout.contains(SECRET_VALUE), "{format}: {plan:?}");
         assert!(!plan.stderr.contains(SECRET_VALUE), "{format}: {plan:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_breaking_pacer_yaml_keeps_everything_at_the_last_good_one() {
+    let w = World::new().await;
+    let d = w.serve(1, 60, &[]);
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    let good = s["repo"]["head"].as_str().unwrap().to_string();
+
+    w.git.repo.edit(
+        "pacer.yaml",
+        "    group: /dev\n",
+        "    group: /dev\n    bogus: [\n",
+    );
+    change_worker(&w, "behind-a-broken-pacer-yaml");
+    let broken = w.git.commit_push("break pacer.yaml");
+    let s = wait_until("the broken commit reported", LIMIT, || async {
+        let s = d.status().await;
+        let errs = s["environments"]["dev"]["errors"].to_string();
+        if s["repo"]["head"] == broken.as_str() && errs.contains("pacer.yaml") {
+            Ok(s)
+        } else {
+            Err(format!("{s:#}"))
+        }
+    })
+    .await;
+    assert_eq!(s["repo"]["lastGood"], good.as_str(), "{s:#}");
+    wait_cycles(&d, 2.0).await;
+    let s = d.status().await;
+    // The environment still runs, and says it runs, the last good commit.
+    assert_eq!(s["environments"]["dev"]["commit"], good.as_str(), "{s:#}");
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert_eq!(app["labels"]["pacer.commit"], good.as_str());
+    assert!(app["env"].get("FEATURE_E2E").is_none());
+
+    // Fixed: the change goes out.
+    w.git.repo.edit("pacer.yaml", "    bogus: [\n", "");
+    let fixed = w.git.commit_push("fix pacer.yaml");
+    let app = wait_live(&w, &d, "/dev/worker", &fixed).await;
+    assert_eq!(app["env"]["FEATURE_E2E"], "behind-a-broken-pacer-yaml");
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    assert!(s["environments"]["dev"].get("errors").is_none(), "{s:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_restarted_on_a_broken_app_does_not_prune_it() {
+    let w = World::new().await;
+    let mut d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    d.proc.kill();
+    w.git.repo.edit(
+        "apps/web/app.yaml",
+        "      image: \"nginx:{{ values.nginxVersion }}-alpine\"",
+        "      image: \"nginx:{{ values.nginxVersoin }}-alpine\"",
+    );
+    w.git
+        .commit_push("web: a typo, pushed while the daemon is down");
+
+    // A fresh daemon never saw web render: it must still not delete it.
+    let d = w.serve(1, 60, &[]);
+    wait_app(&d, "web", "web invalid", |a| a["sync"] == "invalid").await;
+    wait_cycles(&d, 2.0).await;
+    assert!(
+        w.sim.app("/dev/web").await.is_some(),
+        "web was pruned because it doesn't render"
+    );
+    let deletes: Vec<_> = w
+        .sim
+        .requests()
+        .await
+        .into_iter()
+        .filter(|(m, _, _)| m == "DELETE")
+        .collect();
+    assert!(deletes.is_empty(), "{deletes:?}");
 }

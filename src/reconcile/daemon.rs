@@ -699,7 +699,25 @@ impl Daemon {
             .filter_map(|a| Some((a.id.clone(), self.served_hot.get(&a.id)?.clone())))
             .collect();
         observed.retry = self.retry.clone();
-        let p = plan::plan(&desired, &observed);
+        let mut p = plan::plan(&desired, &observed);
+        // An app that doesn't render is still in Git. A daemon that never
+        // saw it render (just restarted) has no desired version of it, and
+        // the plan prunes it: never delete it for a typo (found by the e2e
+        // test `a_daemon_restarted_on_a_broken_app_does_not_prune_it`).
+        if let Some(invalid) = self.invalid.get(env) {
+            let by_id: BTreeMap<String, &AppPath> = invalid
+                .keys()
+                .map(|a| (desired.settings.app_id(a), a))
+                .collect();
+            for step in &mut p.steps {
+                if let Some(app) = by_id.get(&step.id) {
+                    if matches!(step.action, Action::Delete) {
+                        step.action = Action::Unmanaged;
+                    }
+                    step.app = Some((*app).clone());
+                }
+            }
+        }
         // After a restart the daemon has no memory of what it applied; the
         // live apps' `pacer.commit` labels say it instead.
         let rewind = if self.cfg.allow_rewind {
@@ -719,10 +737,13 @@ impl Daemon {
             BTreeSet::new()
         };
         let now = chrono::Utc::now();
+        // The desired state comes from the newest commit that rendered, not
+        // from a head that doesn't load or is a refused rewind.
+        let reconciled_at = self.rendered_at.as_deref().unwrap_or(head).to_string();
         let mut s = self.status.write();
         let e = s.environments.entry(env.to_string()).or_default();
         e.group = desired.settings.group.clone();
-        e.commit = Some(head.to_string());
+        e.commit = Some(reconciled_at);
         e.last_sync = Some(now.to_rfc3339());
         e.errors = self.repo_errors.clone();
         e.errors.extend(rewind);
@@ -740,9 +761,9 @@ impl Daemon {
             let mut sync = step.action.sync_status();
             // The deployment still running after a rollback at this commit
             // is the rollback itself: the app failed; nothing is in progress.
-            let rolled_back_here = previous
-                .as_ref()
-                .is_some_and(|l| matches!(l.outcome, Outcome::RolledBack | Outcome::Failed) && l.commit == head);
+            let rolled_back_here = previous.as_ref().is_some_and(|l| {
+                matches!(l.outcome, Outcome::RolledBack | Outcome::Failed) && l.commit == head
+            });
             if started.contains(&step.id) || inflight.contains(&step.id) {
                 sync = SyncStatus::Progressing;
             } else if rolled_back_here && matches!(step.action, Action::Wait { ours: false, .. }) {

@@ -143,11 +143,16 @@ pub async fn observe_in(
             .to_string();
         // Keyed by the definition itself, not by its inputs: whatever
         // produced it, a different definition is compared again.
-        let known = caches.in_sync.get(&app.id).is_some_and(|(d, v)| *v == version && *d == app.marathon);
+        let known = caches
+            .in_sync
+            .get(&app.id)
+            .is_some_and(|(d, v)| *v == version && *d == app.marathon);
         if known {
             observed.in_sync.insert(app.id.clone());
         } else if crate::observe::app_diff(&app.marathon, &live.spec, &app.ignore).is_none() {
-            caches.in_sync.insert(app.id.clone(), (app.marathon.clone(), version));
+            caches
+                .in_sync
+                .insert(app.id.clone(), (app.marathon.clone(), version));
             observed.in_sync.insert(app.id.clone());
         } else {
             caches.in_sync.remove(&app.id);
