@@ -84,7 +84,7 @@ pub fn live_apps(snap: &mut Snapshot, group: &str) -> BTreeMap<String, LiveApp> 
         let deployments = snap
             .deployments
             .iter()
-            .filter(|d| d.affected_apps.iter().any(|a| *a == id))
+            .filter(|d| d.affected_apps.contains(&id))
             .map(|d| d.id.clone())
             .collect();
         out.insert(id, LiveApp { spec, deployments });
