@@ -11,20 +11,23 @@
 //!
 //! - [`model`]: plain data shared by every stage (environments, app ids, digests).
 //! - [`source`]: the only user of git2. Reads a revision (or the working tree)
-//!   into a [`source::Snapshot`] of repo files.
+//!   into a [`source::Snapshot`]; `source::remote` keeps the daemon's mirror.
 //! - [`render`]: merges environment values, the app base and its overlay,
 //!   expands templates and checks the result. `Snapshot` → `Desired`, or every
 //!   problem found as a [`render::Diagnostic`].
+//! - [`observe`]: live Marathon apps, normalised so that an app matching Git
+//!   never shows a diff.
 //! - [`diff`]: pure comparison of two desired states (offline `pacer diff`);
 //!   classifies each change as hot, scale, restart or redeploy.
-//! - [`marathon`]: Marathon's wire rules: app validation and the defaults
-//!   Marathon fills in, and [`marathon::client`], a typed Marathon client.
-//!   Shared by render, the simulator and observe.
-//! - [`observe`]: live Marathon state, normalised so a matching app never
-//!   shows a diff.
+//! - [`plan`]: pure per-app decisions from desired, live and policy.
+//! - [`apply`]: the only writer to Marathon; follows deployments (a pure
+//!   rollout state machine) and rolls back failures.
+//! - [`record`]: history rebuilt from Marathon's app versions and the Git log.
+//! - [`marathon`]: Marathon's rules (validation, defaults) and its client.
 //!
 //! Beside the pipeline:
-//! - [`server`]: the daemon's HTTP edge: health, metrics, status, Git webhooks.
+//! - [`reconcile`]: the daemon's loop (`pacer serve`) and its status.
+//! - [`server`]: the daemon's HTTP side: health, metrics, status, webhooks.
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
 //! - [`cli`]: clap types and one function per subcommand.
 
