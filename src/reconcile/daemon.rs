@@ -95,6 +95,8 @@ struct Daemon {
     /// what Git said at the commit a live app still runs, without
     /// rendering that commit again.
     known_baselines: BTreeMap<String, (String, serde_json::Value)>,
+    /// What wakes the loop: polls, webhooks, retries, finished applies.
+    triggers: mpsc::Receiver<Trigger>,
 }
 
 /// The results of one background apply.
@@ -111,7 +113,7 @@ pub async fn run(
     mut cfg: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<Trigger>(64);
+    let (tx, rx) = mpsc::channel::<Trigger>(64);
     let status = Arc::new(RwLock::new(Status::default()));
     {
         let mut s = status.write();
@@ -183,6 +185,7 @@ pub async fn run(
         done_rx,
         wake: tx.clone(),
         known_baselines: BTreeMap::new(),
+        triggers: rx,
     };
 
     tokio::pin!(shutdown);
@@ -193,7 +196,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(wait) => {}
-            t = rx.recv() => {
+            t = d.triggers.recv() => {
                 if let Some(t) = t { trigger = t; }
             }
         }
@@ -204,7 +207,7 @@ pub async fn run(
         if let Trigger::Retry { env, app } = &trigger {
             retries.push((env.clone(), app.clone()));
         }
-        while let Ok(t) = rx.try_recv() {
+        while let Ok(t) = d.triggers.try_recv() {
             if let Trigger::Retry { env, app } = &t {
                 retries.push((env.clone(), app.clone()));
                 trigger = t;
@@ -242,6 +245,36 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Daemon {
+    /// Fetches a pushed commit mid-pass and sends its changed apps out at
+    /// once; the rest of the pass then works on the new head.
+    async fn take_push(&mut self, head: &mut String) {
+        let Some(h) = self.fetch().await else { return };
+        if self.rendered_at.as_deref() == Some(h.as_str()) {
+            return;
+        }
+        let (_, rerendered) = self.render(&h).await;
+        if rerendered.values().map(BTreeSet::len).sum::<usize>() <= FAST_PATH_APPS {
+            for (env, apps) in &rerendered {
+                self.fast_apply(env, apps, &h).await;
+            }
+        }
+        *head = h;
+    }
+
+    /// Takes the triggers queued so far: retries are marked, and the answer
+    /// says whether a push (webhook) is among them.
+    fn push_arrived(&mut self) -> bool {
+        let mut push = false;
+        while let Ok(t) = self.triggers.try_recv() {
+            match t {
+                Trigger::Webhook { .. } => push = true,
+                Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
+                Trigger::Poll => {}
+            }
+        }
+        push
+    }
+
     fn mark_retry(&mut self, env: Option<&str>, app: Option<&str>) {
         for (name, e) in &self.desired {
             if env.is_some_and(|want| want != name) {
@@ -317,7 +350,12 @@ impl Daemon {
         let mut order: Vec<EnvName> = self.desired.keys().cloned().collect();
         order.sort_by_key(|e| !changed_envs.contains(e));
         let mut snapshots: BTreeMap<String, Option<gather::Snapshot>> = BTreeMap::new();
+        let mut head = head;
         for env in order {
+            // A push that arrives during a long pass goes out now, not after it.
+            if self.push_arrived() {
+                self.take_push(&mut head).await;
+            }
             let env_started = Instant::now();
             let Some(url) = self
                 .cfg
@@ -336,7 +374,23 @@ impl Daemon {
                 continue;
             };
             if !snapshots.contains_key(&url) {
-                let s = match gather::snapshot(&client).await {
+                // Reading every app takes a while at scale; a push that
+                // arrives meanwhile is sent out while the read goes on.
+                let read = gather::snapshot(&client);
+                tokio::pin!(read);
+                let result = loop {
+                    tokio::select! {
+                        r = &mut read => break r,
+                        Some(t) = self.triggers.recv() => {
+                            match t {
+                                Trigger::Webhook { .. } => self.take_push(&mut head).await,
+                                Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
+                                Trigger::Poll => {}
+                            }
+                        }
+                    }
+                };
+                let s = match result {
                     Ok(s) => Some(s),
                     Err(e) => {
                         self.metrics.marathon_error();

@@ -18,7 +18,7 @@ pub struct Caches {
     /// id → (desired inputs, live version) last seen in sync. Neither side
     /// changed since, so neither needs normalising again: a steady cycle
     /// compares nothing.
-    in_sync: HashMap<String, (Value, String)>,
+    in_sync: HashMap<String, (u64, String)>,
     /// (commit, env, app) → the app as Git had it at that commit.
     baselines: HashMap<(String, String, String), Option<Value>>,
     /// (id, live version) → the definition that failed and was rolled back.
@@ -92,6 +92,36 @@ pub fn live_apps(snap: &mut Snapshot, group: &str) -> BTreeMap<String, LiveApp> 
     out
 }
 
+/// A 64-bit fingerprint of a JSON value, from a walk rather than its text:
+/// cheaper than keeping a copy to compare with.
+fn fingerprint(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn walk(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        match v {
+            Value::Null => 0u8.hash(h),
+            Value::Bool(b) => (1u8, b).hash(h),
+            Value::Number(n) => (2u8, n.to_string()).hash(h),
+            Value::String(s) => (3u8, s).hash(h),
+            Value::Array(a) => {
+                (4u8, a.len()).hash(h);
+                for x in a {
+                    walk(x, h);
+                }
+            }
+            Value::Object(m) => {
+                (5u8, m.len()).hash(h);
+                for (k, x) in m {
+                    k.hash(h);
+                    walk(x, h);
+                }
+            }
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    walk(v, &mut h);
+    h.finish()
+}
+
 /// Renders one app of one environment at an older commit.
 fn render_at(loc: &RepoLocation, commit: &str, env: &str, app: &str) -> Option<Value> {
     let snap = Arc::new(loc.at_rev(commit).ok()?);
@@ -143,16 +173,17 @@ pub async fn observe_in(
             .to_string();
         // Keyed by the definition itself, not by its inputs: whatever
         // produced it, a different definition is compared again.
+        let fingerprint = fingerprint(&app.marathon);
         let known = caches
             .in_sync
             .get(&app.id)
-            .is_some_and(|(d, v)| *v == version && *d == app.marathon);
+            .is_some_and(|(d, v)| *v == version && *d == fingerprint);
         if known {
             observed.in_sync.insert(app.id.clone());
         } else if crate::observe::app_diff(&app.marathon, &live.spec, &app.ignore).is_none() {
             caches
                 .in_sync
-                .insert(app.id.clone(), (app.marathon.clone(), version));
+                .insert(app.id.clone(), (fingerprint, version));
             observed.in_sync.insert(app.id.clone());
         } else {
             caches.in_sync.remove(&app.id);
