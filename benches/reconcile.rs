@@ -158,6 +158,22 @@ async fn wait_until<F: std::future::Future<Output = bool>>(
     }
 }
 
+/// Waits until the simulator runs no deployment.
+async fn no_deployments(http: &reqwest::Client, url: &str, what: &str, within: Duration) {
+    wait_until(what, within, || async {
+        let d: serde_json::Value = http
+            .get(format!("{url}/v2/deployments"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        d.as_array().is_some_and(|a| a.is_empty())
+    })
+    .await;
+}
+
 fn signature(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
@@ -227,20 +243,12 @@ async fn main() {
         });
     }
     while puts.join_next().await.is_some() {}
-    wait_until("the initial deployments", Duration::from_secs(300), || {
-        let (http, url) = (http.clone(), sim_url.clone());
-        async move {
-            let d: serde_json::Value = http
-                .get(format!("{url}/v2/deployments"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            d.as_array().is_some_and(|a| a.is_empty())
-        }
-    })
+    no_deployments(
+        &http,
+        &sim_url,
+        "the initial deployments",
+        Duration::from_secs(300),
+    )
     .await;
     println!(
         "loaded {total} apps into the simulator in {:.1} s\n",
@@ -380,21 +388,7 @@ async fn main() {
             / 1000.0;
         latencies.push(ms);
         // Let the deployment finish before the next change.
-        wait_until("the deployment", Duration::from_secs(30), || {
-            let (http, url) = (http.clone(), sim_url.clone());
-            async move {
-                let d: serde_json::Value = http
-                    .get(format!("{url}/v2/deployments"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                d.as_array().is_some_and(|a| a.is_empty())
-            }
-        })
-        .await;
+        no_deployments(&http, &sim_url, "the deployment", Duration::from_secs(30)).await;
     }
     println!(
         "webhook received → PUT sent, one-app commit        {:.0} ms   median of {}; target ≤ 100 ms",

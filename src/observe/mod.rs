@@ -82,20 +82,8 @@ fn group_prefix(group: &str) -> String {
     }
 }
 
-/// Status fields: never part of a definition.
-const STATUS_FIELDS: [&str; 11] = [
-    "version",
-    "versionInfo",
-    "tasks",
-    "tasksStaged",
-    "tasksRunning",
-    "tasksHealthy",
-    "tasksUnhealthy",
-    "tasksStats",
-    "deployments",
-    "lastTaskFailure",
-    "readinessCheckResults",
-];
+/// Status fields: never part of a definition (the same ones a PUT must not send).
+use crate::marathon::client::READ_ONLY_FIELDS as STATUS_FIELDS;
 
 /// Fields whose arrays Marathon treats as sets (`uniqueItems`).
 const SET_FIELDS: [&str; 4] = [

@@ -226,6 +226,11 @@ pub async fn run(
             backoff = (backoff * 2).min(MAX_BACKOFF);
             w
         };
+        // A background apply that ended during the pass may have had its
+        // wake-up taken by the pass: record it now rather than a poll later.
+        if !d.done_rx.is_empty() {
+            wait = Duration::ZERO;
+        }
         trigger = Trigger::Poll;
     }
     let _ = stop_tx.send(true);
@@ -675,11 +680,7 @@ impl Daemon {
             observed.clone(),
             self.cfg.apply.clone(),
         );
-        let (done, wake, inflight) = (
-            self.done_tx.clone(),
-            self.wake.clone(),
-            self.inflight.clone(),
-        );
+        let (done, wake) = (self.done_tx.clone(), self.wake.clone());
         let (env, head) = (env.to_string(), head.to_string());
         // Deployments are followed in the background: a ten-minute
         // rollout in one environment doesn't hold up the others.
@@ -693,12 +694,6 @@ impl Daemon {
                 Arc::new(LogProgress),
             )
             .await;
-            {
-                let mut set = inflight.lock();
-                for step in &run.steps {
-                    set.remove(&step.id);
-                }
-            }
             let _ = done.send(Finished {
                 env,
                 head,
@@ -859,6 +854,15 @@ impl Daemon {
     /// Takes in the results of a background apply: each app's outcome,
     /// counted in the metrics and shown in the status.
     fn record(&mut self, f: Finished) {
+        // Released here, at the start of a cycle, not when the task ends: a
+        // Marathon snapshot taken before the task ended still shows the old
+        // app, and would have it deployed a second time.
+        {
+            let mut set = self.inflight.lock();
+            for step in &f.steps {
+                set.remove(&step.id);
+            }
+        }
         let now = chrono::Utc::now();
         let mut s = self.status.write();
         let e = s.environments.entry(f.env.clone()).or_default();
