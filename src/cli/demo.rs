@@ -141,7 +141,6 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
             allow_rewind: false,
             apply_all: true,
         };
-        let daemon = tokio::spawn(daemon::run(cfg, stopped(stop_rx.clone())));
 
         println!("pacer demo");
         println!(
@@ -151,6 +150,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
         );
         println!("  Marathon simulator: {sim_url}");
         println!("  pacer daemon:       {daemon_url}\n");
+        let daemon = tokio::spawn(daemon::run(cfg, stopped(stop_rx.clone())));
         println!("Applying every environment (dev, staging, prod)...");
         let status = wait_for_sync(&daemon_url, Duration::from_secs(120)).await?;
         for (env, e) in status["environments"].as_object().into_iter().flatten() {
