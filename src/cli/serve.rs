@@ -21,8 +21,14 @@ pub fn config(a: ServeArgs) -> Config {
     };
     // One mirror per repo and branch, so two daemons on one host don't share.
     let workdir = a.workdir.clone().unwrap_or_else(|| {
-        let key =
-            Digest::of(format!("{}#{}", daemon::redact_url(&a.repo_url), a.branch).as_bytes());
+        let key = Digest::of(
+            format!(
+                "{}#{}",
+                crate::source::remote::redact_url(&a.repo_url),
+                a.branch
+            )
+            .as_bytes(),
+        );
         std::env::temp_dir().join(format!("pacer-mirror-{}", key.short()))
     });
     Config {

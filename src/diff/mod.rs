@@ -175,20 +175,22 @@ fn comparable(spec: &Value) -> Value {
 /// Pretty JSON with keys sorted at every level, whatever map order serde_json
 /// was built with, so equal values always print equal text.
 pub fn canonical_json(v: &Value) -> String {
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let sorted: BTreeMap<&String, Value> =
-                    m.iter().map(|(k, v)| (k, sort(v))).collect();
-                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    let mut s = serde_json::to_string_pretty(&sort(v)).unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(&sorted_keys(v)).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// A copy of `v` with the keys of every map in sorted order.
+pub fn sorted_keys(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<&String, Value> =
+                m.iter().map(|(k, v)| (k, sorted_keys(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
 }
 
 fn unified(old: &str, new: &str, old_name: &str, new_name: &str) -> String {

@@ -82,7 +82,7 @@ pub fn network_mode(app: &Value) -> &str {
 
 /// Integral floats become integers (`"mem": 50.0` ≡ `"mem": 50`): Marathon
 /// versions and clients differ in how they print doubles (SEMANTICS §5).
-fn canonical_numbers(v: &mut Value) {
+pub fn canonical_numbers(v: &mut Value) {
     match v {
         Value::Number(n) => {
             if n.is_f64()

@@ -312,7 +312,7 @@ fn match_assigned_ports(d: &mut Value, l: &Value) {
 
 /// Integral floats → integers everywhere; set-typed fields sorted and deduplicated.
 fn canonical(v: &mut Value) {
-    canonical_numbers(v);
+    crate::marathon::defaults::canonical_numbers(v);
     if let Some(o) = v.as_object_mut() {
         for k in SET_FIELDS {
             if let Some(Value::Array(items)) = o.get_mut(k) {
@@ -336,37 +336,9 @@ fn trim_constraint(c: &mut Value) {
     }
 }
 
-fn canonical_numbers(v: &mut Value) {
-    match v {
-        Value::Number(n) => {
-            if n.is_f64()
-                && let Some(f) = n.as_f64()
-                && f.fract() == 0.0
-                && f.abs() < 9.0e15
-            {
-                *v = Value::from(f as i64);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(canonical_numbers),
-        Value::Object(o) => o.values_mut().for_each(canonical_numbers),
-        _ => {}
-    }
-}
-
 /// Compact JSON with sorted keys, whatever map order serde_json keeps.
 fn canonical_string(v: &Value) -> String {
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(o) => {
-                let sorted: BTreeMap<&String, Value> =
-                    o.iter().map(|(k, v)| (k, sort(v))).collect();
-                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    sort(v).to_string()
+    crate::diff::sorted_keys(v).to_string()
 }
 
 fn is_empty(v: &Value) -> bool {

@@ -158,7 +158,8 @@ pub fn baselines_needed(
     out
 }
 
-fn hot_digest(app: &RenderedApp) -> Digest {
+/// The digest of an app's hot-reload files, as the config server serves them.
+pub fn served_digest(app: &RenderedApp) -> Digest {
     let parts: Vec<(String, Vec<u8>)> = app
         .files
         .iter()
@@ -166,11 +167,6 @@ fn hot_digest(app: &RenderedApp) -> Digest {
         .map(|(n, f)| (format!("{n}\0{}", f.path), f.digest.0.clone().into_bytes()))
         .collect();
     Digest::of_parts(parts.iter().map(|(n, c)| (n.as_str(), c.as_slice())))
-}
-
-/// The digest of an app's hot-reload files, as the config server serves them.
-pub fn served_digest(app: &RenderedApp) -> Digest {
-    hot_digest(app)
 }
 
 /// How a difference in the Marathon spec is classed: instances alone is a
@@ -223,7 +219,7 @@ fn step_for(
     let hot_changed = observed
         .served_hot
         .get(&app.id)
-        .is_some_and(|d| *d != hot_digest(app));
+        .is_some_and(|d| *d != served_digest(app));
     if !live.deployments.is_empty() {
         // Ours if it is rolling out exactly what Git wants now: adopt it
         // rather than start a second one.

@@ -117,7 +117,7 @@ pub async fn run(
     let status = Arc::new(RwLock::new(Status::default()));
     {
         let mut s = status.write();
-        s.repo.url = redact_url(&cfg.remote.url);
+        s.repo.url = crate::source::remote::redact_url(&cfg.remote.url);
         s.repo.branch = cfg.remote.branch.clone();
     }
     let metrics = Arc::new(Metrics::new());
@@ -238,17 +238,6 @@ pub async fn run(
     Ok(())
 }
 
-/// `https://user:token@host/x` → `https://host/x`: credentials never reach
-/// status pages or logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s && !url[s + 3..at].contains('/') => {
-            format!("{}{}", &url[..s + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 impl Daemon {
     /// Fetches a pushed commit mid-pass and sends its changed apps out at
     /// once; the rest of the pass then works on the new head.
@@ -258,12 +247,18 @@ impl Daemon {
             return;
         }
         let (_, rerendered) = self.render(&h).await;
+        self.send_first(&rerendered, &h).await;
+        *head = h;
+    }
+
+    /// A push that changed a few apps reaches Marathon first through those
+    /// apps alone, before the full pass reads every app.
+    async fn send_first(&mut self, rerendered: &BTreeMap<EnvName, BTreeSet<AppPath>>, head: &str) {
         if rerendered.values().map(BTreeSet::len).sum::<usize>() <= FAST_PATH_APPS {
-            for (env, apps) in &rerendered {
-                self.fast_apply(env, apps, &h).await;
+            for (env, apps) in rerendered {
+                self.fast_apply(env, apps, head).await;
             }
         }
-        *head = h;
     }
 
     /// Takes the triggers queued so far: retries are marked, and the answer
@@ -335,14 +330,7 @@ impl Daemon {
         } else {
             Default::default()
         };
-        // A push that changed a few apps reaches Marathon first through
-        // those apps alone, before the full pass reads every app.
-        let few = rerendered.values().map(BTreeSet::len).sum::<usize>() <= FAST_PATH_APPS;
-        if few {
-            for (env, apps) in &rerendered {
-                self.fast_apply(env, apps, &head).await;
-            }
-        }
+        self.send_first(&rerendered, &head).await;
         tracing::debug!(
             fetch_ms,
             render_ms = started.elapsed().as_millis() as u64 - fetch_ms,
@@ -1079,7 +1067,8 @@ fn render_incremental(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
+    use crate::source::remote::redact_url;
 
     #[test]
     fn credentials_are_cut_from_urls() {
