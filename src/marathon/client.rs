@@ -26,6 +26,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
 use tracing::debug;
 
+use crate::marathon::raw::RawApp;
 use crate::model::Secret;
 
 /// How to authenticate to Marathon.
@@ -315,6 +316,20 @@ impl MarathonClient {
     /// `AppInfo` JSON, from one `GET /v2/apps?embed=apps.deployments`.
     /// `""` or `/` lists every app.
     pub async fn list_apps(&self, group: &str) -> Result<Vec<Value>, Error> {
+        self.list_apps_raw(group)
+            .await?
+            .iter()
+            .map(|app| {
+                app.parse().map_err(|e| Error::Decode {
+                    message: format!("GET /v2/apps: app {}: {e}", app.id),
+                })
+            })
+            .collect()
+    }
+
+    /// Like [`list_apps`](Self::list_apps), each app left unparsed but for
+    /// its id and version.
+    pub async fn list_apps_raw(&self, group: &str) -> Result<Vec<RawApp>, Error> {
         let a = self
             .call(
                 Method::GET,
@@ -326,22 +341,14 @@ impl MarathonClient {
         if !a.status.is_success() {
             return Err(status_error(&a));
         }
-        let mut body: Value = decode(&a)?;
-        // Taken, not cloned: with thousands of apps the copy cost as much as
-        // the parse.
-        let Some(Value::Array(apps)) = body.get_mut("apps").map(Value::take) else {
-            return Err(Error::Decode {
-                message: "GET /v2/apps: no \"apps\" array".into(),
-            });
-        };
+        let status = a.status.as_u16();
+        let apps = RawApp::list(a.body).map_err(|e| Error::Decode {
+            message: format!("GET /v2/apps: {e} in a {status} answer"),
+        })?;
         let prefix = group_prefix(group);
         Ok(apps
             .into_iter()
-            .filter(|app| {
-                app.get("id")
-                    .and_then(Value::as_str)
-                    .is_some_and(|id| id.starts_with(&prefix))
-            })
+            .filter(|app| app.id.starts_with(&prefix))
             .collect())
     }
 

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod defaults;
 pub mod ids;
+pub mod raw;
 pub mod validate;
 
 pub use defaults::normalize_app;

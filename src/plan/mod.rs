@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// An app as Marathon runs it.
 #[derive(Clone, Debug)]
 pub struct LiveApp {
-    /// The raw app JSON from `/v2/apps`.
+    /// The raw app JSON from `/v2/apps`. For an app in
+    /// [`Observed::in_sync`] with no deployment, only its `id`, `version`
+    /// and `labels`: a plan reads nothing else of it.
     pub spec: Value,
     /// Deployments touching the app right now.
     pub deployments: Vec<String>,

@@ -601,7 +601,9 @@ impl Daemon {
         for app in subset.apps.values() {
             match client.get_app(&app.id).await {
                 Ok(Some(live)) => {
-                    snap.apps.insert(app.id.clone(), live);
+                    if let Some(raw) = crate::marathon::raw::RawApp::from_value(&live) {
+                        snap.apps.insert(app.id.clone(), raw);
+                    }
                 }
                 Ok(None) => {}
                 Err(_) => return,

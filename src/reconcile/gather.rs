@@ -4,6 +4,7 @@
 //! let the daemon skip work it did in an earlier cycle.
 
 use crate::marathon::client::{Error as ClientError, MarathonClient};
+use crate::marathon::raw::RawApp;
 use crate::plan::{self, LiveApp, Observed};
 use crate::record;
 use crate::render::{self, DesiredEnv, Diagnostics};
@@ -45,16 +46,16 @@ impl Caches {
 /// cycle however many environments share it.
 pub struct Snapshot {
     /// By id; each environment takes its own apps out (groups don't overlap).
-    pub apps: BTreeMap<String, Value>,
+    pub apps: BTreeMap<String, RawApp>,
     pub deployments: Vec<crate::marathon::client::Deployment>,
 }
 
 pub async fn snapshot(client: &MarathonClient) -> Result<Snapshot, ClientError> {
     let apps = client
-        .list_apps("/")
+        .list_apps_raw("/")
         .await?
         .into_iter()
-        .filter_map(|a| Some((a.get("id")?.as_str()?.to_string(), a)))
+        .map(|a| (a.id.clone(), a))
         .collect();
     Ok(Snapshot {
         apps,
@@ -64,7 +65,7 @@ pub async fn snapshot(client: &MarathonClient) -> Result<Snapshot, ClientError> 
 
 /// Takes the live apps under `group` out of the snapshot, with the
 /// deployments touching each.
-pub fn live_apps(snap: &mut Snapshot, group: &str) -> BTreeMap<String, LiveApp> {
+fn take_group(snap: &mut Snapshot, group: &str) -> BTreeMap<String, (RawApp, Vec<String>)> {
     let prefix = if group == "/" {
         "/".to_string()
     } else {
@@ -78,7 +79,7 @@ pub fn live_apps(snap: &mut Snapshot, group: &str) -> BTreeMap<String, LiveApp> 
         .collect();
     let mut out = BTreeMap::new();
     for id in ids {
-        let Some(spec) = snap.apps.remove(&id) else {
+        let Some(raw) = snap.apps.remove(&id) else {
             continue;
         };
         let deployments = snap
@@ -87,9 +88,15 @@ pub fn live_apps(snap: &mut Snapshot, group: &str) -> BTreeMap<String, LiveApp> 
             .filter(|d| d.affected_apps.contains(&id))
             .map(|d| d.id.clone())
             .collect();
-        out.insert(id, LiveApp { spec, deployments });
+        out.insert(id, (raw, deployments));
     }
     out
+}
+
+fn decode_error(app: &RawApp, e: serde_json::Error) -> ClientError {
+    ClientError::Decode {
+        message: format!("GET /v2/apps: app {}: {e}", app.id),
+    }
 }
 
 /// A 64-bit fingerprint of a JSON value, from a walk rather than its text:
@@ -155,40 +162,53 @@ pub async fn observe_in(
     known: &BTreeMap<String, (String, Value)>,
     caches: &mut Caches,
 ) -> Result<Observed, ClientError> {
-    let mut observed = Observed {
-        apps: live_apps(snap, &desired.settings.group),
-        ..Observed::default()
-    };
-    // Compare each app once; remember the pairs found equal.
+    let mut live = take_group(snap, &desired.settings.group);
+    let mut observed = Observed::default();
+    // Compare each app once; remember the pairs found equal. An app found
+    // in sync keeps only its summary: nothing reads the rest, and keeping
+    // every live definition parsed cost more memory than the desired state.
     let mut differing = Vec::new();
     for app in desired.apps.values() {
-        let Some(live) = observed.apps.get(&app.id) else {
+        let Some((raw, deployments)) = live.remove(&app.id) else {
             continue;
         };
-        let version = live
-            .spec
-            .get("version")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
         // Keyed by the definition itself, not by its inputs: whatever
         // produced it, a different definition is compared again.
         let fingerprint = fingerprint(&app.marathon);
         let known = caches
             .in_sync
             .get(&app.id)
-            .is_some_and(|(d, v)| *v == version && *d == fingerprint);
-        if known {
-            observed.in_sync.insert(app.id.clone());
-        } else if crate::observe::app_diff(&app.marathon, &live.spec, &app.ignore).is_none() {
+            .is_some_and(|(d, v)| *v == raw.version && *d == fingerprint);
+        if !known {
+            let spec = raw.parse().map_err(|e| decode_error(&raw, e))?;
+            if crate::observe::app_diff(&app.marathon, &spec, &app.ignore).is_some() {
+                caches.in_sync.remove(&app.id);
+                differing.push(app.id.clone());
+                observed
+                    .apps
+                    .insert(app.id.clone(), LiveApp { spec, deployments });
+                continue;
+            }
             caches
                 .in_sync
-                .insert(app.id.clone(), (fingerprint, version));
-            observed.in_sync.insert(app.id.clone());
-        } else {
-            caches.in_sync.remove(&app.id);
-            differing.push(app.id.clone());
+                .insert(app.id.clone(), (fingerprint, raw.version.clone()));
         }
+        observed.in_sync.insert(app.id.clone());
+        // A rollout in progress may be rolled back to what runs: that
+        // needs the whole definition.
+        let spec = if deployments.is_empty() {
+            raw.summary()
+        } else {
+            raw.parse().map_err(|e| decode_error(&raw, e))?
+        };
+        observed
+            .apps
+            .insert(app.id.clone(), LiveApp { spec, deployments });
+    }
+    // Apps Git doesn't have (unmanaged, or to be pruned): few, and whole.
+    for (id, (raw, deployments)) in live {
+        let spec = raw.parse().map_err(|e| decode_error(&raw, e))?;
+        observed.apps.insert(id, LiveApp { spec, deployments });
     }
     let env = desired.settings.name.clone();
     let by_id: BTreeMap<&str, &str> = desired
