@@ -143,18 +143,7 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
         "dev",
     ]);
     assert_eq!(plan.code, 0, "{plan:?}");
-    let history = pacer(&[
-        "history",
-        "--repo",
-        repo,
-        "--marathon",
-        &w.sim.url,
-        "--env",
-        "dev",
-        "--app",
-        "worker",
-    ]);
-    assert_eq!(history.code, 0, "{history:?}");
+    let history = w.history("worker", "text");
     let newest = history.stdout.lines().nth(1).unwrap_or("");
     assert!(newest.starts_with(&commit[..12]), "{history:?}");
     assert!(
@@ -162,4 +151,70 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
         "{history:?}"
     );
     assert!(history.stdout.contains(&head0[..12]), "{history:?}");
+
+    // The daemon recorded each action as a note on the commit it deployed
+    // and pushed the notes to the config repo: the deployment ids survive
+    // the daemon.
+    let deployment = worker["last"]["deploymentId"]
+        .as_str()
+        .expect("the worker's deployment id")
+        .to_string();
+    let records = wait_until(
+        "the records of the commit in the config repo",
+        Duration::from_secs(10),
+        || async {
+            let r = w.git.records(&commit);
+            let has = |app: &str| r.iter().any(|x| x["app"] == app);
+            if has("worker") && has("web") {
+                Ok(r)
+            } else {
+                Err(format!("{r:#?}\n--- daemon log\n{}", d.proc.log_tail()))
+            }
+        },
+    )
+    .await;
+    let worker_rec = records.iter().find(|r| r["app"] == "worker").unwrap();
+    assert_eq!(worker_rec["env"], "dev");
+    assert_eq!(worker_rec["id"], "/dev/worker");
+    assert_eq!(worker_rec["outcome"], "succeeded");
+    assert_eq!(worker_rec["deployment"], deployment.as_str());
+    assert_eq!(worker_rec["version"], app["version"], "{worker_rec:#}");
+    let web_rec = records.iter().find(|r| r["app"] == "web").unwrap();
+    assert_eq!(web_rec["outcome"], "hot");
+    assert!(web_rec.get("deployment").is_none(), "{web_rec:#}");
+    assert!(
+        d.metric("pacer_records_written_total").await >= 2.0,
+        "{}",
+        d.metrics().await
+    );
+
+    w.git.fetch_records();
+    let h = w.history_json("worker");
+    let newest = &h[0];
+    assert_eq!(newest["commit"], commit.as_str(), "{h:#}");
+    assert_eq!(newest["outcome"], "succeeded", "{h:#}");
+    assert_eq!(newest["deployment"], deployment.as_str(), "{h:#}");
+    assert_eq!(newest["version"], app["version"], "{h:#}");
+    assert_eq!(
+        newest["author"], "Test Author <author@example.com>",
+        "{h:#}"
+    );
+    // The first deployment (a create) has its id too.
+    let first = h.as_array().unwrap().last().unwrap();
+    assert_eq!(first["commit"], head0.as_str(), "{h:#}");
+    assert!(
+        first["deployment"].as_str().is_some_and(|d| !d.is_empty()),
+        "{h:#}"
+    );
+    // The hot update has no Marathon version, but its time of delivery.
+    let h = w.history_json("web");
+    let hot = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["commit"] == commit.as_str())
+        .unwrap_or_else(|| panic!("no entry for {commit}: {h:#}"));
+    assert_eq!(hot["outcome"], "hot", "{h:#}");
+    assert_eq!(hot["appliedAt"], web_rec["at"], "{h:#}");
+    assert!(hot.get("version").is_none(), "{h:#}");
 }

@@ -120,18 +120,7 @@ async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
     );
 
     // The history tells it too.
-    let history = crate::util::pacer(&[
-        "history",
-        "--repo",
-        w.git.repo.path_str(),
-        "--marathon",
-        &w.sim.url,
-        "--env",
-        "dev",
-        "--app",
-        "worker",
-    ]);
-    assert_eq!(history.code, 0, "{history:?}");
+    let history = w.history("worker", "text");
     let line = |c: &str| {
         history
             .stdout
@@ -141,6 +130,39 @@ async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
             .to_string()
     };
     assert!(line(&bad).contains("rolledBack"), "{history:?}");
+
+    // The record of the failure names both deployments: the one that
+    // failed and the one that reverted it; history joins them with
+    // Marathon's versions.
+    let rec = wait_until("the failure's record in the config repo", LIMIT, || async {
+        let r = w.git.records(&bad);
+        match r.iter().find(|x| x["app"] == "worker") {
+            Some(x) => Ok(x.clone()),
+            None => Err(format!("{r:#?}\n--- daemon log\n{}", d.proc.log_tail())),
+        }
+    })
+    .await;
+    assert_eq!(rec["outcome"], "rolledBack", "{rec:#}");
+    let (failed_dep, rollback_dep) = (
+        rec["deployment"].as_str().expect("the failed deployment"),
+        rec["rollback"].as_str().expect("the rollback deployment"),
+    );
+    assert_ne!(failed_dep, rollback_dep);
+    w.git.fetch_records();
+    let h = w.history_json("worker");
+    let entries = h.as_array().unwrap();
+    let failed = entries
+        .iter()
+        .find(|e| e["outcome"] == "rolledBack")
+        .unwrap_or_else(|| panic!("{h:#}"));
+    assert_eq!(failed["commit"], bad.as_str(), "{h:#}");
+    assert_eq!(failed["deployment"], failed_dep, "{h:#}");
+    let revert = entries
+        .iter()
+        .find(|e| e["outcome"] == "rollback")
+        .unwrap_or_else(|| panic!("{h:#}"));
+    assert_eq!(revert["commit"], good.as_str(), "{h:#}");
+    assert_eq!(revert["deployment"], rollback_dep, "{h:#}");
 
     // The same commit is not tried again, however many polls pass.
     let puts = w.sim.accepted_puts("/dev/worker").await;
@@ -1152,6 +1174,29 @@ async fn plan_never_prints_a_secret() {
         "--yes",
     ]);
     assert_eq!(apply.code, 0, "{apply:?}");
+    // `pacer apply` records what it did on the commit it applied, like the
+    // daemon, in the repo it ran from.
+    let head = run_git(w.git.repo.path(), &["rev-parse", "HEAD"]);
+    let notes = run_git(w.git.repo.path(), &["notes", "--ref=pacer", "show", &head]);
+    let records: Vec<Value> = notes
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a record"))
+        .collect();
+    let ids: std::collections::BTreeSet<&str> =
+        records.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        ["/dev/api", "/dev/web", "/dev/worker"].into(),
+        "{notes}"
+    );
+    for r in &records {
+        assert_eq!(r["outcome"], "succeeded", "{r:#}");
+        assert!(
+            r["deployment"].as_str().is_some_and(|d| !d.is_empty()),
+            "{r:#}"
+        );
+    }
+    assert!(!notes.contains(SECRET_VALUE), "{notes}");
     // A hand-made change right next to the secret: it is in the diff's context.
     let mut env = w.sim.app("/dev/worker").await.unwrap()["env"].clone();
     env["APP_ENV"] = json!("hand-edited");

@@ -316,3 +316,81 @@ fn token_is_sent_as_basic_auth_and_never_printed() {
     // Refused credentials are retried a bounded number of times, not forever.
     assert!(seen.len() <= 3, "{seen:?}");
 }
+
+fn record(app: &str, deployment: &str) -> pacer::record::notes::Record {
+    pacer::record::notes::Record {
+        env: "prod".into(),
+        app: app.into(),
+        id: format!("/prod/{app}"),
+        outcome: pacer::reconcile::status::Outcome::Succeeded,
+        deployment: Some(deployment.into()),
+        version: Some("2026-01-01T00:00:00.000Z".into()),
+        rollback: None,
+        at: "2026-01-01T00:00:01.000Z".into(),
+    }
+}
+
+/// Deployment records reach the remote's `refs/notes/pacer`, and two
+/// writers (two daemons, or a daemon and `pacer apply` pushed by hand)
+/// both keep theirs: a refused push is fetched, merged and pushed again.
+fn records_are_pushed_and_merged(upstream: &Upstream, url: &str) {
+    use pacer::record::notes::{self, Publish};
+    let spec = spec(url, "main");
+    let dirs = tempfile::tempdir().unwrap();
+    let a = Mirror::open_or_clone(&spec, &dirs.path().join("a")).unwrap();
+    let b = Mirror::open_or_clone(&spec, &dirs.path().join("b")).unwrap();
+    let head = a.fetch(&spec).unwrap();
+    b.fetch(&spec).unwrap();
+    // Nothing there yet: no error, nothing changed.
+    assert_eq!(a.fetch_ref(&spec, notes::REF).unwrap(), None);
+
+    let web = record("web", "d-web");
+    assert_eq!(
+        notes::publish(&a, &spec, &[(head, web.clone())], Publish::Push).unwrap(),
+        1
+    );
+    let upstream_repo = git2::Repository::open_bare(upstream.bare()).unwrap();
+    assert_eq!(
+        notes::read(&upstream_repo, head),
+        std::slice::from_ref(&web)
+    );
+
+    // `b` hasn't seen `a`'s note: its own push is refused as it stands…
+    let bare_b = git2::Repository::open_bare(b.git_dir()).unwrap();
+    let api = record("api", "d-api");
+    notes::append(&bare_b, head, std::slice::from_ref(&api)).unwrap();
+    let e = b.push_ref(&spec, notes::REF).unwrap_err();
+    assert!(matches!(e, Error::Push { .. }), "{}", chain(&e));
+    // …and publishing fetches first, so both records survive.
+    notes::publish(&b, &spec, &[(head, api.clone())], Publish::Push).unwrap();
+    let upstream_repo = git2::Repository::open_bare(upstream.bare()).unwrap();
+    assert_eq!(
+        notes::read(&upstream_repo, head),
+        [web.clone(), api.clone()]
+    );
+    // Publishing the same again adds nothing.
+    assert_eq!(
+        notes::publish(&a, &spec, &[(head, web)], Publish::Push).unwrap(),
+        0
+    );
+    // `local` keeps them in the mirror only.
+    let other = record("worker", "d-worker");
+    notes::publish(&a, &spec, &[(head, other.clone())], Publish::Local).unwrap();
+    let bare_a = git2::Repository::open_bare(a.git_dir()).unwrap();
+    assert!(notes::read(&bare_a, head).contains(&other));
+    let upstream_repo = git2::Repository::open_bare(upstream.bare()).unwrap();
+    assert!(!notes::read(&upstream_repo, head).contains(&other));
+}
+
+#[test]
+fn records_are_pushed_and_merged_over_file_urls() {
+    let upstream = Upstream::new();
+    records_are_pushed_and_merged(&upstream, &upstream.file_url());
+}
+
+#[test]
+fn records_are_pushed_and_merged_over_git_daemon() {
+    let upstream = Upstream::new();
+    let daemon = GitDaemon::serve(upstream.base.path());
+    records_are_pushed_and_merged(&upstream, &daemon.url("config.git"));
+}

@@ -52,6 +52,13 @@ pub struct StepResult {
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,
+    /// The app version the deployment rolled out: the key that joins this
+    /// result to Marathon's version list in `pacer history`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The deployment Marathon started to revert a failed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -183,14 +190,16 @@ pub async fn apply(
 fn result(
     step: &Step,
     outcome: Outcome,
-    deployment: Option<String>,
+    deployment: Option<&DeploymentRef>,
     message: Option<String>,
 ) -> StepResult {
     StepResult {
         id: step.id.clone(),
         app: step.app.clone(),
         outcome,
-        deployment_id: deployment,
+        deployment_id: deployment.map(|d| d.deployment_id.clone()),
+        version: deployment.map(|d| d.version.clone()),
+        rollback_id: None,
         message,
     }
 }
@@ -226,6 +235,15 @@ async fn run_step(
             let Some(dep) = deployments.first() else {
                 return result(step, Outcome::Succeeded, None, None);
             };
+            // A running deployment rolls out the app's current version.
+            let dep = DeploymentRef {
+                deployment_id: dep.clone(),
+                version: live
+                    .and_then(|l| l.get("version"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            };
             // What runs now is what the deployment rolls out: the version
             // to go back to is the one before it (found by the e2e test
             // `an_adopted_deployment_that_fails_is_rolled_back_to_the_version_before_it`:
@@ -237,12 +255,12 @@ async fn run_step(
                 Ok(v) if v.len() == 1 => None,
                 _ => live.cloned(),
             };
-            follow(client, step, dep.clone(), previous, opts, progress).await
+            follow(client, step, dep, previous, opts, progress).await
         }
         (Action::Delete, _) => {
             progress.started(step, "deleting (pruned from Git)");
             match write(client, step, opts, || client.delete_app(&step.id)).await {
-                Ok(d) => follow(client, step, d.deployment_id, None, opts, progress).await,
+                Ok(d) => follow(client, step, d, None, opts, progress).await,
                 Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
             }
         }
@@ -263,7 +281,7 @@ async fn run_step(
             };
             progress.started(step, &format!("scaling to {n} instances"));
             match write(client, step, opts, || client.scale_app(&step.id, n)).await {
-                Ok(d) => follow(client, step, d.deployment_id, live.cloned(), opts, progress).await,
+                Ok(d) => follow(client, step, d, live.cloned(), opts, progress).await,
                 Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
             }
         }
@@ -284,7 +302,7 @@ async fn run_step(
             })
             .await
             {
-                Ok(d) => follow(client, step, d.deployment_id, live.cloned(), opts, progress).await,
+                Ok(d) => follow(client, step, d, live.cloned(), opts, progress).await,
                 Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
             }
         }
@@ -342,13 +360,13 @@ where
 async fn follow(
     client: &MarathonClient,
     step: &Step,
-    deployment: String,
+    deployment: DeploymentRef,
     previous: Option<Value>,
     opts: &Options,
     progress: &dyn Progress,
 ) -> StepResult {
     let started = tokio::time::Instant::now();
-    let mut rollout = Rollout::new(deployment.clone(), opts.deploy_timeout);
+    let mut rollout = Rollout::new(deployment.deployment_id.clone(), opts.deploy_timeout);
     loop {
         let event = match client.deployments().await {
             Ok(deps) => match deps.iter().find(|d| d.id == rollout.deployment) {
@@ -372,7 +390,9 @@ async fn follow(
                 }
                 tokio::time::sleep(opts.poll).await;
             }
-            Verdict::Succeeded => return result(step, Outcome::Succeeded, Some(deployment), None),
+            Verdict::Succeeded => {
+                return result(step, Outcome::Succeeded, Some(&deployment), None);
+            }
             Verdict::RollBack(reason) => {
                 progress.progressed(&step.id, &format!("rolling back: {reason}"));
                 let rolled = roll_back(client, step, &rollout.deployment, previous.as_ref()).await;
@@ -380,14 +400,22 @@ async fn follow(
                 // place: that is a failure, not a rollback (found by the e2e
                 // test `a_rollback_marathon_did_not_take_is_not_reported_as_rolled_back`).
                 // The next run adopts the deployment and tries again.
-                let (outcome, message) = match rolled {
-                    Ok(()) => (Outcome::RolledBack, format!("{reason}; rolled back")),
+                let (outcome, rollback_id, message) = match rolled {
+                    Ok(id) => (
+                        Outcome::RolledBack,
+                        Some(id),
+                        format!("{reason}; rolled back"),
+                    ),
                     Err(e) => (
                         Outcome::Failed,
+                        None,
                         format!("{reason}; the rollback failed too: {e}"),
                     ),
                 };
-                return result(step, outcome, Some(deployment), Some(message));
+                return StepResult {
+                    rollback_id,
+                    ..result(step, outcome, Some(&deployment), Some(message))
+                };
             }
         }
     }
@@ -451,20 +479,22 @@ fn tasks_up(app: &Value) -> u64 {
 }
 
 /// Reverts a deployment: Marathon's own rollback while it still runs, or
-/// the previous definition put back once it has ended.
+/// the previous definition put back once it has ended. Returns the id of
+/// the deployment that reverts it.
 async fn roll_back(
     client: &MarathonClient,
     step: &Step,
     deployment: &str,
     previous: Option<&Value>,
-) -> Result<(), ClientError> {
-    match client.rollback_deployment(deployment).await? {
-        Some(_) => Ok(()),
+) -> Result<String, ClientError> {
+    let reverting = match client.rollback_deployment(deployment).await? {
+        Some(d) => d,
         None => match previous {
-            Some(prev) => client.put_app(&step.id, prev, true).await.map(|_| ()),
-            None => client.delete_app(&step.id).await.map(|_| ()),
+            Some(prev) => client.put_app(&step.id, prev, true).await?,
+            None => client.delete_app(&step.id).await?,
         },
-    }
+    };
+    Ok(reverting.deployment_id)
 }
 
 #[cfg(test)]

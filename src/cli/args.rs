@@ -175,6 +175,18 @@ pub struct ServeArgs {
     /// Deploy a commit that does not descend from the last one applied.
     #[arg(long)]
     pub allow_rewind: bool,
+    /// Where deployment records (deployment id, outcome, rollback) go:
+    /// notes on the deployed commits, `refs/notes/pacer`. `push` needs
+    /// write access to that ref; `local` keeps them in the mirror.
+    #[arg(
+        long,
+        env = "PACER_RECORDS",
+        value_enum,
+        default_value_t = crate::record::notes::Publish::Push,
+        value_name = "WHERE",
+        help_heading = "Source"
+    )]
+    pub records: crate::record::notes::Publish,
     #[command(flatten)]
     pub marathon: MarathonArgs,
     /// Only these environments (repeatable). Default: all.
@@ -426,7 +438,13 @@ pub struct HistoryArgs {
     /// At most this many Marathon versions.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub limit: usize,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
+    pub format: HistoryFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    Text,
+    /// An array of entries, newest first (see docs/history.md).
+    Json,
 }

@@ -138,6 +138,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
                 ..crate::apply::Options::default()
             },
             webhook_secret: None,
+            records: crate::record::notes::Publish::Push,
             allow_rewind: false,
             apply_all: true,
         };

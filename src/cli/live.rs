@@ -379,8 +379,43 @@ pub fn apply_cmd(a: ApplyArgs, retry: bool) -> anyhow::Result<u8> {
             );
         }
         println!("Applied {} step{}: {} failed.", results.len(), if results.len() == 1 { "" } else { "s" }, failed);
+        record_results(&loc, snap.revision.commit.as_deref().filter(|_| !snap.revision.dirty), &a.plan.env, &results);
         Ok(if failed == 0 { exit::OK } else { exit::ERROR })
     })
+}
+
+/// Adds the results to the deployment records of the repo applied from
+/// (`refs/notes/pacer` on the commit), for `pacer history` and for pushing
+/// with the change. A dirty tree has no commit to annotate.
+fn record_results(
+    loc: &RepoLocation,
+    commit: Option<&str>,
+    env: &str,
+    results: &[apply::StepResult],
+) {
+    let Some(commit) = commit.and_then(|c| git2::Oid::from_str(c).ok()) else {
+        return;
+    };
+    let now = chrono::Utc::now();
+    let records: Vec<record::notes::Record> = results
+        .iter()
+        .map(|r| record::notes::Record::of(env, r, now))
+        .collect();
+    let written = loc
+        .open_git()
+        .map_err(anyhow::Error::from)
+        .and_then(|repo| Ok(record::notes::append(&repo, commit, &records)?));
+    match written {
+        Ok(n) if n > 0 => println!(
+            "Recorded in {0} on {commit}; share with `git push origin {0}`.",
+            record::notes::REF
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: the deployment records were not written to {}: {e:#}",
+            record::notes::REF
+        ),
+    }
 }
 
 pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
@@ -400,7 +435,7 @@ pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
         let entries = record::history(&client, &loc, &id, &a.env, &a.app, a.limit)
             .await
             .with_context(|| format!("reading {id}'s versions from {}", client.url()))?;
-        if a.json {
+        if a.format == super::args::HistoryFormat::Json {
             println!("{}", serde_json::to_string_pretty(&entries)?);
             return Ok(exit::OK);
         }
@@ -408,7 +443,7 @@ pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
         for e in &entries {
             let short = &e.commit[..e.commit.len().min(12)];
             println!(
-                "{:<12} {:<11} {:<25} {} {}",
+                "{:<12} {:<11} {:<25} {} {}{}",
                 short,
                 serde_json::to_value(e.outcome)?.as_str().unwrap_or(""),
                 e.applied_at
@@ -419,7 +454,20 @@ pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
                 e.message
                     .as_deref()
                     .map(|m| format!("— {m}"))
+                    .unwrap_or_default(),
+                e.deployment
+                    .as_deref()
+                    .map(|d| format!(" [deployment {d}]"))
                     .unwrap_or_default()
+            );
+        }
+        let has_records = loc
+            .open_git()
+            .is_ok_and(|r| r.find_reference(record::notes::REF).is_ok());
+        if !has_records {
+            eprintln!(
+                "note: no deployment records here ({}), so no deployment ids; fetch them with `git fetch origin {0}:{0}`",
+                record::notes::REF
             );
         }
         Ok(exit::OK)

@@ -56,6 +56,7 @@ pub fn config(a: ServeArgs) -> Config {
         webhook_secret: a.webhook_secret.map(Secret::new),
         allow_rewind: a.allow_rewind,
         apply_all: false,
+        records: a.records,
     }
 }
 

@@ -13,6 +13,7 @@ use crate::apply::{self, LogProgress};
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
 use crate::model::{AppPath, Digest, EnvName, Secret};
 use crate::plan::{self, Action};
+use crate::record::notes;
 use crate::render::{self, Diagnostics, RenderedApp};
 use crate::server::{self, AppState, Trigger, metrics::Metrics};
 use crate::source::remote::{Mirror, RemoteSpec};
@@ -49,6 +50,8 @@ pub struct Config {
     pub allow_rewind: bool,
     /// Apply every environment whatever its policy (the demo does).
     pub apply_all: bool,
+    /// Where deployment records go (notes on the deployed commits).
+    pub records: notes::Publish,
 }
 
 /// Up to this many changed apps go out before the full pass.
@@ -97,6 +100,9 @@ struct Daemon {
     known_baselines: BTreeMap<String, (String, serde_json::Value)>,
     /// What wakes the loop: polls, webhooks, retries, finished applies.
     triggers: mpsc::Receiver<Trigger>,
+    /// Deployment records (with the commit each annotates) not yet
+    /// written and pushed.
+    records: Vec<(git2::Oid, notes::Record)>,
 }
 
 /// The results of one background apply.
@@ -186,6 +192,7 @@ pub async fn run(
         wake: tx.clone(),
         known_baselines: BTreeMap::new(),
         triggers: rx,
+        records: Vec::new(),
     };
 
     tokio::pin!(shutdown);
@@ -420,6 +427,7 @@ impl Daemon {
             self.rendered_at.is_some() && self.reached_marathon,
             Ordering::Relaxed,
         );
+        self.publish_records().await;
         self.caches.trim(50_000);
         if self.descends.len() > 100_000 {
             self.descends.clear();
@@ -463,6 +471,55 @@ impl Daemon {
             }
         }
         None
+    }
+
+    /// Writes the deployment records gathered so far into the notes of
+    /// the commits they deployed and pushes them. A failure keeps them for
+    /// the next run; a repo that won't take them for long loses the oldest
+    /// rather than growing without bound.
+    async fn publish_records(&mut self) {
+        const MAX_PENDING: usize = 10_000;
+        if self.records.is_empty() {
+            return;
+        }
+        if self.cfg.records == notes::Publish::Off {
+            self.records.clear();
+            return;
+        }
+        let (mirror, spec, how) = (
+            self.mirror.clone(),
+            self.cfg.remote.clone(),
+            self.cfg.records,
+        );
+        let pending = self.records.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || notes::publish(&mirror, &spec, &pending, how))
+                .await;
+        let error = match outcome {
+            Ok(Ok(added)) => {
+                self.metrics.records_written(added as u64);
+                tracing::info!(records = self.records.len(), how = ?how, "deployment records written to {}", notes::REF);
+                self.records.clear();
+                None
+            }
+            Ok(Err(e)) => Some(format!("{:#}", anyhow::Error::new(e))),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = &error {
+            self.metrics.record_error();
+            tracing::warn!("deployment records not written yet: {e}");
+            if self.records.len() > MAX_PENDING {
+                let drop = self.records.len() - MAX_PENDING;
+                self.records.drain(..drop);
+                tracing::warn!(
+                    dropped = drop,
+                    "too many deployment records waiting; dropped the oldest"
+                );
+            }
+        }
+        let mut s = self.status.write();
+        s.repo.pending_records = self.records.len();
+        s.repo.last_record_error = error;
     }
 
     fn env_error(&self, env: &str, message: &str) {
@@ -900,6 +957,10 @@ impl Daemon {
             }
             if let Some(c) = new_commit {
                 entry.live_commit = Some(c);
+            }
+            if let Ok(commit) = git2::Oid::from_str(&f.head) {
+                self.records
+                    .push((commit, notes::Record::of(&f.env, r, now)));
             }
             entry.last = Some(LastAction {
                 outcome: r.outcome,

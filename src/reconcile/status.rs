@@ -63,7 +63,9 @@ impl SyncStatus {
 }
 
 /// How the last action on an app ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
     Succeeded,
@@ -142,6 +144,10 @@ pub struct RepoStatus {
     pub last_good: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_fetch_error: Option<String>,
+    /// Deployment records not yet in the config repo's notes.
+    pub pending_records: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_record_error: Option<String>,
 }
 
 /// The whole of `/api/v1/status`.

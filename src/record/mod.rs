@@ -3,8 +3,11 @@
 //! was deployed from) joined with the Git log, so it survives restarts and
 //! agrees with what Marathon actually ran.
 
+pub mod notes;
+
 use crate::marathon::client::{Error as ClientError, MarathonClient};
 use crate::observe;
+use crate::reconcile::status::Outcome;
 use crate::render::labels;
 use crate::source::RepoLocation;
 use serde::Serialize;
@@ -40,6 +43,9 @@ pub enum HistoryOutcome {
     Hot,
     /// The newest version, with a deployment still running.
     InProgress,
+    /// Deployed and failed, and the rollback failed too: it still runs
+    /// (from the deployment records; Marathon's versions can't tell).
+    Failed,
 }
 
 /// What happened to each version, oldest first. A version whose successor
@@ -106,11 +112,15 @@ pub struct Entry {
     /// The commit's time, RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<String>,
-    /// When Marathon took the version (its version timestamp).
+    /// When Marathon took the version (its version timestamp); for a hot
+    /// update, when pacer delivered it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<String>,
-    /// Marathon's deployment version; the deployment's id when pacer still
-    /// knows it.
+    /// Marathon's app version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Marathon's deployment id, from the deployment records in
+    /// `refs/notes/pacer` (absent for versions pacer didn't record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
     pub outcome: HistoryOutcome,
@@ -226,13 +236,52 @@ pub async fn history(
     };
     let deployed: std::collections::BTreeSet<&str> =
         versions.iter().filter_map(|v| v.commit()).collect();
+    // What pacer recorded for this app, on every commit in question.
+    let records: Vec<(String, notes::Record)> = match &repo {
+        Some(r) => deployed
+            .iter()
+            .map(|c| c.to_string())
+            .chain(touching.iter().map(|(c, _)| c.clone()))
+            .collect::<std::collections::BTreeSet<String>>()
+            .into_iter()
+            .filter_map(|c| Some((git2::Oid::from_str(c.trim_end_matches("-dirty")).ok()?, c)))
+            .flat_map(|(oid, c)| {
+                notes::read(r, oid)
+                    .into_iter()
+                    .filter(|rec| rec.env == env && rec.id == id)
+                    .map(move |rec| (c.clone(), rec))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let recorded = |version: &str| {
+        records
+            .iter()
+            .filter(|(_, r)| r.version.as_deref() == Some(version))
+            .max_by(|a, b| a.1.at.cmp(&b.1.at))
+            .map(|(_, r)| r)
+    };
     let mut attributed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut entries: Vec<Entry> = Vec::new();
-    for (i, (v, outcome)) in versions.iter().zip(outcomes).enumerate() {
+    for (i, (v, outcome)) in versions.iter().zip(outcomes.iter().copied()).enumerate() {
+        let record = recorded(&v.version);
         let outcome = if i + 1 == versions.len() && deploying {
             HistoryOutcome::InProgress
+        } else if record.is_some_and(|r| r.outcome == Outcome::Failed)
+            && outcome != HistoryOutcome::RolledBack
+        {
+            HistoryOutcome::Failed
         } else {
             outcome
+        };
+        // A version that put a failed one back was deployed by the
+        // rollback recorded with the failed one.
+        let deployment = match outcome {
+            HistoryOutcome::Rollback => i
+                .checked_sub(1)
+                .and_then(|p| recorded(&versions[p].version))
+                .and_then(|r| r.rollback.clone()),
+            _ => record.and_then(|r| r.deployment.clone()),
         };
         let mut commit = v.commit().unwrap_or("(not deployed by pacer)").to_string();
         // A scale keeps the labels of the version before it (relabelling
@@ -256,7 +305,8 @@ pub async fn history(
             committed_at: meta.as_ref().map(|m| m.time.clone()),
             commit,
             applied_at: Some(v.version.clone()),
-            deployment: Some(v.version.clone()),
+            version: Some(v.version.clone()),
+            deployment,
             outcome,
         });
     }
@@ -274,12 +324,16 @@ pub async fn history(
             if first_time.as_ref().is_none_or(|t| meta.time <= *t) {
                 continue;
             }
+            let hot = records
+                .iter()
+                .find(|(rc, r)| rc == c && r.outcome == Outcome::Hot);
             entries.push(Entry {
                 commit: c.clone(),
                 author: Some(meta.author.clone()),
                 message: Some(meta.message.clone()),
                 committed_at: Some(meta.time.clone()),
-                applied_at: None,
+                applied_at: hot.map(|(_, r)| r.at.clone()),
+                version: None,
                 deployment: None,
                 outcome: HistoryOutcome::Hot,
             });

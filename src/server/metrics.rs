@@ -63,6 +63,8 @@ pub struct Metrics {
     webhooks: Family<WebhookLabels, Counter>,
     last_sync: Family<EnvLabels, FloatGauge>,
     marathon_errors: Counter,
+    records_written: Counter,
+    record_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -90,6 +92,8 @@ impl Metrics {
         let webhooks = Family::<WebhookLabels, Counter>::default();
         let last_sync = Family::<EnvLabels, FloatGauge>::default();
         let marathon_errors = Counter::default();
+        let records_written = Counter::default();
+        let record_errors = Counter::default();
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "pacer_reconcile_duration_seconds",
@@ -126,6 +130,16 @@ impl Metrics {
             "Failed requests to Marathon",
             marathon_errors.clone(),
         );
+        registry.register(
+            "pacer_records_written",
+            "Deployment records added to the config repo's notes (refs/notes/pacer)",
+            records_written.clone(),
+        );
+        registry.register(
+            "pacer_record_errors",
+            "Failed attempts to write or push deployment records",
+            record_errors.clone(),
+        );
         Metrics {
             registry,
             reconcile_duration,
@@ -135,6 +149,8 @@ impl Metrics {
             webhooks,
             last_sync,
             marathon_errors,
+            records_written,
+            record_errors,
         }
     }
 
@@ -190,6 +206,14 @@ impl Metrics {
 
     pub fn marathon_error(&self) {
         self.marathon_errors.inc();
+    }
+
+    pub fn records_written(&self, n: u64) {
+        self.records_written.inc_by(n);
+    }
+
+    pub fn record_error(&self) {
+        self.record_errors.inc();
     }
 
     /// The OpenMetrics text exposition, served with [`CONTENT_TYPE`].

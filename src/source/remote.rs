@@ -39,6 +39,14 @@ pub enum Error {
         #[source]
         cause: Cause,
     },
+    #[error("pushing `{refname}` to `{url}`")]
+    Push {
+        /// With user-info stripped.
+        url: String,
+        refname: String,
+        #[source]
+        cause: Cause,
+    },
     #[error("branch `{branch}` not found at `{url}`")]
     BranchNotFound { url: String, branch: String },
     #[error("commit `{commit}` is not in the Git mirror")]
@@ -180,18 +188,7 @@ impl Mirror {
         };
         let mut remote = repo.remote_anonymous(&spec.url).map_err(fetch_err)?;
         let attempts = Cell::new(0u32);
-        let mut callbacks = RemoteCallbacks::new();
-        callbacks.credentials(|url, username, allowed| {
-            credentials(spec, url, username, allowed, &attempts)
-        });
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks)
-            .download_tags(AutotagOption::None)
-            .proxy_options({
-                let mut p = git2::ProxyOptions::new();
-                p.auto();
-                p
-            });
+        let mut opts = fetch_options(spec, &attempts);
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", spec.branch);
         remote
             .fetch(&[&refspec], Some(&mut opts), None)
@@ -221,6 +218,81 @@ impl Mirror {
             ))));
         }
         Ok(head)
+    }
+
+    /// Fetches the remote's `refname` (outside `refs/heads`, such as
+    /// `refs/notes/pacer`) into the same local ref, replacing it. Returns
+    /// where it points, or `None` when the remote has no such ref (the local
+    /// one is then left alone).
+    pub fn fetch_ref(&self, spec: &RemoteSpec, refname: &str) -> Result<Option<Oid>> {
+        check_refname(refname)?;
+        let repo = self.repo()?;
+        let url = spec.display_url();
+        let fetch_err = |e: git2::Error| Error::Fetch {
+            url: url.clone(),
+            branch: refname.to_string(),
+            cause: scrub(&e, spec),
+        };
+        let mut remote = repo.remote_anonymous(&spec.url).map_err(fetch_err)?;
+        let attempts = Cell::new(0u32);
+        let mut opts = fetch_options(spec, &attempts);
+        // Ask first: a missing source ref is not an error for a fetch of
+        // optional data such as notes.
+        remote
+            .connect_auth(
+                git2::Direction::Fetch,
+                Some(remote_callbacks(spec, &attempts)),
+                None,
+            )
+            .map_err(fetch_err)?;
+        let advertised = remote
+            .list()
+            .map_err(fetch_err)?
+            .iter()
+            .find(|h| h.name() == refname)
+            .map(|h| h.oid());
+        remote.disconnect().map_err(fetch_err)?;
+        let Some(oid) = advertised else {
+            return Ok(None);
+        };
+        remote
+            .fetch(&[&format!("+{refname}:{refname}")], Some(&mut opts), None)
+            .map_err(fetch_err)?;
+        Ok(Some(oid))
+    }
+
+    /// Pushes the local `refname` to the same ref of the remote, fast-forward
+    /// only. A refusal (someone else moved the ref) is an error: fetch,
+    /// merge and push again.
+    pub fn push_ref(&self, spec: &RemoteSpec, refname: &str) -> Result<()> {
+        check_refname(refname)?;
+        let repo = self.repo()?;
+        let url = spec.display_url();
+        let push_err = |e: git2::Error| Error::Push {
+            url: url.clone(),
+            refname: refname.to_string(),
+            cause: scrub(&e, spec),
+        };
+        let mut remote = repo.remote_anonymous(&spec.url).map_err(push_err)?;
+        let attempts = Cell::new(0u32);
+        let refused: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
+        let mut callbacks = remote_callbacks(spec, &attempts);
+        callbacks.push_update_reference(|name, status| {
+            if let Some(why) = status {
+                *refused.borrow_mut() = Some(format!("the remote refused {name}: {why}"));
+            }
+            Ok(())
+        });
+        let mut opts = git2::PushOptions::new();
+        opts.remote_callbacks(callbacks);
+        remote
+            .push(&[&format!("{refname}:{refname}")], Some(&mut opts))
+            .map_err(push_err)?;
+        drop(opts);
+        if let Some(why) = refused.into_inner() {
+            return Err(push_err(git2::Error::from_str(&why)));
+        }
+        Ok(())
     }
 
     /// Whether `commit` is `ancestor` or one of its descendants: the branch
@@ -328,6 +400,36 @@ fn check_branch(branch: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+fn check_refname(refname: &str) -> Result<()> {
+    if !refname.starts_with("refs/") || !git2::Reference::is_valid_name(refname) {
+        return Err(Error::InvalidBranch {
+            branch: refname.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Credentials (and proxy settings) for every exchange with the remote.
+fn remote_callbacks<'a>(spec: &'a RemoteSpec, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(move |url, username, allowed| {
+        credentials(spec, url, username, allowed, attempts)
+    });
+    callbacks
+}
+
+fn fetch_options<'a>(spec: &'a RemoteSpec, attempts: &'a Cell<u32>) -> FetchOptions<'a> {
+    let mut opts = FetchOptions::new();
+    opts.remote_callbacks(remote_callbacks(spec, attempts))
+        .download_tags(AutotagOption::None)
+        .proxy_options({
+            let mut p = git2::ProxyOptions::new();
+            p.auto();
+            p
+        });
+    opts
 }
 
 /// libgit2 asks again after a refused credential; two rounds (for example a

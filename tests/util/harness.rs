@@ -343,6 +343,34 @@ impl Git {
         self.base.path().join("config.git")
     }
 
+    /// The deployment records the daemon pushed for `commit`, one JSON
+    /// object each (none yet: empty).
+    pub fn records(&self, commit: &str) -> Vec<Value> {
+        let out = std::process::Command::new("git")
+            .args(["notes", "--ref=pacer", "show", commit])
+            .current_dir(self.bare())
+            .output()
+            .expect("running git notes");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Brings the records into the working clone, as a user would.
+    pub fn fetch_records(&self) {
+        let bare = self.bare();
+        run_git(
+            self.repo.path(),
+            &[
+                "fetch",
+                "-q",
+                bare.to_str().unwrap(),
+                "+refs/notes/pacer:refs/notes/pacer",
+            ],
+        );
+    }
+
     /// Commits the working clone and pushes it to the bare repo.
     pub fn commit_push(&self, message: &str) -> String {
         let c = self.repo.commit(message);
@@ -375,6 +403,32 @@ impl World {
         let git = Git::examples();
         let sim = Sim::start(scratch.path(), 0, None).await;
         World { scratch, git, sim }
+    }
+
+    /// `pacer history` of a dev app, from the working clone; `format` is
+    /// `text` or `json`.
+    pub fn history(&self, app: &str, format: &str) -> super::Run {
+        let out = super::pacer(&[
+            "history",
+            "--repo",
+            self.git.repo.path_str(),
+            "--marathon",
+            &self.sim.url,
+            "--env",
+            "dev",
+            "--app",
+            app,
+            "--format",
+            format,
+        ]);
+        assert_eq!(out.code, 0, "{out:?}");
+        out
+    }
+
+    /// `pacer history --format json` of a dev app.
+    pub fn history_json(&self, app: &str) -> Value {
+        let out = self.history(app, "json");
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("history JSON: {e}: {out:?}"))
     }
 
     /// `pacer serve` on dev, with a given poll and deploy timeout (seconds)

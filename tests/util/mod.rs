@@ -175,6 +175,8 @@ impl GitDaemon {
             .arg("--reuseaddr")
             .arg(format!("--base-path={}", base.display()))
             .arg("--export-all")
+            // The daemon pushes its deployment records (refs/notes/pacer).
+            .arg("--enable=receive-pack")
             .arg("--listen=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg(base)
