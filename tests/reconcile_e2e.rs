@@ -218,3 +218,69 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
     assert_eq!(hot["appliedAt"], web_rec["at"], "{h:#}");
     assert!(hot.get("version").is_none(), "{h:#}");
 }
+
+/// `pacer apply` follows a deployment through Marathon's event stream:
+/// woken by the deployment's own events, it reads `/v2/deployments` a
+/// handful of times however long the rollout takes, where polling alone
+/// reads it every quarter second. The baseline runs in the same test with
+/// the stream turned off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_follows_a_deployment_through_the_event_stream() {
+    async fn deploy_worker(events: bool) -> (usize, usize) {
+        let w = World::new().await;
+        // A rollout of about three seconds.
+        let (s, v) = w
+            .sim
+            .put(
+                "/_sim/settings",
+                serde_json::json!({"taskStartDelayMs": 3000, "taskHealthyDelayMs": 20}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let repo = w.git.repo.path_str().to_string();
+        let url = w.sim.url.clone();
+        let flag = events.to_string();
+        let out = tokio::task::spawn_blocking(move || {
+            pacer(&[
+                "apply",
+                "--repo",
+                &repo,
+                "--marathon",
+                &url,
+                "--env",
+                "dev",
+                "--app",
+                "worker",
+                "--yes",
+                "--marathon-events",
+                &flag,
+            ])
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("succeeded"), "{out:?}");
+        let requests = w.sim.requests().await;
+        let count = |path: &str| {
+            requests
+                .iter()
+                .filter(|(m, p, _)| m == "GET" && p == path)
+                .count()
+        };
+        (count("/v2/deployments"), count("/v2/events"))
+    }
+    let (polls_with_events, streams) = deploy_worker(true).await;
+    let (polls_alone, no_streams) = deploy_worker(false).await;
+    assert_eq!(streams, 1, "one event stream");
+    assert_eq!(no_streams, 0, "no event stream when turned off");
+    // Polling alone: about 3 s / 250 ms. With events: the first read, one
+    // per deployment event, and a safety poll every 2 s.
+    assert!(
+        polls_alone >= 10,
+        "polling alone read /v2/deployments {polls_alone} times"
+    );
+    assert!(
+        polls_with_events * 2 <= polls_alone,
+        "with events {polls_with_events} reads of /v2/deployments, polling alone {polls_alone}"
+    );
+}

@@ -356,6 +356,9 @@ where
     }
 }
 
+/// How often a rollout is polled while Marathon's events are flowing.
+const EVENT_SAFETY_POLL: Duration = Duration::from_secs(2);
+
 /// Follows a deployment to its end, rolling it back on timeout or failure.
 async fn follow(
     client: &MarathonClient,
@@ -367,6 +370,8 @@ async fn follow(
 ) -> StepResult {
     let started = tokio::time::Instant::now();
     let mut rollout = Rollout::new(deployment.deployment_id.clone(), opts.deploy_timeout);
+    let watch = client.deployment_watch();
+    let mut events = watch.subscribe();
     loop {
         let event = match client.deployments().await {
             Ok(deps) => match deps.iter().find(|d| d.id == rollout.deployment) {
@@ -388,7 +393,19 @@ async fn follow(
                 if let Some(d) = detail {
                     progress.progressed(&step.id, &d);
                 }
-                tokio::time::sleep(opts.poll).await;
+                // With events flowing, polling is only a safety net and the
+                // clock for timeouts. Should Marathon list a deployment for
+                // a moment after announcing its end (its code doesn't say
+                // which comes first), the safety poll sees it gone.
+                let pause = if watch.connected() {
+                    opts.poll.max(EVENT_SAFETY_POLL)
+                } else {
+                    opts.poll
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = events.named(&deployment.deployment_id) => {}
+                }
             }
             Verdict::Succeeded => {
                 return result(step, Outcome::Succeeded, Some(&deployment), None);

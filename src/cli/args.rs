@@ -363,6 +363,18 @@ pub struct MarathonArgs {
         help_heading = "Marathon"
     )]
     pub marathon_timeout: u64,
+    /// Follow deployments through Marathon's event stream (`/v2/events`),
+    /// polling only as a safety net. `false` where a proxy buffers
+    /// server-sent events.
+    #[arg(
+        long,
+        env = "PACER_MARATHON_EVENTS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL",
+        help_heading = "Marathon"
+    )]
+    pub marathon_events: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -132,6 +132,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
             marathon_password: None,
             marathon_token: None,
             marathon_timeout: Duration::from_secs(10),
+            marathon_events: true,
             apply: crate::apply::Options {
                 deploy_timeout: Duration::from_secs(60),
                 poll: Duration::from_millis(100),

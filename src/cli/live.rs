@@ -39,6 +39,7 @@ pub fn client_for(args: &MarathonArgs, env_url: Option<&str>) -> anyhow::Result<
         url,
         auth,
         timeout: Duration::from_secs(args.marathon_timeout),
+        events: args.marathon_events,
         ..ClientConfig::default()
     };
     Ok(MarathonClient::new(cfg)?)

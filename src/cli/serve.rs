@@ -48,6 +48,7 @@ pub fn config(a: ServeArgs) -> Config {
         marathon_password: a.marathon.marathon_password.map(Secret::new),
         marathon_token: a.marathon.marathon_token.map(Secret::new),
         marathon_timeout: Duration::from_secs(a.marathon.marathon_timeout),
+        marathon_events: a.marathon.marathon_events,
         apply: apply::Options {
             concurrency: a.concurrency,
             deploy_timeout: Duration::from_secs(a.deploy_timeout),

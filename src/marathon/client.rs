@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use crate::marathon::raw::RawApp;
+use crate::marathon::watch::DeploymentWatch;
 use crate::model::Secret;
 
 /// How to authenticate to Marathon.
@@ -58,6 +59,8 @@ pub struct ClientConfig {
     pub backoff: Duration,
     /// The longest a write waits for the deployments that lock its app.
     pub lock_wait: Duration,
+    /// Whether deployments are followed through `/v2/events`.
+    pub events: bool,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -69,6 +72,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("max_retries", &self.max_retries)
             .field("backoff", &self.backoff)
             .field("lock_wait", &self.lock_wait)
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -98,6 +102,7 @@ impl Default for ClientConfig {
             max_retries: 4,
             backoff: Duration::from_millis(200),
             lock_wait: Duration::from_secs(300),
+            events: true,
         }
     }
 }
@@ -215,6 +220,8 @@ struct Inner {
     base: String,
     auth: Auth,
     cfg: ClientConfig,
+    /// The event subscription followers share while any is alive.
+    watch: parking_lot::Mutex<std::sync::Weak<DeploymentWatch>>,
 }
 
 impl std::fmt::Debug for MarathonClient {
@@ -291,8 +298,25 @@ impl MarathonClient {
                 base,
                 auth,
                 cfg,
+                watch: Default::default(),
             }),
         })
+    }
+
+    /// The event stream of this Marathon, shared by every caller; it stays
+    /// open while one of them holds it. Needs a Tokio runtime.
+    pub fn deployment_watch(&self) -> Arc<DeploymentWatch> {
+        let mut slot = self.inner.watch.lock();
+        if let Some(w) = slot.upgrade() {
+            return w;
+        }
+        let w = Arc::new(if self.inner.cfg.events {
+            DeploymentWatch::start(self)
+        } else {
+            DeploymentWatch::disabled()
+        });
+        *slot = Arc::downgrade(&w);
+        w
     }
 
     /// Marathon's base URL, without credentials.

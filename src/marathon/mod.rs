@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod ids;
 pub mod raw;
 pub mod validate;
+pub mod watch;
 
 pub use defaults::normalize_app;
 pub use validate::{Violation, validate_app, validate_path_id};

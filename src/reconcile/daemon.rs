@@ -45,6 +45,8 @@ pub struct Config {
     pub marathon_password: Option<Secret<String>>,
     pub marathon_token: Option<Secret<String>>,
     pub marathon_timeout: Duration,
+    /// Follow deployments through Marathon's event stream.
+    pub marathon_events: bool,
     pub apply: apply::Options,
     pub webhook_secret: Option<Secret<String>>,
     pub allow_rewind: bool,
@@ -311,6 +313,7 @@ impl Daemon {
             url: url.to_string(),
             auth,
             timeout: self.cfg.marathon_timeout,
+            events: self.cfg.marathon_events,
             ..ClientConfig::default()
         })
         .ok()?;

@@ -313,15 +313,17 @@ pub async fn history(
     // Commits that touched the app after the first version pacer deployed
     // but never became a Marathon version: hot reloads, or no change here.
     if let Some(first) = versions.iter().find_map(|v| v.commit()) {
-        let first_time = touching
-            .iter()
-            .find(|(c, _)| c == first)
-            .map(|(_, m)| m.time.clone());
+        // By ancestry, not by time: commit times have one-second
+        // resolution, and a fix often lands within the second.
+        let first = git2::Oid::from_str(first.trim_end_matches("-dirty")).ok();
+        let after_first = |c: &str| {
+            let (Some(r), Some(first), Ok(c)) = (&repo, first, git2::Oid::from_str(c)) else {
+                return false;
+            };
+            c != first && r.graph_descendant_of(c, first).unwrap_or(false)
+        };
         for (c, meta) in &touching {
-            if deployed.contains(c.as_str()) || attributed.contains(c) {
-                continue;
-            }
-            if first_time.as_ref().is_none_or(|t| meta.time <= *t) {
+            if deployed.contains(c.as_str()) || attributed.contains(c) || !after_first(c) {
                 continue;
             }
             let hot = records
