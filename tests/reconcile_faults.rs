@@ -186,6 +186,34 @@ async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
     .await;
 }
 
+/// An app's own `deployTimeoutSeconds` bounds its rollouts, whatever the
+/// daemon's default: here 1 s against 600 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_own_deploy_timeout_overrides_the_default() {
+    let w = World::new().await;
+    let d = w.serve(1, 600, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    let (st, v) = w
+        .sim
+        .post("/_sim/apps/dev/worker/never-healthy", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    change_worker(&w, "slow");
+    let path = "apps/worker/env/dev.yaml";
+    let text = w.git.repo.read(path);
+    w.git
+        .repo
+        .write(path, &format!("deployTimeoutSeconds: 1\n{text}"));
+    let bad = w.git.commit_push("dev worker: one second to deploy");
+    let s = wait_app(&d, "worker", "the worker timed out and rolled back", |a| {
+        a["last"]["outcome"] == "rolledBack" && a["last"]["commit"] == bad
+    })
+    .await;
+    let worker = &s["environments"]["dev"]["apps"]["worker"];
+    let message = worker["last"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("1s"), "{worker:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_marathon_converges_without_duplicate_deployments() {
     let w = World::new().await;
@@ -567,6 +595,7 @@ fn apply_then_plan_is_always_in_sync() {
             marathon: marathon.clone(),
             files: BTreeMap::new(),
             ignore: Vec::new(),
+            deploy_timeout_seconds: None,
             secrets: Vec::new(),
             inputs: Digest::of(marathon.to_string().as_bytes()),
         };
@@ -800,6 +829,7 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
         marathon,
         files: Default::default(),
         ignore: Vec::new(),
+        deploy_timeout_seconds: None,
         secrets: Vec::new(),
     };
     DesiredEnv {

@@ -212,6 +212,13 @@ async fn run_step(
     opts: &Options,
     progress: &dyn Progress,
 ) -> StepResult {
+    // An app may allow itself more (or less) time than the default.
+    let opts = &Options {
+        deploy_timeout: app
+            .and_then(|a| a.deploy_timeout_seconds)
+            .map_or(opts.deploy_timeout, Duration::from_secs),
+        ..opts.clone()
+    };
     match (&step.action, app) {
         (
             Action::Update {

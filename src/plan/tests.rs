@@ -25,6 +25,7 @@ fn app(name: &str, spec: Value) -> RenderedApp {
         marathon: spec,
         files: BTreeMap::new(),
         ignore: Vec::new(),
+        deploy_timeout_seconds: None,
         secrets: Vec::new(),
         inputs: Digest::of(b""),
     }

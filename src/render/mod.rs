@@ -113,6 +113,10 @@ pub struct RenderedApp {
     pub files: BTreeMap<String, RenderedFile>,
     /// JSON pointers pacer neither diffs nor writes.
     pub ignore: Vec<String>,
+    /// How long a deployment may take before it is rolled back; `None`:
+    /// the daemon's (or `apply`'s) default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_timeout_seconds: Option<u64>,
     /// Values to keep out of every output, by name.
     #[serde(skip)]
     pub secrets: Vec<(String, Secret<String>)>,
@@ -887,6 +891,12 @@ impl AppContext<'_> {
         for p in &ignore {
             merge::remove_pointer(&mut spec, p);
         }
+        // The schema bounds it; the last layer that sets it wins.
+        let deploy_timeout_seconds = self
+            .layers
+            .iter()
+            .rev()
+            .find_map(|l| l.get("/deployTimeoutSeconds")?.as_u64());
         if diags.len() > before {
             return None;
         }
@@ -897,6 +907,7 @@ impl AppContext<'_> {
             marathon: spec,
             files,
             ignore,
+            deploy_timeout_seconds,
             secrets,
             inputs: self.repo.inputs(&self.settings.name, self.app),
         })

@@ -208,3 +208,36 @@ fn apps_may_be_limited_to_some_environments() {
     assert!(d.envs["dev"].apps.is_empty());
     assert!(d.envs["prod"].apps.contains_key("web"));
 }
+
+#[test]
+fn the_last_layer_to_set_a_deploy_timeout_wins_and_it_never_reaches_marathon() {
+    let snap = repo(&[
+        (
+            "apps/web/app.yaml",
+            "deployTimeoutSeconds: 600\nmarathon:\n  cmd: ./web\n",
+        ),
+        ("apps/web/env/prod.yaml", "deployTimeoutSeconds: 1800\n"),
+        ("apps/api/app.yaml", "marathon:\n  cmd: ./api\n"),
+    ]);
+    let d = render_all(snap).unwrap_or_else(|e| panic!("{}", messages(&e)));
+    assert_eq!(
+        d.envs["prod"].apps["web"].deploy_timeout_seconds,
+        Some(1800)
+    );
+    assert_eq!(d.envs["dev"].apps["web"].deploy_timeout_seconds, Some(600));
+    assert_eq!(d.envs["dev"].apps["api"].deploy_timeout_seconds, None);
+    let m = &d.envs["prod"].apps["web"].marathon;
+    assert!(m.get("deployTimeoutSeconds").is_none(), "{m:#}");
+}
+
+#[test]
+fn a_deploy_timeout_that_is_not_whole_seconds_is_refused_at_its_line() {
+    let snap = repo(&[(
+        "apps/web/app.yaml",
+        "marathon:\n  cmd: ./web\ndeployTimeoutSeconds: 10m\n",
+    )]);
+    let e = render_all(snap).expect_err("10m is not a number of seconds");
+    let text = messages(&e);
+    assert!(text.contains("apps/web/app.yaml:3:"), "{text}");
+    assert!(text.contains("deployTimeoutSeconds"), "{text}");
+}
