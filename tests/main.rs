@@ -27,6 +27,9 @@ mod observe;
 /// `source::remote::Mirror` against real remotes over file:// and git daemon; the deploy/ app definition.
 mod remote;
 
+/// `source::remote::Mirror` against real servers it must authenticate to and verify: https with a token, ssh with a deploy key.
+mod remote_auth;
+
 /// `pacer serve` end to end: git daemon, the real sim, a signed webhook, then `plan` and `history`.
 mod reconcile_e2e;
 

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 /// A working repo (the examples) that pushes to a bare "upstream" served
 /// from `base`, as a forge would hold it.
-struct Upstream {
-    work: TestRepo,
-    base: tempfile::TempDir,
+pub(crate) struct Upstream {
+    pub(crate) work: TestRepo,
+    pub(crate) base: tempfile::TempDir,
 }
 
 impl Upstream {
-    fn new() -> Upstream {
+    pub(crate) fn new() -> Upstream {
         let work = TestRepo::examples();
         let base = tempfile::tempdir().unwrap();
         run_git(
@@ -22,7 +22,7 @@ impl Upstream {
         Upstream { work, base }
     }
 
-    fn bare(&self) -> PathBuf {
+    pub(crate) fn bare(&self) -> PathBuf {
         self.base.path().join("config.git")
     }
 
@@ -31,7 +31,7 @@ impl Upstream {
     }
 
     /// Commits the work tree and pushes it; returns the new head.
-    fn commit_and_push(&self, message: &str) -> git2::Oid {
+    pub(crate) fn commit_and_push(&self, message: &str) -> git2::Oid {
         let id = self.work.commit(message);
         self.push(&["main"]);
         git2::Oid::from_str(&id).unwrap()
@@ -44,7 +44,7 @@ impl Upstream {
         run_git(self.work.path(), &all);
     }
 
-    fn head(&self) -> git2::Oid {
+    pub(crate) fn head(&self) -> git2::Oid {
         git2::Oid::from_str(&run_git(self.work.path(), &["rev-parse", "HEAD"])).unwrap()
     }
 }
@@ -54,11 +54,13 @@ fn spec(url: &str, branch: &str) -> RemoteSpec {
         url: url.to_string(),
         branch: branch.to_string(),
         auth: GitAuth::None,
+        ca_file: None,
+        known_hosts: None,
     }
 }
 
 /// The error and its causes, as `{:#}` would print them at the edge.
-fn chain(e: &Error) -> String {
+pub(crate) fn chain(e: &Error) -> String {
     let mut out = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
@@ -300,6 +302,8 @@ fn token_is_sent_as_basic_auth_and_never_printed() {
         url: url.clone(),
         branch: "main".into(),
         auth: GitAuth::Token(Secret::new("tok-SECRET-3".into())),
+        ca_file: None,
+        known_hosts: None,
     };
     let mirror = Mirror::open_or_clone(&spec, &dir.path().join("m")).unwrap();
     let err = mirror.fetch(&spec).unwrap_err();

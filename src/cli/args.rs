@@ -155,6 +155,24 @@ pub struct ServeArgs {
         help_heading = "Source"
     )]
     pub git_ssh_key: Option<PathBuf>,
+    /// The ssh host keys to trust, in OpenSSH known_hosts format (e.g. from
+    /// `ssh-keyscan`). Default: ~/.ssh/known_hosts.
+    #[arg(
+        long,
+        env = "PACER_GIT_KNOWN_HOSTS",
+        value_name = "FILE",
+        help_heading = "Source"
+    )]
+    pub git_known_hosts: Option<PathBuf>,
+    /// PEM certificates of a private CA to trust for https URLs, in
+    /// addition to the system's.
+    #[arg(
+        long,
+        env = "PACER_GIT_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Source"
+    )]
+    pub git_ca_file: Option<PathBuf>,
     /// Seconds between fetches (webhooks trigger one at once).
     #[arg(
         long,

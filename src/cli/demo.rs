@@ -120,6 +120,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
                 url: format!("file://{}", root.display()),
                 branch: "main".into(),
                 auth: GitAuth::None,
+                ca_file: None,
+                known_hosts: None,
             },
             prefix: String::new(),
             workdir: workdir.clone(),

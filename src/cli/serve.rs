@@ -36,6 +36,8 @@ pub fn config(a: ServeArgs) -> Config {
             url: a.repo_url,
             branch: a.branch,
             auth,
+            ca_file: a.git_ca_file,
+            known_hosts: a.git_known_hosts,
         },
         prefix: a.repo_path,
         workdir,

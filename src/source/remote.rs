@@ -10,14 +10,22 @@
 //! an anonymous remote, so credentials in a URL stay in memory, and changing
 //! the URL takes effect on the next fetch. Error messages name the URL with
 //! its user-info stripped and never contain a token or passphrase.
+//!
+//! Trust: an https remote's certificate is verified by libgit2 (OpenSSL)
+//! against the system's CAs, plus [`RemoteSpec::ca_file`]'s. An ssh remote's
+//! host key must be listed in [`RemoteSpec::known_hosts`], or, without one,
+//! in `~/.ssh/known_hosts` (libgit2's own check). Nothing is trusted on
+//! first use.
 
 use crate::model::Secret;
 use git2::{
-    AutotagOption, Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository, Sort,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, Oid,
+    RemoteCallbacks, Repository, Sort,
 };
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -85,8 +93,8 @@ pub enum GitAuth {
     /// URL's if it has one, `oauth2` for GitLab hosts and `x-access-token`
     /// otherwise (GitHub, and Gitea, which accepts any name with a token).
     Token(Secret<String>),
-    /// An SSH private key (a deploy key). The host must be in
-    /// `~/.ssh/known_hosts`.
+    /// An SSH private key (a deploy key). The host's key must be in
+    /// [`RemoteSpec::known_hosts`], or `~/.ssh/known_hosts` without one.
     SshKey {
         path: PathBuf,
         passphrase: Option<Secret<String>>,
@@ -99,6 +107,15 @@ pub struct RemoteSpec {
     pub url: String,
     pub branch: String,
     pub auth: GitAuth,
+    /// PEM certificates (a private CA) to trust for https remotes, in
+    /// addition to the system's. libgit2 keeps one certificate store per
+    /// process: once a fetch has named a file, its certificates stay trusted
+    /// for every https remote until the process exits.
+    pub ca_file: Option<PathBuf>,
+    /// An OpenSSH `known_hosts` file that must list an ssh remote's host
+    /// key (plain or hashed host names, `[host]:port` for other ports than
+    /// 22, `@revoked`). Without it, libgit2 checks `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
 }
 
 impl RemoteSpec {
@@ -186,13 +203,13 @@ impl Mirror {
             branch: spec.branch.clone(),
             cause: scrub(&e, spec),
         };
+        let exchange = Exchange::new(spec).map_err(fetch_err)?;
         let mut remote = repo.remote_anonymous(&spec.url).map_err(fetch_err)?;
-        let attempts = Cell::new(0u32);
-        let mut opts = fetch_options(spec, &attempts);
+        let mut opts = exchange.fetch_options();
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", spec.branch);
         remote
             .fetch(&[&refspec], Some(&mut opts), None)
-            .map_err(fetch_err)?;
+            .map_err(|e| fetch_err(exchange.explain(e)))?;
         // The remote's advertised refs stay readable after the fetch; a
         // branch missing there must not be answered with a stale local ref.
         let wanted = format!("refs/heads/{}", spec.branch);
@@ -233,18 +250,14 @@ impl Mirror {
             branch: refname.to_string(),
             cause: scrub(&e, spec),
         };
+        let exchange = Exchange::new(spec).map_err(fetch_err)?;
         let mut remote = repo.remote_anonymous(&spec.url).map_err(fetch_err)?;
-        let attempts = Cell::new(0u32);
-        let mut opts = fetch_options(spec, &attempts);
+        let mut opts = exchange.fetch_options();
         // Ask first: a missing source ref is not an error for a fetch of
         // optional data such as notes.
         remote
-            .connect_auth(
-                git2::Direction::Fetch,
-                Some(remote_callbacks(spec, &attempts)),
-                None,
-            )
-            .map_err(fetch_err)?;
+            .connect_auth(git2::Direction::Fetch, Some(exchange.callbacks()), None)
+            .map_err(|e| fetch_err(exchange.explain(e)))?;
         let advertised = remote
             .list()
             .map_err(fetch_err)?
@@ -257,7 +270,7 @@ impl Mirror {
         };
         remote
             .fetch(&[&format!("+{refname}:{refname}")], Some(&mut opts), None)
-            .map_err(fetch_err)?;
+            .map_err(|e| fetch_err(exchange.explain(e)))?;
         Ok(Some(oid))
     }
 
@@ -273,10 +286,10 @@ impl Mirror {
             refname: refname.to_string(),
             cause: scrub(&e, spec),
         };
+        let exchange = Exchange::new(spec).map_err(push_err)?;
         let mut remote = repo.remote_anonymous(&spec.url).map_err(push_err)?;
-        let attempts = Cell::new(0u32);
-        let refused: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
-        let mut callbacks = remote_callbacks(spec, &attempts);
+        let refused: RefCell<Option<String>> = RefCell::new(None);
+        let mut callbacks = exchange.callbacks();
         callbacks.push_update_reference(|name, status| {
             if let Some(why) = status {
                 *refused.borrow_mut() = Some(format!("the remote refused {name}: {why}"));
@@ -287,7 +300,7 @@ impl Mirror {
         opts.remote_callbacks(callbacks);
         remote
             .push(&[&format!("{refname}:{refname}")], Some(&mut opts))
-            .map_err(push_err)?;
+            .map_err(|e| push_err(exchange.explain(e)))?;
         drop(opts);
         if let Some(why) = refused.into_inner() {
             return Err(push_err(git2::Error::from_str(&why)));
@@ -393,6 +406,204 @@ fn commit_info(c: &git2::Commit<'_>) -> CommitInfo {
     }
 }
 
+/// Adds a CA file to libgit2's certificate store, once per file per process
+/// (the store only grows, so loading a file again would only duplicate it).
+fn trust_ca_file(path: &Path) -> std::result::Result<(), git2::Error> {
+    static TRUSTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut trusted = TRUSTED.lock().unwrap_or_else(|e| e.into_inner());
+    if trusted.iter().any(|p| p == path) {
+        return Ok(());
+    }
+    // libgit2 doesn't say which file it couldn't load, nor why.
+    std::fs::metadata(path).map_err(|e| {
+        git2::Error::from_str(&format!("reading the CA file `{}`: {e}", path.display()))
+    })?;
+    // SAFETY: libgit2 loads the file into OpenSSL's certificate store,
+    // which locks itself against handshakes running in other threads;
+    // TRUSTED serialises pacer's own calls.
+    unsafe { git2::opts::set_ssl_cert_file(path) }.map_err(|e| {
+        git2::Error::from_str(&format!(
+            "loading the CA file `{}`: {}",
+            path.display(),
+            e.message()
+        ))
+    })?;
+    trusted.push(path.to_path_buf());
+    Ok(())
+}
+
+/// The port of an `ssh://` URL; 22 for scp-like addresses.
+fn ssh_port(url: &str) -> u16 {
+    let Some((_, rest)) = url.split_once("://") else {
+        return 22;
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // A bracketed IPv6 address has colons of its own.
+    let port = match host_port.rsplit_once(']') {
+        Some((_, after)) => after.strip_prefix(':'),
+        None => host_port.rsplit_once(':').map(|(_, p)| p),
+    };
+    port.and_then(|p| p.parse().ok()).unwrap_or(22)
+}
+
+/// Accepts the remote's SSH host key only if `known_hosts` lists it for
+/// `host`; otherwise says why not, with the key's fingerprint so that an
+/// operator can check it and add it.
+fn check_host_key(
+    known_hosts: &Path,
+    host: &str,
+    port: u16,
+    cert: &git2::cert::CertHostkey<'_>,
+) -> std::result::Result<CertificateCheckStatus, String> {
+    use base64::Engine;
+    let name = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    let Some(key) = cert.hostkey() else {
+        return Err(format!("{name} sent no host key"));
+    };
+    let kind = cert.hostkey_type().map_or("unknown", |t| t.name());
+    let offered = match cert.hash_sha256() {
+        Some(h) => format!(
+            "{kind} SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)
+        ),
+        None => kind.to_string(),
+    };
+    let text = std::fs::read_to_string(known_hosts).map_err(|e| {
+        format!(
+            "reading the known_hosts file `{}`: {e}",
+            known_hosts.display()
+        )
+    })?;
+    let file = known_hosts.display();
+    match known_host(&text, &name, key) {
+        KnownHost::Match => Ok(CertificateCheckStatus::CertificateOk),
+        KnownHost::Unknown => Err(format!(
+            "the host key of {name} ({offered}) is not in the known_hosts file `{file}`"
+        )),
+        KnownHost::Mismatch => Err(format!(
+            "the host key of {name} ({offered}) does not match the one in the known_hosts \
+             file `{file}`: refusing a host that may be an impostor"
+        )),
+        KnownHost::OtherTypes => Err(format!(
+            "the known_hosts file `{file}` has keys of other types only for {name}, \
+             which offered {offered}"
+        )),
+        KnownHost::Revoked => Err(format!(
+            "the host key of {name} ({offered}) is marked @revoked in `{file}`"
+        )),
+    }
+}
+
+/// Worst first: a line that settles the question outranks the others.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum KnownHost {
+    Revoked,
+    Match,
+    /// Listed with another key of the same type.
+    Mismatch,
+    /// Listed, but with keys of other types only: the server and libssh2
+    /// agreed on a type the file doesn't have, which proves nothing.
+    OtherTypes,
+    Unknown,
+}
+
+/// Looks `key` (the SSH wire-format public key) up for `name` (`host`, or
+/// `[host]:port`) in the text of an OpenSSH known_hosts file. Certificate
+/// authorities (`@cert-authority`) are not supported and are skipped.
+fn known_host(text: &str, name: &str, key: &[u8]) -> KnownHost {
+    use base64::Engine;
+    let mut found = KnownHost::Unknown;
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(mut first) = fields.next() else {
+            continue;
+        };
+        if first.starts_with('#') {
+            continue;
+        }
+        let mut revoked = false;
+        if let Some(marker) = first.strip_prefix('@') {
+            if marker != "revoked" {
+                continue;
+            }
+            revoked = true;
+            let Some(next) = fields.next() else { continue };
+            first = next;
+        }
+        let (Some(kind), Some(blob)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !host_matches(first, name) {
+            continue;
+        }
+        let same = base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .is_ok_and(|b| b == key);
+        let verdict = match (revoked, same) {
+            (true, true) => KnownHost::Revoked,
+            (true, false) => continue,
+            (false, true) => KnownHost::Match,
+            (false, false) if Some(kind) == key_type(key) => KnownHost::Mismatch,
+            (false, false) => KnownHost::OtherTypes,
+        };
+        found = found.min(verdict);
+    }
+    found
+}
+
+/// The type name an SSH wire-format public key starts with.
+fn key_type(key: &[u8]) -> Option<&str> {
+    let len = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
+    std::str::from_utf8(key.get(4..4 + len)?).ok()
+}
+
+/// Whether a known_hosts line's host field names `name`: a hashed entry
+/// (`|1|salt|hmac-sha1`, as `ssh-keygen -H` and `HashKnownHosts` write
+/// them) or comma-separated patterns with `*`, `?` and `!` negation.
+fn host_matches(patterns: &str, name: &str) -> bool {
+    use base64::Engine;
+    use hmac::Mac;
+    let name = name.to_ascii_lowercase();
+    if let Some(hashed) = patterns.strip_prefix("|1|") {
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let Some((salt, hash)) = hashed.split_once('|') else {
+            return false;
+        };
+        let (Ok(salt), Ok(hash)) = (b64.decode(salt), b64.decode(hash)) else {
+            return false;
+        };
+        let mut mac =
+            hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt).expect("HMAC takes keys of any length");
+        mac.update(name.as_bytes());
+        return mac.verify_slice(&hash).is_ok();
+    }
+    let mut matched = false;
+    for pattern in patterns.split(',') {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix('!') {
+            Some(negated) if glob(negated.as_bytes(), name.as_bytes()) => return false,
+            Some(_) => {}
+            None => matched |= glob(pattern.as_bytes(), name.as_bytes()),
+        }
+    }
+    matched
+}
+
+/// `*` and `?` wildcards, as in OpenSSH's host patterns.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+        Some((b'?', rest)) => !text.is_empty() && glob(rest, &text[1..]),
+        Some((c, rest)) => text.first() == Some(c) && glob(rest, &text[1..]),
+    }
+}
+
 fn check_branch(branch: &str) -> Result<()> {
     if branch.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
         return Err(Error::InvalidBranch {
@@ -411,25 +622,68 @@ fn check_refname(refname: &str) -> Result<()> {
     Ok(())
 }
 
-/// Credentials (and proxy settings) for every exchange with the remote.
-fn remote_callbacks<'a>(spec: &'a RemoteSpec, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(move |url, username, allowed| {
-        credentials(spec, url, username, allowed, attempts)
-    });
-    callbacks
+/// One conversation with the remote: what libgit2's callbacks share.
+struct Exchange<'a> {
+    spec: &'a RemoteSpec,
+    attempts: Cell<u32>,
+    /// libgit2 replaces a refusing callback's message with its own generic
+    /// one; the reason is kept here to be reported instead.
+    host_key_refusal: RefCell<Option<String>>,
 }
 
-fn fetch_options<'a>(spec: &'a RemoteSpec, attempts: &'a Cell<u32>) -> FetchOptions<'a> {
-    let mut opts = FetchOptions::new();
-    opts.remote_callbacks(remote_callbacks(spec, attempts))
-        .download_tags(AutotagOption::None)
-        .proxy_options({
-            let mut p = git2::ProxyOptions::new();
-            p.auto();
-            p
+impl<'a> Exchange<'a> {
+    fn new(spec: &'a RemoteSpec) -> std::result::Result<Exchange<'a>, git2::Error> {
+        if let Some(ca_file) = &spec.ca_file {
+            trust_ca_file(ca_file)?;
+        }
+        Ok(Exchange {
+            spec,
+            attempts: Cell::new(0),
+            host_key_refusal: RefCell::new(None),
+        })
+    }
+
+    /// Credentials, and host keys checked against `known_hosts` when set.
+    fn callbacks(&'a self) -> RemoteCallbacks<'a> {
+        let spec = self.spec;
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.credentials(move |url, username, allowed| {
+            credentials(spec, url, username, allowed, &self.attempts)
         });
-    opts
+        if let Some(known_hosts) = &spec.known_hosts {
+            callbacks.certificate_check(move |cert, host| {
+                let Some(hostkey) = cert.as_hostkey() else {
+                    return Ok(CertificateCheckStatus::CertificatePassthrough);
+                };
+                check_host_key(known_hosts, host, ssh_port(&spec.url), hostkey).map_err(|why| {
+                    let e = git2::Error::from_str(&why);
+                    *self.host_key_refusal.borrow_mut() = Some(why);
+                    e
+                })
+            });
+        }
+        callbacks
+    }
+
+    fn fetch_options(&'a self) -> FetchOptions<'a> {
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(self.callbacks())
+            .download_tags(AutotagOption::None)
+            .proxy_options({
+                let mut p = git2::ProxyOptions::new();
+                p.auto();
+                p
+            });
+        opts
+    }
+
+    /// libgit2's error, or the host key check's reason when that refused.
+    fn explain(&self, e: git2::Error) -> git2::Error {
+        match self.host_key_refusal.take() {
+            Some(why) => git2::Error::from_str(&why),
+            None => e,
+        }
+    }
 }
 
 /// libgit2 asks again after a refused credential; two rounds (for example a
@@ -579,6 +833,8 @@ mod tests {
             url: "https://me:pa55@example.com/repo.git".into(),
             branch: "main".into(),
             auth: GitAuth::Token(Secret::new("tok-123".into())),
+            ca_file: None,
+            known_hosts: None,
         };
         let e = git2::Error::from_str(
             "failed https://me:pa55@example.com/repo.git with tok-123 and pa55",
@@ -594,8 +850,80 @@ mod tests {
             url: "file:///nowhere".into(),
             branch: "a..b".into(),
             auth: GitAuth::None,
+            ca_file: None,
+            known_hosts: None,
         };
         let err = Mirror::open_or_clone(&spec, &dir.path().join("m")).unwrap_err();
         assert!(matches!(err, Error::InvalidBranch { .. }), "{err}");
+    }
+
+    #[test]
+    fn ssh_port_from_url() {
+        assert_eq!(ssh_port("ssh://git@host:2222/org/repo.git"), 2222);
+        assert_eq!(ssh_port("ssh://host/org/repo.git"), 22);
+        assert_eq!(ssh_port("ssh://git@[::1]:2222/repo.git"), 2222);
+        assert_eq!(ssh_port("ssh://[::1]/repo.git"), 22);
+        assert_eq!(ssh_port("git@host:org/repo.git"), 22);
+    }
+
+    #[test]
+    fn known_hosts_lines() {
+        use base64::Engine;
+        // Wire format: the type name, then the key material.
+        let wire = |kind: &str, material: &[u8]| {
+            let mut k = (kind.len() as u32).to_be_bytes().to_vec();
+            k.extend_from_slice(kind.as_bytes());
+            k.extend_from_slice(material);
+            k
+        };
+        let key = wire("ssh-ed25519", b"one");
+        let other = wire("ssh-ed25519", b"two");
+        let ecdsa = wire("ecdsa-sha2-nistp256", b"three");
+        let b64 = |k: &[u8]| base64::engine::general_purpose::STANDARD.encode(k);
+        let (k, o, e) = (b64(&key), b64(&other), b64(&ecdsa));
+        let file = format!(
+            "# comment\n\ngit.example.com,10.0.0.1 ssh-ed25519 {k}\n\
+             [git.example.com]:2222 ssh-ed25519 {o}\n\
+             *.corp,!evil.corp ssh-ed25519 {k}\n\
+             @cert-authority *.example.com ssh-ed25519 {o}\n\
+             ecdsa.example.com ecdsa-sha2-nistp256 {e}\n"
+        );
+        assert_eq!(known_host(&file, "git.example.com", &key), KnownHost::Match);
+        assert_eq!(known_host(&file, "GIT.example.com", &key), KnownHost::Match);
+        assert_eq!(known_host(&file, "10.0.0.1", &key), KnownHost::Match);
+        assert_eq!(
+            known_host(&file, "[git.example.com]:2222", &key),
+            KnownHost::Mismatch
+        );
+        assert_eq!(
+            known_host(&file, "git.example.com", &other),
+            KnownHost::Mismatch
+        );
+        assert_eq!(
+            known_host(&file, "ecdsa.example.com", &key),
+            KnownHost::OtherTypes
+        );
+        assert_eq!(known_host(&file, "a.corp", &key), KnownHost::Match);
+        assert_eq!(known_host(&file, "evil.corp", &key), KnownHost::Unknown);
+        assert_eq!(
+            known_host(&file, "x.example.com", &other),
+            KnownHost::Unknown
+        );
+        let revoked = format!("{file}@revoked * ssh-ed25519 {k}\n");
+        assert_eq!(
+            known_host(&revoked, "git.example.com", &key),
+            KnownHost::Revoked
+        );
+        assert_eq!(key_type(&ecdsa), Some("ecdsa-sha2-nistp256"));
+        assert_eq!(key_type(b"\0\0\0\x09short"), None);
+    }
+
+    #[test]
+    fn hashed_known_hosts_entry() {
+        // Written by `ssh-keygen -H` for `[127.0.0.1]:2222`.
+        let entry = "|1|s1Rqx59ROQwCPFWkexUlTF1wUwc=|3KTfkgd2EVhqIcNHFNV8EuMMYxE=";
+        assert!(host_matches(entry, "[127.0.0.1]:2222"));
+        assert!(!host_matches(entry, "127.0.0.1"));
+        assert!(!host_matches(entry, "[127.0.0.1]:2223"));
     }
 }
