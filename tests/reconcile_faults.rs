@@ -1330,3 +1330,45 @@ async fn a_daemon_restarted_on_a_broken_app_does_not_prune_it() {
         .collect();
     assert!(deletes.is_empty(), "{deletes:?}");
 }
+
+/// A config repo that won't take the deployment records (a read-only key,
+/// a server rule) never stops a deployment: the records wait, the status
+/// says why, and the push is tried again with backoff, not on every poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_repo_refuses_wait_without_blocking_deployments() {
+    let w = World::new().await;
+    let hook = w.git.bare().join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do\n  case \"$ref\" in refs/notes/*) echo 'notes are not accepted here' >&2; exit 1;; esac\ndone\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let d = w.serve(1, 60, &[]);
+    let s = d.wait_all("dev", "inSync", LIMIT).await;
+    let head = s["repo"]["head"].as_str().unwrap().to_string();
+    let s = wait_until("the refused records in the status", LIMIT, || async {
+        let s = d.status().await;
+        if s["repo"]["pendingRecords"].as_u64().unwrap_or(0) >= 3
+            && s["repo"]["lastRecordError"].is_string()
+        {
+            Ok(s)
+        } else {
+            Err(format!("{s:#}"))
+        }
+    })
+    .await;
+    let error = s["repo"]["lastRecordError"].as_str().unwrap();
+    assert!(error.contains("refs/notes/pacer"), "{error}");
+    assert!(w.git.records(&head).is_empty(), "the hook let them in");
+    // Several polls later, still one attempt: the next waits 30 s.
+    wait_cycles(&d, 3.0).await;
+    assert_eq!(d.metric("pacer_record_errors_total").await, 1.0);
+    // Deployments go on meanwhile.
+    change_worker(&w, "on");
+    let c = w.git.commit_push("dev worker: deployed while records wait");
+    wait_live(&w, &d, "/dev/worker", &c).await;
+}

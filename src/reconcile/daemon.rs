@@ -105,6 +105,9 @@ struct Daemon {
     /// Deployment records (with the commit each annotates) not yet
     /// written and pushed.
     records: Vec<(git2::Oid, notes::Record)>,
+    /// After a failed push of records: when to try again, and the pause
+    /// that led there (doubled on each failure).
+    records_retry: Option<(Instant, Duration)>,
 }
 
 /// The results of one background apply.
@@ -195,6 +198,7 @@ pub async fn run(
         known_baselines: BTreeMap::new(),
         triggers: rx,
         records: Vec::new(),
+        records_retry: None,
     };
 
     tokio::pin!(shutdown);
@@ -489,6 +493,15 @@ impl Daemon {
             self.records.clear();
             return;
         }
+        // A remote that refuses (a read-only key, a server without push)
+        // is asked again with backoff, not on every poll.
+        if self
+            .records_retry
+            .is_some_and(|(at, _)| Instant::now() < at)
+        {
+            self.status.write().repo.pending_records = self.records.len();
+            return;
+        }
         let (mirror, spec, how) = (
             self.mirror.clone(),
             self.cfg.remote.clone(),
@@ -503,6 +516,7 @@ impl Daemon {
                 self.metrics.records_written(added as u64);
                 tracing::info!(records = self.records.len(), how = ?how, "deployment records written to {}", notes::REF);
                 self.records.clear();
+                self.records_retry = None;
                 None
             }
             Ok(Err(e)) => Some(format!("{:#}", anyhow::Error::new(e))),
@@ -510,7 +524,16 @@ impl Daemon {
         };
         if let Some(e) = &error {
             self.metrics.record_error();
-            tracing::warn!("deployment records not written yet: {e}");
+            let pause = self
+                .records_retry
+                .map_or(Duration::from_secs(30), |(_, p)| {
+                    (p * 2).min(Duration::from_secs(600))
+                });
+            self.records_retry = Some((Instant::now() + pause, pause));
+            tracing::warn!(
+                retry_in_s = pause.as_secs(),
+                "deployment records not written yet: {e}"
+            );
             if self.records.len() > MAX_PENDING {
                 let drop = self.records.len() - MAX_PENDING;
                 self.records.drain(..drop);
