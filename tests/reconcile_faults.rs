@@ -102,11 +102,8 @@ async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
         a["sync"] == "failed" && a["last"]["outcome"] == "rolledBack" && a["last"]["commit"] == bad
     })
     .await;
-    // Work-around for a simulator limit: never-healthy dooms every version
-    // after the one current when it was set, and Marathon's revert is a new
-    // version, so the rollback itself would never get healthy. In Marathon
-    // the old definition's tasks come up; let them.
-    w.sim.delete("/_sim/apps/dev/worker/never-healthy").await;
+    // The fault stays on: like Marathon, the simulator brings the reverted
+    // definition's tasks up.
     // Back at its previous definition in Marathon.
     let app = wait_live(&w, &d, "/dev/worker", &good).await;
     assert!(app["env"].get("FEATURE_E2E").is_none(), "{app:#}");
@@ -174,7 +171,9 @@ async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
         "{s:#}"
     );
 
-    // An operator's retry tries again (and, healthy now, succeeds).
+    // The cause is fixed, and an operator's retry tries again (and
+    // succeeds).
+    w.sim.delete("/_sim/apps/dev/worker/never-healthy").await;
     let (st, v) = d.post("/api/v1/retry?env=dev&app=worker").await;
     assert_eq!(st, 202, "{v}");
     let app = wait_live(&w, &d, "/dev/worker", &bad).await;
@@ -986,7 +985,6 @@ async fn a_rollback_marathon_did_not_take_is_not_reported_as_rolled_back() {
         a["sync"] == "failed" && a["last"]["outcome"] == "rolledBack"
     })
     .await;
-    w.sim.delete("/_sim/apps/dev/worker/never-healthy").await;
     let good = run_git(w.git.repo.path(), &["rev-parse", "HEAD~1"]);
     let app = wait_live(&w, &d, "/dev/worker", &good).await;
     assert!(app["env"].get("FEATURE_E2E").is_none(), "{app:#}");

@@ -98,11 +98,16 @@ impl SimState {
         let def = rec.app.clone();
         let avoid = rec.avoid_host.clone();
         let version = rec.version().to_string();
-        let doomed = self
-            .settings
-            .never_healthy
-            .get(app)
-            .is_some_and(|from| from.is_empty() || version.as_str() > from.as_str());
+        // The new version is broken, not the app: a revert to (or a scale
+        // of) the definition that ran when the fault was set comes up, as
+        // the old definition's tasks do in Marathon after a rollback.
+        let doomed = self.settings.never_healthy.get(app).is_some_and(|from| {
+            from.is_empty()
+                || (version.as_str() > from.as_str()
+                    && rec
+                        .at_version(from)
+                        .is_none_or(|good| !same_definition(&good, &def)))
+        });
         let instance_id = format!("{}.instance-{}", safe_id(app), self.uuid());
         let host = self.random_host(avoid.as_deref());
         let ports = (0..host_port_count(&def))
@@ -457,4 +462,18 @@ impl SimState {
             && rec.tasks.len() == n
             && rec.tasks.iter().all(|t| rec.considered_healthy(t))
     }
+}
+
+/// Equal but for the version fields and the instance count.
+fn same_definition(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            for k in ["version", "versionInfo", "instances"] {
+                o.remove(k);
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
 }

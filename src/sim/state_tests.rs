@@ -280,6 +280,53 @@ fn never_healthy_version_times_out() {
 }
 
 #[test]
+fn never_healthy_spares_a_revert_to_the_good_definition() {
+    let mut s = sim();
+    put(
+        &mut s,
+        "/h",
+        json!({"cmd": "good", "healthChecks": [{}]}),
+        false,
+        1_000_000,
+    )
+    .unwrap();
+    let t = settle(&mut s, 1_000_000);
+    let v = s.apps["/h"].version().to_string();
+    s.settings.never_healthy.insert("/h".into(), v);
+    // The new version never gets healthy: its deployment hangs.
+    put(&mut s, "/h", json!({"cmd": "bad"}), false, t).unwrap();
+    for i in 0..40 {
+        s.tick(t + i * 10);
+    }
+    assert!(!s.deployments.is_empty(), "the bad version is stuck");
+    // Putting the good definition back (what a rollback does) comes up,
+    // and so does a scale of it.
+    let t = t + 1_000;
+    put(
+        &mut s,
+        "/h",
+        json!({"cmd": "good", "healthChecks": [{}], "instances": 2}),
+        true,
+        t,
+    )
+    .unwrap();
+    let end = settle(&mut s, t);
+    assert!(s.deployments.is_empty());
+    let rec = &s.apps["/h"];
+    assert_eq!(rec.tasks.len(), 2);
+    assert!(rec.tasks.iter().all(|task| rec.considered_healthy(task)));
+    // A different definition after it is doomed again.
+    put(&mut s, "/h", json!({"cmd": "also bad"}), false, end).unwrap();
+    for i in 0..40 {
+        s.tick(end + i * 10);
+    }
+    assert!(
+        !s.deployments.is_empty(),
+        "a new definition is still doomed"
+    );
+}
+
+#[test]
 fn failed_task_is_replaced_on_another_host() {
     let mut s = sim();
     put(&mut s, "/f", json!({"cmd": "x"}), false, 1_000_000).unwrap();
