@@ -1370,3 +1370,48 @@ async fn records_the_repo_refuses_wait_without_blocking_deployments() {
     let c = w.git.commit_push("dev worker: deployed while records wait");
     wait_live(&w, &d, "/dev/worker", &c).await;
 }
+
+/// Every write Marathon carries out answers 503, as when a proxy times out
+/// in front of it: pacer reads Marathon again, sees its write went through,
+/// and never sends it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_whose_answers_are_lost_are_not_sent_twice() {
+    let w = World::new().await;
+    let (st, v) = w
+        .sim
+        .put("/_sim/faults", json!({"lostAnswerRate": 1.0}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let d = w.serve(1, 60, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    change_worker(&w, "lost");
+    let c = w
+        .git
+        .commit_push("dev worker: written while answers get lost");
+    let app = wait_live(&w, &d, "/dev/worker", &c).await;
+    assert_eq!(app["env"]["FEATURE_E2E"], "lost");
+    let s = wait_app(&d, "worker", "the worker in sync at the commit", |a| {
+        a["sync"] == "inSync" && a["last"]["commit"] == c.as_str()
+    })
+    .await;
+    assert_eq!(
+        s["environments"]["dev"]["apps"]["worker"]["last"]["outcome"], "succeeded",
+        "{s:#}"
+    );
+    // One PUT for the create and one for the change, each answered 503.
+    let puts: Vec<u16> = w
+        .sim
+        .requests()
+        .await
+        .into_iter()
+        .filter(|(m, p, _)| m == "PUT" && p == "/v2/apps/dev/worker")
+        .map(|(_, _, status)| status)
+        .collect();
+    assert_eq!(puts, [503, 503]);
+    let (_, versions) = w.sim.get("/v2/apps/dev/worker/versions").await;
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(2),
+        "{versions:#}"
+    );
+}

@@ -266,10 +266,11 @@ async fn run_step(
         }
         (Action::Delete, _) => {
             progress.started(step, "deleting (pruned from Git)");
-            match write(client, step, opts, || client.delete_app(&step.id)).await {
-                Ok(d) => follow(client, step, d, None, opts, progress).await,
-                Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
-            }
+            let written = write(client, step, opts, Option::is_none, || {
+                client.delete_app(&step.id)
+            })
+            .await;
+            finish(client, step, written, None, opts, progress).await
         }
         (
             Action::Update {
@@ -287,10 +288,14 @@ async fn run_step(
                 );
             };
             progress.started(step, &format!("scaling to {n} instances"));
-            match write(client, step, opts, || client.scale_app(&step.id, n)).await {
-                Ok(d) => follow(client, step, d, live.cloned(), opts, progress).await,
-                Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
-            }
+            let scaled = |l: &Option<Value>| {
+                l.as_ref()
+                    .and_then(|l| l.get("instances"))
+                    .and_then(Value::as_u64)
+                    == Some(n)
+            };
+            let written = write(client, step, opts, scaled, || client.scale_app(&step.id, n)).await;
+            finish(client, step, written, live.cloned(), opts, progress).await
         }
         (
             Action::Create | Action::Update { .. } | Action::Drifted { heal: true, .. },
@@ -304,14 +309,16 @@ async fn run_step(
             };
             progress.started(step, &what);
             let body = put_body(app, live);
-            match write(client, step, opts, || {
+            let matches = |l: &Option<Value>| {
+                l.as_ref().is_some_and(|l| {
+                    crate::observe::app_diff(&app.marathon, l, &app.ignore).is_none()
+                })
+            };
+            let written = write(client, step, opts, matches, || {
                 client.put_app(&step.id, &body, false)
             })
-            .await
-            {
-                Ok(d) => follow(client, step, d, live.cloned(), opts, progress).await,
-                Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
-            }
+            .await;
+            finish(client, step, written, live.cloned(), opts, progress).await
         }
         _ => result(
             step,
@@ -322,16 +329,27 @@ async fn run_step(
     }
 }
 
-/// A write with transient failures retried. Before each retry Marathon is
-/// read again: if a deployment for the app is already running, the earlier
-/// attempt got through and its deployment is adopted instead of starting a
-/// second one.
+/// What a write came to.
+enum Written {
+    /// Marathon started this deployment.
+    Started(DeploymentRef),
+    /// An attempt whose answer was lost went through, and its deployment has
+    /// already ended: Marathon runs what was asked, at `version`.
+    Landed { version: Option<String> },
+}
+
+/// A write with transient failures retried. A failed answer doesn't mean
+/// the write failed (a proxy may time out while Marathon carries it out),
+/// so before each retry Marathon is read again: a deployment running for
+/// the app is adopted, and an app already as `landed` wants it needs no
+/// second write. Either way, no second deployment starts.
 async fn write<F, Fut>(
     client: &MarathonClient,
     step: &Step,
     opts: &Options,
+    landed: impl Fn(&Option<Value>) -> bool,
     mut attempt: F,
-) -> Result<DeploymentRef, ClientError>
+) -> Result<Written, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<DeploymentRef, ClientError>>,
@@ -340,26 +358,61 @@ where
     let mut tries = 0;
     loop {
         tries += 1;
-        match attempt().await {
-            Ok(d) => return Ok(d),
-            Err(e) if e.is_transient() && tries < opts.write_attempts => {
-                tracing::warn!(app = %step.id, attempt = tries, "write failed, re-reading Marathon before trying again: {e}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-                if let Ok(deps) = client.deployments().await {
-                    if let Some(d) = deps
-                        .iter()
-                        .find(|d| d.affected_apps.iter().any(|a| a == &step.id))
-                    {
-                        return Ok(DeploymentRef {
-                            deployment_id: d.id.clone(),
-                            version: d.version.clone(),
-                        });
-                    }
-                }
-            }
+        let err = match attempt().await {
+            Ok(d) => return Ok(Written::Started(d)),
+            Err(e) if e.is_transient() && tries < opts.write_attempts => e,
             Err(e) => return Err(e),
+        };
+        tracing::warn!(app = %step.id, attempt = tries, "write failed, re-reading Marathon before trying again: {err}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+        let Ok(deps) = client.deployments().await else {
+            continue;
+        };
+        if let Some(d) = deps
+            .iter()
+            .find(|d| d.affected_apps.iter().any(|a| a == &step.id))
+        {
+            return Ok(Written::Started(DeploymentRef {
+                deployment_id: d.id.clone(),
+                version: d.version.clone(),
+            }));
         }
+        if let Ok(live) = client.get_app(&step.id).await {
+            if landed(&live) {
+                tracing::info!(app = %step.id, "the earlier write went through; its answer was lost");
+                let version = live
+                    .as_ref()
+                    .and_then(|l| l.get("version"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                return Ok(Written::Landed { version });
+            }
+        }
+    }
+}
+
+/// Follows what a write started to its end.
+async fn finish(
+    client: &MarathonClient,
+    step: &Step,
+    written: Result<Written, ClientError>,
+    previous: Option<Value>,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> StepResult {
+    match written {
+        Ok(Written::Started(d)) => follow(client, step, d, previous, opts, progress).await,
+        Ok(Written::Landed { version }) => StepResult {
+            version,
+            ..result(
+                step,
+                Outcome::Succeeded,
+                None,
+                Some("done, though Marathon's answer was lost".into()),
+            )
+        },
+        Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
     }
 }
 

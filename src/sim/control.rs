@@ -103,6 +103,9 @@ pub fn handle(sim: &Sim, r: &Req) -> Response {
                     if !(0.0..=1.0).contains(&f.error_rate) {
                         return bad("errorRate must be within [0, 1]");
                     }
+                    if !(0.0..=1.0).contains(&f.lost_answer_rate) {
+                        return bad("lostAnswerRate must be within [0, 1]");
+                    }
                     let mut cur = sim.faults.lock();
                     f.down = cur.down;
                     *cur = f;

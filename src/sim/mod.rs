@@ -107,6 +107,11 @@ pub struct Faults {
     pub error_rate: f64,
     #[serde(default = "default_error_status")]
     pub error_status: u16,
+    /// Probability in [0,1] that a `/v2` write (PUT, POST, PATCH, DELETE)
+    /// is carried out but answered `error_status`: the answer was lost on
+    /// the way back (a proxy timing out, a connection reset).
+    #[serde(default)]
+    pub lost_answer_rate: f64,
     /// Marathon is "down": every non-control request answers 503.
     #[serde(default)]
     pub down: bool,

@@ -165,7 +165,19 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
                 &json!({"message": "Simulated failure"}),
             )
         } else {
-            handle(&sim, &r)
+            let answer = handle(&sim, &r);
+            let write = r.method != Method::GET && r.method != Method::HEAD;
+            if write
+                && faults.lost_answer_rate > 0.0
+                && rand::rng().random_bool(faults.lost_answer_rate.clamp(0.0, 1.0))
+            {
+                json_response(
+                    faults.error_status,
+                    &json!({"message": "Simulated failure after the request was carried out"}),
+                )
+            } else {
+                answer
+            }
         }
     };
     sim.record(LogEntry {
