@@ -88,11 +88,7 @@ async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
     let good = s["repo"]["head"].as_str().unwrap().to_string();
     let before = w.sim.app("/dev/worker").await.unwrap();
 
-    let (st, v) = w
-        .sim
-        .post("/_sim/apps/dev/worker/never-healthy", json!({}))
-        .await;
-    assert_eq!(st, 200, "{v}");
+    w.sim.never_healthy("/dev/worker").await;
     change_worker(&w, "on");
     let bad = w
         .git
@@ -192,11 +188,7 @@ async fn an_apps_own_deploy_timeout_overrides_the_default() {
     let w = World::new().await;
     let d = w.serve(1, 600, &[]);
     d.wait_all("dev", "inSync", LIMIT).await;
-    let (st, v) = w
-        .sim
-        .post("/_sim/apps/dev/worker/never-healthy", json!({}))
-        .await;
-    assert_eq!(st, 200, "{v}");
+    w.sim.never_healthy("/dev/worker").await;
     change_worker(&w, "slow");
     let path = "apps/worker/env/dev.yaml";
     let text = w.git.repo.read(path);
@@ -1377,11 +1369,7 @@ async fn records_the_repo_refuses_wait_without_blocking_deployments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_whose_answers_are_lost_are_not_sent_twice() {
     let w = World::new().await;
-    let (st, v) = w
-        .sim
-        .put("/_sim/faults", json!({"lostAnswerRate": 1.0}))
-        .await;
-    assert_eq!(st, 200, "{v}");
+    w.sim.faults(json!({"lostAnswerRate": 1.0})).await;
     let d = w.serve(1, 60, &[]);
     d.wait_all("dev", "inSync", LIMIT).await;
     change_worker(&w, "lost");
@@ -1413,5 +1401,37 @@ async fn writes_whose_answers_are_lost_are_not_sent_twice() {
         versions["versions"].as_array().map(Vec::len),
         Some(2),
         "{versions:#}"
+    );
+}
+
+/// A rollback whose answer is lost isn't sent again, nor done a second time
+/// by hand: the revert Marathon started is found and followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_whose_answer_is_lost_reverts_once() {
+    let w = World::new().await;
+    let d = w.serve(1, 1, &[]);
+    d.wait_all("dev", "inSync", LIMIT).await;
+    w.sim.never_healthy("/dev/worker").await;
+    w.sim.faults(json!({"lostAnswerRate": 1.0})).await;
+    change_worker(&w, "doomed");
+    let bad = w.git.commit_push("dev worker: never healthy, answers lost");
+    let s = wait_app(&d, "worker", "the worker rolled back", |a| {
+        a["last"]["outcome"] == "rolledBack" && a["last"]["commit"] == bad
+    })
+    .await;
+    let worker = &s["environments"]["dev"]["apps"]["worker"];
+    let requests = w.sim.requests().await;
+    let count = |method: &str, prefix: &str| {
+        requests
+            .iter()
+            .filter(|(m, p, _)| m == method && p.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(count("DELETE", "/v2/deployments/"), 1, "{requests:#?}");
+    // The create, the doomed change; no revert by hand.
+    assert_eq!(count("PUT", "/v2/apps/dev/worker"), 2, "{requests:#?}");
+    assert!(
+        worker["last"]["deploymentId"].is_string(),
+        "the failed deployment's id: {worker:#}"
     );
 }

@@ -197,7 +197,9 @@ fn result(
         id: step.id.clone(),
         app: step.app.clone(),
         outcome,
-        deployment_id: deployment.map(|d| d.deployment_id.clone()),
+        deployment_id: deployment
+            .map(|d| d.deployment_id.clone())
+            .filter(|id| !id.is_empty()),
         version: deployment.map(|d| d.version.clone()),
         rollback_id: None,
         message,
@@ -334,7 +336,8 @@ enum Written {
     /// Marathon started this deployment.
     Started(DeploymentRef),
     /// An attempt whose answer was lost went through, and its deployment has
-    /// already ended: Marathon runs what was asked, at `version`.
+    /// already ended: Marathon runs what was asked, at `version` (`None`:
+    /// the app is gone, as a delete asked).
     Landed { version: Option<String> },
 }
 
@@ -342,7 +345,8 @@ enum Written {
 /// the write failed (a proxy may time out while Marathon carries it out),
 /// so before each retry Marathon is read again: a deployment running for
 /// the app is adopted, and an app already as `landed` wants it needs no
-/// second write. Either way, no second deployment starts.
+/// second write. Nothing is sent again until a read has shown that the
+/// first attempt didn't get through.
 async fn write<F, Fut>(
     client: &MarathonClient,
     step: &Step,
@@ -364,35 +368,72 @@ where
             Err(e) => return Err(e),
         };
         tracing::warn!(app = %step.id, attempt = tries, "write failed, re-reading Marathon before trying again: {err}");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
-        let Ok(deps) = client.deployments().await else {
-            continue;
-        };
-        if let Some(d) = deps
-            .iter()
-            .find(|d| d.affected_apps.iter().any(|a| a == &step.id))
-        {
-            return Ok(Written::Started(DeploymentRef {
-                deployment_id: d.id.clone(),
-                version: d.version.clone(),
-            }));
-        }
-        if let Ok(live) = client.get_app(&step.id).await {
-            if landed(&live) {
-                tracing::info!(app = %step.id, "the earlier write went through; its answer was lost");
-                let version = live
-                    .as_ref()
-                    .and_then(|l| l.get("version"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                return Ok(Written::Landed { version });
+        let mut reads = 0;
+        let seen = loop {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+            reads += 1;
+            match already_done(client, &step.id, &landed).await {
+                Ok(seen) => break seen,
+                // Whether it got through is unknown: sending it again could
+                // start a second deployment.
+                Err(_) if reads < opts.write_attempts.max(1) => {}
+                Err(_) => return Err(err),
             }
+        };
+        if let Some(w) = seen {
+            return Ok(w);
         }
     }
 }
 
-/// Follows what a write started to its end.
+/// Whether an earlier write to `id` got through: its deployment running,
+/// or the app already as `landed` wants it.
+async fn already_done(
+    client: &MarathonClient,
+    id: &str,
+    landed: &impl Fn(&Option<Value>) -> bool,
+) -> Result<Option<Written>, ClientError> {
+    let deps = client.deployments().await?;
+    if let Some(d) = deps
+        .iter()
+        .find(|d| d.affected_apps.iter().any(|a| a == id))
+    {
+        return Ok(Some(Written::Started(DeploymentRef {
+            deployment_id: d.id.clone(),
+            version: d.version.clone(),
+        })));
+    }
+    let live = client.get_app(id).await?;
+    let version = live
+        .as_ref()
+        .and_then(|l| l.get("version"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    // A deployment that started after the list was read shows on the app.
+    let running = live.as_ref().and_then(|l| {
+        l.get("deployments")?
+            .as_array()?
+            .first()?
+            .get("id")?
+            .as_str()
+    });
+    if let Some(d) = running {
+        return Ok(Some(Written::Started(DeploymentRef {
+            deployment_id: d.to_string(),
+            version: version.unwrap_or_default(),
+        })));
+    }
+    if landed(&live) {
+        tracing::info!(app = %id, "the earlier write went through; its answer was lost");
+        return Ok(Some(Written::Landed { version }));
+    }
+    Ok(None)
+}
+
+/// Follows what a write started to its end. A write found done is still
+/// watched until its tasks are up: its deployment ended, but not
+/// necessarily well.
 async fn finish(
     client: &MarathonClient,
     step: &Step,
@@ -403,15 +444,17 @@ async fn finish(
 ) -> StepResult {
     match written {
         Ok(Written::Started(d)) => follow(client, step, d, previous, opts, progress).await,
-        Ok(Written::Landed { version }) => StepResult {
-            version,
-            ..result(
-                step,
-                Outcome::Succeeded,
-                None,
-                Some("done, though Marathon's answer was lost".into()),
-            )
-        },
+        Ok(Written::Landed { version: None }) => result(step, Outcome::Succeeded, None, None),
+        Ok(Written::Landed {
+            version: Some(version),
+        }) => {
+            // No deployment id: Marathon's answer had it, and was lost.
+            let unknown = DeploymentRef {
+                deployment_id: String::new(),
+                version,
+            };
+            follow(client, step, unknown, previous, opts, progress).await
+        }
         Err(e) => result(step, Outcome::Failed, None, Some(e.to_string())),
     }
 }
@@ -472,17 +515,14 @@ async fn follow(
             }
             Verdict::RollBack(reason) => {
                 progress.progressed(&step.id, &format!("rolling back: {reason}"));
-                let rolled = roll_back(client, step, &rollout.deployment, previous.as_ref()).await;
+                let rolled =
+                    roll_back(client, step, &rollout.deployment, previous.as_ref(), opts).await;
                 // A rollback Marathon never took leaves the new version in
                 // place: that is a failure, not a rollback (found by the e2e
                 // test `a_rollback_marathon_did_not_take_is_not_reported_as_rolled_back`).
                 // The next run adopts the deployment and tries again.
                 let (outcome, rollback_id, message) = match rolled {
-                    Ok(id) => (
-                        Outcome::RolledBack,
-                        Some(id),
-                        format!("{reason}; rolled back"),
-                    ),
+                    Ok(id) => (Outcome::RolledBack, id, format!("{reason}; rolled back")),
                     Err(e) => (
                         Outcome::Failed,
                         None,
@@ -557,21 +597,58 @@ fn tasks_up(app: &Value) -> u64 {
 
 /// Reverts a deployment: Marathon's own rollback while it still runs, or
 /// the previous definition put back once it has ended. Returns the id of
-/// the deployment that reverts it.
+/// the deployment that reverts it, when Marathon said.
 async fn roll_back(
     client: &MarathonClient,
     step: &Step,
     deployment: &str,
     previous: Option<&Value>,
-) -> Result<String, ClientError> {
-    let reverting = match client.rollback_deployment(deployment).await? {
-        Some(d) => d,
-        None => match previous {
-            Some(prev) => client.put_app(&step.id, prev, true).await?,
-            None => client.delete_app(&step.id).await?,
-        },
+    opts: &Options,
+) -> Result<Option<String>, ClientError> {
+    // Reverted: what ran before is back (or, for a create, the app gone).
+    let reverted = |l: &Option<Value>| match previous {
+        Some(prev) => l
+            .as_ref()
+            .is_some_and(|l| crate::observe::app_diff(prev, l, &[]).is_none()),
+        None => l.is_none(),
     };
-    Ok(reverting.deployment_id)
+    // Not retried blindly: a DELETE whose answer was lost has started the
+    // revert already, and a second one would find nothing to delete and
+    // revert by hand, twice.
+    let mut tries = 0;
+    while !deployment.is_empty() {
+        tries += 1;
+        match client.rollback_deployment(deployment).await {
+            Ok(Some(d)) => return Ok(Some(d.deployment_id)),
+            Ok(None) => break,
+            Err(e) if e.is_transient() && tries < opts.write_attempts => {
+                tokio::time::sleep(opts.poll).await;
+                let deps = client.deployments().await?;
+                if deps.iter().any(|d| d.id == deployment) {
+                    continue;
+                }
+                match already_done(client, &step.id, &reverted).await? {
+                    Some(Written::Started(d)) => return Ok(Some(d.deployment_id)),
+                    Some(Written::Landed { .. }) => return Ok(None),
+                    None => break,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let written = match previous {
+        Some(prev) => {
+            write(client, step, opts, reverted, || {
+                client.put_app(&step.id, prev, true)
+            })
+            .await?
+        }
+        None => write(client, step, opts, reverted, || client.delete_app(&step.id)).await?,
+    };
+    Ok(match written {
+        Written::Started(d) => Some(d.deployment_id),
+        Written::Landed { .. } => None,
+    })
 }
 
 #[cfg(test)]

@@ -408,7 +408,7 @@ fn record_results(
         .and_then(|repo| Ok(record::notes::append(&repo, commit, &records)?));
     match written {
         Ok(n) if n > 0 => println!(
-            "Recorded in {0} on {commit}; share with `git push origin {0}`.",
+            "Recorded in {} on {commit}; to share, merge the remote's records and push (docs/history.md):\n  git fetch origin refs/notes/pacer:refs/notes/pacer-origin\n  git notes --ref=pacer merge -s cat_sort_uniq pacer-origin\n  git push origin refs/notes/pacer",
             record::notes::REF
         ),
         Ok(_) => {}

@@ -1,10 +1,10 @@
 //! A typed Marathon client (reqwest, rustls) for the reconciler.
 //!
 //! - Every request has a timeout ([`ClientConfig::timeout`]).
-//! - Idempotent calls (GETs, and `DELETE /v2/deployments/{id}`) are retried
-//!   with jittered exponential backoff on connection errors, timeouts and
-//!   5xx. Writes to apps (`PUT`, `DELETE /v2/apps/{id}`) are never retried
-//!   automatically: a retried PUT can start a second deployment, so the
+//! - Reads (GETs) are retried with jittered exponential backoff on
+//!   connection errors, timeouts and 5xx. Writes (`PUT`, `DELETE` of an app
+//!   or a deployment) are never retried automatically: a retried PUT can
+//!   start a second deployment, a retried rollback revert twice, so the
 //!   caller re-observes instead.
 //! - A write refused with 409 "locked by deployment" waits for the named
 //!   deployments to leave `/v2/deployments` (up to [`ClientConfig::lock_wait`])
@@ -452,9 +452,9 @@ impl MarathonClient {
     /// deployment is already gone (finished).
     pub async fn rollback_deployment(&self, id: &str) -> Result<Option<DeploymentRef>, Error> {
         let path = format!("/v2/deployments/{}", encode_segment(id));
-        let a = self
-            .call(Method::DELETE, &path, None, Retry::Transient)
-            .await?;
+        // Not idempotent in effect: the first DELETE starts the revert and
+        // a repeat answers 404. The caller re-reads Marathon instead.
+        let a = self.call(Method::DELETE, &path, None, Retry::Never).await?;
         if a.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -509,6 +509,20 @@ impl MarathonClient {
         &self,
         event_types: &[&str],
     ) -> Result<impl Stream<Item = Result<MarathonEvent, Error>> + Send + 'static, Error> {
+        Ok(self
+            .events_as::<Value>(event_types)
+            .await?
+            .map(|r| r.map(|(event_type, data)| MarathonEvent { event_type, data })))
+    }
+
+    /// Like [`events`](Self::events), each payload read as `T`: only what
+    /// `T` names is kept. Marathon 1.4–1.7 put the whole root group (every
+    /// app) in each deployment event's plan; a reader that wants only ids
+    /// shouldn't hold that.
+    pub async fn events_as<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        event_types: &[&str],
+    ) -> Result<impl Stream<Item = Result<(String, T), Error>> + Send + 'static, Error> {
         let mut url = self.url_for("/v2/events")?;
         if !event_types.is_empty() {
             let mut q = url.query_pairs_mut();
@@ -563,17 +577,22 @@ impl MarathonClient {
                     if ev.data.trim().is_empty() {
                         None
                     } else {
-                        match serde_json::from_str::<Value>(&ev.data) {
+                        match serde_json::from_str::<T>(&ev.data) {
                             Ok(data) => {
                                 let event_type = if ev.event.is_empty() || ev.event == "message" {
-                                    data.get("eventType")
-                                        .and_then(Value::as_str)
-                                        .unwrap_or("message")
-                                        .to_string()
+                                    #[derive(serde::Deserialize)]
+                                    struct Kind {
+                                        #[serde(rename = "eventType")]
+                                        event_type: Option<String>,
+                                    }
+                                    serde_json::from_str::<Kind>(&ev.data)
+                                        .ok()
+                                        .and_then(|k| k.event_type)
+                                        .unwrap_or_else(|| "message".to_string())
                                 } else {
                                     ev.event
                                 };
-                                Some(Ok(MarathonEvent { event_type, data }))
+                                Some(Ok((event_type, data)))
                             }
                             Err(e) => Some(Err(Error::Decode {
                                 message: format!("event {:?}: {e}", ev.event),

@@ -13,9 +13,8 @@
 //! follower, which then reads `/v2/deployments` as before. Nothing is ever
 //! decided from an event alone.
 
-use super::client::{MarathonClient, MarathonEvent};
+use super::client::MarathonClient;
 use futures::StreamExt;
-use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -110,12 +109,12 @@ impl Waker {
 async fn run(client: MarathonClient, tx: broadcast::Sender<String>, connected: Arc<AtomicBool>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        if let Ok(stream) = client.events(EVENT_TYPES).await {
+        if let Ok(stream) = client.events_as::<DeploymentEvent>(EVENT_TYPES).await {
             connected.store(true, Ordering::Relaxed);
             backoff = Duration::from_millis(250);
             tokio::pin!(stream);
-            while let Some(Ok(ev)) = stream.next().await {
-                if let Some(id) = deployment_of(&ev) {
+            while let Some(Ok((kind, ev))) = stream.next().await {
+                if let Some(id) = deployment_of(&kind, &ev) {
                     // No receiver right now is fine: nobody is waiting.
                     let _ = tx.send(id);
                 }
@@ -127,47 +126,58 @@ async fn run(client: MarathonClient, tx: broadcast::Sender<String>, connected: A
     }
 }
 
-/// The deployment an event is about.
-fn deployment_of(ev: &MarathonEvent) -> Option<String> {
-    let d = &ev.data;
-    let id = match ev.event_type.as_str() {
-        "deployment_success" | "deployment_failed" => d.get("id").or_else(|| d.pointer("/plan/id")),
-        _ => d.pointer("/plan/id"),
-    };
-    id.and_then(Value::as_str).map(str::to_string)
+/// The ids of a deployment event, and nothing else of it.
+#[derive(serde::Deserialize)]
+struct DeploymentEvent {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    plan: Option<PlanId>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlanId {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// The deployment an event is about: `deployment_success` and
+/// `deployment_failed` name it as `id` (and `plan.id`), the step events
+/// as `plan.id` only.
+fn deployment_of(kind: &str, ev: &DeploymentEvent) -> Option<String> {
+    let plan = ev.plan.as_ref().and_then(|p| p.id.clone());
+    match kind {
+        "deployment_success" | "deployment_failed" => ev.id.clone().or(plan),
+        _ => plan,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn ev(t: &str, data: Value) -> MarathonEvent {
-        MarathonEvent {
-            event_type: t.into(),
-            data,
-        }
+    fn of(kind: &str, json: &str) -> Option<String> {
+        deployment_of(kind, &serde_json::from_str(json).unwrap())
     }
 
     #[test]
     fn events_name_their_deployment() {
-        let of = |t: &str, data: Value| deployment_of(&ev(t, data));
         assert_eq!(
-            of(
-                "deployment_success",
-                json!({"id": "d1", "plan": {"id": "d1"}})
-            )
-            .as_deref(),
+            of("deployment_success", r#"{"id":"d1","plan":{"id":"d1"}}"#).as_deref(),
             Some("d1")
         );
         assert_eq!(
-            of("deployment_failed", json!({"plan": {"id": "d2"}})).as_deref(),
+            of("deployment_failed", r#"{"plan":{"id":"d2"}}"#).as_deref(),
             Some("d2")
         );
         assert_eq!(
-            of("deployment_step_success", json!({"plan": {"id": "d3"}})).as_deref(),
+            of(
+                "deployment_step_success",
+                r#"{"plan":{"id":"d3","original":{"apps":[]}}}"#
+            )
+            .as_deref(),
             Some("d3")
         );
-        assert_eq!(of("deployment_info", json!({"id": "not the plan"})), None);
+        assert_eq!(of("deployment_info", r#"{"id":"not the plan"}"#), None);
     }
 }

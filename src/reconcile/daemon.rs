@@ -246,6 +246,13 @@ pub async fn run(
         }
         trigger = Trigger::Poll;
     }
+    // Results of applies that ended meanwhile, and records still waiting,
+    // go out before the daemon does (a push that hangs doesn't hold it).
+    while let Ok(f) = d.done_rx.try_recv() {
+        d.record(f);
+    }
+    d.records_retry = None;
+    let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records()).await;
     let _ = stop_tx.send(true);
     let _ = server.await;
     Ok(())

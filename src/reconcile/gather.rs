@@ -99,9 +99,10 @@ fn decode_error(app: &RawApp, e: serde_json::Error) -> ClientError {
     }
 }
 
-/// A 64-bit fingerprint of a JSON value, from a walk rather than its text:
+/// A 64-bit fingerprint of what an app's comparison depends on (its
+/// definition and its ignore pointers), from a walk rather than its text:
 /// cheaper than keeping a copy to compare with.
-fn fingerprint(v: &Value) -> u64 {
+fn fingerprint(app: &render::RenderedApp) -> u64 {
     use std::hash::{Hash, Hasher};
     fn walk(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
         match v {
@@ -125,7 +126,8 @@ fn fingerprint(v: &Value) -> u64 {
         }
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    walk(v, &mut h);
+    walk(&app.marathon, &mut h);
+    app.ignore.hash(&mut h);
     h.finish()
 }
 
@@ -172,9 +174,10 @@ pub async fn observe_in(
         let Some((raw, deployments)) = live.remove(&app.id) else {
             continue;
         };
-        // Keyed by the definition itself, not by its inputs: whatever
-        // produced it, a different definition is compared again.
-        let fingerprint = fingerprint(&app.marathon);
+        // Keyed by the definition itself (and what it leaves to others),
+        // not by its inputs: whatever produced it, a different definition
+        // is compared again.
+        let fingerprint = fingerprint(app);
         let known = caches
             .in_sync
             .get(&app.id)

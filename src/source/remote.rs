@@ -250,14 +250,18 @@ impl Mirror {
             branch: refname.to_string(),
             cause: scrub(&e, spec),
         };
-        let exchange = Exchange::new(spec).map_err(fetch_err)?;
         let mut remote = repo.remote_anonymous(&spec.url).map_err(fetch_err)?;
-        let mut opts = exchange.fetch_options();
         // Ask first: a missing source ref is not an error for a fetch of
-        // optional data such as notes.
+        // optional data such as notes. Each connection authenticates anew,
+        // so each gets its own exchange (and credential attempts).
+        let asking = Exchange::new(spec).map_err(fetch_err)?;
         remote
-            .connect_auth(git2::Direction::Fetch, Some(exchange.callbacks()), None)
-            .map_err(|e| fetch_err(exchange.explain(e)))?;
+            .connect_auth(
+                git2::Direction::Fetch,
+                Some(asking.callbacks()),
+                Some(proxy()),
+            )
+            .map_err(|e| fetch_err(asking.explain(e)))?;
         let advertised = remote
             .list()
             .map_err(fetch_err)?
@@ -268,6 +272,8 @@ impl Mirror {
         let Some(oid) = advertised else {
             return Ok(None);
         };
+        let exchange = Exchange::new(spec).map_err(fetch_err)?;
+        let mut opts = exchange.fetch_options();
         remote
             .fetch(&[&format!("+{refname}:{refname}")], Some(&mut opts), None)
             .map_err(|e| fetch_err(exchange.explain(e)))?;
@@ -297,7 +303,7 @@ impl Mirror {
             Ok(())
         });
         let mut opts = git2::PushOptions::new();
-        opts.remote_callbacks(callbacks);
+        opts.remote_callbacks(callbacks).proxy_options(proxy());
         remote
             .push(&[&format!("{refname}:{refname}")], Some(&mut opts))
             .map_err(|e| push_err(exchange.explain(e)))?;
@@ -622,6 +628,14 @@ fn check_refname(refname: &str) -> Result<()> {
     Ok(())
 }
 
+/// The proxy Git's own configuration and the environment name, as `git`
+/// would use it.
+fn proxy() -> git2::ProxyOptions<'static> {
+    let mut p = git2::ProxyOptions::new();
+    p.auto();
+    p
+}
+
 /// One conversation with the remote: what libgit2's callbacks share.
 struct Exchange<'a> {
     spec: &'a RemoteSpec,
@@ -669,11 +683,7 @@ impl<'a> Exchange<'a> {
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(self.callbacks())
             .download_tags(AutotagOption::None)
-            .proxy_options({
-                let mut p = git2::ProxyOptions::new();
-                p.auto();
-                p
-            });
+            .proxy_options(proxy());
         opts
     }
 

@@ -152,6 +152,20 @@ impl Sim {
         assert_eq!(s, 200, "{v}");
     }
 
+    /// Versions of `id` from now on never get healthy (see docs/simulator.md).
+    pub async fn never_healthy(&self, id: &str) {
+        let (s, v) = self
+            .post(&format!("/_sim/apps{id}/never-healthy"), json!({}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    /// Replaces the injected faults (`PUT /_sim/faults`).
+    pub async fn faults(&self, faults: Value) {
+        let (s, v) = self.put("/_sim/faults", faults).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         send(self.http.get(format!("{}{path}", self.url))).await
     }
