@@ -398,3 +398,29 @@ fn records_are_pushed_and_merged_over_git_daemon() {
     let daemon = GitDaemon::serve(upstream.base.path());
     records_are_pushed_and_merged(&upstream, &daemon.url("config.git"));
 }
+
+/// A config repo with a work tree (a laptop clone, the demo's) takes the
+/// records too, though libgit2 can't push into one.
+#[test]
+fn records_reach_a_file_remote_with_a_work_tree() {
+    use pacer::record::notes::{self, Publish};
+    let upstream = Upstream::new();
+    let url = format!("file://{}", upstream.work.path().display());
+    let spec = spec(&url, "main");
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open_or_clone(&spec, &dir.path().join("m")).unwrap();
+    let head = mirror.fetch(&spec).unwrap();
+    let web = record("web", "d-web");
+    notes::publish(&mirror, &spec, &[(head, web.clone())], Publish::Push).unwrap();
+    let work = git2::Repository::open(upstream.work.path()).unwrap();
+    assert_eq!(notes::read(&work, head), std::slice::from_ref(&web));
+    // A second writer's records are merged, not replaced.
+    let api = record("api", "d-api");
+    let other = Mirror::open_or_clone(&spec, &dir.path().join("o")).unwrap();
+    other.fetch(&spec).unwrap();
+    notes::publish(&other, &spec, &[(head, api.clone())], Publish::Push).unwrap();
+    assert_eq!(notes::read(&work, head), [web, api]);
+    // The work tree is untouched.
+    let status = run_git(upstream.work.path(), &["status", "--porcelain"]);
+    assert_eq!(status, "");
+}

@@ -292,6 +292,9 @@ impl Mirror {
             refname: refname.to_string(),
             cause: scrub(&e, spec),
         };
+        if let Some(path) = spec.url.strip_prefix("file://") {
+            return push_local(&self.git_dir, Path::new(path), refname).map_err(push_err);
+        }
         let exchange = Exchange::new(spec).map_err(push_err)?;
         let mut remote = repo.remote_anonymous(&spec.url).map_err(push_err)?;
         let refused: RefCell<Option<String>> = RefCell::new(None);
@@ -377,6 +380,33 @@ impl Mirror {
             source,
         }
     }
+}
+
+/// A push into a repository on this machine, made as a fetch from its side:
+/// libgit2 can't push into a repository with a work tree (a config repo
+/// cloned on a laptop, the demo's). Fast-forward only, as a push would be.
+fn push_local(from: &Path, to: &Path, refname: &str) -> std::result::Result<(), git2::Error> {
+    const INCOMING: &str = "refs/pacer/incoming";
+    let target = Repository::open(to)?;
+    let mut remote = target.remote_anonymous(&from.to_string_lossy())?;
+    remote.fetch(&[&format!("+{refname}:{INCOMING}")], None, None)?;
+    let new = target.refname_to_id(INCOMING)?;
+    let old = target.refname_to_id(refname).ok();
+    let fast_forward =
+        old.is_none_or(|old| old == new || target.graph_descendant_of(new, old).unwrap_or(false));
+    let outcome = if fast_forward {
+        target
+            .reference(refname, new, true, "pacer: deployment records")
+            .map(|_| ())
+    } else {
+        Err(git2::Error::from_str(&format!(
+            "the remote refused {refname}: not a fast-forward"
+        )))
+    };
+    if let Ok(mut r) = target.find_reference(INCOMING) {
+        let _ = r.delete();
+    }
+    outcome
 }
 
 /// The id of the tree or blob at `path` in a commit (the root tree for `""`).
