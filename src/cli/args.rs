@@ -173,6 +173,17 @@ pub struct ServeArgs {
         help_heading = "Source"
     )]
     pub git_ca_file: Option<PathBuf>,
+    /// Seconds a Git server may take to connect, or stay silent during a
+    /// fetch or push, before the attempt fails (and the last good commit
+    /// stays).
+    #[arg(
+        long,
+        env = "PACER_GIT_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        help_heading = "Source"
+    )]
+    pub git_timeout: u32,
     /// Seconds between fetches (webhooks trigger one at once).
     #[arg(
         long,

@@ -64,6 +64,13 @@ pub fn config(a: ServeArgs) -> Config {
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<u8> {
+    // SAFETY: no other thread runs yet: the runtime starts below, and
+    // nothing before it spawns one.
+    unsafe {
+        crate::source::remote::set_network_timeout(Duration::from_secs(
+            a.git_timeout.max(1).into(),
+        ));
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(daemon::run(config(a), shutdown_signal()))?;
     Ok(exit::OK)

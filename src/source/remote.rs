@@ -442,6 +442,22 @@ fn commit_info(c: &git2::Commit<'_>) -> CommitInfo {
     }
 }
 
+/// How long a Git server may take to accept a connection, and to answer
+/// while a fetch or push is under way. libgit2 waits forever by default: a
+/// server that hangs would hold the daemon's loop with it.
+///
+/// # Safety
+/// The setting is process-wide and libgit2 reads it without
+/// synchronisation: call this before any other thread starts.
+pub unsafe fn set_network_timeout(timeout: std::time::Duration) {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: passed on to the caller. Neither call can fail.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
+}
+
 /// Adds a CA file to libgit2's certificate store, once per file per process
 /// (the store only grows, so loading a file again would only duplicate it).
 fn trust_ca_file(path: &Path) -> std::result::Result<(), git2::Error> {
