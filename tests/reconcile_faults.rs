@@ -1438,55 +1438,62 @@ async fn a_rollback_whose_answer_is_lost_reverts_once() {
 
 /// A Git server that accepts connections and then says nothing: the fetch
 /// gives up after `--git-timeout`, the daemon keeps serving and reports it,
-/// and Marathon is left alone.
+/// and Marathon is left alone. Over git:// and ssh:// (libssh2 waits for
+/// the server's banner).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_git_server_that_hangs_times_out() {
-    let w = World::new().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    // Accepts and holds every connection, answering nothing.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
-    let url = format!("git://127.0.0.1:{port}/config.git");
-    let d = crate::util::harness::Daemon::start(
-        w.scratch.path(),
-        &[
-            "--repo-url",
-            &url,
-            "--marathon",
-            &w.sim.url,
-            "--listen",
-            "127.0.0.1:0",
-            "--poll",
-            "1",
-            "--git-timeout",
-            "1",
-            "--env",
-            "dev",
-            "--workdir",
-            w.scratch.path().join("mirror").to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    let s = wait_until("the hung fetch to time out", LIMIT, || async {
-        let s = d.status().await;
-        let errors = d.metric("pacer_git_fetch_errors_total").await;
-        if s["repo"]["lastFetchError"].is_string() && errors >= 2.0 {
-            Ok(s)
-        } else {
-            Err(format!(
-                "{s:#}\nfetch errors: {errors}\n{}",
-                d.proc.log_tail()
-            ))
-        }
-    })
-    .await;
-    assert_eq!(d.get("/healthz").await.0, 200);
-    let error = s["repo"]["lastFetchError"].as_str().unwrap();
-    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
-    assert!(w.sim.requests().await.iter().all(|(m, _, _)| m == "GET"));
+    for scheme in ["git", "ssh"] {
+        let w = World::new().await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accepts and holds every connection, answering nothing.
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().flatten() {
+                held.push(s);
+            }
+        });
+        let url = format!("{scheme}://127.0.0.1:{port}/config.git");
+        let d = crate::util::harness::Daemon::start(
+            w.scratch.path(),
+            &[
+                "--repo-url",
+                &url,
+                "--marathon",
+                &w.sim.url,
+                "--listen",
+                "127.0.0.1:0",
+                "--poll",
+                "1",
+                "--git-timeout",
+                "1",
+                "--env",
+                "dev",
+                "--workdir",
+                w.scratch.path().join("mirror").to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        let s = wait_until(
+            &format!("the hung {scheme} fetch to time out"),
+            LIMIT,
+            || async {
+                let s = d.status().await;
+                let errors = d.metric("pacer_git_fetch_errors_total").await;
+                if s["repo"]["lastFetchError"].is_string() && errors >= 2.0 {
+                    Ok(s)
+                } else {
+                    Err(format!(
+                        "{s:#}\nfetch errors: {errors}\n{}",
+                        d.proc.log_tail()
+                    ))
+                }
+            },
+        )
+        .await;
+        assert_eq!(d.get("/healthz").await.0, 200);
+        let error = s["repo"]["lastFetchError"].as_str().unwrap();
+        assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+        assert!(w.sim.requests().await.iter().all(|(m, _, _)| m == "GET"));
+    }
 }

@@ -167,7 +167,8 @@ pub async fn run(
                 // The repo may be unreachable at start-up too; keep serving
                 // /healthz and try again.
                 metrics.git_fetch_error();
-                status.write().repo.last_fetch_error = Some(e.to_string());
+                let e = format!("{:#}", anyhow::Error::new(e));
+                status.write().repo.last_fetch_error = Some(e.clone());
                 tracing::warn!("cannot open the config repo mirror: {e}; retrying");
                 tokio::time::sleep(cfg.poll.min(Duration::from_secs(5))).await;
             }
@@ -576,10 +577,13 @@ impl Daemon {
             }
             Ok(Err(e)) => {
                 self.metrics.git_fetch_error();
+                // With its cause: "fetching branch main" alone says nothing
+                // an operator can act on. Causes are scrubbed of secrets.
+                let e = format!("{:#}", anyhow::Error::new(e));
                 tracing::warn!(
                     "fetching the config repo failed, keeping the last good commit: {e}"
                 );
-                self.status.write().repo.last_fetch_error = Some(e.to_string());
+                self.status.write().repo.last_fetch_error = Some(e);
                 None
             }
             Err(e) => {
