@@ -200,7 +200,9 @@ fn result(
         deployment_id: deployment
             .map(|d| d.deployment_id.clone())
             .filter(|id| !id.is_empty()),
-        version: deployment.map(|d| d.version.clone()),
+        version: deployment
+            .map(|d| d.version.clone())
+            .filter(|v| !v.is_empty()),
         rollback_id: None,
         message,
     }
@@ -336,9 +338,9 @@ enum Written {
     /// Marathon started this deployment.
     Started(DeploymentRef),
     /// An attempt whose answer was lost went through, and its deployment has
-    /// already ended: Marathon runs what was asked, at `version` (`None`:
-    /// the app is gone, as a delete asked).
-    Landed { version: Option<String> },
+    /// already ended: Marathon runs what was asked, at `version`, or the
+    /// app is `gone`, as a delete asked.
+    Landed { version: Option<String>, gone: bool },
 }
 
 /// A write with transient failures retried. A failed answer doesn't mean
@@ -426,7 +428,10 @@ async fn already_done(
     }
     if landed(&live) {
         tracing::info!(app = %id, "the earlier write went through; its answer was lost");
-        return Ok(Some(Written::Landed { version }));
+        return Ok(Some(Written::Landed {
+            version,
+            gone: live.is_none(),
+        }));
     }
     Ok(None)
 }
@@ -444,14 +449,12 @@ async fn finish(
 ) -> StepResult {
     match written {
         Ok(Written::Started(d)) => follow(client, step, d, previous, opts, progress).await,
-        Ok(Written::Landed { version: None }) => result(step, Outcome::Succeeded, None, None),
-        Ok(Written::Landed {
-            version: Some(version),
-        }) => {
+        Ok(Written::Landed { gone: true, .. }) => result(step, Outcome::Succeeded, None, None),
+        Ok(Written::Landed { version, .. }) => {
             // No deployment id: Marathon's answer had it, and was lost.
             let unknown = DeploymentRef {
                 deployment_id: String::new(),
-                version,
+                version: version.unwrap_or_default(),
             };
             follow(client, step, unknown, previous, opts, progress).await
         }
@@ -466,7 +469,7 @@ const EVENT_SAFETY_POLL: Duration = Duration::from_secs(2);
 async fn follow(
     client: &MarathonClient,
     step: &Step,
-    deployment: DeploymentRef,
+    mut deployment: DeploymentRef,
     previous: Option<Value>,
     opts: &Options,
     progress: &dyn Progress,
@@ -477,16 +480,26 @@ async fn follow(
     let mut events = watch.subscribe();
     loop {
         let event = match client.deployments().await {
-            Ok(deps) => match deps.iter().find(|d| d.id == rollout.deployment) {
-                Some(d) => RolloutEvent::Running {
-                    step: d.current_step,
-                    of: d.total_steps,
-                },
-                None => match app_health(client, &step.id).await {
-                    Some(healthy) => RolloutEvent::Gone { healthy },
-                    None => RolloutEvent::Unreachable,
-                },
-            },
+            Ok(deps) => {
+                // A write found done has no id: a deployment of its app
+                // that shows up is the one to follow.
+                if deployment.deployment_id.is_empty() {
+                    if let Some(d) = deps.iter().find(|d| d.affected_apps.contains(&step.id)) {
+                        deployment.deployment_id = d.id.clone();
+                        rollout.deployment = d.id.clone();
+                    }
+                }
+                match deps.iter().find(|d| d.id == rollout.deployment) {
+                    Some(d) => RolloutEvent::Running {
+                        step: d.current_step,
+                        of: d.total_steps,
+                    },
+                    None => match app_health(client, &step.id).await {
+                        Some(healthy) => RolloutEvent::Gone { healthy },
+                        None => RolloutEvent::Unreachable,
+                    },
+                }
+            }
             Err(_) => RolloutEvent::Unreachable,
         };
         let (next, verdict) = rollout.step(event, started.elapsed());
@@ -624,6 +637,14 @@ async fn roll_back(
             Err(e) if e.is_transient() && tries < opts.write_attempts => {
                 tokio::time::sleep(opts.poll).await;
                 let deps = client.deployments().await?;
+                // Marathon may list the cancelled deployment beside its
+                // revert for a moment: the revert is the answer.
+                if let Some(d) = deps
+                    .iter()
+                    .find(|d| d.id != deployment && d.affected_apps.contains(&step.id))
+                {
+                    return Ok(Some(d.id.clone()));
+                }
                 if deps.iter().any(|d| d.id == deployment) {
                     continue;
                 }
@@ -634,6 +655,15 @@ async fn roll_back(
                 }
             }
             Err(e) => return Err(e),
+        }
+    }
+    // After a lost answer, the DELETE may have landed late (a 404 now):
+    // its revert must not be overridden by a forced PUT.
+    if tries > 1 {
+        match already_done(client, &step.id, &reverted).await? {
+            Some(Written::Started(d)) => return Ok(Some(d.deployment_id)),
+            Some(Written::Landed { .. }) => return Ok(None),
+            None => {}
         }
     }
     let written = match previous {

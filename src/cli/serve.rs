@@ -72,7 +72,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(daemon::run(config(a), shutdown_signal()))?;
+    let ran = rt.block_on(daemon::run(config(a), shutdown_signal()));
+    // A Git push stuck in a blocking thread must not hold the exit (Marathon
+    // kills the task after its grace period anyway).
+    rt.shutdown_timeout(Duration::from_secs(10));
+    ran?;
     Ok(exit::OK)
 }
 

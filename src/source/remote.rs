@@ -292,8 +292,8 @@ impl Mirror {
             refname: refname.to_string(),
             cause: scrub(&e, spec),
         };
-        if let Some(path) = spec.url.strip_prefix("file://") {
-            return push_local(&self.git_dir, Path::new(path), refname).map_err(push_err);
+        if let Some(path) = local_path(&spec.url) {
+            return push_local(&self.git_dir, &path, refname).map_err(push_err);
         }
         let exchange = Exchange::new(spec).map_err(push_err)?;
         let mut remote = repo.remote_anonymous(&spec.url).map_err(push_err)?;
@@ -386,27 +386,42 @@ impl Mirror {
 /// libgit2 can't push into a repository with a work tree (a config repo
 /// cloned on a laptop, the demo's). Fast-forward only, as a push would be.
 fn push_local(from: &Path, to: &Path, refname: &str) -> std::result::Result<(), git2::Error> {
-    const INCOMING: &str = "refs/pacer/incoming";
+    // Per process: two daemons pushing into one repo don't share it.
+    let incoming = format!("refs/pacer/incoming-{}", std::process::id());
     let target = Repository::open(to)?;
     let mut remote = target.remote_anonymous(&from.to_string_lossy())?;
-    remote.fetch(&[&format!("+{refname}:{INCOMING}")], None, None)?;
-    let new = target.refname_to_id(INCOMING)?;
-    let old = target.refname_to_id(refname).ok();
-    let fast_forward =
-        old.is_none_or(|old| old == new || target.graph_descendant_of(new, old).unwrap_or(false));
-    let outcome = if fast_forward {
-        target
-            .reference(refname, new, true, "pacer: deployment records")
-            .map(|_| ())
-    } else {
-        Err(git2::Error::from_str(&format!(
-            "the remote refused {refname}: not a fast-forward"
-        )))
-    };
-    if let Ok(mut r) = target.find_reference(INCOMING) {
+    let fetched = remote.fetch(&[&format!("+{refname}:{incoming}")], None, None);
+    let outcome = fetched.and_then(|()| {
+        let new = target.refname_to_id(&incoming)?;
+        let msg = "pacer: deployment records";
+        match target.refname_to_id(refname).ok() {
+            // Only from the value just read: a change made meanwhile fails
+            // the update rather than being overwritten.
+            Some(old) if old == new => Ok(()),
+            Some(old) if target.graph_descendant_of(new, old)? => target
+                .reference_matching(refname, new, true, old, msg)
+                .map(|_| ()),
+            Some(_) => Err(git2::Error::from_str(&format!(
+                "the remote refused {refname}: not a fast-forward"
+            ))),
+            None => target.reference(refname, new, false, msg).map(|_| ()),
+        }
+    });
+    if let Ok(mut r) = target.find_reference(&incoming) {
         let _ = r.delete();
     }
     outcome
+}
+
+/// The directory of a repository on this machine: a `file://` URL or a
+/// plain path. `None` for anything reached over a network (scp-like
+/// `host:path` included).
+fn local_path(url: &str) -> Option<PathBuf> {
+    if url.starts_with("file://") {
+        return reqwest::Url::parse(url).ok()?.to_file_path().ok();
+    }
+    let path = Path::new(url);
+    (!url.contains("://") && path.is_absolute() && path.exists()).then(|| path.to_path_buf())
 }
 
 /// The id of the tree or blob at `path` in a commit (the root tree for `""`).
@@ -897,6 +912,23 @@ mod tests {
         );
         let msg = scrub(&e, &spec).to_string();
         assert_eq!(msg, "failed https://example.com/repo.git with *** and ***");
+    }
+
+    #[test]
+    fn local_paths_are_told_from_network_urls() {
+        assert_eq!(
+            local_path("file:///srv/config%20repo"),
+            Some(PathBuf::from("/srv/config repo"))
+        );
+        assert_eq!(
+            local_path("file://localhost/srv/config"),
+            Some(PathBuf::from("/srv/config"))
+        );
+        let here = std::env::temp_dir();
+        assert_eq!(local_path(here.to_str().unwrap()), Some(here.clone()));
+        assert_eq!(local_path("git@github.com:org/config.git"), None);
+        assert_eq!(local_path("https://github.com/org/config.git"), None);
+        assert_eq!(local_path("/does/not/exist/anywhere"), None);
     }
 
     #[test]
