@@ -182,6 +182,7 @@ pub async fn observe_in(
             .in_sync
             .get(&app.id)
             .is_some_and(|(d, v)| *v == raw.version && *d == fingerprint);
+        let mut parsed = None;
         if !known {
             let spec = raw.parse().map_err(|e| decode_error(&raw, e))?;
             if crate::observe::app_diff(&app.marathon, &spec, &app.ignore).is_some() {
@@ -195,14 +196,15 @@ pub async fn observe_in(
             caches
                 .in_sync
                 .insert(app.id.clone(), (fingerprint, raw.version.clone()));
+            parsed = Some(spec);
         }
         observed.in_sync.insert(app.id.clone());
         // A rollout in progress may be rolled back to what runs: that
         // needs the whole definition.
-        let spec = if deployments.is_empty() {
-            raw.summary()
-        } else {
-            raw.parse().map_err(|e| decode_error(&raw, e))?
+        let spec = match parsed {
+            _ if deployments.is_empty() => raw.summary(),
+            Some(spec) => spec,
+            None => raw.parse().map_err(|e| decode_error(&raw, e))?,
         };
         observed
             .apps
