@@ -1454,26 +1454,7 @@ async fn a_git_server_that_hangs_times_out() {
             }
         });
         let url = format!("{scheme}://127.0.0.1:{port}/config.git");
-        let d = crate::util::harness::Daemon::start(
-            w.scratch.path(),
-            &[
-                "--repo-url",
-                &url,
-                "--marathon",
-                &w.sim.url,
-                "--listen",
-                "127.0.0.1:0",
-                "--poll",
-                "1",
-                "--git-timeout",
-                "1",
-                "--env",
-                "dev",
-                "--workdir",
-                w.scratch.path().join("mirror").to_str().unwrap(),
-            ]
-            .map(String::from),
-        );
+        let d = w.serve_from(&url, 1, 60, &["--git-timeout", "1"]);
         let s = wait_until(
             &format!("the hung {scheme} fetch to time out"),
             LIMIT,

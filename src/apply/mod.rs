@@ -343,6 +343,16 @@ enum Written {
     Landed { version: Option<String>, gone: bool },
 }
 
+impl Written {
+    /// The deployment's id, when Marathon's answer (or its list) gave it.
+    fn deployment_id(self) -> Option<String> {
+        match self {
+            Written::Started(d) => Some(d.deployment_id),
+            Written::Landed { .. } => None,
+        }
+    }
+}
+
 /// A write with transient failures retried. A failed answer doesn't mean
 /// the write failed (a proxy may time out while Marathon carries it out),
 /// so before each retry Marathon is read again: a deployment running for
@@ -629,12 +639,14 @@ async fn roll_back(
     // revert already, and a second one would find nothing to delete and
     // revert by hand, twice.
     let mut tries = 0;
+    let mut answer_lost = false;
     while !deployment.is_empty() {
         tries += 1;
         match client.rollback_deployment(deployment).await {
             Ok(Some(d)) => return Ok(Some(d.deployment_id)),
             Ok(None) => break,
             Err(e) if e.is_transient() && tries < opts.write_attempts => {
+                answer_lost = true;
                 tokio::time::sleep(opts.poll).await;
                 let deps = client.deployments().await?;
                 // Marathon may list the cancelled deployment beside its
@@ -645,25 +657,18 @@ async fn roll_back(
                 {
                     return Ok(Some(d.id.clone()));
                 }
-                if deps.iter().any(|d| d.id == deployment) {
-                    continue;
-                }
-                match already_done(client, &step.id, &reverted).await? {
-                    Some(Written::Started(d)) => return Ok(Some(d.deployment_id)),
-                    Some(Written::Landed { .. }) => return Ok(None),
-                    None => break,
+                if !deps.iter().any(|d| d.id == deployment) {
+                    break;
                 }
             }
             Err(e) => return Err(e),
         }
     }
-    // After a lost answer, the DELETE may have landed late (a 404 now):
-    // its revert must not be overridden by a forced PUT.
-    if tries > 1 {
-        match already_done(client, &step.id, &reverted).await? {
-            Some(Written::Started(d)) => return Ok(Some(d.deployment_id)),
-            Some(Written::Landed { .. }) => return Ok(None),
-            None => {}
+    // After a lost answer the DELETE may have landed (late, or finished
+    // already): its revert must not be overridden by a forced PUT.
+    if answer_lost {
+        if let Some(w) = already_done(client, &step.id, &reverted).await? {
+            return Ok(w.deployment_id());
         }
     }
     let written = match previous {
@@ -675,10 +680,7 @@ async fn roll_back(
         }
         None => write(client, step, opts, reverted, || client.delete_app(&step.id)).await?,
     };
-    Ok(match written {
-        Written::Started(d) => Some(d.deployment_id),
-        Written::Landed { .. } => None,
-    })
+    Ok(written.deployment_id())
 }
 
 #[cfg(test)]

@@ -343,11 +343,7 @@ impl MarathonClient {
         self.list_apps_raw(group)
             .await?
             .iter()
-            .map(|app| {
-                app.parse().map_err(|e| Error::Decode {
-                    message: format!("GET /v2/apps: app {}: {e}", app.id),
-                })
-            })
+            .map(RawApp::parse)
             .collect()
     }
 
@@ -378,6 +374,15 @@ impl MarathonClient {
 
     /// `GET /v2/apps/{id}`: the raw `AppInfo`, or `None` if there is no such app.
     pub async fn get_app(&self, id: &str) -> Result<Option<Value>, Error> {
+        self.get_app_raw(id)
+            .await?
+            .map(|app| app.parse())
+            .transpose()
+    }
+
+    /// Like [`get_app`](Self::get_app), left unparsed but for its id and
+    /// version.
+    pub async fn get_app_raw(&self, id: &str) -> Result<Option<RawApp>, Error> {
         let path = format!("/v2/apps{}", app_path(id));
         let a = self
             .call(Method::GET, &path, None, Retry::Transient)
@@ -388,11 +393,13 @@ impl MarathonClient {
         if !a.status.is_success() {
             return Err(status_error(&a));
         }
-        let body: Value = decode(&a)?;
-        match body.get("app") {
-            Some(app @ Value::Object(_)) => Ok(Some(app.clone())),
-            _ => Err(Error::Decode {
-                message: format!("GET {path}: no \"app\" object"),
+        match RawApp::one(a.body) {
+            Ok(Some(app)) => Ok(Some(app)),
+            Ok(None) => Err(Error::Decode {
+                message: format!("GET {path}: the app has no id"),
+            }),
+            Err(e) => Err(Error::Decode {
+                message: format!("GET {path}: no \"app\" object: {e}"),
             }),
         }
     }

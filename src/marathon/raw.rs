@@ -50,6 +50,12 @@ struct AppList<'a> {
 }
 
 #[derive(Deserialize)]
+struct OneApp<'a> {
+    #[serde(borrow)]
+    app: &'a RawValue,
+}
+
+#[derive(Deserialize)]
 struct Summary {
     #[serde(default)]
     labels: Option<serde_json::Map<String, Value>>,
@@ -61,41 +67,34 @@ impl RawApp {
     pub fn list(text: String) -> Result<Vec<RawApp>, serde_json::Error> {
         let text = Arc::new(text);
         let list: AppList<'_> = serde_json::from_str(&text)?;
-        let base = text.as_ptr() as usize;
         let mut out = Vec::with_capacity(list.apps.len());
         for raw in list.apps {
-            let json = raw.get();
-            let head: Head<'_> = serde_json::from_str(json)?;
-            let Some(id) = head.id else { continue };
-            // A borrowed RawValue is a slice of `text`: its offset is where
-            // it starts in the answer.
-            let start = json.as_ptr() as usize - base;
-            out.push(RawApp {
-                id: id.into_owned(),
-                version: head.version.map(|v| v.into_owned()).unwrap_or_default(),
-                text: text.clone(),
-                span: start..start + json.len(),
-            });
+            out.extend(RawApp::span_of(&text, raw)?);
         }
         Ok(out)
     }
 
-    /// An app already parsed (one `GET /v2/apps/{id}`).
-    pub fn from_value(app: &Value) -> Option<RawApp> {
-        let id = app.get("id")?.as_str()?.to_string();
-        let version = app
-            .get("version")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let text = serde_json::to_string(app).ok()?;
-        let span = 0..text.len();
-        Some(RawApp {
-            id,
-            version,
-            text: Arc::new(text),
-            span,
-        })
+    /// The app of a `GET /v2/apps/{id}` answer (`None` without an id).
+    pub fn one(text: String) -> Result<Option<RawApp>, serde_json::Error> {
+        let text = Arc::new(text);
+        let one: OneApp<'_> = serde_json::from_str(&text)?;
+        RawApp::span_of(&text, one.app)
+    }
+
+    /// `raw`, a slice of `text`, as an app sharing `text`.
+    fn span_of(text: &Arc<String>, raw: &RawValue) -> Result<Option<RawApp>, serde_json::Error> {
+        let json = raw.get();
+        let head: Head<'_> = serde_json::from_str(json)?;
+        let Some(id) = head.id else { return Ok(None) };
+        // A borrowed RawValue is a slice of `text`: its offset is where it
+        // starts in the answer.
+        let start = json.as_ptr() as usize - text.as_ptr() as usize;
+        Ok(Some(RawApp {
+            id: id.into_owned(),
+            version: head.version.map(|v| v.into_owned()).unwrap_or_default(),
+            text: text.clone(),
+            span: start..start + json.len(),
+        }))
     }
 
     /// The `AppInfo` text.
@@ -104,8 +103,10 @@ impl RawApp {
     }
 
     /// The whole `AppInfo`.
-    pub fn parse(&self) -> Result<Value, serde_json::Error> {
-        serde_json::from_str(self.json())
+    pub fn parse(&self) -> Result<Value, super::client::Error> {
+        serde_json::from_str(self.json()).map_err(|e| super::client::Error::Decode {
+            message: format!("GET /v2/apps: app {}: {e}", self.id),
+        })
     }
 
     /// Only `id`, `version` and `labels`: what is read of an app known to
@@ -167,11 +168,20 @@ mod tests {
     }
 
     #[test]
-    fn a_parsed_app_round_trips() {
-        let v = json!({"id": "/x", "version": "v1", "labels": {"a": "b"}, "cpus": 0.5});
-        let raw = RawApp::from_value(&v).unwrap();
-        assert_eq!(raw.parse().unwrap(), v);
+    fn a_single_app_answer_is_one_span() {
+        let body = r#"{"app": {"id": "/x", "version": "v1", "labels": {"a": "b"}, "cpus": 0.5}}"#;
+        let raw = RawApp::one(body.to_string()).unwrap().unwrap();
+        assert_eq!(raw.id, "/x");
         assert_eq!(raw.version, "v1");
-        assert!(RawApp::from_value(&json!({"cpus": 1})).is_none());
+        assert_eq!(
+            raw.parse().unwrap(),
+            json!({"id": "/x", "version": "v1", "labels": {"a": "b"}, "cpus": 0.5})
+        );
+        assert!(
+            RawApp::one(r#"{"app": {"cpus": 1}}"#.into())
+                .unwrap()
+                .is_none()
+        );
+        assert!(RawApp::one(r#"{"apps": []}"#.into()).is_err());
     }
 }

@@ -693,11 +693,9 @@ impl Daemon {
             },
         };
         for app in subset.apps.values() {
-            match client.get_app(&app.id).await {
-                Ok(Some(live)) => {
-                    if let Some(raw) = crate::marathon::raw::RawApp::from_value(&live) {
-                        snap.apps.insert(app.id.clone(), raw);
-                    }
+            match client.get_app_raw(&app.id).await {
+                Ok(Some(raw)) => {
+                    snap.apps.insert(app.id.clone(), raw);
                 }
                 Ok(None) => {}
                 Err(_) => return,

@@ -93,12 +93,6 @@ fn take_group(snap: &mut Snapshot, group: &str) -> BTreeMap<String, (RawApp, Vec
     out
 }
 
-fn decode_error(app: &RawApp, e: serde_json::Error) -> ClientError {
-    ClientError::Decode {
-        message: format!("GET /v2/apps: app {}: {e}", app.id),
-    }
-}
-
 /// A 64-bit fingerprint of what an app's comparison depends on (its
 /// definition and its ignore pointers), from a walk rather than its text:
 /// cheaper than keeping a copy to compare with.
@@ -184,7 +178,7 @@ pub async fn observe_in(
             .is_some_and(|(d, v)| *v == raw.version && *d == fingerprint);
         let mut parsed = None;
         if !known {
-            let spec = raw.parse().map_err(|e| decode_error(&raw, e))?;
+            let spec = raw.parse()?;
             if crate::observe::app_diff(&app.marathon, &spec, &app.ignore).is_some() {
                 caches.in_sync.remove(&app.id);
                 differing.push(app.id.clone());
@@ -204,7 +198,7 @@ pub async fn observe_in(
         let spec = match parsed {
             _ if deployments.is_empty() => raw.summary(),
             Some(spec) => spec,
-            None => raw.parse().map_err(|e| decode_error(&raw, e))?,
+            None => raw.parse()?,
         };
         observed
             .apps
@@ -212,7 +206,7 @@ pub async fn observe_in(
     }
     // Apps Git doesn't have (unmanaged, or to be pruned): few, and whole.
     for (id, (raw, deployments)) in live {
-        let spec = raw.parse().map_err(|e| decode_error(&raw, e))?;
+        let spec = raw.parse()?;
         observed.apps.insert(id, LiveApp { spec, deployments });
     }
     let env = desired.settings.name.clone();

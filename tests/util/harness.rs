@@ -448,9 +448,14 @@ impl World {
     /// `pacer serve` on dev, with a given poll and deploy timeout (seconds)
     /// and any extra flags; its mirror lives in the scratch dir.
     pub fn serve(&self, poll: u64, deploy_timeout: u64, extra: &[&str]) -> Daemon {
+        self.serve_from(&self.git.url(), poll, deploy_timeout, extra)
+    }
+
+    /// Like [`World::serve`], following the repo at `url`.
+    pub fn serve_from(&self, url: &str, poll: u64, deploy_timeout: u64, extra: &[&str]) -> Daemon {
         let mut args: Vec<String> = [
             "--repo-url",
-            &self.git.url(),
+            url,
             "--marathon",
             &self.sim.url,
             "--listen",
