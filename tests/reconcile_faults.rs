@@ -588,6 +588,7 @@ fn apply_then_plan_is_always_in_sync() {
             ignore: Vec::new(),
             deploy_timeout_seconds: None,
             secrets: Vec::new(),
+            shown: None,
             inputs: Digest::of(marathon.to_string().as_bytes()),
         };
         let desired = DesiredEnv {
@@ -822,6 +823,7 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
         ignore: Vec::new(),
         deploy_timeout_seconds: None,
         secrets: Vec::new(),
+        shown: None,
     };
     DesiredEnv {
         settings,

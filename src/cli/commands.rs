@@ -99,22 +99,25 @@ pub fn render(a: RenderArgs) -> anyhow::Result<u8> {
     let env = &desired.envs[&a.env];
     let mut apps = serde_json::Map::new();
     for (path, app) in &env.apps {
-        let reveal = |s: &str| {
-            if a.show_secrets {
-                s.to_string()
-            } else {
-                render::redact(s, &app.secrets)
-            }
+        // People see the placeholder rendering: secrets never reach it,
+        // whatever the templates did with them.
+        let marathon: Value = if a.show_secrets {
+            app.marathon.clone()
+        } else {
+            app.shown_marathon().clone()
         };
-        let marathon: Value =
-            serde_json::from_str(&reveal(&serde_json::to_string(&app.marathon)?))?;
         let mut files = serde_json::Map::new();
         for (name, f) in &app.files {
-            let content = match std::str::from_utf8(&f.content) {
-                Ok(s) => json!({"content": reveal(s)}),
+            let bytes = if a.show_secrets {
+                f.content.as_slice()
+            } else {
+                app.shown_file(name).unwrap_or_default()
+            };
+            let content = match std::str::from_utf8(bytes) {
+                Ok(s) => json!({"content": s}),
                 Err(_) => {
                     use base64::Engine;
-                    json!({"contentBase64": base64::engine::general_purpose::STANDARD.encode(&f.content)})
+                    json!({"contentBase64": base64::engine::general_purpose::STANDARD.encode(bytes)})
                 }
             };
             let mut entry = json!({"path": f.path, "reload": f.reload, "digest": f.digest});

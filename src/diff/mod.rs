@@ -8,7 +8,7 @@
 
 pub mod format;
 
-use crate::model::{AppPath, EnvName, Secret};
+use crate::model::{AppPath, Digest, EnvName};
 use crate::render::{self, Desired, DesiredEnv, Reload, RenderedApp, Scope, labels};
 use crate::source::Snapshot;
 use serde::Serialize;
@@ -201,32 +201,30 @@ fn unified(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
         .to_string()
 }
 
-/// Diffs two texts with secrets replaced. Returns the diff (None when the
-/// redacted texts are equal) and whether a secret's value made a difference.
-fn redacted_diff(
-    old: &str,
-    new: &str,
-    secrets: &[(String, Secret<String>)],
+/// Diffs what people see of two versions of a text (secrets replaced by
+/// placeholders, see `render::secrets`), given whether the real texts
+/// differ. Returns the diff (None when the shown texts are equal) and
+/// whether a secret's value made a difference: the real texts differ where
+/// the shown ones don't, or the secrets the text read changed.
+fn shown_diff(
+    real_differ: bool,
+    shown: (&str, &str),
+    secret_digests: (Option<&Digest>, Option<&Digest>),
     names: (&str, &str),
 ) -> (Option<String>, bool) {
-    if old == new {
+    if !real_differ {
         return (None, false);
     }
-    let (ro, rn) = (render::redact(old, secrets), render::redact(new, secrets));
-    if ro == rn {
+    if shown.0 == shown.1 {
         return (None, true);
     }
-    // A secret may have changed alongside other lines: the redacted diff
-    // can't show it, so say so.
-    let secret_changed = secrets_differ(old, new, secrets);
-    (Some(unified(&ro, &rn, names.0, names.1)), secret_changed)
-}
-
-fn secrets_differ(old: &str, new: &str, secrets: &[(String, Secret<String>)]) -> bool {
-    secrets.iter().any(|(_, s)| {
-        !s.expose().is_empty()
-            && old.contains(s.expose().as_str()) != new.contains(s.expose().as_str())
-    })
+    // A secret may have changed alongside other lines: the diff can't show
+    // it, so say so.
+    let secret_changed = matches!(secret_digests, (Some(a), Some(b)) if a != b);
+    (
+        Some(unified(shown.0, shown.1, names.0, names.1)),
+        secret_changed,
+    )
 }
 
 fn text_of(bytes: &[u8]) -> String {
@@ -243,10 +241,6 @@ pub fn compare_app(
     new: Option<&RenderedApp>,
 ) -> Option<AppChange> {
     let any = new.or(old)?;
-    let mut secrets: Vec<(String, Secret<String>)> = Vec::new();
-    for a in [old, new].into_iter().flatten() {
-        secrets.extend(a.secrets.iter().cloned());
-    }
     let empty = Value::Object(Default::default());
     let old_spec = old.map(|a| comparable(&a.marathon));
     let new_spec = new.map(|a| comparable(&a.marathon));
@@ -257,10 +251,18 @@ pub fn compare_app(
     let (spec_diff, spec_secret) = if old_spec == new_spec {
         (None, false)
     } else {
-        redacted_diff(
-            &canonical_json(old_spec.as_ref().unwrap_or(&empty)),
-            &canonical_json(new_spec.as_ref().unwrap_or(&empty)),
-            &secrets,
+        // People see the placeholder rendering; the real one decides.
+        let shown = |a: Option<&RenderedApp>| {
+            canonical_json(&a.map_or(empty.clone(), |a| comparable(a.shown_marathon())))
+        };
+        let (so, sn) = (shown(old), shown(new));
+        shown_diff(
+            true,
+            (&so, &sn),
+            (
+                old.and_then(|a| a.secret_digest("")),
+                new.and_then(|a| a.secret_digest("")),
+            ),
             (&names.0, &names.1),
         )
     };
@@ -293,10 +295,19 @@ pub fn compare_app(
         } else {
             Class::Restart
         });
-        let (diff, secret_changed) = redacted_diff(
-            &o.map(|x| text_of(&x.content)).unwrap_or_default(),
-            &n.map(|x| text_of(&x.content)).unwrap_or_default(),
-            &secrets,
+        let shown = |a: Option<&RenderedApp>| {
+            a.and_then(|a| a.shown_file(name))
+                .map(text_of)
+                .unwrap_or_default()
+        };
+        let real_differ = o.map(|x| &x.digest) != n.map(|x| &x.digest);
+        let (diff, secret_changed) = shown_diff(
+            real_differ,
+            (&shown(old), &shown(new)),
+            (
+                old.and_then(|a| a.secret_digest(name)),
+                new.and_then(|a| a.secret_digest(name)),
+            ),
             (
                 &format!("a/{env}/{}/{name}", any.app),
                 &format!("b/{env}/{}/{name}", any.app),

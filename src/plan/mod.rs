@@ -215,8 +215,13 @@ fn step_for(
     let diff = if observed.in_sync.contains(&app.id) {
         None
     } else {
-        observe::app_diff(&app.marathon, &live.spec, &app.ignore)
-            .map(|d| crate::render::redact(&d, &app.secrets))
+        // Secrets: Git's side is the placeholder rendering, Marathon's is
+        // masked to match, so the diff differs exactly where the real one does.
+        observe::app_diff(
+            app.shown_marathon(),
+            &app.shown_live(&live.spec),
+            &app.ignore,
+        )
     };
     let hot_changed = observed
         .served_hot

@@ -27,6 +27,7 @@ fn app(name: &str, spec: Value) -> RenderedApp {
         ignore: Vec::new(),
         deploy_timeout_seconds: None,
         secrets: Vec::new(),
+        shown: None,
         inputs: Digest::of(b""),
     }
 }

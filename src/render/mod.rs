@@ -6,17 +6,24 @@
 //! Layers, lowest first: `environments/<env>.yaml`, `apps/<app>/app.yaml`,
 //! `apps/<app>/env/<env>.yaml`. See `docs/repo-format.md`.
 
+mod app;
+pub mod budget;
+pub mod checks;
 mod diagnostic;
 pub mod merge;
 pub mod schema;
+pub mod secrets;
 pub mod template;
+pub mod tree;
 pub mod yaml;
 
-pub use diagnostic::{Diagnostic, Diagnostics};
+pub use budget::Budgets;
+pub use diagnostic::{Diagnostic, Diagnostics, quote_path};
 
 use crate::marathon::validate as marathon_rules;
 use crate::model::{AppPath, Digest, EnvName, Secret};
 use crate::source::{self, Revision, Snapshot};
+use app::AppContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,10 +127,46 @@ pub struct RenderedApp {
     /// Values to keep out of every output, by name.
     #[serde(skip)]
     pub secrets: Vec<(String, Secret<String>)>,
+    /// The app as people see it, with `<secret:name>` for every secret its
+    /// templates read; `None` when they read none (it is `marathon` and
+    /// `files` then). Everything printed comes from here: see [`secrets`].
+    #[serde(skip)]
+    pub shown: Option<Arc<secrets::Shown>>,
     /// A digest of every input this app was rendered from. Equal inputs
     /// render equal outputs, so equal fingerprints need no re-render.
     #[serde(skip)]
     pub inputs: Digest,
+}
+
+impl RenderedApp {
+    /// The app definition to show people: placeholders for secrets.
+    pub fn shown_marathon(&self) -> &Value {
+        self.shown.as_ref().map_or(&self.marathon, |s| &s.marathon)
+    }
+
+    /// A file's content to show people: placeholders for secrets.
+    pub fn shown_file(&self, name: &str) -> Option<&[u8]> {
+        if let Some(c) = self.shown.as_ref().and_then(|s| s.files.get(name)) {
+            return Some(c);
+        }
+        self.files.get(name).map(|f| f.content.as_slice())
+    }
+
+    /// The digest of the secrets a part read (`""`: the app definition,
+    /// else a file's name), if it read any. Never printed.
+    pub fn secret_digest(&self, part: &str) -> Option<&Digest> {
+        self.shown.as_ref()?.secret_digests.get(part)
+    }
+
+    /// `live` (as Marathon has it) fit to show beside [`Self::shown_marathon`]:
+    /// see [`secrets::shown_live`].
+    pub fn shown_live(&self, live: &Value) -> Value {
+        match &self.shown {
+            Some(s) => secrets::shown_live(&self.marathon, &s.marathon, live, &self.secrets),
+            None if self.secrets.is_empty() => live.clone(),
+            None => secrets::shown_live(&self.marathon, &self.marathon, live, &self.secrets),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -177,6 +220,12 @@ pub struct Repo {
     pub apps: BTreeMap<AppPath, BTreeSet<EnvName>>,
     templates: Templates,
     shared_digests: parking_lot::Mutex<std::collections::HashMap<AppPath, Digest>>,
+    /// Apps made invalid by the shape of the tree (a symlinked directory),
+    /// with their problems: they render as errors, never as absent.
+    broken: BTreeMap<AppPath, Vec<Diagnostic>>,
+    budgets: Budgets,
+    /// When every render from this repo must have ended ([`Budgets::deadline`]).
+    deadline: Option<std::time::Instant>,
 }
 
 impl Repo {
@@ -188,7 +237,19 @@ impl Repo {
     /// go to `diags`; what could be read is kept so that later stages can
     /// still report their own problems in the same run.
     pub fn load(snapshot: Arc<Snapshot>, diags: &mut Diagnostics) -> Option<Repo> {
-        let Some(config) = read_layer(&snapshot, CONFIG_FILE, schema::Kind::Pacer, diags) else {
+        Self::load_with(snapshot, &Budgets::default(), diags)
+    }
+
+    /// [`Repo::load`] with explicit budgets. The deadline counts from now
+    /// and covers every later [`render_pairs`] on this repo.
+    pub fn load_with(
+        snapshot: Arc<Snapshot>,
+        budgets: &Budgets,
+        diags: &mut Diagnostics,
+    ) -> Option<Repo> {
+        let deadline = budgets.deadline_from(std::time::Instant::now());
+        let Some(config) = read_layer(&snapshot, CONFIG_FILE, schema::Kind::Pacer, budgets, diags)
+        else {
             if !snapshot.contains(CONFIG_FILE) {
                 diags.push(
                     Diagnostic::file(CONFIG_FILE, "missing: this is not a pacer config repo")
@@ -235,13 +296,31 @@ impl Repo {
                     );
                 }
             }
-            if let Some(other) = groups.insert(group.clone(), name.clone()) {
+            // Groups may not overlap: an environment whose group holds
+            // another's would own (and prune, and heal) the other's apps.
+            for (other_group, other) in &groups {
+                let message = if *other_group == group {
+                    format!(
+                        "environments `{other}` and `{name}` share the group `{group}`, so their apps would have the same Marathon ids"
+                    )
+                } else if group_contains(other_group, &group) {
+                    format!(
+                        "environment `{name}`'s group `{group}` is inside environment `{other}`'s group `{other_group}`: each would take the other's apps for its own"
+                    )
+                } else if group_contains(&group, other_group) {
+                    format!(
+                        "environment `{name}`'s group `{group}` holds environment `{other}`'s group `{other_group}`: each would take the other's apps for its own"
+                    )
+                } else {
+                    continue;
+                };
                 diags.push(
                     config
-                        .diag(&format!("{ptr}/group"), Target::Value, format!("environments `{other}` and `{name}` share the group `{group}`, so their apps would have the same Marathon ids"))
-                        .with_hint("give each environment its own group"),
+                        .diag(&format!("{ptr}/group"), Target::Value, message)
+                        .with_hint("give each environment its own group, outside every other environment's (e.g. `/dev` and `/qa`, not `/dev/qa`)"),
                 );
             }
+            groups.insert(group.clone(), name.clone());
             envs.insert(
                 name.clone(),
                 EnvSettings {
@@ -269,7 +348,9 @@ impl Repo {
                 );
                 continue;
             }
-            if let Some(layer) = read_layer(&snapshot, &file, schema::Kind::Environment, diags) {
+            if let Some(layer) =
+                read_layer(&snapshot, &file, schema::Kind::Environment, budgets, diags)
+            {
                 env_layers.insert(name.clone(), layer);
             }
         }
@@ -327,6 +408,14 @@ impl Repo {
                 }
             }
         }
+        let problems = tree::check(&snapshot, &names);
+        for d in problems.repo {
+            diags.push(d);
+        }
+        for app in problems.apps.keys() {
+            apps.entry(app.clone()).or_default();
+        }
+        let broken = problems.apps;
         // Overlays: apps/<app>/env/<env>.yaml.
         for (path, _) in snapshot.under("apps") {
             let Some((dir, file)) = path.rsplit_once("/env/") else {
@@ -360,8 +449,11 @@ impl Repo {
             envs,
             env_layers,
             apps,
-            templates: Templates::new(),
+            templates: Templates::with_budgets(budgets),
             shared_digests: Default::default(),
+            broken,
+            budgets: budgets.clone(),
+            deadline,
         })
     }
 
@@ -462,6 +554,15 @@ impl Repo {
     }
 }
 
+/// Marathon group `outer` holds group `inner` (`/dev` holds `/dev/qa`; `/`
+/// holds every group).
+fn group_contains(outer: &str, inner: &str) -> bool {
+    outer == "/"
+        || inner
+            .strip_prefix(outer)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
 /// `app` lies under the directory of app `other` (only a misplaced overlay
 /// or a nested app does).
 fn is_inside(app: &str, other: &str) -> bool {
@@ -491,6 +592,7 @@ fn read_layer(
     snap: &Snapshot,
     file: &str,
     kind: schema::Kind,
+    budgets: &Budgets,
     diags: &mut Diagnostics,
 ) -> Option<Layer> {
     let text = match snap.read_text(file) {
@@ -501,7 +603,7 @@ fn read_layer(
             return None;
         }
     };
-    let data = match yaml::parse(file, &text) {
+    let data = match yaml::parse_within(file, &text, budgets.yaml_expanded_bytes) {
         Ok(d) => d,
         Err(d) => {
             diags.push(d);
@@ -567,8 +669,17 @@ fn source_diag(file: &str, e: &source::Error) -> Diagnostic {
 /// Renders the environments and apps in `scope`. On any problem, returns
 /// all problems found, sorted by file and line.
 pub fn render(snapshot: Arc<Snapshot>, scope: &Scope) -> Result<Desired, Vec<Diagnostic>> {
+    render_with(snapshot, scope, &Budgets::default())
+}
+
+/// [`render`] within explicit budgets.
+pub fn render_with(
+    snapshot: Arc<Snapshot>,
+    scope: &Scope,
+    budgets: &Budgets,
+) -> Result<Desired, Vec<Diagnostic>> {
     let mut diags = Diagnostics::default();
-    let Some(repo) = Repo::load(snapshot.clone(), &mut diags) else {
+    let Some(repo) = Repo::load_with(snapshot.clone(), budgets, &mut diags) else {
         return Err(diags.finish());
     };
     let pairs = match repo.resolve_scope(scope) {
@@ -599,9 +710,21 @@ pub fn render_pairs(
         let settings = &repo.envs[env];
         let mut rendered = BTreeMap::new();
         for app in apps {
+            if let Some(problems) = repo.broken.get(app) {
+                for d in problems {
+                    diags.push(d.clone());
+                }
+                continue;
+            }
             let base = bases.entry(app.as_str()).or_insert_with(|| {
                 let file = format!("apps/{app}/app.yaml");
-                let layer = read_layer(&repo.snapshot, &file, schema::Kind::App, diags)?;
+                let layer = read_layer(
+                    &repo.snapshot,
+                    &file,
+                    schema::Kind::App,
+                    &repo.budgets,
+                    diags,
+                )?;
                 check_app_envs(&layer, &repo.envs, &repo.apps[app.as_str()], diags);
                 Some(layer)
             });
@@ -620,7 +743,13 @@ pub fn render_pairs(
             }
             let overlay_file = format!("apps/{app}/env/{env}.yaml");
             let overlay = if repo.apps[app.as_str()].contains(env) {
-                match read_layer(&repo.snapshot, &overlay_file, schema::Kind::App, diags) {
+                match read_layer(
+                    &repo.snapshot,
+                    &overlay_file,
+                    schema::Kind::App,
+                    &repo.budgets,
+                    diags,
+                ) {
                     Some(l) => {
                         if l.get("/environments").is_some() {
                             diags.push(
@@ -642,12 +771,24 @@ pub fn render_pairs(
                 .chain([base])
                 .chain(overlay.as_ref())
                 .collect();
+            if repo
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+            {
+                let secs = repo.budgets.deadline.unwrap_or_default().as_secs();
+                diags.push(
+                    Diagnostic::file(&base.file, format!("app `{app}` in `{env}` was not rendered: the whole render passed its deadline of {secs} s"))
+                        .with_hint("simplify the templates of the apps rendered before it"),
+                );
+                continue;
+            }
             let ctx = AppContext {
                 repo,
                 settings,
                 app,
                 id: &id,
                 layers: &layers,
+                spent: std::cell::Cell::new(0),
             };
             if let Some(r) = ctx.render(diags) {
                 rendered.insert(app.clone(), r);
@@ -704,387 +845,6 @@ fn check_app_envs(
             }
         }
     }
-}
-
-struct AppContext<'a> {
-    repo: &'a Repo,
-    settings: &'a EnvSettings,
-    app: &'a str,
-    id: &'a str,
-    layers: &'a [&'a Layer],
-}
-
-impl AppContext<'_> {
-    /// The layer that set the value at `pointer` (the topmost one that has
-    /// it or, failing that, its nearest ancestor), and the diagnostic there.
-    fn diag_at(&self, pointer: &str, target: Target, message: impl Into<String>) -> Diagnostic {
-        let mut probe = pointer.to_string();
-        loop {
-            if let Some(layer) = self.layers.iter().rev().find(|l| l.get(&probe).is_some()) {
-                return layer.diag(pointer, target, message);
-            }
-            match probe.rsplit_once('/') {
-                Some((parent, _)) => probe = parent.to_string(),
-                None => break,
-            }
-        }
-        // The base always exists; point at it.
-        let base = self
-            .layers
-            .iter()
-            .find(|l| l.file.ends_with("/app.yaml"))
-            .unwrap_or(&self.layers[0]);
-        Diagnostic::file(&base.file, message)
-    }
-
-    fn merged(&self, key: &str) -> Value {
-        let mut out = Value::Object(Map::new());
-        for l in self.layers {
-            if let Some(v) = l.data.get(key) {
-                merge::merge(&mut out, v);
-            }
-        }
-        out
-    }
-
-    fn render(&self, diags: &mut Diagnostics) -> Option<RenderedApp> {
-        let before = diags.len();
-        let values = self.merged("values");
-        let secrets_value = self.merged("secrets");
-        let mut secrets = Vec::new();
-        if let Value::Object(m) = &secrets_value {
-            for (name, v) in m {
-                match v {
-                    Value::String(s) => secrets.push((name.clone(), Secret::new(s.clone()))),
-                    _ => diags.push(
-                        self.diag_at(&format!("/secrets/{}", schema::escape(name)), Target::Value, format!("secret `{name}`: encrypted secrets are not supported by this version of pacer"))
-                            .with_hint("give the value as a string"),
-                    ),
-                }
-            }
-        }
-        let ctx = minijinja::Value::from(minijinja::value::Serde(json!({
-            "env": self.settings.name,
-            "app": self.app,
-            "id": self.id,
-            "group": self.settings.group,
-            "values": values,
-            "secrets": secrets_value,
-        })));
-
-        // Expand templates layer by layer, so an error points into the file
-        // that holds the template.
-        let mut spec = Value::Object(Map::new());
-        for layer in self.layers {
-            if let Some(m) = layer.get("/marathon") {
-                let mut m = m.clone();
-                self.expand(layer, "/marathon", &mut m, &ctx, diags);
-                merge::merge(&mut spec, &m);
-            }
-        }
-        stringify_scalars(&mut spec, "env");
-        stringify_scalars(&mut spec, "labels");
-        for v in schema::check(schema::Kind::MarathonApp, &spec) {
-            let target = if v.unknown_key {
-                Target::Key
-            } else {
-                Target::Value
-            };
-            let mut d = self.diag_at(&format!("/marathon{}", v.pointer), target, v.message);
-            d.hint = v.hint;
-            diags.push(d);
-        }
-        if let Some(Value::Object(l)) = spec.get("labels") {
-            for k in l.keys().filter(|k| k.starts_with(labels::PREFIX)) {
-                diags.push(
-                    self.diag_at(
-                        &format!("/marathon/labels/{}", schema::escape(k)),
-                        Target::Key,
-                        format!("label `{k}` is reserved: pacer sets the `pacer.*` labels itself"),
-                    )
-                    .with_hint("rename the label"),
-                );
-            }
-        }
-
-        let files = self.render_files(&ctx, diags);
-        let restart_parts: Vec<(String, Vec<u8>)> = files
-            .iter()
-            .filter(|(_, f)| f.reload == Reload::Restart)
-            .map(|(name, f)| (format!("{name}\0{}", f.path), f.content.clone()))
-            .collect();
-        let config_hash = Digest::of_parts(
-            restart_parts
-                .iter()
-                .map(|(n, c)| (n.as_str(), c.as_slice())),
-        );
-
-        let obj = spec.as_object_mut()?;
-        obj.insert("id".into(), Value::String(self.id.to_string()));
-        let labels_map = obj
-            .entry("labels")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(l) = labels_map {
-            l.insert(labels::ENV.into(), self.settings.name.clone().into());
-            l.insert(labels::SOURCE.into(), format!("apps/{}", self.app).into());
-            l.insert(
-                labels::COMMIT.into(),
-                self.repo.snapshot.revision.label().into(),
-            );
-            l.insert(labels::CONFIG_HASH.into(), config_hash.to_string().into());
-        }
-        if diags.len() == before {
-            // Marathon's own rules, on the app as it would be sent.
-            let both = spec.get("cmd").is_some() && spec.get("args").is_some();
-            if both {
-                diags.push(
-                    self.diag_at(
-                        "/marathon/args",
-                        Target::Key,
-                        "both `cmd` and `args` are set: Marathon takes one or the other",
-                    )
-                    .with_hint("keep `cmd` (run by a shell) or `args` (run directly), not both"),
-                );
-            }
-            for v in marathon_rules::validate_app(&spec) {
-                if both && v.path.is_empty() {
-                    continue;
-                }
-                let pointer = if v.path == "/id" {
-                    String::new()
-                } else {
-                    v.path.clone()
-                };
-                // Name the secret a reference points at: "undefined secret"
-                // alone leaves the reader to find which.
-                let secret = spec
-                    .pointer(&v.path)
-                    .and_then(|x| x.get("secret"))
-                    .and_then(Value::as_str)
-                    .map(|name| format!(" `{name}`"));
-                for e in &v.errors {
-                    let field = if v.path.is_empty() {
-                        String::new()
-                    } else {
-                        format!("`{}`: ", v.path.trim_start_matches('/'))
-                    };
-                    let mut d = self.diag_at(
-                        &format!("/marathon{pointer}"),
-                        Target::Value,
-                        format!("{field}{e}{}", secret.clone().unwrap_or_default()),
-                    );
-                    if secret.is_some() {
-                        d = d.with_hint("declare it under `marathon.secrets`, e.g. `secrets: {name: {source: path/in/store}}`");
-                    }
-                    diags.push(d);
-                }
-            }
-        }
-        let mut ignore: Vec<String> = Vec::new();
-        for l in self.layers {
-            if let Some(Value::Array(list)) = l.get("/ignore") {
-                ignore.extend(list.iter().filter_map(|v| v.as_str().map(String::from)));
-            }
-        }
-        ignore.sort();
-        ignore.dedup();
-        for p in &ignore {
-            merge::remove_pointer(&mut spec, p);
-        }
-        // The schema bounds it; the last layer that sets it wins.
-        let deploy_timeout_seconds = self
-            .layers
-            .iter()
-            .rev()
-            .find_map(|l| l.get("/deployTimeoutSeconds")?.as_u64());
-        if diags.len() > before {
-            return None;
-        }
-        Some(RenderedApp {
-            id: self.id.to_string(),
-            app: self.app.to_string(),
-            env: self.settings.name.clone(),
-            marathon: spec,
-            files,
-            ignore,
-            deploy_timeout_seconds,
-            secrets,
-            inputs: self.repo.inputs(&self.settings.name, self.app),
-        })
-    }
-
-    /// Expands templates in every string under `value`, in place.
-    fn expand(
-        &self,
-        layer: &Layer,
-        pointer: &str,
-        value: &mut Value,
-        ctx: &minijinja::Value,
-        diags: &mut Diagnostics,
-    ) {
-        match value {
-            Value::String(s) if template::is_template(s) => {
-                match self.repo.templates.render_value(s, ctx) {
-                    Ok(v) => *value = v,
-                    Err(e) => {
-                        let mut d = layer.diag(
-                            pointer,
-                            Target::Value,
-                            format!("template error: {}", e.message),
-                        );
-                        if let (Some(line), true) = (d.line.as_mut(), e.line > 1) {
-                            // A block scalar starts on the line after its key.
-                            *line += e.line;
-                        }
-                        diags.push(d.with_hint(
-                            "templates see `env`, `app`, `id`, `group`, `values.*` and `secrets.*`",
-                        ));
-                    }
-                }
-            }
-            Value::Object(m) => {
-                for (k, v) in m.iter_mut() {
-                    self.expand(
-                        layer,
-                        &format!("{pointer}/{}", schema::escape(k)),
-                        v,
-                        ctx,
-                        diags,
-                    );
-                }
-            }
-            Value::Array(a) => {
-                for (i, v) in a.iter_mut().enumerate() {
-                    self.expand(layer, &format!("{pointer}/{i}"), v, ctx, diags);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn render_files(
-        &self,
-        ctx: &minijinja::Value,
-        diags: &mut Diagnostics,
-    ) -> BTreeMap<String, RenderedFile> {
-        let mut out = BTreeMap::new();
-        let Value::Object(specs) = self.merged("files") else {
-            return out;
-        };
-        for (name, spec) in specs {
-            let ptr = format!("/files/{}", schema::escape(&name));
-            let source = spec.get("source").and_then(Value::as_str).unwrap_or(&name);
-            let Some(path) = spec.get("path").and_then(Value::as_str) else {
-                diags.push(
-                    self.diag_at(&ptr, Target::Key, format!("file `{name}` has no `path`"))
-                        .with_hint("set `path:` to where the agent should write it in the task, e.g. /etc/app/config.yaml"),
-                );
-                continue;
-            };
-            let reload = match spec.get("reload").and_then(Value::as_str) {
-                Some("hot") => Reload::Hot,
-                _ => Reload::Restart,
-            };
-            let templated = spec
-                .get("template")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            let file = format!("apps/{}/files/{source}", self.app);
-            if source.split('/').any(|s| s == "..") || source.starts_with('/') {
-                diags.push(self.diag_at(
-                    &format!("{ptr}/source"),
-                    Target::Value,
-                    format!(
-                        "file `{name}`: source `{source}` must stay inside apps/{}/files/",
-                        self.app
-                    ),
-                ));
-                continue;
-            }
-            let bytes = match self.repo.snapshot.read_bytes(&file) {
-                Ok(b) => b,
-                Err(source::Error::NotFound { .. }) => {
-                    diags.push(
-                        self.diag_at(
-                            &format!("{ptr}/source"),
-                            Target::Value,
-                            format!("file `{name}`: `{file}` does not exist"),
-                        )
-                        .with_hint(format!(
-                            "add the template at `{file}`, or set `source:` to its name"
-                        )),
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    diags.push(source_diag(&file, &e));
-                    continue;
-                }
-            };
-            let content = if templated {
-                let text = match self.repo.snapshot.read_text(&file) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        diags.push(source_diag(&file, &e));
-                        continue;
-                    }
-                };
-                match self.repo.templates.render_text(&file, &text, ctx) {
-                    Ok(s) => s.into_bytes(),
-                    Err(e) => {
-                        diags.push(
-                            Diagnostic::at(&file, e.line, 1, format!("template error: {}", e.message))
-                                .with_hint("templates see `env`, `app`, `id`, `group`, `values.*` and `secrets.*`; set `template: false` to deliver the file as it is"),
-                        );
-                        continue;
-                    }
-                }
-            } else {
-                bytes
-            };
-            out.insert(
-                name.clone(),
-                RenderedFile {
-                    path: path.to_string(),
-                    reload,
-                    digest: Digest::of(&content),
-                    content,
-                },
-            );
-        }
-        out
-    }
-}
-
-/// Marathon wants strings in `env` and `labels`; YAML authors write
-/// `PORT: 8080`. Numbers and booleans there become strings.
-fn stringify_scalars(spec: &mut Value, key: &str) {
-    if let Some(Value::Object(m)) = spec.get_mut(key) {
-        for v in m.values_mut() {
-            match v {
-                Value::Number(n) => *v = Value::String(n.to_string()),
-                Value::Bool(b) => *v = Value::String(b.to_string()),
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Replaces every secret value in `text` with `<secret:name>`. Longer
-/// values go first so that a secret containing another is hidden whole.
-pub fn redact(text: &str, secrets: &[(String, Secret<String>)]) -> String {
-    let mut sorted: Vec<&(String, Secret<String>)> = secrets
-        .iter()
-        .filter(|(_, s)| !s.expose().is_empty())
-        .collect();
-    sorted.sort_by_key(|(_, s)| std::cmp::Reverse(s.expose().len()));
-    let mut out = text.to_string();
-    for (name, s) in sorted {
-        if out.contains(s.expose().as_str()) {
-            out = out.replace(s.expose().as_str(), &format!("<secret:{name}>"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

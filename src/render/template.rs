@@ -9,16 +9,57 @@ use serde_json::Value;
 pub struct TemplateError {
     /// 1-based line inside the template text.
     pub line: usize,
+    /// 1-based column (in characters) inside that line, when known.
+    pub column: Option<usize>,
     pub message: String,
+    /// How to fix it, when known (`did you mean `values.port`?`).
+    pub hint: Option<String>,
+}
+
+impl TemplateError {
+    fn new(line: usize, message: impl Into<String>) -> Self {
+        TemplateError {
+            line,
+            column: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
 }
 
 pub struct Templates {
     env: Environment<'static>,
+    fuel: u64,
+    max_output: usize,
+    max_app_output: usize,
 }
 
 impl Default for Templates {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Collects a template's output and fails the render once it passes `limit`
+/// bytes, so an output cap holds while the template runs, not after.
+struct CappedOutput {
+    buf: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -28,8 +69,16 @@ pub fn is_template(s: &str) -> bool {
 }
 
 impl Templates {
+    /// Templates with the default budgets.
     pub fn new() -> Self {
+        Self::with_budgets(&super::Budgets::default())
+    }
+
+    /// Templates whose every render stops at `budgets.template_fuel` and
+    /// `budgets.file_bytes` of output.
+    pub fn with_budgets(budgets: &super::Budgets) -> Self {
         let mut env = Environment::new();
+        env.set_fuel(Some(budgets.template_fuel));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Config files end with a newline more often than not; keep it, so
         // the rendered bytes are what the author wrote.
@@ -54,31 +103,47 @@ impl Templates {
                 minijinja::escape_formatter(out, state, value)
             }
         });
-        Templates { env }
+        Templates {
+            env,
+            fuel: budgets.template_fuel,
+            max_output: budgets.file_bytes,
+            max_app_output: budgets.app_bytes,
+        }
     }
 
     /// Renders one string from an app field. A string that is exactly one
     /// `{{ expression }}` keeps the expression's type, so that
     /// `instances: "{{ values.instances }}"` gives a number.
     pub fn render_value(&self, s: &str, ctx: &minijinja::Value) -> Result<Value, TemplateError> {
+        self.render_value_within(s, ctx, usize::MAX)
+    }
+
+    /// [`render_value`](Self::render_value) with at most `app_left` bytes
+    /// of output left in the app's budget.
+    pub fn render_value_within(
+        &self,
+        s: &str,
+        ctx: &minijinja::Value,
+        app_left: usize,
+    ) -> Result<Value, TemplateError> {
         if let Some(expr) = whole_expression(s) {
             let compiled = self
                 .env
                 .compile_expression(expr)
-                .map_err(|e| to_error(&e, s))?;
-            let out = compiled.eval(ctx).map_err(|e| to_error(&e, s))?;
+                .map_err(|e| self.to_error(&e, s, ctx))?;
+            let out = compiled.eval(ctx).map_err(|e| self.to_error(&e, s, ctx))?;
             if out.is_undefined() {
-                return Err(TemplateError {
-                    line: 1,
-                    message: format!("undefined value: `{}`", expr.trim()),
-                });
+                let mut e = TemplateError::new(1, format!("undefined value: `{}`", expr.trim()));
+                e.column = s.find(expr.trim()).map(|i| s[..i].chars().count() + 1);
+                e.hint = suggest(expr.trim(), ctx);
+                return Err(e);
             }
-            return <Value as serde::Deserialize>::deserialize(out).map_err(|e| TemplateError {
-                line: 1,
-                message: format!("template value can't be used here: {e}"),
+            return <Value as serde::Deserialize>::deserialize(out).map_err(|e| {
+                TemplateError::new(1, format!("template value can't be used here: {e}"))
             });
         }
-        self.render_text("field", s, ctx).map(Value::String)
+        self.render_text_within("field", s, ctx, app_left)
+            .map(Value::String)
     }
 
     /// Renders a whole text (a config file, or a string with text around
@@ -89,9 +154,68 @@ impl Templates {
         src: &str,
         ctx: &minijinja::Value,
     ) -> Result<String, TemplateError> {
-        self.env
-            .render_named_str(name, src, ctx)
-            .map_err(|e| to_error(&e, src))
+        self.render_text_within(name, src, ctx, usize::MAX)
+    }
+
+    /// [`render_text`](Self::render_text) with at most `app_left` bytes of
+    /// output left in the app's budget.
+    pub fn render_text_within(
+        &self,
+        name: &str,
+        src: &str,
+        ctx: &minijinja::Value,
+        app_left: usize,
+    ) -> Result<String, TemplateError> {
+        let app_limited = app_left < self.max_output;
+        let template = self
+            .env
+            .template_from_named_str(name, src)
+            .map_err(|e| self.to_error(&e, src, ctx))?;
+        let mut out = CappedOutput {
+            buf: Vec::new(),
+            limit: self.max_output.min(app_left),
+            over: false,
+        };
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.buf)
+                .map_err(|_| TemplateError::new(1, "template output is not valid UTF-8")),
+            Err(e) if out.over && app_limited => Err(TemplateError::new(
+                e.line().unwrap_or(1),
+                format!(
+                    "template output takes the app over its {} limit for all its rendered files and fields: write less",
+                    super::budget::bytes(self.max_app_output)
+                ),
+            )),
+            Err(e) if out.over => Err(TemplateError::new(
+                e.line().unwrap_or(1),
+                format!(
+                    "template output is over the {} limit for one file: write less, or split the file",
+                    super::budget::bytes(self.max_output)
+                ),
+            )),
+            Err(e) => Err(self.to_error(&e, src, ctx)),
+        }
+    }
+
+    fn to_error(&self, e: &minijinja::Error, src: &str, ctx: &minijinja::Value) -> TemplateError {
+        if e.kind() == minijinja::ErrorKind::OutOfFuel {
+            let mut out = TemplateError::new(
+                e.line().unwrap_or(1),
+                format!(
+                    "template used more than {} steps (its budget of time and memory)",
+                    self.fuel
+                ),
+            );
+            out.hint = Some("simplify its loops: a config file needs few iterations".into());
+            return out;
+        }
+        let mut out = to_error(e, src);
+        if e.kind() == minijinja::ErrorKind::UndefinedError {
+            if let Some(snippet) = e.range().and_then(|r| src.get(r)) {
+                out.hint = suggest(snippet, ctx);
+            }
+        }
+        out
     }
 }
 
@@ -103,8 +227,55 @@ fn whole_expression(s: &str) -> Option<&str> {
     (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner)
 }
 
+/// "did you mean `values.port`?" for an undefined `values.prot`: the first
+/// name along the dotted path that the context lacks, matched against the
+/// names it has there.
+fn suggest(expr: &str, ctx: &minijinja::Value) -> Option<String> {
+    let path: String = expr
+        .trim()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+        .collect();
+    let mut here = ctx.clone();
+    let mut done: Vec<String> = Vec::new();
+    for seg in path.split('.') {
+        let next = here.get_attr(seg).ok().filter(|v| !v.is_undefined());
+        match next {
+            Some(v) => {
+                done.push(seg.to_string());
+                here = v;
+            }
+            None => {
+                let names: Vec<String> = here
+                    .try_iter()
+                    .ok()?
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect();
+                let best = super::schema::suggest(seg, &names)?;
+                done.push(best.to_string());
+                return Some(format!("did you mean `{}`?", done.join(".")));
+            }
+        }
+    }
+    None
+}
+
+/// The 1-based line and column of byte `at` in `src`.
+fn position(src: &str, at: usize) -> (usize, usize) {
+    let before = src.get(..at).unwrap_or(src);
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
 fn to_error(e: &minijinja::Error, src: &str) -> TemplateError {
-    let line = e.line().unwrap_or(1);
+    let mut line = e.line().unwrap_or(1);
+    let mut column = None;
+    if let Some(r) = e.range() {
+        let (l, c) = position(src, r.start);
+        line = l;
+        column = Some(c);
+    }
     // Name the expression that failed when minijinja knows where it is:
     // "undefined value" alone doesn't tell which of ten variables it was.
     let snippet = e
@@ -120,7 +291,12 @@ fn to_error(e: &minijinja::Error, src: &str) -> TemplateError {
     if let Some(snippet) = snippet.filter(|s| !message.contains(s)) {
         message.push_str(&format!(" (`{snippet}`)"));
     }
-    TemplateError { line, message }
+    TemplateError {
+        line,
+        column,
+        message,
+        hint: None,
+    }
 }
 
 #[cfg(test)]

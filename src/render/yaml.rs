@@ -11,8 +11,30 @@ use serde_json::Value;
 
 /// Parses a YAML document into JSON data. An empty document is an empty map.
 pub fn parse(path: &str, text: &str) -> Result<Value, Diagnostic> {
+    parse_within(path, text, super::Budgets::default().yaml_expanded_bytes)
+}
+
+/// [`parse`], refusing a document that would expand to more than
+/// `max_expanded` bytes (see [`expanded_size`]).
+pub fn parse_within(path: &str, text: &str, max_expanded: usize) -> Result<Value, Diagnostic> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
+    }
+    // Without an anchor and an alias, a document is no bigger than its text,
+    // which the source already bounds: skip the extra pass.
+    if text.contains('&') && text.contains('*') {
+        if let Err(over) = expanded_size(text, max_expanded) {
+            return Err(Diagnostic::at(
+                path,
+                over.line,
+                over.column,
+                format!(
+                    "YAML aliases expand this document to more than {}",
+                    super::budget::bytes(max_expanded)
+                ),
+            )
+            .with_hint("repeat less through aliases (`*name`): write the values out, or share them through an overlay"));
+        }
     }
     // Through serde_yaml's own Value: it refuses duplicate keys, which a
     // direct parse into JSON would silently resolve to the last one.
@@ -47,6 +69,62 @@ pub fn parse(path: &str, text: &str) -> Result<Value, Diagnostic> {
             )
         }
     }
+}
+
+/// Where a document passed its expansion budget: the alias that did it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Overflow {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The size of a document once every alias is replaced by a copy of its
+/// anchored node: the bytes of every scalar plus `YAML_NODE_BYTES` per node.
+/// Stops at the first node that takes it over `limit`, so a billion-laughs
+/// document costs one streaming pass, not its expansion. A document that
+/// doesn't parse is left to the real parser to report.
+pub fn expanded_size(text: &str, limit: usize) -> Result<usize, Overflow> {
+    use super::budget::YAML_NODE_BYTES;
+    let mut parser = Parser::new_from_str(text);
+    // The expanded size of every anchor seen so far, by id.
+    let mut anchors: std::collections::HashMap<usize, usize> = Default::default();
+    // Open collections: (anchor id, size when it started).
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut total: usize = 0;
+    while let Some(Ok((event, span))) = parser.next_event() {
+        let node = match event {
+            Event::Scalar(value, _, anchor, _) => {
+                let n = value.len().saturating_add(YAML_NODE_BYTES);
+                if anchor != 0 {
+                    anchors.insert(anchor, n);
+                }
+                n
+            }
+            Event::Alias(id) => anchors.get(&id).copied().unwrap_or(YAML_NODE_BYTES),
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                open.push((anchor, total));
+                YAML_NODE_BYTES
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                if let Some((anchor, start)) = open.pop() {
+                    if anchor != 0 {
+                        anchors.insert(anchor, total - start);
+                    }
+                }
+                0
+            }
+            Event::StreamEnd => break,
+            _ => 0,
+        };
+        total = total.saturating_add(node);
+        if total > limit {
+            return Err(Overflow {
+                line: span.start.line(),
+                column: span.start.col() + 1,
+            });
+        }
+    }
+    Ok(total)
 }
 
 fn duplicate_key(msg: &str) -> Option<String> {
@@ -242,6 +320,32 @@ files:
             "{}",
             d.message
         );
+    }
+
+    #[test]
+    fn alias_amplification_is_refused_at_the_alias() {
+        let mut doc = format!("a: &a \"{}\"\n", "x".repeat(1000));
+        doc.push_str("b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n");
+        doc.push_str("c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n");
+        doc.push_str("d: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n");
+        // 1,000 bytes behind 729 copies, plus 32 bytes a node: ~850 KB.
+        let size = expanded_size(&doc, usize::MAX).unwrap();
+        assert!((729_000..900_000).contains(&size), "{size}");
+        assert_eq!(
+            expanded_size(&doc, 100_000),
+            Err(Overflow { line: 4, column: 5 })
+        );
+        let d = parse_within("a.yaml", &doc, 100_000).unwrap_err();
+        assert_eq!((d.line, d.column), (Some(4), Some(5)));
+        assert!(
+            d.message
+                .contains("aliases expand this document to more than"),
+            "{}",
+            d.message
+        );
+        // Within the budget, aliases are fine.
+        let v = parse_within("a.yaml", "a: &x {k: 1}\nb: *x\n", 1000).unwrap();
+        assert_eq!(v["b"]["k"], 1);
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub enum EntryKind {
     File,
     /// The link's target as written, relative to the link's directory.
     Symlink(String),
+    /// A Git submodule (a commit in the tree): it has no content here.
+    Submodule,
 }
 
 /// One file in a snapshot. `id` is its Git blob id, so equal ids mean equal
@@ -248,7 +250,8 @@ impl RepoLocation {
         // blob is read, so listing a 12,000-file repo costs ~1,000 object
         // reads instead of 13,000.
         tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-            if e.kind() != Some(ObjectType::Blob) {
+            let submodule = e.kind() == Some(ObjectType::Commit);
+            if e.kind() != Some(ObjectType::Blob) && !submodule {
                 return git2::TreeWalkResult::Ok;
             }
             let Ok(name) = e.name() else {
@@ -258,7 +261,9 @@ impl RepoLocation {
             if !is_config_path(&path) {
                 return git2::TreeWalkResult::Ok;
             }
-            let kind = if e.filemode() == 0o120000 {
+            let kind = if submodule {
+                EntryKind::Submodule
+            } else if e.filemode() == 0o120000 {
                 match repo.find_blob(e.id()) {
                     Ok(b) => EntryKind::Symlink(String::from_utf8_lossy(b.content()).into_owned()),
                     Err(err) => {
@@ -337,9 +342,15 @@ impl RepoLocation {
 }
 
 /// Only these paths are part of the config repo; anything else (README,
-/// CI files, a `schemas/` copy) is ignored.
+/// CI files, a `schemas/` copy) is ignored. `apps` and `environments`
+/// themselves count: as a symlink or submodule they must be seen, not
+/// skipped as if the directory were empty.
 fn is_config_path(path: &str) -> bool {
-    path == "pacer.yaml" || path.starts_with("environments/") || path.starts_with("apps/")
+    path == "pacer.yaml"
+        || path == "apps"
+        || path == "environments"
+        || path.starts_with("environments/")
+        || path.starts_with("apps/")
 }
 
 fn walk_dir(root: &Path, rel: &str, out: &mut BTreeMap<String, Entry>) -> Result<()> {
@@ -487,6 +498,11 @@ impl Snapshot {
             })?;
             match &entry.kind {
                 EntryKind::File => return Ok((current, entry)),
+                EntryKind::Submodule => {
+                    return Err(Error::NotFound {
+                        path: current.clone(),
+                    });
+                }
                 EntryKind::Symlink(target) => {
                     let next =
                         resolve_link(&current, target).ok_or_else(|| Error::SymlinkOutside {

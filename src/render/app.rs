@@ -1,0 +1,624 @@
+//! Rendering one app in one environment: merging its layers, expanding
+//! its templates (within the repo's budgets) and checking the result.
+
+use super::secrets::{SecretsObject, Shown};
+use super::*;
+
+pub(super) struct AppContext<'a> {
+    pub(super) repo: &'a Repo,
+    pub(super) settings: &'a EnvSettings,
+    pub(super) app: &'a str,
+    pub(super) id: &'a str,
+    pub(super) layers: &'a [&'a Layer],
+    /// Bytes of template output and files so far, against `Budgets::app_bytes`.
+    pub(super) spent: std::cell::Cell<usize>,
+}
+
+impl AppContext<'_> {
+    /// Output bytes the app may still produce.
+    fn left(&self) -> usize {
+        self.repo.budgets.app_bytes.saturating_sub(self.spent.get())
+    }
+
+    fn spend(&self, n: usize) {
+        self.spent.set(self.spent.get().saturating_add(n));
+    }
+    /// The layer that set the value at `pointer` (the topmost one that has
+    /// it or, failing that, its nearest ancestor), and the diagnostic there.
+    fn diag_at(&self, pointer: &str, target: Target, message: impl Into<String>) -> Diagnostic {
+        let mut probe = pointer.to_string();
+        loop {
+            if let Some(layer) = self.layers.iter().rev().find(|l| l.get(&probe).is_some()) {
+                return layer.diag(pointer, target, message);
+            }
+            match probe.rsplit_once('/') {
+                Some((parent, _)) => probe = parent.to_string(),
+                None => break,
+            }
+        }
+        // The base always exists; point at it.
+        let base = self
+            .layers
+            .iter()
+            .find(|l| l.file.ends_with("/app.yaml"))
+            .unwrap_or(&self.layers[0]);
+        Diagnostic::file(&base.file, message)
+    }
+
+    fn merged(&self, key: &str) -> Value {
+        let mut out = Value::Object(Map::new());
+        for l in self.layers {
+            if let Some(v) = l.data.get(key) {
+                merge::merge(&mut out, v);
+            }
+        }
+        out
+    }
+
+    /// The app's secrets, as strings; anything else is an error.
+    fn secrets(&self, diags: &mut Diagnostics) -> Vec<(String, Secret<String>)> {
+        let mut secrets = Vec::new();
+        if let Value::Object(m) = self.merged("secrets") {
+            for (name, v) in m {
+                match v {
+                    Value::String(s) => secrets.push((name, Secret::new(s))),
+                    _ => diags.push(
+                        self.diag_at(&format!("/secrets/{}", schema::escape(&name)), Target::Value, format!("secret `{name}`: encrypted secrets are not supported by this version of pacer"))
+                            .with_hint("give the value as a string"),
+                    ),
+                }
+            }
+        }
+        secrets
+    }
+
+    fn context(&self, values: &Value, secrets: &Arc<SecretsObject>) -> minijinja::Value {
+        let base = minijinja::Value::from(minijinja::value::Serde(json!({
+            "env": self.settings.name,
+            "app": self.app,
+            "id": self.id,
+            "group": self.settings.group,
+            "values": values,
+        })));
+        minijinja::context! {
+            secrets => minijinja::Value::from_dyn_object(secrets.clone()),
+            ..base
+        }
+    }
+
+    /// The app definition from every layer's `marathon`, templates expanded
+    /// layer by layer so that an error points into the file that holds it.
+    fn expand_spec(&self, pass: &Pass, diags: &mut Diagnostics) -> Value {
+        let mut spec = Value::Object(Map::new());
+        for layer in self.layers {
+            if let Some(m) = layer.get("/marathon") {
+                let mut m = m.clone();
+                self.expand(layer, "/marathon", &mut m, pass, diags);
+                merge::merge(&mut spec, &m);
+            }
+        }
+        stringify_scalars(&mut spec, "env");
+        stringify_scalars(&mut spec, "labels");
+        spec
+    }
+
+    pub(super) fn render(&self, diags: &mut Diagnostics) -> Option<RenderedApp> {
+        let before = diags.len();
+        let values = self.merged("values");
+        let secrets = self.secrets(diags);
+        let real = SecretsObject::real(&secrets);
+        let placeholders = SecretsObject::placeholders(&secrets);
+        let real_pass = Pass {
+            ctx: self.context(&values, &real),
+            secrets: real.clone(),
+            shown_ctx: Some(self.context(&values, &placeholders)),
+        };
+        let mut spec = self.expand_spec(&real_pass, diags);
+        let spec_used = real.take_used();
+        let (files, file_used) = self.render_files(&real_pass, diags);
+
+        // The rendering people see: only for apps that read a secret.
+        let mut shown = None;
+        if !spec_used.is_empty() || file_used.values().any(|u| !u.is_empty()) {
+            let spent = self.spent.replace(0);
+            let pass = Pass {
+                ctx: self.context(&values, &placeholders),
+                secrets: placeholders.clone(),
+                shown_ctx: None,
+            };
+            let mut ignored = Diagnostics::default();
+            let shown_spec = self.expand_spec(&pass, &mut ignored);
+            let (shown_files, _) = self.render_files(&pass, &mut ignored);
+            self.spent.set(spent);
+            let mut secret_digests = BTreeMap::new();
+            if !spec_used.is_empty() {
+                secret_digests.insert(String::new(), secrets::digest_of(&spec_used, &secrets));
+            }
+            for (name, used) in &file_used {
+                if !used.is_empty() {
+                    secret_digests.insert(name.clone(), secrets::digest_of(used, &secrets));
+                }
+            }
+            shown = Some(Shown {
+                marathon: shown_spec,
+                files: shown_files
+                    .into_iter()
+                    .map(|(n, f)| (n, f.content))
+                    .collect(),
+                secret_digests,
+            });
+        }
+        let shown_spec = shown.as_ref().map(|s| &s.marathon);
+
+        let shown_schema = shown_spec.map(|s| schema::check(schema::Kind::MarathonApp, s));
+        for v in schema::check(schema::Kind::MarathonApp, &spec) {
+            let target = if v.unknown_key {
+                Target::Key
+            } else {
+                Target::Value
+            };
+            let message = safe_message(&spec, shown_spec, &v.pointer, v.message, || {
+                shown_schema
+                    .iter()
+                    .flatten()
+                    .find(|s| s.pointer == v.pointer && s.unknown_key == v.unknown_key)
+                    .map(|s| s.message.clone())
+            });
+            let mut d = self.diag_at(&format!("/marathon{}", v.pointer), target, message);
+            d.hint = v.hint;
+            diags.push(d);
+        }
+        if let Some(Value::Object(env)) = spec.get("env") {
+            for k in env.keys() {
+                if let Some(problem) = checks::env_name_problem(k) {
+                    diags.push(
+                        self.diag_at(
+                            &format!("/marathon/env/{}", schema::escape(k)),
+                            Target::Key,
+                            format!("environment variable name `{k}` {problem}"),
+                        )
+                        .with_hint(checks::ENV_NAME_RULE),
+                    );
+                }
+            }
+        }
+        if let Some(Value::Object(l)) = spec.get("labels") {
+            for k in l.keys().filter(|k| k.starts_with(labels::PREFIX)) {
+                diags.push(
+                    self.diag_at(
+                        &format!("/marathon/labels/{}", schema::escape(k)),
+                        Target::Key,
+                        format!("label `{k}` is reserved: pacer sets the `pacer.*` labels itself"),
+                    )
+                    .with_hint("rename the label"),
+                );
+            }
+        }
+
+        let restart_parts: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .filter(|(_, f)| f.reload == Reload::Restart)
+            .map(|(name, f)| (format!("{name}\0{}", f.path), f.content.clone()))
+            .collect();
+        let config_hash = Digest::of_parts(
+            restart_parts
+                .iter()
+                .map(|(n, c)| (n.as_str(), c.as_slice())),
+        );
+        let revision = self.repo.snapshot.revision.label();
+        let add_labels = |spec: &mut Value| {
+            let Some(obj) = spec.as_object_mut() else {
+                return;
+            };
+            obj.insert("id".into(), Value::String(self.id.to_string()));
+            let labels_map = obj
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(l) = labels_map {
+                l.insert(labels::ENV.into(), self.settings.name.clone().into());
+                l.insert(labels::SOURCE.into(), format!("apps/{}", self.app).into());
+                l.insert(labels::COMMIT.into(), revision.clone().into());
+                l.insert(labels::CONFIG_HASH.into(), config_hash.to_string().into());
+            }
+        };
+        spec.as_object()?;
+        add_labels(&mut spec);
+        if let Some(s) = shown.as_mut() {
+            add_labels(&mut s.marathon);
+        }
+        let shown_spec = shown.as_ref().map(|s| &s.marathon);
+        if diags.len() == before {
+            // Marathon's own rules, on the app as it would be sent.
+            let both = spec.get("cmd").is_some() && spec.get("args").is_some();
+            if both {
+                diags.push(
+                    self.diag_at(
+                        "/marathon/args",
+                        Target::Key,
+                        "both `cmd` and `args` are set: Marathon takes one or the other",
+                    )
+                    .with_hint("keep `cmd` (run by a shell) or `args` (run directly), not both"),
+                );
+            }
+            let shown_rules = shown_spec.map(marathon_rules::validate_app);
+            for v in marathon_rules::validate_app(&spec) {
+                if both && v.path.is_empty() {
+                    continue;
+                }
+                let pointer = if v.path == "/id" {
+                    String::new()
+                } else {
+                    v.path.clone()
+                };
+                // Name the secret a reference points at: "undefined secret"
+                // alone leaves the reader to find which.
+                let secret = spec
+                    .pointer(&v.path)
+                    .and_then(|x| x.get("secret"))
+                    .and_then(Value::as_str)
+                    .map(|name| format!(" `{name}`"));
+                for (i, e) in v.errors.iter().enumerate() {
+                    let field = if v.path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("`{}`: ", v.path.trim_start_matches('/'))
+                    };
+                    let message = format!("{field}{e}{}", secret.clone().unwrap_or_default());
+                    let message = safe_message(&spec, shown_spec, &v.path, message, || {
+                        let s = shown_rules.iter().flatten().find(|s| s.path == v.path)?;
+                        Some(format!("{field}{}", s.errors.get(i)?))
+                    });
+                    let mut d =
+                        self.diag_at(&format!("/marathon{pointer}"), Target::Value, message);
+                    if secret.is_some() {
+                        d = d.with_hint("declare it under `marathon.secrets`, e.g. `secrets: {name: {source: path/in/store}}`");
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+        let mut ignore: Vec<String> = Vec::new();
+        for l in self.layers {
+            if let Some(Value::Array(list)) = l.get("/ignore") {
+                for (i, p) in list.iter().enumerate() {
+                    let Some(p) = p.as_str() else { continue };
+                    if checks::ignore_hides_pacer_labels(p) {
+                        diags.push(
+                            l.diag(&format!("/ignore/{i}"), Target::Value, format!("`ignore: {p}` would hide pacer's own `pacer.*` labels, which it needs to tell its apps and their versions apart"))
+                                .with_hint("ignore single fields instead, e.g. `/instances` or `/labels/team`"),
+                        );
+                    }
+                    ignore.push(p.to_string());
+                }
+            }
+        }
+        ignore.sort();
+        ignore.dedup();
+        for p in &ignore {
+            merge::remove_pointer(&mut spec, p);
+            if let Some(s) = shown.as_mut() {
+                merge::remove_pointer(&mut s.marathon, p);
+            }
+        }
+        // The schema bounds it; the last layer that sets it wins.
+        let deploy_timeout_seconds = self
+            .layers
+            .iter()
+            .rev()
+            .find_map(|l| l.get("/deployTimeoutSeconds")?.as_u64());
+        if diags.len() > before {
+            return None;
+        }
+        Some(RenderedApp {
+            id: self.id.to_string(),
+            app: self.app.to_string(),
+            env: self.settings.name.clone(),
+            marathon: spec,
+            files,
+            ignore,
+            deploy_timeout_seconds,
+            secrets,
+            shown: shown.map(Arc::new),
+            inputs: self.repo.inputs(&self.settings.name, self.app),
+        })
+    }
+
+    /// A template's error, safe to print. In the real pass, an error from a
+    /// template that read a secret may quote it: the same template rendered
+    /// with placeholders gives the message instead.
+    fn template_error(
+        &self,
+        pass: &Pass,
+        reads_before: usize,
+        e: template::TemplateError,
+        again: impl FnOnce(&minijinja::Value) -> Result<(), template::TemplateError>,
+    ) -> template::TemplateError {
+        let Some(shown_ctx) = &pass.shown_ctx else {
+            return e;
+        };
+        if pass.secrets.reads() == reads_before {
+            return e;
+        }
+        match again(shown_ctx) {
+            Err(shown) => shown,
+            Ok(()) => template::TemplateError {
+                message: "this template fails with the real value of a secret it reads (the message is withheld, as it could quote the secret)".into(),
+                ..e
+            },
+        }
+    }
+
+    /// Expands templates in every string under `value`, in place. In a
+    /// shown pass (placeholders), a template that fails keeps its text.
+    fn expand(
+        &self,
+        layer: &Layer,
+        pointer: &str,
+        value: &mut Value,
+        pass: &Pass,
+        diags: &mut Diagnostics,
+    ) {
+        match value {
+            Value::String(s) if template::is_template(s) => {
+                let reads = pass.secrets.reads();
+                let templates = &self.repo.templates;
+                match templates.render_value_within(s, &pass.ctx, self.left()) {
+                    Ok(v) => {
+                        self.spend(match &v {
+                            Value::String(s) => s.len(),
+                            _ => 16,
+                        });
+                        *value = v;
+                    }
+                    Err(_) if pass.shown_ctx.is_none() && pass.secrets.is_placeholders() => {}
+                    Err(e) => {
+                        let e = self.template_error(pass, reads, e, |ctx| {
+                            templates
+                                .render_value_within(s, ctx, usize::MAX)
+                                .map(|_| ())
+                        });
+                        let mut d = layer.diag(
+                            pointer,
+                            Target::Value,
+                            format!("template error: {}", e.message),
+                        );
+                        if let (Some(line), Some(column)) = (d.line, d.column) {
+                            let (l, c) =
+                                template_position(&layer.text, (line, column), (e.line, e.column));
+                            d.line = Some(l);
+                            d.column = Some(c);
+                        }
+                        diags.push(d.with_hint(e.hint.unwrap_or_else(|| {
+                            "templates see `env`, `app`, `id`, `group`, `values.*` and `secrets.*`".into()
+                        })));
+                    }
+                }
+            }
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    self.expand(
+                        layer,
+                        &format!("{pointer}/{}", schema::escape(k)),
+                        v,
+                        pass,
+                        diags,
+                    );
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter_mut().enumerate() {
+                    self.expand(layer, &format!("{pointer}/{i}"), v, pass, diags);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Renders the app's config files, with the names of the secrets each read.
+    #[allow(clippy::type_complexity)]
+    fn render_files(
+        &self,
+        pass: &Pass,
+        diags: &mut Diagnostics,
+    ) -> (
+        BTreeMap<String, RenderedFile>,
+        BTreeMap<String, BTreeSet<String>>,
+    ) {
+        let mut out = BTreeMap::new();
+        let mut used = BTreeMap::new();
+        let Value::Object(specs) = self.merged("files") else {
+            return (out, used);
+        };
+        for (name, spec) in specs {
+            let ptr = format!("/files/{}", schema::escape(&name));
+            let source = spec.get("source").and_then(Value::as_str).unwrap_or(&name);
+            let Some(path) = spec.get("path").and_then(Value::as_str) else {
+                diags.push(
+                    self.diag_at(&ptr, Target::Key, format!("file `{name}` has no `path`"))
+                        .with_hint("set `path:` to where the agent should write it in the task, e.g. /etc/app/config.yaml"),
+                );
+                continue;
+            };
+            let path = match checks::normalise_task_path(path) {
+                Ok(p) => p,
+                Err(why) => {
+                    diags.push(
+                        self.diag_at(&format!("{ptr}/path"), Target::Value, format!("file `{name}`: {why}"))
+                            .with_hint("give the absolute path the agent writes to inside the task, without `..`, e.g. /etc/app/config.yaml"),
+                    );
+                    continue;
+                }
+            };
+            let reload = match spec.get("reload").and_then(Value::as_str) {
+                Some("hot") => Reload::Hot,
+                _ => Reload::Restart,
+            };
+            let templated = spec
+                .get("template")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let file = format!("apps/{}/files/{source}", self.app);
+            if source.split('/').any(|s| s == "..") || source.starts_with('/') {
+                diags.push(self.diag_at(
+                    &format!("{ptr}/source"),
+                    Target::Value,
+                    format!(
+                        "file `{name}`: source `{}` must stay inside apps/{}/files/",
+                        quote_path(source),
+                        self.app
+                    ),
+                ));
+                continue;
+            }
+            let bytes = match self.repo.snapshot.read_bytes(&file) {
+                Ok(b) => b,
+                Err(source::Error::NotFound { .. }) => {
+                    diags.push(
+                        self.diag_at(
+                            &format!("{ptr}/source"),
+                            Target::Value,
+                            format!("file `{name}`: `{}` does not exist", quote_path(&file)),
+                        )
+                        .with_hint(format!(
+                            "add the template at `{}`, or set `source:` to its name",
+                            quote_path(&file)
+                        )),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    diags.push(source_diag(&file, &e));
+                    continue;
+                }
+            };
+            pass.secrets.take_used();
+            let content = if templated {
+                let text = match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(_) => match self.repo.snapshot.read_text(&file) {
+                        Err(e) => {
+                            diags.push(source_diag(&file, &e));
+                            continue;
+                        }
+                        Ok(t) => t,
+                    },
+                };
+                let reads = pass.secrets.reads();
+                let templates = &self.repo.templates;
+                match templates.render_text_within(&file, &text, &pass.ctx, self.left()) {
+                    Ok(s) => s.into_bytes(),
+                    // Placeholders where a template needs the real value:
+                    // show the template itself.
+                    Err(_) if pass.shown_ctx.is_none() && pass.secrets.is_placeholders() => {
+                        text.into_bytes()
+                    }
+                    Err(e) => {
+                        let e = self.template_error(pass, reads, e, |ctx| {
+                            templates
+                                .render_text_within(&file, &text, ctx, usize::MAX)
+                                .map(|_| ())
+                        });
+                        diags.push(
+                            Diagnostic::at(&file, e.line, e.column.unwrap_or(1), format!("template error: {}", e.message))
+                                .with_hint(e.hint.unwrap_or_else(|| "templates see `env`, `app`, `id`, `group`, `values.*` and `secrets.*`; set `template: false` to deliver the file as it is".into())),
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                bytes
+            };
+            used.insert(name.clone(), pass.secrets.take_used());
+            self.spend(content.len());
+            if self.spent.get() > self.repo.budgets.app_bytes {
+                diags.push(
+                    self.diag_at(&ptr, Target::Key, format!("file `{name}` takes the app over its {} limit for all its rendered files and fields", budget::bytes(self.repo.budgets.app_bytes)))
+                        .with_hint("keep large artifacts out of the config repo, or split the app"),
+                );
+                continue;
+            }
+            out.insert(
+                name.clone(),
+                RenderedFile {
+                    path,
+                    reload,
+                    digest: Digest::of(&content),
+                    content,
+                },
+            );
+        }
+        (out, used)
+    }
+}
+
+/// One rendering of an app: with the real secrets, or with placeholders.
+struct Pass {
+    ctx: minijinja::Value,
+    secrets: Arc<SecretsObject>,
+    /// In the real pass: the placeholder context, to re-render a failing
+    /// template that read a secret for a message that can't quote it.
+    shown_ctx: Option<minijinja::Value>,
+}
+
+/// A message about the value at `pointer` of the app definition that is
+/// safe to print. Where that value came from a secret (it differs in the
+/// placeholder rendering), the message comes from the placeholder rendering
+/// instead, or is a generic one: a message may quote the value.
+fn safe_message(
+    real: &Value,
+    shown: Option<&Value>,
+    pointer: &str,
+    message: String,
+    shown_message: impl FnOnce() -> Option<String>,
+) -> String {
+    let Some(shown) = shown else { return message };
+    if real.pointer(pointer) == shown.pointer(pointer) {
+        return message;
+    }
+    shown_message().unwrap_or_else(|| {
+        "this value, rendered from a secret, is not valid here (the message is withheld, as it could quote the secret)".into()
+    })
+}
+
+/// Where in the YAML file a template error is: `value` is where the string
+/// starts (its quote, if quoted), `at` the error's line and column inside
+/// the template text.
+fn template_position(
+    text: &str,
+    value: (usize, usize),
+    at: (usize, Option<usize>),
+) -> (usize, usize) {
+    let (line, column) = value;
+    let (e_line, e_col) = at;
+    if e_line <= 1 {
+        // A one-line string: count from its first character.
+        let quoted = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .and_then(|l| l.chars().nth(column.saturating_sub(1)))
+            .is_some_and(|c| c == '"' || c == '\'');
+        let col = column + e_col.unwrap_or(1).saturating_sub(1) + usize::from(quoted);
+        return (line, col);
+    }
+    // A block scalar starts on the line after its key (`|`), indented.
+    let l = line + e_line;
+    let indent = text
+        .lines()
+        .nth(l.saturating_sub(1))
+        .map_or(0, |t| t.len() - t.trim_start().len());
+    (l, indent + e_col.unwrap_or(1))
+}
+
+/// Marathon wants strings in `env` and `labels`; YAML authors write
+/// `PORT: 8080`. Numbers and booleans there become strings.
+fn stringify_scalars(spec: &mut Value, key: &str) {
+    if let Some(Value::Object(m)) = spec.get_mut(key) {
+        for v in m.values_mut() {
+            match v {
+                Value::Number(n) => *v = Value::String(n.to_string()),
+                Value::Bool(b) => *v = Value::String(b.to_string()),
+                _ => {}
+            }
+        }
+    }
+}
