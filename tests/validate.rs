@@ -153,3 +153,307 @@ fn a_config_repo_may_live_in_a_subdirectory() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("\"/dev/web\""), "{run:?}");
 }
+
+/// Secrets that text matching can't hide: quotes and backslashes (escaped
+/// in JSON), a newline and a tab (escaped too), and a one-letter secret
+/// (it matches unrelated text).
+const NASTY: &str = r#"secrets:
+  quoted: 'qsecret"with\back'
+  lines: "nlsecret-one\nnlsecret-two"
+  tabbed: "tabsecret-a\ttabsecret-b"
+  dsn: https://4c3b2a1f0e9d@sentry.example.com/7
+  short: e
+"#;
+
+/// Every way a template can pass a secret on: as is, and through filters.
+const VAULT: &str = r#"environments: [dev]
+marathon:
+  cmd: ./vault --dsn '{{ secrets.dsn }}'
+  cpus: 0.1
+  mem: 64
+  instances: 1
+  env:
+    QUOTED: "{{ secrets.quoted }}"
+    LINES: "{{ secrets.lines }}"
+    TABBED: "{{ secrets.tabbed }}"
+    UPPER: "{{ secrets.dsn | upper }}"
+    REVERSED: "{{ secrets.dsn | reverse }}"
+    SLICED: "{{ secrets.dsn[8:] }}"
+    JOINED: "{{ [secrets.dsn, secrets.quoted] | join('/') }}"
+    SHORT: "{{ secrets.short }}"
+    DEBUG: "{{ debug() }}"
+files:
+  vault.conf:
+    path: /etc/vault.conf
+"#;
+
+const VAULT_CONF: &str =
+    "dsn = {{ secrets.dsn | upper }}\nall = {{ secrets | tojson }}\nshort = {{ secrets.short }}\n";
+
+/// Substrings of the secrets above, and of what the filters make of them,
+/// that no output may hold.
+const PLAINTEXT: [&str; 9] = [
+    "qsecret",
+    "nlsecret",
+    "tabsecret",
+    "4c3b2a1f0e9d",
+    "4C3B2A1F0E9D",
+    "d9e0f1a2b3c4",
+    "rotated-one",
+    "ROTATED-ONE",
+    "eno-detator",
+];
+
+fn assert_no_plaintext(what: &str, text: &str) {
+    for p in PLAINTEXT {
+        assert!(!text.contains(p), "{what} shows {p:?}:\n{text}");
+    }
+}
+
+fn vault_repo() -> TestRepo {
+    let repo = TestRepo::examples();
+    repo.write("apps/vault/app.yaml", VAULT);
+    repo.write("apps/vault/env/dev.yaml", NASTY);
+    repo.write("apps/vault/files/vault.conf", VAULT_CONF);
+    repo
+}
+
+#[test]
+fn secrets_never_reach_render_whatever_the_template_does() {
+    let repo = vault_repo();
+    let run = pacer(&[
+        "render",
+        "--repo",
+        repo.path_str(),
+        "--env",
+        "dev",
+        "--app",
+        "vault",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_no_plaintext("render", &run.stdout);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    let env = &out["apps"]["vault"]["marathon"]["env"];
+    assert_eq!(env["QUOTED"], "<secret:quoted>");
+    assert_eq!(env["UPPER"], "<SECRET:DSN>");
+    assert_eq!(env["SLICED"], "dsn>");
+    assert_eq!(env["JOINED"], "<secret:dsn>/<secret:quoted>");
+    // A one-letter secret replaces itself only, not every `e` around it.
+    assert_eq!(env["SHORT"], "<secret:short>");
+    assert_eq!(env["APP_ENV"], "dev");
+    assert_eq!(
+        out["apps"]["vault"]["marathon"]["labels"]["pacer.env"],
+        "dev"
+    );
+    let conf = out["apps"]["vault"]["files"]["vault.conf"]["content"]
+        .as_str()
+        .unwrap();
+    assert!(conf.starts_with("dsn = <SECRET:DSN>\n"), "{conf}");
+    assert!(conf.contains("short = <secret:short>\n"), "{conf}");
+    // What Marathon gets is the real thing.
+    let shown = pacer(&[
+        "render",
+        "--repo",
+        repo.path_str(),
+        "--env",
+        "dev",
+        "--app",
+        "vault",
+        "--show-secrets",
+    ]);
+    let out: Value = serde_json::from_str(&shown.stdout).unwrap();
+    let env = &out["apps"]["vault"]["marathon"]["env"];
+    assert_eq!(env["QUOTED"], "qsecret\"with\\back");
+    assert_eq!(env["UPPER"], "HTTPS://4C3B2A1F0E9D@SENTRY.EXAMPLE.COM/7");
+    assert_eq!(env["SHORT"], "e");
+}
+
+#[test]
+fn secrets_never_reach_diff_in_any_format() {
+    let repo = vault_repo();
+    let base = repo.commit("vault");
+    // Rotate every secret and change visible text beside them.
+    repo.write(
+        "apps/vault/env/dev.yaml",
+        &NASTY
+            .replace("qsecret\"with\\back", "qsecret\"rotated-one")
+            .replace("nlsecret-two", "nlsecret-rotated-one")
+            .replace("tabsecret-b", "tabsecret-rotated-one")
+            .replace("4c3b2a1f0e9d", "4c3b2a1f0e9d-rotated-one")
+            .replace("short: e", "short: f"),
+    );
+    repo.write(
+        "apps/vault/files/vault.conf",
+        &format!("# v2\n{VAULT_CONF}"),
+    );
+    repo.edit("apps/vault/app.yaml", "mem: 64", "mem: 96");
+    for format in ["text", "markdown", "json"] {
+        let run = pacer(&[
+            "diff",
+            "--repo",
+            repo.path_str(),
+            "--base",
+            &base,
+            "--format",
+            format,
+        ]);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert_no_plaintext(&format!("diff --format {format}"), &run.stdout);
+        assert_no_plaintext(&format!("diff --format {format} (stderr)"), &run.stderr);
+        assert!(run.stdout.contains("mem"), "{format}: {run:?}");
+    }
+    let json: Value = serde_json::from_str(
+        &pacer(&[
+            "diff",
+            "--repo",
+            repo.path_str(),
+            "--base",
+            &base,
+            "--format",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let vault = json["environments"][0]["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "vault")
+        .expect("vault changed")
+        .clone();
+    assert_eq!(vault["secretChanged"], true, "{vault}");
+    assert_eq!(vault["files"][0]["secretChanged"], true, "{vault}");
+    // Only a secret changed: no diff to show, "secret changed" says it.
+    let only = repo.commit("rotated");
+    repo.write(
+        "apps/vault/env/dev.yaml",
+        &NASTY.replace("4c3b2a1f0e9d", "4c3b2a1f0e9d-rotated-one-again"),
+    );
+    repo.write(
+        "apps/vault/files/vault.conf",
+        &format!("# v2\n{VAULT_CONF}"),
+    );
+    repo.edit("apps/vault/app.yaml", "mem: 96", "mem: 96");
+    let run = pacer(&["diff", "--repo", repo.path_str(), "--base", &only]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.contains("(secret changed)"), "{run:?}");
+    assert_no_plaintext("diff", &run.stdout);
+}
+
+#[test]
+fn errors_from_values_that_came_from_secrets_never_quote_them() {
+    let repo = vault_repo();
+    repo.edit(
+        "apps/vault/app.yaml",
+        "cpus: 0.1",
+        "cpus: \"{{ secrets.dsn }}\"",
+    );
+    repo.edit(
+        "apps/vault/app.yaml",
+        "instances: 1",
+        "instances: \"{{ secrets.quoted | int }}\"\n  user: \"{{ secrets.dsn + 1 }}\"",
+    );
+    let run = pacer(&["validate", "--repo", repo.path_str()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_no_plaintext("validate", &run.stderr);
+    assert!(
+        run.stderr.contains(
+            "apps/vault/app.yaml:4:9: `cpus`: expected a number, got the string `<secret:dsn>`"
+        ),
+        "{run:?}"
+    );
+    // A template error points at the expression, not at the string's start.
+    assert!(
+        run.stderr
+            .contains("apps/vault/app.yaml:7:13: template error"),
+        "{run:?}"
+    );
+    let json = pacer(&["validate", "--repo", repo.path_str(), "--json"]);
+    assert_no_plaintext("validate --json", &json.stdout);
+    assert_no_plaintext("validate --json", &json.stderr);
+}
+
+#[test]
+fn secrets_never_reach_plan_in_any_format() {
+    use std::io::BufRead;
+    let repo = vault_repo();
+    repo.commit("vault");
+    let mut sim = std::process::Command::new(crate::util::PACER)
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _sim = Kill(sim);
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let apply = pacer(&[
+        "apply",
+        "--repo",
+        repo.path_str(),
+        "--marathon",
+        &url,
+        "--env",
+        "dev",
+        "--app",
+        "vault",
+        "--yes",
+    ]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_no_plaintext("apply", &apply.stdout);
+    assert_no_plaintext("apply", &apply.stderr);
+    // In sync: the plan shows nothing to do.
+    let plan = pacer(&[
+        "plan",
+        "--repo",
+        repo.path_str(),
+        "--marathon",
+        &url,
+        "--env",
+        "dev",
+        "--app",
+        "vault",
+    ]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    // A rotated secret and a visible change beside it.
+    repo.write(
+        "apps/vault/env/dev.yaml",
+        &NASTY.replace("4c3b2a1f0e9d", "4c3b2a1f0e9d-rotated-one"),
+    );
+    repo.edit("apps/vault/app.yaml", "mem: 64", "mem: 96");
+    repo.commit("rotate");
+    for format in ["text", "json", "markdown"] {
+        let plan = pacer(&[
+            "plan",
+            "--repo",
+            repo.path_str(),
+            "--marathon",
+            &url,
+            "--env",
+            "dev",
+            "--app",
+            "vault",
+            "--format",
+            format,
+        ]);
+        assert_eq!(plan.code, 2, "{plan:?}");
+        assert_no_plaintext(&format!("plan --format {format}"), &plan.stdout);
+        assert_no_plaintext(&format!("plan --format {format}"), &plan.stderr);
+        assert!(plan.stdout.contains("96"), "{format}: {plan:?}");
+    }
+}

@@ -127,11 +127,15 @@ impl Templates {
         app_left: usize,
     ) -> Result<Value, TemplateError> {
         if let Some(expr) = whole_expression(s) {
+            // minijinja's ranges count from the expression, not the string.
+            let base = expr.as_ptr() as usize - s.as_ptr() as usize;
             let compiled = self
                 .env
                 .compile_expression(expr)
-                .map_err(|e| self.to_error(&e, s, ctx))?;
-            let out = compiled.eval(ctx).map_err(|e| self.to_error(&e, s, ctx))?;
+                .map_err(|e| self.to_error(&e, s, ctx, base))?;
+            let out = compiled
+                .eval(ctx)
+                .map_err(|e| self.to_error(&e, s, ctx, base))?;
             if out.is_undefined() {
                 let mut e = TemplateError::new(1, format!("undefined value: `{}`", expr.trim()));
                 e.column = s.find(expr.trim()).map(|i| s[..i].chars().count() + 1);
@@ -170,7 +174,7 @@ impl Templates {
         let template = self
             .env
             .template_from_named_str(name, src)
-            .map_err(|e| self.to_error(&e, src, ctx))?;
+            .map_err(|e| self.to_error(&e, src, ctx, 0))?;
         let mut out = CappedOutput {
             buf: Vec::new(),
             limit: self.max_output.min(app_left),
@@ -193,11 +197,18 @@ impl Templates {
                     super::budget::bytes(self.max_output)
                 ),
             )),
-            Err(e) => Err(self.to_error(&e, src, ctx)),
+            Err(e) => Err(self.to_error(&e, src, ctx, 0)),
         }
     }
 
-    fn to_error(&self, e: &minijinja::Error, src: &str, ctx: &minijinja::Value) -> TemplateError {
+    /// `base`: where in `src` the text minijinja saw starts.
+    fn to_error(
+        &self,
+        e: &minijinja::Error,
+        src: &str,
+        ctx: &minijinja::Value,
+        base: usize,
+    ) -> TemplateError {
         if e.kind() == minijinja::ErrorKind::OutOfFuel {
             let mut out = TemplateError::new(
                 e.line().unwrap_or(1),
@@ -209,9 +220,12 @@ impl Templates {
             out.hint = Some("simplify its loops: a config file needs few iterations".into());
             return out;
         }
-        let mut out = to_error(e, src);
+        let mut out = to_error(e, src, base);
         if e.kind() == minijinja::ErrorKind::UndefinedError {
-            if let Some(snippet) = e.range().and_then(|r| src.get(r)) {
+            if let Some(snippet) = e
+                .range()
+                .and_then(|r| src.get(r.start + base..r.end + base))
+            {
                 out.hint = suggest(snippet, ctx);
             }
         }
@@ -268,18 +282,18 @@ fn position(src: &str, at: usize) -> (usize, usize) {
     (line, before[start..].chars().count() + 1)
 }
 
-fn to_error(e: &minijinja::Error, src: &str) -> TemplateError {
+fn to_error(e: &minijinja::Error, src: &str, base: usize) -> TemplateError {
     let mut line = e.line().unwrap_or(1);
     let mut column = None;
-    if let Some(r) = e.range() {
+    let range = e.range().map(|r| r.start + base..r.end + base);
+    if let Some(r) = range.clone() {
         let (l, c) = position(src, r.start);
         line = l;
         column = Some(c);
     }
     // Name the expression that failed when minijinja knows where it is:
     // "undefined value" alone doesn't tell which of ten variables it was.
-    let snippet = e
-        .range()
+    let snippet = range
         .and_then(|r| src.get(r))
         .map(|s| s.trim())
         .filter(|s| !s.is_empty() && s.len() < 120);
