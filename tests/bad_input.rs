@@ -329,3 +329,51 @@ fn apps_and_environments_as_symlinks_are_errors_in_git_too() {
         assert!(run.stderr.contains("apps: a symlink (to `"), "{run:?}");
     }
 }
+
+#[test]
+fn control_characters_in_names_are_quoted_as_git_does() {
+    let repo = TestRepo::examples();
+    // A directory name that would repaint the terminal and forge an `ok:` line.
+    let evil = "apps/we\u{1b}[2Jb\nok: 3 environments, 4 apps";
+    crate::util::copy_tree(&repo.path().join("apps/worker"), &repo.path().join(evil));
+    repo.write(
+        "apps/api/env/staging.yaml",
+        &format!(
+            "{}files:\n  \"x\\e[31m\":\n    path: /etc/x\n",
+            repo.read("apps/api/env/staging.yaml")
+        ),
+    );
+    let rev = repo.commit("evil names");
+    for args in [
+        vec!["validate", "--repo", repo.path_str()],
+        vec!["validate", "--repo", repo.path_str(), "--rev", &rev],
+    ] {
+        let run = pacer(&args);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(!run.stderr.contains('\u{1b}'), "{run:?}");
+        assert!(!run.stderr.lines().any(|l| l.starts_with("ok:")), "{run:?}");
+        assert!(
+            run.stderr.contains(
+                "\"apps/we\\033[2Jb\\nok: 3 environments, 4 apps/app.yaml\": invalid Marathon id"
+            ),
+            "{run:?}"
+        );
+        assert!(run.stderr.contains("file \"x\\033[31m\""), "{run:?}");
+        // One good error for the directory, not Marathon's regular expression too.
+        assert!(!run.stderr.contains("regular expression"), "{run:?}");
+    }
+}
+
+#[test]
+fn an_uppercase_app_directory_gets_one_error() {
+    let repo = TestRepo::examples();
+    std::fs::rename(repo.path().join("apps/web"), repo.path().join("apps/Web")).unwrap();
+    let run = pacer(&["validate", "--repo", repo.path_str()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("apps/Web/app.yaml: invalid Marathon id: the app directory `apps/Web`"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("error: 1 problem found"), "{run:?}");
+}

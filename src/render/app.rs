@@ -432,6 +432,21 @@ impl AppContext<'_> {
         for (name, spec) in specs {
             let ptr = format!("/files/{}", schema::escape(&name));
             let source = spec.get("source").and_then(Value::as_str).unwrap_or(&name);
+            // Names are printed in diffs and plans: no terminal escapes.
+            if name.chars().chain(source.chars()).any(char::is_control) {
+                diags.push(
+                    self.diag_at(
+                        &ptr,
+                        Target::Key,
+                        format!(
+                            "file {}: its name or source holds a control character",
+                            quote_path(&name)
+                        ),
+                    )
+                    .with_hint("name files with printable characters only"),
+                );
+                continue;
+            }
             let Some(path) = spec.get("path").and_then(Value::as_str) else {
                 diags.push(
                     self.diag_at(&ptr, Target::Key, format!("file `{name}` has no `path`"))

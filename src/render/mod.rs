@@ -392,16 +392,20 @@ impl Repo {
                 );
             }
         }
+        // An app whose directory can't be a Marathon id gets that one error
+        // (Marathon's own check of the id would repeat it as a regular
+        // expression at every layer): it is not rendered.
+        let mut broken: BTreeMap<AppPath, Vec<Diagnostic>> = BTreeMap::new();
         for app in &names {
             if marathon_rules::validate_path_id(&format!("/{app}")).is_err() {
-                diags.push(
+                broken.entry(app.clone()).or_default().push(
                     Diagnostic::file(format!("apps/{app}/app.yaml"), format!("invalid Marathon id: the app directory `apps/{app}` becomes part of the app's id"))
                         .with_hint("rename the directory: lower-case letters, digits and dashes; a dash can't start or end a name"),
                 );
             }
             if let Some(last) = app.rsplit('/').next() {
                 if ["restart", "tasks", "versions"].contains(&last) {
-                    diags.push(
+                    broken.entry(app.clone()).or_default().push(
                         Diagnostic::file(format!("apps/{app}/app.yaml"), format!("app directory `apps/{app}`: `{last}` is reserved by Marathon as the last part of an id"))
                             .with_hint(format!("rename the directory, e.g. `{last}-app`")),
                     );
@@ -412,10 +416,10 @@ impl Repo {
         for d in problems.repo {
             diags.push(d);
         }
-        for app in problems.apps.keys() {
+        for (app, list) in problems.apps {
             apps.entry(app.clone()).or_default();
+            broken.entry(app).or_default().extend(list);
         }
-        let broken = problems.apps;
         // Overlays: apps/<app>/env/<env>.yaml.
         for (path, _) in snapshot.under("apps") {
             let Some((dir, file)) = path.rsplit_once("/env/") else {

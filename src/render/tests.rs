@@ -229,3 +229,112 @@ fn a_deploy_timeout_that_is_not_whole_seconds_is_refused_at_its_line() {
     assert!(text.contains("apps/web/app.yaml:3:"), "{text}");
     assert!(text.contains("deployTimeoutSeconds"), "{text}");
 }
+
+#[test]
+fn a_missing_template_value_gets_its_column_and_a_suggestion() {
+    let snap = repo(&[
+        (
+            "apps/web/app.yaml",
+            "values:\n  port: 8080\nmarathon:\n  cmd: \"./web --port {{ values.prot }}\"\n  user: \"{{ value.port }}\"\nfiles:\n  a.conf:\n    path: /etc/a.conf\n",
+        ),
+        (
+            "apps/web/files/a.conf",
+            "# a\n\n  listen {{ values.prot }};\n",
+        ),
+    ]);
+    let diags = render_all(snap).unwrap_err();
+    let text = messages(&diags);
+    // The expression's own column, in the YAML file and in the template.
+    assert!(
+        text.contains("apps/web/app.yaml:4:25: template error"),
+        "{text}"
+    );
+    assert!(
+        text.contains("apps/web/app.yaml:5:13: template error"),
+        "{text}"
+    );
+    assert!(
+        text.contains("apps/web/files/a.conf:3:13: template error"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `values`?"), "{text}");
+    assert_eq!(
+        diags
+            .iter()
+            .filter(|d| d.hint.as_deref() == Some("did you mean `values.port`?"))
+            .count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
+fn an_app_over_its_budget_is_invalid_and_the_others_render() {
+    let snap = repo(&[
+        ("apps/api/app.yaml", "marathon:\n  cmd: ./api\n"),
+        (
+            "apps/web/app.yaml",
+            "marathon:\n  cmd: \"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\"\n",
+        ),
+        (
+            "apps/big/app.yaml",
+            "marathon:\n  cmd: ./big\nfiles:\n  a: {path: /a}\n  b: {path: /b}\n",
+        ),
+        ("apps/big/files/a", "{{ 'x' * 3000 }}"),
+        ("apps/big/files/b", "{{ 'y' * 3000 }}"),
+    ]);
+    let budgets = Budgets {
+        app_bytes: 5000,
+        ..Budgets::default()
+    };
+    let mut diags = Diagnostics::default();
+    let repo = Repo::load_with(snap, &budgets, &mut diags).unwrap();
+    let pairs = repo.resolve_scope(&Scope::default()).unwrap();
+    let d = render_pairs(&repo, &pairs, &mut diags);
+    let text = messages(&diags.finish());
+    assert!(
+        text.contains("apps/web/app.yaml:2:") && text.contains("steps"),
+        "{text}"
+    );
+    assert!(text.contains("apps/big/files/b:1:"), "{text}");
+    assert!(
+        text.contains("over its 4.9 KiB limit")
+            || text.contains("limit for all its rendered files"),
+        "{text}"
+    );
+    for env in ["dev", "prod"] {
+        assert!(d.envs[env].apps.contains_key("api"), "{env}");
+        assert!(!d.envs[env].apps.contains_key("web"), "{env}");
+        assert!(!d.envs[env].apps.contains_key("big"), "{env}");
+    }
+}
+
+#[test]
+fn the_deadline_makes_the_rest_invalid() {
+    let snap = repo(&[("apps/api/app.yaml", "marathon:\n  cmd: ./api\n")]);
+    let budgets = Budgets {
+        deadline: Some(std::time::Duration::ZERO),
+        ..Budgets::default()
+    };
+    let text = messages(&render_with(snap, &Scope::default(), &budgets).unwrap_err());
+    assert!(
+        text.contains("apps/api/app.yaml: app `api` in `dev` was not rendered: the whole render passed its deadline"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_render_can_run_off_the_callers_thread() {
+    fn send<T: Send + 'static>(_: &T) {}
+    let snap = repo(&[("apps/api/app.yaml", "marathon:\n  cmd: ./api\n")]);
+    let mut diags = Diagnostics::default();
+    let repo = Repo::load(snap, &mut diags).unwrap();
+    send(&repo);
+    let d = std::thread::spawn(move || {
+        let pairs = repo.resolve_scope(&Scope::default()).unwrap();
+        render_pairs(&repo, &pairs, &mut Diagnostics::default())
+    })
+    .join()
+    .unwrap();
+    assert!(d.envs["dev"].apps.contains_key("api"));
+}
