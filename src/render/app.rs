@@ -88,7 +88,7 @@ impl AppContext<'_> {
 
     /// The app definition from every layer's `marathon`, templates expanded
     /// layer by layer so that an error points into the file that holds it.
-    fn expand_spec(&self, pass: &Pass, diags: &mut Diagnostics) -> Value {
+    fn expand_spec(&self, pass: &Pass<'_>, diags: &mut Diagnostics) -> Value {
         let mut spec = Value::Object(Map::new());
         for layer in self.layers {
             if let Some(m) = layer.get("/marathon") {
@@ -111,7 +111,7 @@ impl AppContext<'_> {
         let real_pass = Pass {
             ctx: self.context(&values, &real),
             secrets: real.clone(),
-            shown_ctx: Some(self.context(&values, &placeholders)),
+            shown_ctx: Some((&values, &placeholders)),
         };
         let mut spec = self.expand_spec(&real_pass, diags);
         let spec_used = real.take_used();
@@ -328,18 +328,19 @@ impl AppContext<'_> {
     /// with placeholders gives the message instead.
     fn template_error(
         &self,
-        pass: &Pass,
+        pass: &Pass<'_>,
         reads_before: usize,
         e: template::TemplateError,
         again: impl FnOnce(&minijinja::Value) -> Result<(), template::TemplateError>,
     ) -> template::TemplateError {
-        let Some(shown_ctx) = &pass.shown_ctx else {
+        let Some((values, placeholders)) = pass.shown_ctx else {
             return e;
         };
         if pass.secrets.reads() == reads_before {
             return e;
         }
-        match again(shown_ctx) {
+        // Built only here, on an error: most apps never need it.
+        match again(&self.context(values, placeholders)) {
             Err(shown) => shown,
             Ok(()) => template::TemplateError {
                 message: "this template fails with the real value of a secret it reads (the message is withheld, as it could quote the secret)".into(),
@@ -355,7 +356,7 @@ impl AppContext<'_> {
         layer: &Layer,
         pointer: &str,
         value: &mut Value,
-        pass: &Pass,
+        pass: &Pass<'_>,
         diags: &mut Diagnostics,
     ) {
         match value {
@@ -418,7 +419,7 @@ impl AppContext<'_> {
     #[allow(clippy::type_complexity)]
     fn render_files(
         &self,
-        pass: &Pass,
+        pass: &Pass<'_>,
         diags: &mut Diagnostics,
     ) -> (
         BTreeMap<String, RenderedFile>,
@@ -567,12 +568,12 @@ impl AppContext<'_> {
 }
 
 /// One rendering of an app: with the real secrets, or with placeholders.
-struct Pass {
+struct Pass<'a> {
     ctx: minijinja::Value,
     secrets: Arc<SecretsObject>,
     /// In the real pass: the placeholder context, to re-render a failing
     /// template that read a secret for a message that can't quote it.
-    shown_ctx: Option<minijinja::Value>,
+    shown_ctx: Option<(&'a Value, &'a Arc<SecretsObject>)>,
 }
 
 /// A message about the value at `pointer` of the app definition that is
