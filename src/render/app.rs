@@ -150,7 +150,8 @@ impl AppContext<'_> {
         }
         let shown_spec = shown.as_ref().map(|s| &s.marathon);
 
-        let shown_schema = shown_spec.map(|s| schema::check(schema::Kind::MarathonApp, s));
+        // The placeholder rendering is checked only to word an error.
+        let shown_schema = std::cell::OnceCell::new();
         for v in schema::check(schema::Kind::MarathonApp, &spec) {
             let target = if v.unknown_key {
                 Target::Key
@@ -158,9 +159,10 @@ impl AppContext<'_> {
                 Target::Value
             };
             let message = safe_message(&spec, shown_spec, &v.pointer, v.message, || {
+                let shown = shown_spec?;
                 shown_schema
+                    .get_or_init(|| schema::check(schema::Kind::MarathonApp, shown))
                     .iter()
-                    .flatten()
                     .find(|s| s.pointer == v.pointer && s.unknown_key == v.unknown_key)
                     .map(|s| s.message.clone())
             });
@@ -240,7 +242,7 @@ impl AppContext<'_> {
                     .with_hint("keep `cmd` (run by a shell) or `args` (run directly), not both"),
                 );
             }
-            let shown_rules = shown_spec.map(marathon_rules::validate_app);
+            let shown_rules = std::cell::OnceCell::new();
             for v in marathon_rules::validate_app(&spec) {
                 if both && v.path.is_empty() {
                     continue;
@@ -265,7 +267,11 @@ impl AppContext<'_> {
                     };
                     let message = format!("{field}{e}{}", secret.clone().unwrap_or_default());
                     let message = safe_message(&spec, shown_spec, &v.path, message, || {
-                        let s = shown_rules.iter().flatten().find(|s| s.path == v.path)?;
+                        let shown = shown_spec?;
+                        let s = shown_rules
+                            .get_or_init(|| marathon_rules::validate_app(shown))
+                            .iter()
+                            .find(|s| s.path == v.path)?;
                         Some(format!("{field}{}", s.errors.get(i)?))
                     });
                     let mut d =
