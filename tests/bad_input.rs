@@ -312,6 +312,40 @@ fn an_app_directory_replaced_by_a_symlink_is_invalid_not_deleted() {
     assert!(!run.stdout.contains("removed"), "{run:?}");
 }
 
+/// What the daemon sees: it renders app by app from the commit, and an app
+/// with problems is invalid (kept at its last good version), while an app
+/// missing from the list is gone (deleted when pruning).
+#[test]
+fn the_daemon_sees_a_symlinked_app_directory_as_invalid_not_gone() {
+    use pacer::render::{Diagnostics, Repo, render_pairs};
+    let repo = TestRepo::examples();
+    let elsewhere = tempfile::tempdir().unwrap();
+    crate::util::copy_tree(&repo.path().join("apps/web"), elsewhere.path());
+    repo.remove("apps/web");
+    std::os::unix::fs::symlink(elsewhere.path(), repo.path().join("apps/web")).unwrap();
+    let rev = repo.commit("web lives elsewhere");
+    let loc = pacer::source::RepoLocation::discover(repo.path()).unwrap();
+    let snap = std::sync::Arc::new(loc.at_rev(&rev).unwrap());
+    let mut load = Diagnostics::default();
+    let r = Repo::load(snap, &mut load).expect("pacer.yaml loads");
+    assert!(load.is_empty(), "{load}");
+    assert!(
+        r.apps.contains_key("web"),
+        "web must not vanish from the app list"
+    );
+    for app in ["web", "api"] {
+        let mut diags = Diagnostics::default();
+        let d = render_pairs(&r, &[("prod".into(), vec![app.into()])], &mut diags);
+        if app == "web" {
+            assert!(diags.to_string().contains("apps/web: a symlink"), "{diags}");
+            assert!(d.envs["prod"].apps.is_empty());
+        } else {
+            assert!(diags.is_empty(), "{diags}");
+            assert!(d.envs["prod"].apps.contains_key("api"));
+        }
+    }
+}
+
 #[test]
 fn apps_and_environments_as_symlinks_are_errors_in_git_too() {
     let repo = TestRepo::examples();
