@@ -73,17 +73,16 @@ impl AppContext<'_> {
     }
 
     fn context(&self, values: &Value, secrets: &Arc<SecretsObject>) -> minijinja::Value {
-        let base = minijinja::Value::from(minijinja::value::Serde(json!({
-            "env": self.settings.name,
-            "app": self.app,
-            "id": self.id,
-            "group": self.settings.group,
-            "values": values,
-        })));
-        minijinja::context! {
-            secrets => minijinja::Value::from_dyn_object(secrets.clone()),
-            ..base
-        }
+        use minijinja::Value as V;
+        let map: BTreeMap<&str, V> = BTreeMap::from([
+            ("env", V::from(self.settings.name.as_str())),
+            ("app", V::from(self.app)),
+            ("id", V::from(self.id)),
+            ("group", V::from(self.settings.group.as_str())),
+            ("values", V::from(minijinja::value::Serde(values))),
+            ("secrets", V::from_dyn_object(secrets.clone())),
+        ]);
+        V::from_object(map)
     }
 
     /// The app definition from every layer's `marathon`, templates expanded

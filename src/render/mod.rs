@@ -27,7 +27,7 @@ use crate::model::{AppPath, Digest, EnvName, Secret};
 use crate::source::{self, Revision, Snapshot};
 use app::AppContext;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use template::Templates;

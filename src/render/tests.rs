@@ -1,5 +1,6 @@
 use super::*;
 use crate::source::Snapshot;
+use serde_json::json;
 
 fn repo(files: &[(&str, &str)]) -> Arc<Snapshot> {
     let mut all: Vec<(String, Vec<u8>)> = vec![
