@@ -458,11 +458,13 @@ fn settings_changes(b: &render::EnvSettings, h: &render::EnvSettings) -> Vec<Str
         }
     };
     field("group", b.group.clone(), h.group.clone());
-    field(
-        "marathon",
-        format!("{:?}", b.marathon),
-        format!("{:?}", h.marathon),
-    );
+    // A Marathon URL may carry credentials: never print them.
+    let url = |u: &Option<String>| match u {
+        Some(u) => crate::source::remote::redact_url(u),
+        None => "(none)".to_string(),
+    };
+    let credentials_changed = b.marathon != h.marathon && url(&b.marathon) == url(&h.marathon);
+    field("marathon", url(&b.marathon), url(&h.marathon));
     field(
         "policy.autoApply",
         b.policy.auto_apply.to_string(),
@@ -478,6 +480,9 @@ fn settings_changes(b: &render::EnvSettings, h: &render::EnvSettings) -> Vec<Str
         b.policy.self_heal.to_string(),
         h.policy.self_heal.to_string(),
     );
+    if credentials_changed {
+        out.push("marathon: (credentials changed)".to_string());
+    }
     out
 }
 

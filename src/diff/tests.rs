@@ -166,3 +166,25 @@ fn added_and_removed_apps_are_reported() {
     assert_eq!(r.summary.removed, 1);
     assert_eq!(r.environments[0].apps[0].status, Status::Removed);
 }
+
+#[test]
+fn credentials_in_a_marathon_url_are_never_shown() {
+    let env = |url: &str| render::EnvSettings {
+        name: "dev".into(),
+        group: "/dev".into(),
+        marathon: Some(url.into()),
+        policy: Default::default(),
+    };
+    let a = env("https://ops:hunter2@marathon.example.com:8080");
+    let b = env("https://ops:rotated@marathon.example.com:8080");
+    assert_eq!(
+        settings_changes(&a, &b),
+        ["marathon: (credentials changed)"]
+    );
+    let c = env("https://ops:rotated@marathon2.example.com:8080");
+    let changes = settings_changes(&a, &c).join("\n");
+    assert_eq!(
+        changes,
+        "marathon: https://marathon.example.com:8080 → https://marathon2.example.com:8080"
+    );
+}
