@@ -62,9 +62,23 @@ pub struct EnvSettings {
     pub name: EnvName,
     /// The Marathon group every app of this environment lives under (`/prod`).
     pub group: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Printed without the credentials a URL may carry.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_redacted_url"
+    )]
     pub marathon: Option<String>,
     pub policy: Policy,
+}
+
+fn serialize_redacted_url<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&source::remote::redact_url(u)),
+        None => s.serialize_none(),
+    }
 }
 
 impl EnvSettings {

@@ -339,3 +339,16 @@ fn a_render_can_run_off_the_callers_thread() {
     .unwrap();
     assert!(d.envs["dev"].apps.contains_key("api"));
 }
+
+#[test]
+fn settings_print_without_url_credentials() {
+    let s = EnvSettings {
+        name: "dev".into(),
+        group: "/dev".into(),
+        marathon: Some("https://ops:hunter2@marathon:8080/".into()),
+        policy: Policy::default(),
+    };
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("https://marathon:8080/"), "{text}");
+}
