@@ -20,6 +20,28 @@ impl AppContext<'_> {
         self.repo.budgets.app_bytes.saturating_sub(self.spent.get())
     }
 
+    /// Whether the whole render has passed its deadline; the first time,
+    /// says so. Checked before every template: each is bounded by its fuel,
+    /// but an app may hold thousands.
+    fn past_deadline(&self, diags: &mut Diagnostics) -> bool {
+        if self
+            .repo
+            .deadline
+            .is_none_or(|d| std::time::Instant::now() < d)
+        {
+            return false;
+        }
+        let base = self.layers.iter().find(|l| l.file.ends_with("/app.yaml"));
+        if let Some(base) = base {
+            let secs = self.repo.budgets.deadline.unwrap_or_default().as_secs();
+            diags.push(
+                Diagnostic::file(&base.file, format!("app `{}` in `{}` was not rendered: the whole render passed its deadline of {secs} s", self.app, self.settings.name))
+                    .with_hint("simplify the templates of this app and those rendered before it"),
+            );
+        }
+        true
+    }
+
     fn spend(&self, n: usize) {
         self.spent.set(self.spent.get().saturating_add(n));
     }
@@ -366,6 +388,9 @@ impl AppContext<'_> {
     ) {
         match value {
             Value::String(s) if template::is_template(s) => {
+                if self.past_deadline(diags) {
+                    return;
+                }
                 let reads = pass.secrets.reads();
                 let templates = &self.repo.templates;
                 match templates.render_value_within(s, &pass.ctx, self.left()) {
@@ -524,6 +549,9 @@ impl AppContext<'_> {
                         Ok(t) => t,
                     },
                 };
+                if self.past_deadline(diags) {
+                    continue;
+                }
                 let reads = pass.secrets.reads();
                 let templates = &self.repo.templates;
                 match templates.render_text_within(&file, &text, &pass.ctx, self.left()) {

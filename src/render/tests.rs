@@ -352,3 +352,29 @@ fn settings_print_without_url_credentials() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("https://marathon:8080/"), "{text}");
 }
+
+#[test]
+fn the_deadline_holds_inside_an_app_with_many_heavy_templates() {
+    // Each string is within its fuel, but together they would run for minutes.
+    let heavy = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let mut app = String::from("marathon:\n  cmd: ./x\n  env:\n");
+    for i in 0..500 {
+        app.push_str(&format!("    V{i}: \"{heavy}\"\n"));
+    }
+    let snap = repo(&[("apps/api/app.yaml", app.as_str())]);
+    let budgets = Budgets {
+        deadline: Some(std::time::Duration::from_millis(300)),
+        ..Budgets::default()
+    };
+    let start = std::time::Instant::now();
+    let text = messages(&render_with(snap, &Scope::default(), &budgets).unwrap_err());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        text.contains("apps/api/app.yaml: app `api` in `dev` was not rendered: the whole render passed its deadline"),
+        "{text}"
+    );
+}
