@@ -16,14 +16,14 @@ pub(super) struct AppContext<'a> {
 
 impl AppContext<'_> {
     /// Output bytes the app may still produce.
-    fn left(&self) -> usize {
+    pub(super) fn left(&self) -> usize {
         self.repo.budgets.app_bytes.saturating_sub(self.spent.get())
     }
 
     /// Whether the whole render has passed its deadline; the first time,
     /// says so. Checked before every template: each is bounded by its fuel,
     /// but an app may hold thousands.
-    fn past_deadline(&self, diags: &mut Diagnostics) -> bool {
+    pub(super) fn past_deadline(&self, diags: &mut Diagnostics) -> bool {
         if self
             .repo
             .deadline
@@ -42,12 +42,17 @@ impl AppContext<'_> {
         true
     }
 
-    fn spend(&self, n: usize) {
+    pub(super) fn spend(&self, n: usize) {
         self.spent.set(self.spent.get().saturating_add(n));
     }
     /// The layer that set the value at `pointer` (the topmost one that has
     /// it or, failing that, its nearest ancestor), and the diagnostic there.
-    fn diag_at(&self, pointer: &str, target: Target, message: impl Into<String>) -> Diagnostic {
+    pub(super) fn diag_at(
+        &self,
+        pointer: &str,
+        target: Target,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let mut probe = pointer.to_string();
         loop {
             if let Some(layer) = self.layers.iter().rev().find(|l| l.get(&probe).is_some()) {
@@ -67,7 +72,7 @@ impl AppContext<'_> {
         Diagnostic::file(&base.file, message)
     }
 
-    fn merged(&self, key: &str) -> Value {
+    pub(super) fn merged(&self, key: &str) -> Value {
         let mut out = Value::Object(Map::new());
         for l in self.layers {
             if let Some(v) = l.data.get(key) {
@@ -353,7 +358,7 @@ impl AppContext<'_> {
     /// A template's error, safe to print. In the real pass, an error from a
     /// template that read a secret may quote it: the same template rendered
     /// with placeholders gives the message instead.
-    fn template_error(
+    pub(super) fn template_error(
         &self,
         pass: &Pass<'_>,
         reads_before: usize,
@@ -444,169 +449,15 @@ impl AppContext<'_> {
             _ => {}
         }
     }
-
-    /// Renders the app's config files, with the names of the secrets each read.
-    #[allow(clippy::type_complexity)]
-    fn render_files(
-        &self,
-        pass: &Pass<'_>,
-        diags: &mut Diagnostics,
-    ) -> (
-        BTreeMap<String, RenderedFile>,
-        BTreeMap<String, BTreeSet<String>>,
-    ) {
-        let mut out = BTreeMap::new();
-        let mut used = BTreeMap::new();
-        let Value::Object(specs) = self.merged("files") else {
-            return (out, used);
-        };
-        for (name, spec) in specs {
-            let ptr = format!("/files/{}", schema::escape(&name));
-            let source = spec.get("source").and_then(Value::as_str).unwrap_or(&name);
-            // Names are printed in diffs and plans: no terminal escapes.
-            if name.chars().chain(source.chars()).any(char::is_control) {
-                diags.push(
-                    self.diag_at(
-                        &ptr,
-                        Target::Key,
-                        format!(
-                            "file {}: its name or source holds a control character",
-                            quote_path(&name)
-                        ),
-                    )
-                    .with_hint("name files with printable characters only"),
-                );
-                continue;
-            }
-            let Some(path) = spec.get("path").and_then(Value::as_str) else {
-                diags.push(
-                    self.diag_at(&ptr, Target::Key, format!("file `{name}` has no `path`"))
-                        .with_hint("set `path:` to where the agent should write it in the task, e.g. /etc/app/config.yaml"),
-                );
-                continue;
-            };
-            let path = match checks::normalise_task_path(path) {
-                Ok(p) => p,
-                Err(why) => {
-                    diags.push(
-                        self.diag_at(&format!("{ptr}/path"), Target::Value, format!("file `{name}`: {why}"))
-                            .with_hint("give the absolute path the agent writes to inside the task, without `..`, e.g. /etc/app/config.yaml"),
-                    );
-                    continue;
-                }
-            };
-            let reload = match spec.get("reload").and_then(Value::as_str) {
-                Some("hot") => Reload::Hot,
-                _ => Reload::Restart,
-            };
-            let templated = spec
-                .get("template")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            let file = format!("apps/{}/files/{source}", self.app);
-            if source.split('/').any(|s| s == "..") || source.starts_with('/') {
-                diags.push(self.diag_at(
-                    &format!("{ptr}/source"),
-                    Target::Value,
-                    format!(
-                        "file `{name}`: source `{}` must stay inside apps/{}/files/",
-                        quote_path(source),
-                        self.app
-                    ),
-                ));
-                continue;
-            }
-            let bytes = match self.repo.snapshot.read_bytes(&file) {
-                Ok(b) => b,
-                Err(source::Error::NotFound { .. }) => {
-                    diags.push(
-                        self.diag_at(
-                            &format!("{ptr}/source"),
-                            Target::Value,
-                            format!("file `{name}`: `{}` does not exist", quote_path(&file)),
-                        )
-                        .with_hint(format!(
-                            "add the template at `{}`, or set `source:` to its name",
-                            quote_path(&file)
-                        )),
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    diags.push(source_diag(&file, &e));
-                    continue;
-                }
-            };
-            pass.secrets.take_used();
-            let content = if templated {
-                let text = match String::from_utf8(bytes) {
-                    Ok(t) => t,
-                    Err(_) => match self.repo.snapshot.read_text(&file) {
-                        Err(e) => {
-                            diags.push(source_diag(&file, &e));
-                            continue;
-                        }
-                        Ok(t) => t,
-                    },
-                };
-                if self.past_deadline(diags) {
-                    continue;
-                }
-                let reads = pass.secrets.reads();
-                let templates = &self.repo.templates;
-                match templates.render_text_within(&file, &text, &pass.ctx, self.left()) {
-                    Ok(s) => s.into_bytes(),
-                    // Placeholders where a template needs the real value:
-                    // show the template itself.
-                    Err(_) if pass.shown_ctx.is_none() && pass.secrets.is_placeholders() => {
-                        text.into_bytes()
-                    }
-                    Err(e) => {
-                        let e = self.template_error(pass, reads, e, |ctx| {
-                            templates
-                                .render_text_within(&file, &text, ctx, usize::MAX)
-                                .map(|_| ())
-                        });
-                        diags.push(
-                            Diagnostic::at(&file, e.line, e.column.unwrap_or(1), format!("template error: {}", e.message))
-                                .with_hint(e.hint.unwrap_or_else(|| "templates see `env`, `app`, `id`, `group`, `values.*` and `secrets.*`; set `template: false` to deliver the file as it is".into())),
-                        );
-                        continue;
-                    }
-                }
-            } else {
-                bytes
-            };
-            used.insert(name.clone(), pass.secrets.take_used());
-            self.spend(content.len());
-            if self.spent.get() > self.repo.budgets.app_bytes {
-                diags.push(
-                    self.diag_at(&ptr, Target::Key, format!("file `{name}` takes the app over its {} limit for all its rendered files and fields", budget::bytes(self.repo.budgets.app_bytes)))
-                        .with_hint("keep large artifacts out of the config repo, or split the app"),
-                );
-                continue;
-            }
-            out.insert(
-                name.clone(),
-                RenderedFile {
-                    path,
-                    reload,
-                    digest: Digest::of(&content),
-                    content,
-                },
-            );
-        }
-        (out, used)
-    }
 }
 
 /// One rendering of an app: with the real secrets, or with placeholders.
-struct Pass<'a> {
-    ctx: minijinja::Value,
-    secrets: Arc<SecretsObject>,
+pub(super) struct Pass<'a> {
+    pub(super) ctx: minijinja::Value,
+    pub(super) secrets: Arc<SecretsObject>,
     /// In the real pass: the placeholder context, to re-render a failing
     /// template that read a secret for a message that can't quote it.
-    shown_ctx: Option<(&'a Value, &'a Arc<SecretsObject>)>,
+    pub(super) shown_ctx: Option<(&'a Value, &'a Arc<SecretsObject>)>,
 }
 
 /// A message about the value at `pointer` of the app definition that is

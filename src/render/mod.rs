@@ -10,6 +10,7 @@ mod app;
 pub mod budget;
 pub mod checks;
 mod diagnostic;
+mod files;
 pub mod merge;
 mod repo;
 pub mod schema;
