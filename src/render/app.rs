@@ -3,6 +3,7 @@
 
 use super::secrets::{SecretsObject, Shown};
 use super::*;
+use std::cell::Cell;
 
 pub(super) struct AppContext<'a> {
     pub(super) repo: &'a Repo,
@@ -11,7 +12,9 @@ pub(super) struct AppContext<'a> {
     pub(super) id: &'a str,
     pub(super) layers: &'a [&'a Layer],
     /// Bytes of template output and files so far, against `Budgets::app_bytes`.
-    pub(super) spent: std::cell::Cell<usize>,
+    pub(super) spent: Cell<usize>,
+    /// Template fuel used so far, against `Budgets::app_fuel`.
+    pub(super) fuel: Cell<u64>,
 }
 
 impl AppContext<'_> {
@@ -20,25 +23,32 @@ impl AppContext<'_> {
         self.repo.budgets.app_bytes.saturating_sub(self.spent.get())
     }
 
-    /// Whether the whole render has passed its deadline; the first time,
-    /// says so. Checked before every template: each is bounded by its fuel,
+    /// Whether the app may not render another template: the whole render
+    /// passed its deadline, or the app's templates used up its fuel. Says
+    /// why. Checked before every template: each is bounded by its own fuel,
     /// but an app may hold thousands.
     pub(super) fn past_deadline(&self, diags: &mut Diagnostics) -> bool {
-        if self
+        let budgets = &self.repo.budgets;
+        let late = self
             .repo
             .deadline
-            .is_none_or(|d| std::time::Instant::now() < d)
-        {
+            .is_some_and(|d| std::time::Instant::now() >= d);
+        let spent = self.fuel.get() > budgets.app_fuel;
+        if !late && !spent {
             return false;
         }
-        let base = self.layers.iter().find(|l| l.file.ends_with("/app.yaml"));
-        if let Some(base) = base {
-            let secs = self.repo.budgets.deadline.unwrap_or_default().as_secs();
-            diags.push(
-                Diagnostic::file(&base.file, format!("app `{}` in `{}` was not rendered: the whole render passed its deadline of {secs} s", self.app, self.settings.name))
-                    .with_hint("simplify the templates of this app and those rendered before it"),
-            );
-        }
+        let Some(base) = self.layers.iter().find(|l| l.file.ends_with("/app.yaml")) else {
+            return true;
+        };
+        let d = if late {
+            let secs = budgets.deadline.unwrap_or_default().as_secs();
+            Diagnostic::file(&base.file, format!("app `{}` in `{}` was not rendered: the whole render passed its deadline of {secs} s", self.app, self.settings.name))
+                .with_hint("simplify the templates of this app and those rendered before it")
+        } else {
+            Diagnostic::file(&base.file, format!("app `{}` in `{}`: its templates used more than {} steps together (their budget of time and memory)", self.app, self.settings.name, budgets.app_fuel))
+                .with_hint("simplify the app's templates: fewer loops, fewer iterations")
+        };
+        diags.push(d);
         true
     }
 
@@ -147,6 +157,7 @@ impl AppContext<'_> {
         let mut shown = None;
         if !spec_used.is_empty() || file_used.values().any(|u| !u.is_empty()) {
             let spent = self.spent.replace(0);
+            let fuel = self.fuel.replace(0);
             let pass = Pass {
                 ctx: self.context(&values, &placeholders),
                 secrets: placeholders.clone(),
@@ -156,6 +167,7 @@ impl AppContext<'_> {
             let shown_spec = self.expand_spec(&pass, &mut ignored);
             let (shown_files, _) = self.render_files(&pass, &mut ignored);
             self.spent.set(spent);
+            self.fuel.set(fuel);
             let mut secret_digests = BTreeMap::new();
             if !spec_used.is_empty() {
                 secret_digests.insert(String::new(), secrets::digest_of(&spec_used, &secrets));
@@ -398,7 +410,7 @@ impl AppContext<'_> {
                 }
                 let reads = pass.secrets.reads();
                 let templates = &self.repo.templates;
-                match templates.render_value_within(s, &pass.ctx, self.left()) {
+                match templates.render_value_within(s, &pass.ctx, self.left(), &self.fuel) {
                     Ok(v) => {
                         self.spend(match &v {
                             Value::String(s) => s.len(),
@@ -410,7 +422,7 @@ impl AppContext<'_> {
                     Err(e) => {
                         let e = self.template_error(pass, reads, e, |ctx| {
                             templates
-                                .render_value_within(s, ctx, usize::MAX)
+                                .render_value_within(s, ctx, usize::MAX, &Cell::new(0))
                                 .map(|_| ())
                         });
                         let mut d = layer.diag(

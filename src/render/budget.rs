@@ -15,6 +15,9 @@ pub struct Budgets {
     /// one per 64 bytes of data the template creates, so it bounds both the
     /// time and the memory of a render.
     pub template_fuel: u64,
+    /// minijinja fuel for all of one app's templates together (checked
+    /// between templates, so an app may overrun it by one template's fuel).
+    pub app_fuel: u64,
     /// The largest rendered config file, in bytes.
     pub file_bytes: usize,
     /// The largest total of an app's rendered files and app definition, in bytes.
@@ -38,6 +41,7 @@ impl Default for Budgets {
             // ~1M instructions or ~64 MB of data: a thousand times what the
             // largest real config template needs, and tens of milliseconds.
             template_fuel: 1_000_000,
+            app_fuel: 10_000_000,
             file_bytes: 4 * 1024 * 1024,
             app_bytes: 16 * 1024 * 1024,
             yaml_expanded_bytes: 16 * 1024 * 1024,

@@ -114,7 +114,8 @@ impl AppContext<'_> {
                 }
                 let reads = pass.secrets.reads();
                 let templates = &self.repo.templates;
-                match templates.render_text_within(&file, &text, &pass.ctx, self.left()) {
+                match templates.render_text_within(&file, &text, &pass.ctx, self.left(), &self.fuel)
+                {
                     Ok(s) => s.into_bytes(),
                     // Placeholders where a template needs the real value:
                     // show the template itself.
@@ -124,7 +125,13 @@ impl AppContext<'_> {
                     Err(e) => {
                         let e = self.template_error(pass, reads, e, |ctx| {
                             templates
-                                .render_text_within(&file, &text, ctx, usize::MAX)
+                                .render_text_within(
+                                    &file,
+                                    &text,
+                                    ctx,
+                                    usize::MAX,
+                                    &std::cell::Cell::new(0),
+                                )
                                 .map(|_| ())
                         });
                         diags.push(

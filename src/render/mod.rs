@@ -430,6 +430,7 @@ pub fn render_pairs(
                 id: &id,
                 layers: &layers,
                 spent: std::cell::Cell::new(0),
+                fuel: std::cell::Cell::new(0),
             };
             if let Some(r) = ctx.render(diags) {
                 rendered.insert(app.clone(), r);

@@ -2,6 +2,12 @@
 //! for config files.
 
 use minijinja::{Environment, UndefinedBehavior};
+use std::cell::Cell;
+
+/// A whole-expression field is evaluated as `{% set <name> = (<expr>) %}`.
+const EVAL_NAME: &str = "__pacer_value";
+const EVAL_PREFIX: &str = "{% set __pacer_value = (";
+const EVAL_SUFFIX: &str = ") %}";
 use serde_json::Value;
 
 /// A failed template, located inside the template text.
@@ -115,27 +121,43 @@ impl Templates {
     /// `{{ expression }}` keeps the expression's type, so that
     /// `instances: "{{ values.instances }}"` gives a number.
     pub fn render_value(&self, s: &str, ctx: &minijinja::Value) -> Result<Value, TemplateError> {
-        self.render_value_within(s, ctx, usize::MAX)
+        self.render_value_within(s, ctx, usize::MAX, &Cell::new(0))
     }
 
     /// [`render_value`](Self::render_value) with at most `app_left` bytes
-    /// of output left in the app's budget.
+    /// of output left in the app's budget; adds the fuel it used to `fuel`.
     pub fn render_value_within(
         &self,
         s: &str,
         ctx: &minijinja::Value,
         app_left: usize,
+        fuel: &Cell<u64>,
     ) -> Result<Value, TemplateError> {
         if let Some(expr) = whole_expression(s) {
-            // minijinja's ranges count from the expression, not the string.
-            let base = expr.as_ptr() as usize - s.as_ptr() as usize;
-            let compiled = self
+            // Evaluated as a template that assigns it, so that the fuel it
+            // used can be read back (an expression's evaluation hides it).
+            let src = format!("{EVAL_PREFIX}{expr}{EVAL_SUFFIX}");
+            // minijinja's ranges count from `src`; errors are shown in `s`.
+            let shift = (expr.as_ptr() as usize - s.as_ptr() as usize) as isize
+                - EVAL_PREFIX.len() as isize;
+            let template = self
                 .env
-                .compile_expression(expr)
-                .map_err(|e| self.to_error(&e, s, ctx, base))?;
-            let out = compiled
-                .eval(ctx)
-                .map_err(|e| self.to_error(&e, s, ctx, base))?;
+                .template_from_named_str("field", &src)
+                .map_err(|e| self.to_error(&e, s, ctx, shift))?;
+            let captured = match template.render_captured_to(ctx, std::io::sink()) {
+                Ok(c) => c,
+                Err(e) => {
+                    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                        fuel.set(fuel.get().saturating_add(self.fuel));
+                    }
+                    return Err(self.to_error(&e, s, ctx, shift));
+                }
+            };
+            let state = captured.state();
+            if let Some((used, _)) = state.fuel_levels() {
+                fuel.set(fuel.get().saturating_add(used));
+            }
+            let out = state.lookup(EVAL_NAME).unwrap_or_default();
             if out.is_undefined() {
                 let mut e = TemplateError::new(1, format!("undefined value: `{}`", expr.trim()));
                 e.column = s.find(expr.trim()).map(|i| s[..i].chars().count() + 1);
@@ -146,7 +168,7 @@ impl Templates {
                 TemplateError::new(1, format!("template value can't be used here: {e}"))
             });
         }
-        self.render_text_within("field", s, ctx, app_left)
+        self.render_text_within("field", s, ctx, app_left, fuel)
             .map(Value::String)
     }
 
@@ -158,17 +180,18 @@ impl Templates {
         src: &str,
         ctx: &minijinja::Value,
     ) -> Result<String, TemplateError> {
-        self.render_text_within(name, src, ctx, usize::MAX)
+        self.render_text_within(name, src, ctx, usize::MAX, &Cell::new(0))
     }
 
     /// [`render_text`](Self::render_text) with at most `app_left` bytes of
-    /// output left in the app's budget.
+    /// output left in the app's budget; adds the fuel it used to `fuel`.
     pub fn render_text_within(
         &self,
         name: &str,
         src: &str,
         ctx: &minijinja::Value,
         app_left: usize,
+        fuel: &Cell<u64>,
     ) -> Result<String, TemplateError> {
         let app_limited = app_left < self.max_output;
         let template = self
@@ -180,7 +203,14 @@ impl Templates {
             limit: self.max_output.min(app_left),
             over: false,
         };
-        match template.render_captured_to(ctx, &mut out) {
+        let result = template.render_captured_to(ctx, &mut out);
+        let used = match &result {
+            Ok(c) => c.state().fuel_levels().map_or(0, |(used, _)| used),
+            Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => self.fuel,
+            Err(_) => 0,
+        };
+        fuel.set(fuel.get().saturating_add(used));
+        match result {
             Ok(_) => String::from_utf8(out.buf)
                 .map_err(|_| TemplateError::new(1, "template output is not valid UTF-8")),
             Err(e) if out.over && app_limited => Err(TemplateError::new(
@@ -201,13 +231,13 @@ impl Templates {
         }
     }
 
-    /// `base`: where in `src` the text minijinja saw starts.
+    /// `shift`: where in `src` the text minijinja saw starts.
     fn to_error(
         &self,
         e: &minijinja::Error,
         src: &str,
         ctx: &minijinja::Value,
-        base: usize,
+        shift: isize,
     ) -> TemplateError {
         if e.kind() == minijinja::ErrorKind::OutOfFuel {
             let mut out = TemplateError::new(
@@ -220,12 +250,9 @@ impl Templates {
             out.hint = Some("simplify its loops: a config file needs few iterations".into());
             return out;
         }
-        let mut out = to_error(e, src, base);
+        let mut out = to_error(e, src, shift);
         if e.kind() == minijinja::ErrorKind::UndefinedError {
-            if let Some(snippet) = e
-                .range()
-                .and_then(|r| src.get(r.start + base..r.end + base))
-            {
+            if let Some(snippet) = shifted(e.range(), shift).and_then(|r| src.get(r)) {
                 out.hint = suggest(snippet, ctx);
             }
         }
@@ -282,10 +309,18 @@ fn position(src: &str, at: usize) -> (usize, usize) {
     (line, before[start..].chars().count() + 1)
 }
 
-fn to_error(e: &minijinja::Error, src: &str, base: usize) -> TemplateError {
+/// A range of the text minijinja saw, as a range of the text shown.
+fn shifted(r: Option<std::ops::Range<usize>>, shift: isize) -> Option<std::ops::Range<usize>> {
+    let r = r?;
+    let start = r.start.checked_add_signed(shift)?;
+    let end = r.end.checked_add_signed(shift)?;
+    Some(start..end)
+}
+
+fn to_error(e: &minijinja::Error, src: &str, shift: isize) -> TemplateError {
     let mut line = e.line().unwrap_or(1);
     let mut column = None;
-    let range = e.range().map(|r| r.start + base..r.end + base);
+    let range = shifted(e.range(), shift);
     if let Some(r) = range.clone() {
         let (l, c) = position(src, r.start);
         line = l;

@@ -378,3 +378,37 @@ fn the_deadline_holds_inside_an_app_with_many_heavy_templates() {
         "{text}"
     );
 }
+
+#[test]
+fn an_app_with_many_heavy_templates_runs_out_of_its_fuel() {
+    let heavy = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let mut app = String::from("marathon:\n  cmd: ./x\n  env:\n");
+    for i in 0..500 {
+        // Whole expressions count too: each walks a long range.
+        if i % 2 == 0 {
+            app.push_str(&format!("    V{i}: \"{heavy}\"\n"));
+        } else {
+            app.push_str(&format!("    V{i}: \"{{{{ range(100000) | sum }}}}\"\n"));
+        }
+    }
+    let snap = repo(&[
+        ("apps/api/app.yaml", app.as_str()),
+        ("apps/web/app.yaml", "marathon:\n  cmd: ./web\n"),
+    ]);
+    let start = std::time::Instant::now();
+    let mut diags = Diagnostics::default();
+    let r = Repo::load(snap, &mut diags).unwrap();
+    let pairs = r.resolve_scope(&Scope::default()).unwrap();
+    let d = render_pairs(&r, &pairs, &mut diags);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = messages(&diags.finish());
+    assert!(
+        text.contains("apps/api/app.yaml: app `api` in `dev`: its templates used more than 10000000 steps together"),
+        "{text}"
+    );
+    assert!(d.envs["dev"].apps.contains_key("web"));
+}
