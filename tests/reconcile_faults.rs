@@ -575,6 +575,7 @@ fn apply_then_plan_is_always_in_sync() {
                 auto_apply: true,
                 prune: true,
                 self_heal: true,
+                ..Policy::default()
             },
         };
         // As rendered: the body carries its id.
@@ -809,6 +810,7 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
             auto_apply: true,
             prune: true,
             self_heal: true,
+            ..Policy::default()
         },
     };
     marathon["id"] = json!(settings.app_id("app"));

@@ -78,7 +78,8 @@ impl Progress for LogProgress {
         tracing::info!(app = %step.id, "{what}");
     }
     fn progressed(&self, id: &str, detail: &str) {
-        tracing::debug!(app = %id, "{detail}");
+        // Only when something moved: a hung deployment explains itself.
+        tracing::info!(app = %id, "{detail}");
     }
     fn finished(&self, r: &StepResult) {
         match r.outcome {
@@ -94,7 +95,9 @@ impl Progress for LogProgress {
 
 /// The body pacer PUTs: the rendered definition, with the fields the app
 /// leaves to others (its `ignore` pointers) taken from what runs now, so
-/// that a full PUT never resets an autoscaled instance count.
+/// that a full PUT never resets an autoscaled instance count; labelled with
+/// the digest of what it is (`pacer.digest`), so that history can tell it
+/// from a version made by hand with pacer's labels copied.
 pub fn put_body(app: &RenderedApp, live: Option<&Value>) -> Value {
     let mut body = app.marathon.clone();
     if let Some(live) = live {
@@ -104,7 +107,57 @@ pub fn put_body(app: &RenderedApp, live: Option<&Value>) -> Value {
             }
         }
     }
+    let digest = crate::observe::written_digest(&body);
+    if let Some(o) = body.as_object_mut() {
+        let labels = o
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(crate::render::labels::DIGEST.into(), digest.into());
+        }
+    }
     body
+}
+
+/// Whether `step` would write to Marathon what runs already (`live`,
+/// normalised as observe compares): such a write restarts nothing useful,
+/// and is neither sent nor recorded. Steps that don't write a definition
+/// (hot updates, deletes, adoptions) never are.
+pub fn writes_nothing(step: &Step, app: &RenderedApp, live: Option<&Value>) -> bool {
+    let Some(live) = live.filter(|_| writes_definition(step)) else {
+        return false;
+    };
+    crate::observe::app_diff(&put_body(app, Some(live)), live, &[]).is_none()
+}
+
+/// Whether the step PUTs a definition (or scales one).
+fn writes_definition(step: &Step) -> bool {
+    match &step.action {
+        Action::Update { class, .. } => *class != Class::Hot,
+        Action::Create | Action::Drifted { heal: true, .. } => true,
+        _ => false,
+    }
+}
+
+/// Whether what `step` would write runs already: as observed, or, since the
+/// plan may be older than Marathon's state (a deployment that ended since
+/// it was read), as Marathon says now. Unreadable: not known to be there.
+async fn already_there(
+    client: &MarathonClient,
+    step: &Step,
+    app: &RenderedApp,
+    observed: Option<&Value>,
+) -> bool {
+    if writes_nothing(step, app, observed) {
+        return true;
+    }
+    if !writes_definition(step) {
+        return false;
+    }
+    match client.get_app(&step.id).await {
+        Ok(Some(now)) => writes_nothing(step, app, Some(&now)),
+        _ => false,
+    }
 }
 
 fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
@@ -163,6 +216,13 @@ pub async fn apply(
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
+            if let Some(app) = &app {
+                if already_there(&client, &step, app, live.as_ref()).await {
+                    // Nothing to send, so nothing to follow or record.
+                    progress.progressed(&step.id, "already as Git wants it: nothing sent");
+                    return None;
+                }
+            }
             let result = run_step(
                 &client,
                 &step,
@@ -173,13 +233,14 @@ pub async fn apply(
             )
             .await;
             progress.finished(&result);
-            result
+            Some(result)
         });
     }
     let mut results = Vec::new();
     while let Some(r) = tasks.join_next().await {
         match r {
-            Ok(r) => results.push(r),
+            Ok(Some(r)) => results.push(r),
+            Ok(None) => {}
             Err(e) => tracing::error!("an apply task ended abnormally: {e}"),
         }
     }
@@ -268,7 +329,7 @@ async fn run_step(
             };
             follow(client, step, dep, previous, opts, progress).await
         }
-        (Action::Delete, _) => {
+        (Action::Delete { held: None }, _) => {
             progress.started(step, "deleting (pruned from Git)");
             let written = write(client, step, opts, Option::is_none, || {
                 client.delete_app(&step.id)
@@ -500,9 +561,16 @@ async fn follow(
                     }
                 }
                 match deps.iter().find(|d| d.id == rollout.deployment) {
+                    // The tasks say why a rollout takes long (staged and
+                    // never running, running and never healthy) before
+                    // it times out.
                     Some(d) => RolloutEvent::Running {
                         step: d.current_step,
                         of: d.total_steps,
+                        tasks: match client.get_app(&step.id).await {
+                            Ok(Some(app)) => Some(rollout::Tasks::of(&app)),
+                            _ => None,
+                        },
                     },
                     None => match app_health(client, &step.id).await {
                         Some(healthy) => RolloutEvent::Gone { healthy },

@@ -88,7 +88,8 @@ fn sigil(a: &Action) -> char {
         Action::InSync => '=',
         Action::Create => '+',
         Action::Update { .. } => '~',
-        Action::Delete => '-',
+        Action::Delete { held: None } => '-',
+        Action::Delete { held: Some(_) } => 'h',
         Action::Unmanaged => '?',
         Action::Drifted { .. } => '!',
         Action::Wait { .. } => '…',
@@ -100,13 +101,28 @@ pub fn describe(a: &Action) -> String {
     match a {
         Action::InSync => "in sync".into(),
         Action::Create => "create".into(),
-        Action::Update { class, changed } if changed.is_empty() => {
+        Action::Update { class, changed, .. } if changed.is_empty() => {
             format!("update ({})", class.as_str())
         }
-        Action::Update { class, changed } => {
+        Action::Update {
+            class,
+            changed,
+            reverts,
+        } if reverts.is_empty() => {
             format!("update ({}): {}", class.as_str(), changed.join(", "))
         }
-        Action::Delete => "delete (pruned from Git)".into(),
+        Action::Update {
+            class,
+            changed,
+            reverts,
+        } => format!(
+            "update ({}): {}; also reverts what was changed by hand in Marathon: {}",
+            class.as_str(),
+            changed.join(", "),
+            reverts.join(", ")
+        ),
+        Action::Delete { held: None } => "delete (pruned from Git)".into(),
+        Action::Delete { held: Some(why) } => format!("delete {why}"),
         Action::Unmanaged => "unmanaged (not in Git; not deleted)".into(),
         Action::Drifted {
             heal: true,
@@ -137,7 +153,8 @@ fn summary(plan: &Plan) -> String {
             Action::InSync => "in sync",
             Action::Create => "to create",
             Action::Update { .. } => "to update",
-            Action::Delete => "to delete",
+            Action::Delete { held: None } => "to delete",
+            Action::Delete { held: Some(_) } => "held",
             Action::Unmanaged => "unmanaged",
             Action::Drifted { .. } => "drifted",
             Action::Wait { .. } => "deploying",
@@ -211,6 +228,7 @@ pub fn render_plan(plan: &Plan, rev: &str, marathon: &str, format: PlanFormat) -
 async fn make_plan(
     a: &PlanArgs,
     retry: &[String],
+    overrides: plan::Overrides,
 ) -> anyhow::Result<(
     RepoLocation,
     Arc<Snapshot>,
@@ -233,14 +251,14 @@ async fn make_plan(
     for app in retry {
         observed.retry.insert(desired.settings.app_id(app));
     }
-    let p = plan::plan(&desired, &observed);
+    let p = plan::plan_with(&desired, &observed, overrides);
     Ok((loc, snap, desired, client, observed, p))
 }
 
 pub fn plan_cmd(a: PlanArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let (_, snap, _, client, _, p) = make_plan(&a, &[]).await?;
+        let (_, snap, _, client, _, p) = make_plan(&a, &[], plan::Overrides::default()).await?;
         print!(
             "{}",
             render_plan(&p, &snap.revision.to_string(), client.url(), a.format)
@@ -334,7 +352,10 @@ pub fn apply_cmd(a: ApplyArgs, retry: bool) -> anyhow::Result<u8> {
         if retry && retry_apps.is_empty() {
             bail!("`pacer retry` needs --app APP: the app whose failed definition to try again");
         }
-        let (loc, snap, desired, client, observed, p) = make_plan(&a.plan, &retry_apps).await?;
+        // A human asked: drift is put back whatever selfHeal says; a mass
+        // delete only when they said so.
+        let overrides = plan::Overrides { heal_drift: true, allow_mass_delete: a.allow_mass_delete };
+        let (loc, snap, desired, client, observed, p) = make_plan(&a.plan, &retry_apps, overrides).await?;
         if snap.revision.dirty && !a.allow_dirty {
             bail!("the working tree has uncommitted changes: commit them (so the deploy is traceable) or pass --allow-dirty");
         }

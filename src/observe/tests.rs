@@ -698,9 +698,10 @@ fn the_diff_is_unified_canonical_json() {
         &[],
     )
     .expect("a diff");
-    assert!(d.starts_with("--- desired\n+++ live\n"), "{d}");
-    assert!(d.contains("-  \"cmd\": \"./serve --v2\",\n"), "{d}");
-    assert!(d.contains("+  \"cmd\": \"./serve\",\n"), "{d}");
+    // Live → desired: what applying would change.
+    assert!(d.starts_with("--- live\n+++ desired\n"), "{d}");
+    assert!(d.contains("-  \"cmd\": \"./serve\",\n"), "{d}");
+    assert!(d.contains("+  \"cmd\": \"./serve --v2\",\n"), "{d}");
     assert!(!d.contains("pacer.commit") && !d.contains("tasks"), "{d}");
     // Sorted keys: `backoffFactor` comes before `cmd`.
     let (c, _) = comparable(&minimal(), &live_1_10(), &[]);

@@ -842,7 +842,7 @@ impl Daemon {
                 .collect();
             for step in &mut p.steps {
                 if let Some(app) = by_id.get(&step.id) {
-                    if matches!(step.action, Action::Delete) {
+                    if matches!(step.action, Action::Delete { .. }) {
                         step.action = Action::Unmanaged;
                     }
                     step.app = Some((*app).clone());
@@ -878,6 +878,8 @@ impl Daemon {
         e.last_sync = Some(now.to_rfc3339());
         e.errors = self.repo_errors.clone();
         e.errors.extend(rewind);
+        // Deletes held for a human (maxDeleteShare) are not sent; say why.
+        e.errors.extend(p.held().map(String::from));
         let no_problems = BTreeMap::new();
         let invalid = self.invalid.get(env).unwrap_or(&no_problems);
         let mut apps: BTreeMap<AppPath, AppStatus> = BTreeMap::new();

@@ -24,6 +24,9 @@ pub enum SyncStatus {
     Unmanaged,
     /// A deployment for it is running.
     Progressing,
+    /// A change waits for a human: a delete held because the commit would
+    /// delete too large a share of the environment (`maxDeleteShare`).
+    Held,
     /// The last attempt at the current commit failed and was rolled back;
     /// it is not retried until a new commit or `pacer retry`.
     Failed,
@@ -35,13 +38,14 @@ pub enum SyncStatus {
 }
 
 impl SyncStatus {
-    pub const ALL: [SyncStatus; 9] = [
+    pub const ALL: [SyncStatus; 10] = [
         SyncStatus::InSync,
         SyncStatus::Missing,
         SyncStatus::OutOfSync,
         SyncStatus::Drifted,
         SyncStatus::Unmanaged,
         SyncStatus::Progressing,
+        SyncStatus::Held,
         SyncStatus::Failed,
         SyncStatus::Invalid,
         SyncStatus::Unknown,
@@ -55,6 +59,7 @@ impl SyncStatus {
             SyncStatus::Drifted => "drifted",
             SyncStatus::Unmanaged => "unmanaged",
             SyncStatus::Progressing => "progressing",
+            SyncStatus::Held => "held",
             SyncStatus::Failed => "failed",
             SyncStatus::Invalid => "invalid",
             SyncStatus::Unknown => "unknown",
@@ -68,10 +73,21 @@ impl SyncStatus {
 )]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
+    // Written camelCase; the other spellings are read so that records
+    // written by hand or by older tools still count.
+    #[serde(alias = "Succeeded", alias = "SUCCEEDED")]
     Succeeded,
+    #[serde(alias = "Failed", alias = "FAILED")]
     Failed,
+    #[serde(
+        alias = "rolled_back",
+        alias = "RolledBack",
+        alias = "ROLLED_BACK",
+        alias = "rolled-back"
+    )]
     RolledBack,
     /// Only hot-reload files changed: delivered without a deployment.
+    #[serde(alias = "Hot", alias = "HOT")]
     Hot,
 }
 

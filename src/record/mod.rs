@@ -46,6 +46,15 @@ pub enum HistoryOutcome {
     /// Deployed and failed, and the rollback failed too: it still runs
     /// (from the deployment records; Marathon's versions can't tell).
     Failed,
+    /// A version pacer didn't write: made in Marathon by hand (or by
+    /// another tool), even if it carries pacer's labels.
+    Manual,
+    /// A commit that changed the app's definition here but that no Marathon
+    /// version carries: not applied (yet), held, or folded into a later
+    /// deployment.
+    NotDeployed,
+    /// A commit that touched the app's files but rendered the same here.
+    Unchanged,
 }
 
 /// What happened to each version, oldest first. A version whose successor
@@ -200,6 +209,60 @@ fn commits_touching(
     out
 }
 
+/// What history shows as the commit of a version pacer didn't write.
+pub const NOT_BY_PACER: &str = "(not deployed by pacer)";
+
+/// What a commit changed for one app in one environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Its Marathon definition (a deployment was due).
+    Definition,
+    /// Only its hot-reload files.
+    Files,
+    /// Nothing: it renders the same here.
+    Nothing,
+}
+
+/// Renders the app at `commit` and at its first parent and compares them.
+/// A side that doesn't render counts as a change of definition: nothing
+/// can be said to have reached Marathon.
+fn change_at(
+    repo: &git2::Repository,
+    loc: &RepoLocation,
+    commit: &str,
+    env: &str,
+    app: &str,
+) -> Change {
+    let render_at = |rev: &str| {
+        let snap = std::sync::Arc::new(loc.at_rev(rev).ok()?);
+        let mut diags = crate::render::Diagnostics::default();
+        let r = crate::render::Repo::load(snap, &mut diags)?;
+        let d = crate::render::render_pairs(
+            &r,
+            &[(env.to_string(), vec![app.to_string()])],
+            &mut diags,
+        );
+        d.envs.get(env)?.apps.get(app).cloned()
+    };
+    let parent = git2::Oid::from_str(commit)
+        .ok()
+        .and_then(|o| repo.find_commit(o).ok())
+        .and_then(|c| c.parent_id(0).ok());
+    let (Some(now), Some(before)) = (
+        render_at(commit),
+        parent.and_then(|p| render_at(&p.to_string())),
+    ) else {
+        return Change::Definition;
+    };
+    if observe::app_diff(&now.marathon, &before.marathon, &[]).is_some() {
+        Change::Definition
+    } else if crate::plan::served_digest(&now) != crate::plan::served_digest(&before) {
+        Change::Files
+    } else {
+        Change::Nothing
+    }
+}
+
 /// An app's history in one environment, newest first: every version
 /// Marathon kept, and the commits that reached the app without one.
 pub async fn history(
@@ -234,12 +297,24 @@ pub async fn history(
         }
         None => Vec::new(),
     };
-    let deployed: std::collections::BTreeSet<&str> =
-        versions.iter().filter_map(|v| v.commit()).collect();
+    // A version is credited to the commit on its labels only if pacer
+    // wrote it: a hand PUT keeps pacer's labels, but not a matching digest.
+    // Versions from before the digest label trust the labels.
+    let by_pacer: Vec<bool> = versions
+        .iter()
+        .map(|v| observe::written_by_pacer(&v.spec) != Some(false))
+        .collect();
+    let deployed: std::collections::BTreeSet<&str> = versions
+        .iter()
+        .zip(&by_pacer)
+        .filter(|(_, ours)| **ours)
+        .filter_map(|(v, _)| v.commit())
+        .collect();
     // What pacer recorded for this app, on every commit in question.
     let records: Vec<(String, notes::Record)> = match &repo {
-        Some(r) => deployed
+        Some(r) => versions
             .iter()
+            .filter_map(|v| v.commit())
             .map(|c| c.to_string())
             .chain(touching.iter().map(|(c, _)| c.clone()))
             .collect::<std::collections::BTreeSet<String>>()
@@ -254,13 +329,13 @@ pub async fn history(
             .collect(),
         None => Vec::new(),
     };
-    let recorded = |version: &str| {
+    let recorded_with = |version: &str| {
         records
             .iter()
             .filter(|(_, r)| r.version.as_deref() == Some(version))
             .max_by(|a, b| a.1.at.cmp(&b.1.at))
-            .map(|(_, r)| r)
     };
+    let recorded = |version: &str| recorded_with(version).map(|(_, r)| r);
     let mut attributed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut entries: Vec<Entry> = Vec::new();
     for (i, (v, outcome)) in versions.iter().zip(outcomes.iter().copied()).enumerate() {
@@ -283,21 +358,45 @@ pub async fn history(
                 .and_then(|r| r.rollback.clone()),
             _ => record.and_then(|r| r.deployment.clone()),
         };
-        let mut commit = v.commit().unwrap_or("(not deployed by pacer)").to_string();
-        // A scale keeps the labels of the version before it (relabelling
-        // would restart the tasks), so its label names an older commit.
-        // The newest commit to the app before the scale that was never
-        // deployed itself is the one that asked for it.
-        if outcome == HistoryOutcome::Scaled {
-            if let Some((c, _)) = touching.iter().find(|(c, m)| {
-                m.time.as_str() <= v.version.as_str()
-                    && !deployed.contains(c.as_str())
-                    && !attributed.contains(c)
-            }) {
-                commit = c.clone();
-                attributed.insert(c.clone());
+        let mut commit = v.commit().map(str::to_string);
+        let mut outcome = outcome;
+        if !by_pacer[i] {
+            commit = None;
+            if outcome != HistoryOutcome::InProgress {
+                outcome = HistoryOutcome::Manual;
+            }
+        } else if outcome == HistoryOutcome::Scaled {
+            // A scale keeps the labels of the version before it
+            // (relabelling would restart the tasks), so its label names an
+            // older commit. pacer's record of the scale names the commit
+            // that asked for it; without one, the newest commit to the app
+            // before the scale that was never deployed itself. Neither (a
+            // repo to look in, and no commit asked): scaled by hand.
+            let asked = recorded_with(&v.version)
+                .map(|(c, _)| c.clone())
+                .or_else(|| {
+                    touching
+                        .iter()
+                        .find(|(c, m)| {
+                            m.time.as_str() <= v.version.as_str()
+                                && !deployed.contains(c.as_str())
+                                && !attributed.contains(c)
+                        })
+                        .map(|(c, _)| c.clone())
+                });
+            match asked {
+                Some(c) => {
+                    attributed.insert(c.clone());
+                    commit = Some(c);
+                }
+                None if repo.is_some() && v.commit().is_some() => {
+                    commit = None;
+                    outcome = HistoryOutcome::Manual;
+                }
+                None => {}
             }
         }
+        let commit = commit.unwrap_or_else(|| NOT_BY_PACER.to_string());
         let meta = repo.as_ref().and_then(|r| commit_meta(r, &commit));
         entries.push(Entry {
             author: meta.as_ref().map(|m| m.author.clone()),
@@ -311,8 +410,14 @@ pub async fn history(
         });
     }
     // Commits that touched the app after the first version pacer deployed
-    // but never became a Marathon version: hot reloads, or no change here.
-    if let Some(first) = versions.iter().find_map(|v| v.commit()) {
+    // but never became a Marathon version: hot reloads, changes that
+    // rendered the same here, and changes that never reached Marathon.
+    let first_deployed = versions
+        .iter()
+        .zip(&by_pacer)
+        .filter(|(_, ours)| **ours)
+        .find_map(|(v, _)| v.commit());
+    if let Some(first) = first_deployed {
         // By ancestry, not by time: commit times have one-second
         // resolution, and a fix often lands within the second.
         let first = git2::Oid::from_str(first.trim_end_matches("-dirty")).ok();
@@ -329,6 +434,15 @@ pub async fn history(
             let hot = records
                 .iter()
                 .find(|(rc, r)| rc == c && r.outcome == Outcome::Hot);
+            let outcome = match (hot, repo.as_ref()) {
+                (Some(_), _) => HistoryOutcome::Hot,
+                (None, Some(r)) => match change_at(r, loc, c, env, app) {
+                    Change::Definition => HistoryOutcome::NotDeployed,
+                    Change::Files => HistoryOutcome::Hot,
+                    Change::Nothing => HistoryOutcome::Unchanged,
+                },
+                (None, None) => HistoryOutcome::NotDeployed,
+            };
             entries.push(Entry {
                 commit: c.clone(),
                 author: Some(meta.author.clone()),
@@ -337,7 +451,7 @@ pub async fn history(
                 applied_at: hot.map(|(_, r)| r.at.clone()),
                 version: None,
                 deployment: None,
-                outcome: HistoryOutcome::Hot,
+                outcome,
             });
         }
     }
