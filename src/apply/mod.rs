@@ -369,6 +369,11 @@ async fn run_step(
             let what = match &step.action {
                 Action::Create => "creating".to_string(),
                 Action::Drifted { .. } => "healing drift: putting Git's version back".to_string(),
+                Action::Update { class, reverts, .. } if !reverts.is_empty() => format!(
+                    "rolling out ({}), also putting back what was changed by hand: {}",
+                    class.as_str(),
+                    reverts.join(", ")
+                ),
                 Action::Update { class, .. } => format!("rolling out ({})", class.as_str()),
                 _ => "deploying".to_string(),
             };
@@ -753,8 +758,93 @@ async fn roll_back(
 
 #[cfg(test)]
 mod tests {
-    use super::tasks_up;
+    use super::*;
+    use crate::model::Digest;
     use serde_json::json;
+
+    fn app(marathon: Value, ignore: &[&str]) -> RenderedApp {
+        RenderedApp {
+            id: "/prod/web".into(),
+            app: "web".into(),
+            env: "prod".into(),
+            marathon,
+            files: BTreeMap::new(),
+            ignore: ignore.iter().map(|s| s.to_string()).collect(),
+            deploy_timeout_seconds: None,
+            secrets: Vec::new(),
+            inputs: Digest::of(b""),
+        }
+    }
+
+    fn step(action: Action) -> Step {
+        Step {
+            id: "/prod/web".into(),
+            app: Some("web".into()),
+            action,
+            diff: None,
+        }
+    }
+
+    #[test]
+    fn a_write_of_what_runs_already_is_not_sent() {
+        let desired = json!({"id": "/prod/web", "cmd": "serve", "cpus": 0.2, "instances": 2,
+            "labels": {"pacer.commit": "c2", "pacer.env": "prod"}});
+        let a = app(desired.clone(), &["/instances"]);
+        let update = step(Action::Update {
+            class: Class::Redeploy,
+            changed: vec!["/cpus".into()],
+            reverts: vec![],
+        });
+        // What runs: as Git wants, written by an earlier commit (another
+        // commit label), scaled by someone else (instances are ignored),
+        // in Marathon's own shape.
+        let mut running = put_body(&a, None);
+        running["labels"]["pacer.commit"] = json!("c1");
+        running["instances"] = json!(5);
+        running["version"] = json!("2026-01-01T00:00:00.000Z");
+        running["tasksRunning"] = json!(5);
+        assert!(writes_nothing(&update, &a, Some(&running)));
+        for action in [
+            Action::Create,
+            Action::Drifted {
+                heal: true,
+                changed: vec![],
+            },
+        ] {
+            assert!(writes_nothing(&step(action), &a, Some(&running)));
+        }
+        // A real change is sent; so is a create of an app that isn't there.
+        let mut older = running.clone();
+        older["cpus"] = json!(0.1);
+        assert!(!writes_nothing(&update, &a, Some(&older)));
+        assert!(!writes_nothing(&step(Action::Create), &a, None));
+        // Steps that write no definition are never skipped here.
+        for action in [
+            Action::Delete { held: None },
+            Action::Update {
+                class: Class::Hot,
+                changed: vec![],
+                reverts: vec![],
+            },
+        ] {
+            assert!(!writes_nothing(&step(action), &a, Some(&running)));
+        }
+    }
+
+    #[test]
+    fn the_body_carries_the_digest_of_what_it_is() {
+        let a = app(
+            json!({"id": "/prod/web", "cmd": "serve", "labels": {"pacer.commit": "c1"}}),
+            &[],
+        );
+        let body = put_body(&a, None);
+        assert_eq!(crate::observe::written_by_pacer(&body), Some(true));
+        let mut by_hand = body.clone();
+        by_hand["cmd"] = json!("serve --debug");
+        assert_eq!(crate::observe::written_by_pacer(&by_hand), Some(false));
+        // Never part of a diff.
+        assert_eq!(crate::observe::app_diff(&a.marathon, &body, &[]), None);
+    }
 
     #[test]
     fn only_tasks_of_the_current_configuration_are_up() {

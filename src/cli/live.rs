@@ -363,8 +363,15 @@ pub fn apply_cmd(a: ApplyArgs, retry: bool) -> anyhow::Result<u8> {
             check_rewind(&loc, snap.revision.commit.as_deref(), &observed)?;
         }
         print!("{}", render_plan(&p, &snap.revision.to_string(), client.url(), PlanFormat::Text));
+        // Held deletes are refused, not silently skipped: the run says so
+        // and fails, after applying the rest.
+        let held = p.held().map(|why| format!("Refused: the deletes are {why}"));
         if !p.steps.iter().any(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. })) {
             println!("Nothing to apply.");
+            if let Some(h) = &held {
+                eprintln!("{h}");
+                return Ok(exit::ERROR);
+            }
             return Ok(exit::OK);
         }
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -402,7 +409,10 @@ pub fn apply_cmd(a: ApplyArgs, retry: bool) -> anyhow::Result<u8> {
         }
         println!("Applied {} step{}: {} failed.", results.len(), if results.len() == 1 { "" } else { "s" }, failed);
         record_results(&loc, snap.revision.commit.as_deref().filter(|_| !snap.revision.dirty), &a.plan.env, &results);
-        Ok(if failed == 0 { exit::OK } else { exit::ERROR })
+        if let Some(h) = &held {
+            eprintln!("{h}");
+        }
+        Ok(if failed == 0 && held.is_none() { exit::OK } else { exit::ERROR })
     })
 }
 
