@@ -351,4 +351,35 @@ async fn history_credits_only_what_pacer_wrote() {
         .unwrap_or_else(|| panic!("no entry for {first}: {h:#}"));
     assert_eq!(deployed["outcome"], "succeeded", "{h:#}");
     assert!(deployed["version"].is_string(), "{h:#}");
+    // One spelling: camelCase keys and values.
+    let camel = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && s.chars().all(|c| c.is_ascii_alphanumeric())
+    };
+    for e in entries {
+        for (k, v) in e.as_object().unwrap() {
+            assert!(camel(k), "{k}: {h:#}");
+            if k == "outcome" {
+                assert!(camel(v.as_str().unwrap()), "{v}: {h:#}");
+            }
+        }
+    }
+    // Errors in JSON are objects.
+    let out = pacer(&[
+        "history",
+        "--repo",
+        w.git.repo.path_str(),
+        "--marathon",
+        &w.sim.url,
+        "--env",
+        "nowhere",
+        "--app",
+        "worker",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let err: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let message = err["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("unknown environment `nowhere`"), "{err:#}");
 }

@@ -451,6 +451,20 @@ fn record_results(
 }
 
 pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
+    let json = a.format == super::args::HistoryFormat::Json;
+    let result = history(a);
+    if let (true, Err(e)) = (json, &result) {
+        // A reader of the JSON gets the error as JSON too: an object, as
+        // every pacer error in JSON (file, line and column don't apply).
+        println!(
+            "{}",
+            serde_json::json!({"errors": [{"message": format!("{e:#}")}]})
+        );
+    }
+    result
+}
+
+fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let loc = RepoLocation::discover(&a.repo.repo)?;
