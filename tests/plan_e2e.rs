@@ -351,6 +351,22 @@ async fn history_credits_only_what_pacer_wrote() {
         .unwrap_or_else(|| panic!("no entry for {first}: {h:#}"));
     assert_eq!(deployed["outcome"], "succeeded", "{h:#}");
     assert!(deployed["version"].is_string(), "{h:#}");
+    // A version from before pacer wrote the digest (pacer's definition and
+    // labels, no `pacer.digest`) is credited by its labels, as it was; it
+    // puts back a hand edit, which is no rollback.
+    let mut labels = hand["labels"].clone();
+    labels.as_object_mut().unwrap().remove("pacer.digest");
+    by_hand(&w, "/dev/worker", json!({"mem": 128, "labels": labels})).await;
+    let legacy = w.sim.app("/dev/worker").await.unwrap();
+    assert!(legacy["labels"].get("pacer.digest").is_none(), "{legacy:#}");
+    let h = w.history_json("worker");
+    let entries = h.as_array().unwrap();
+    let old = entries
+        .iter()
+        .find(|e| e["version"] == legacy["version"])
+        .unwrap_or_else(|| panic!("no entry for the legacy version: {h:#}"));
+    assert_eq!(old["commit"], first.as_str(), "{h:#}");
+    assert_eq!(old["outcome"], "succeeded", "{h:#}");
     // One spelling: camelCase keys and values.
     let camel = |s: &str| {
         s.chars().next().is_some_and(|c| c.is_ascii_lowercase())

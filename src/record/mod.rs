@@ -70,8 +70,12 @@ pub fn classify(versions: &[Version]) -> Vec<HistoryOutcome> {
         }
         // Scaling back down is not a rollback: only a definition change is.
         let scale_only = out[i] == HistoryOutcome::Scaled;
+        // Putting back a change made by hand heals drift; a rollback
+        // reverts what pacer deployed.
+        let by_hand = observe::written_by_pacer(&prev.spec) == Some(false);
         if i >= 2
             && !scale_only
+            && !by_hand
             && same(&cur.spec, &versions[i - 2].spec)
             && !same(&cur.spec, &prev.spec)
         {
@@ -495,6 +499,25 @@ mod tests {
             ]
         );
         assert_eq!(failed_definition(&list).unwrap()["cmd"], "broken");
+    }
+
+    #[test]
+    fn putting_back_a_hand_edit_is_not_a_rollback() {
+        let signed = |mut v: Version| {
+            let d = observe::written_digest(&v.spec);
+            v.spec["labels"]["pacer.digest"] = json!(d);
+            v
+        };
+        let first = signed(v("1", "a", 2, "c1"));
+        // Changed by hand: pacer's labels kept, the digest no longer matches.
+        let mut hand = first.clone();
+        hand.version = "2".into();
+        hand.spec["cmd"] = json!("edited");
+        let mut healed = first.clone();
+        healed.version = "3".into();
+        let list = [first, hand, healed];
+        assert_eq!(classify(&list), [HistoryOutcome::Succeeded; 3]);
+        assert_eq!(failed_definition(&list), None);
     }
 
     #[test]
