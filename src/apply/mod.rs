@@ -3,7 +3,11 @@
 //! back. Steps run concurrently, bounded, so one slow app never holds up the
 //! others.
 
+mod body;
 pub mod rollout;
+
+use body::already_there;
+pub use body::{put_body, writes_nothing};
 
 use crate::diff::Class;
 use crate::marathon::client::{DeploymentRef, Error as ClientError, MarathonClient};
@@ -89,97 +93,6 @@ impl Progress for LogProgress {
             _ => {
                 tracing::warn!(app = %r.id, outcome = r.outcome.as_str(), message = r.message.as_deref().unwrap_or(""), "failed")
             }
-        }
-    }
-}
-
-/// The body pacer PUTs: the rendered definition, with the fields the app
-/// leaves to others (its `ignore` pointers) taken from what runs now, so
-/// that a full PUT never resets an autoscaled instance count; labelled with
-/// the digest of what it is (`pacer.digest`), so that history can tell it
-/// from a version made by hand with pacer's labels copied.
-pub fn put_body(app: &RenderedApp, live: Option<&Value>) -> Value {
-    let mut body = app.marathon.clone();
-    if let Some(live) = live {
-        for pointer in &app.ignore {
-            if let Some(v) = live.pointer(pointer) {
-                set_pointer(&mut body, pointer, v.clone());
-            }
-        }
-    }
-    let digest = crate::observe::written_digest(&body);
-    if let Some(o) = body.as_object_mut() {
-        let labels = o
-            .entry("labels")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Some(l) = labels.as_object_mut() {
-            l.insert(crate::render::labels::DIGEST.into(), digest.into());
-        }
-    }
-    body
-}
-
-/// Whether `step` would write to Marathon what runs already (`live`,
-/// normalised as observe compares): such a write restarts nothing useful,
-/// and is neither sent nor recorded. Steps that don't write a definition
-/// (hot updates, deletes, adoptions) never are.
-pub fn writes_nothing(step: &Step, app: &RenderedApp, live: Option<&Value>) -> bool {
-    let Some(live) = live.filter(|_| writes_definition(step)) else {
-        return false;
-    };
-    crate::observe::app_diff(&put_body(app, Some(live)), live, &[]).is_none()
-}
-
-/// Whether the step PUTs a definition (or scales one).
-fn writes_definition(step: &Step) -> bool {
-    match &step.action {
-        Action::Update { class, .. } => *class != Class::Hot,
-        Action::Create | Action::Drifted { heal: true, .. } => true,
-        _ => false,
-    }
-}
-
-/// Whether what `step` would write runs already: as observed, or, since the
-/// plan may be older than Marathon's state (a deployment that ended since
-/// it was read), as Marathon says now. Unreadable: not known to be there.
-async fn already_there(
-    client: &MarathonClient,
-    step: &Step,
-    app: &RenderedApp,
-    observed: Option<&Value>,
-) -> bool {
-    if writes_nothing(step, app, observed) {
-        return true;
-    }
-    if !writes_definition(step) {
-        return false;
-    }
-    match client.get_app(&step.id).await {
-        Ok(Some(now)) => writes_nothing(step, app, Some(&now)),
-        _ => false,
-    }
-}
-
-fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
-    let mut node = root;
-    let segs: Vec<String> = pointer
-        .trim_start_matches('/')
-        .split('/')
-        .map(crate::render::schema::unescape)
-        .collect();
-    for (i, seg) in segs.iter().enumerate() {
-        let last = i + 1 == segs.len();
-        match node {
-            Value::Object(m) => {
-                if last {
-                    m.insert(seg.clone(), value);
-                    return;
-                }
-                node = m
-                    .entry(seg.clone())
-                    .or_insert_with(|| Value::Object(Default::default()));
-            }
-            _ => return,
         }
     }
 }
@@ -757,122 +670,4 @@ async fn roll_back(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Digest;
-    use serde_json::json;
-
-    fn app(marathon: Value, ignore: &[&str]) -> RenderedApp {
-        RenderedApp {
-            id: "/prod/web".into(),
-            app: "web".into(),
-            env: "prod".into(),
-            marathon,
-            files: BTreeMap::new(),
-            ignore: ignore.iter().map(|s| s.to_string()).collect(),
-            deploy_timeout_seconds: None,
-            secrets: Vec::new(),
-            inputs: Digest::of(b""),
-        }
-    }
-
-    fn step(action: Action) -> Step {
-        Step {
-            id: "/prod/web".into(),
-            app: Some("web".into()),
-            action,
-            diff: None,
-        }
-    }
-
-    #[test]
-    fn a_write_of_what_runs_already_is_not_sent() {
-        let desired = json!({"id": "/prod/web", "cmd": "serve", "cpus": 0.2, "instances": 2,
-            "labels": {"pacer.commit": "c2", "pacer.env": "prod"}});
-        let a = app(desired.clone(), &["/instances"]);
-        let update = step(Action::Update {
-            class: Class::Redeploy,
-            changed: vec!["/cpus".into()],
-            reverts: vec![],
-        });
-        // What runs: as Git wants, written by an earlier commit (another
-        // commit label), scaled by someone else (instances are ignored),
-        // in Marathon's own shape.
-        let mut running = put_body(&a, None);
-        running["labels"]["pacer.commit"] = json!("c1");
-        running["instances"] = json!(5);
-        running["version"] = json!("2026-01-01T00:00:00.000Z");
-        running["tasksRunning"] = json!(5);
-        assert!(writes_nothing(&update, &a, Some(&running)));
-        for action in [
-            Action::Create,
-            Action::Drifted {
-                heal: true,
-                changed: vec![],
-            },
-        ] {
-            assert!(writes_nothing(&step(action), &a, Some(&running)));
-        }
-        // A real change is sent; so is a create of an app that isn't there.
-        let mut older = running.clone();
-        older["cpus"] = json!(0.1);
-        assert!(!writes_nothing(&update, &a, Some(&older)));
-        assert!(!writes_nothing(&step(Action::Create), &a, None));
-        // Steps that write no definition are never skipped here.
-        for action in [
-            Action::Delete { held: None },
-            Action::Update {
-                class: Class::Hot,
-                changed: vec![],
-                reverts: vec![],
-            },
-        ] {
-            assert!(!writes_nothing(&step(action), &a, Some(&running)));
-        }
-    }
-
-    #[test]
-    fn the_body_carries_the_digest_of_what_it_is() {
-        let a = app(
-            json!({"id": "/prod/web", "cmd": "serve", "labels": {"pacer.commit": "c1"}}),
-            &[],
-        );
-        let body = put_body(&a, None);
-        assert_eq!(crate::observe::written_by_pacer(&body), Some(true));
-        let mut by_hand = body.clone();
-        by_hand["cmd"] = json!("serve --debug");
-        assert_eq!(crate::observe::written_by_pacer(&by_hand), Some(false));
-        // Never part of a diff.
-        assert_eq!(crate::observe::app_diff(&a.marathon, &body, &[]), None);
-    }
-
-    #[test]
-    fn only_tasks_of_the_current_configuration_are_up() {
-        let app = json!({
-            "instances": 1,
-            "healthChecks": [{"protocol": "COMMAND"}],
-            "versionInfo": {"lastConfigChangeAt": "2026-01-01T00:00:10.000Z"},
-            "tasks": [
-                // The old version: up and healthy, but not what was deployed.
-                {"state": "TASK_RUNNING", "version": "2026-01-01T00:00:00.000Z",
-                 "healthCheckResults": [{"alive": true}]},
-                // The new one never got healthy.
-                {"state": "TASK_RUNNING", "version": "2026-01-01T00:00:10.000Z",
-                 "healthCheckResults": [{"alive": false}]},
-            ],
-            "tasksHealthy": 1,
-        });
-        assert_eq!(tasks_up(&app), 0);
-        let mut healthy = app.clone();
-        healthy["tasks"][1]["healthCheckResults"][0]["alive"] = json!(true);
-        assert_eq!(tasks_up(&healthy), 1);
-        // A scale keeps lastConfigChangeAt: later tasks count too.
-        let mut scaled = healthy.clone();
-        scaled["tasks"][1]["version"] = json!("2026-01-01T00:00:20.000Z");
-        assert_eq!(tasks_up(&scaled), 1);
-        // Without embedded tasks, Marathon's counts.
-        let mut counts = app.clone();
-        counts.as_object_mut().unwrap().remove("tasks");
-        assert_eq!(tasks_up(&counts), 1);
-    }
-}
+mod tests;
