@@ -227,43 +227,56 @@ enum Change {
     Nothing,
 }
 
-/// Renders the app at `commit` and at its first parent and compares them.
-/// A side that doesn't render counts as a change of definition: nothing
-/// can be said to have reached Marathon.
-fn change_at(
-    repo: &git2::Repository,
-    loc: &RepoLocation,
-    commit: &str,
-    env: &str,
-    app: &str,
-) -> Change {
-    let render_at = |rev: &str| {
-        let snap = std::sync::Arc::new(loc.at_rev(rev).ok()?);
-        let mut diags = crate::render::Diagnostics::default();
-        let r = crate::render::Repo::load(snap, &mut diags)?;
-        let d = crate::render::render_pairs(
-            &r,
-            &[(env.to_string(), vec![app.to_string()])],
-            &mut diags,
-        );
-        d.envs.get(env)?.apps.get(app).cloned()
-    };
-    let parent = git2::Oid::from_str(commit)
-        .ok()
-        .and_then(|o| repo.find_commit(o).ok())
-        .and_then(|c| c.parent_id(0).ok());
-    let (Some(now), Some(before)) = (
-        render_at(commit),
-        parent.and_then(|p| render_at(&p.to_string())),
-    ) else {
-        return Change::Definition;
-    };
-    if observe::app_diff(&now.marathon, &before.marathon, &[]).is_some() {
-        Change::Definition
-    } else if crate::plan::served_digest(&now) != crate::plan::served_digest(&before) {
-        Change::Files
-    } else {
-        Change::Nothing
+/// One app of one environment rendered at the commits history asks about,
+/// each commit once (a commit is often the parent of the next).
+struct Renders<'a> {
+    loc: &'a RepoLocation,
+    env: &'a str,
+    app: &'a str,
+    seen: std::collections::HashMap<String, Option<crate::render::RenderedApp>>,
+}
+
+impl Renders<'_> {
+    fn at(&mut self, rev: &str) -> Option<crate::render::RenderedApp> {
+        if let Some(r) = self.seen.get(rev) {
+            return r.clone();
+        }
+        let rendered = (|| {
+            let snap = std::sync::Arc::new(self.loc.at_rev(rev).ok()?);
+            let mut diags = crate::render::Diagnostics::default();
+            let r = crate::render::Repo::load(snap, &mut diags)?;
+            let d = crate::render::render_pairs(
+                &r,
+                &[(self.env.to_string(), vec![self.app.to_string()])],
+                &mut diags,
+            );
+            d.envs.get(self.env)?.apps.get(self.app).cloned()
+        })();
+        self.seen.insert(rev.to_string(), rendered.clone());
+        rendered
+    }
+
+    /// Renders the app at `commit` and at its first parent and compares
+    /// them. A side that doesn't render counts as a change of definition:
+    /// nothing can be said to have reached Marathon.
+    fn change_at(&mut self, repo: &git2::Repository, commit: &str) -> Change {
+        let parent = git2::Oid::from_str(commit)
+            .ok()
+            .and_then(|o| repo.find_commit(o).ok())
+            .and_then(|c| c.parent_id(0).ok());
+        let (Some(now), Some(before)) = (
+            self.at(commit),
+            parent.and_then(|p| self.at(&p.to_string())),
+        ) else {
+            return Change::Definition;
+        };
+        if observe::app_diff(&now.marathon, &before.marathon, &[]).is_some() {
+            Change::Definition
+        } else if crate::plan::served_digest(&now) != crate::plan::served_digest(&before) {
+            Change::Files
+        } else {
+            Change::Nothing
+        }
     }
 }
 
@@ -431,6 +444,12 @@ pub async fn history(
             };
             c != first && r.graph_descendant_of(c, first).unwrap_or(false)
         };
+        let mut renders = Renders {
+            loc,
+            env,
+            app,
+            seen: Default::default(),
+        };
         for (c, meta) in &touching {
             if deployed.contains(c.as_str()) || attributed.contains(c) || !after_first(c) {
                 continue;
@@ -440,7 +459,7 @@ pub async fn history(
                 .find(|(rc, r)| rc == c && r.outcome == Outcome::Hot);
             let outcome = match (hot, repo.as_ref()) {
                 (Some(_), _) => HistoryOutcome::Hot,
-                (None, Some(r)) => match change_at(r, loc, c, env, app) {
+                (None, Some(r)) => match renders.change_at(r, c) {
                     Change::Definition => HistoryOutcome::NotDeployed,
                     Change::Files => HistoryOutcome::Hot,
                     Change::Nothing => HistoryOutcome::Unchanged,
