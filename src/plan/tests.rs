@@ -88,8 +88,10 @@ fn git_changes_are_classed_by_what_changed() {
         let mut o = Observed::default();
         let mut running = spec("a", 2, "h");
         running["id"] = json!("/prod/web");
-        o.apps.insert("/prod/web".into(), live(running.clone()));
-        o.baselines.insert("/prod/web".into(), running);
+        o.baselines.insert("/prod/web".into(), running.clone());
+        // As pacer wrote it: the digest label is provenance, no change.
+        running["labels"]["pacer.digest"] = json!("0123456789abcdef");
+        o.apps.insert("/prod/web".into(), live(running));
         let p = plan(&d, &o);
         match action_of(&p, "/prod/web") {
             Action::Update { class: c, .. } => assert_eq!(c, class, "{:?}", d.apps["web"].marathon),
