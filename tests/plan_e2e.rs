@@ -399,3 +399,48 @@ async fn history_credits_only_what_pacer_wrote() {
     let message = err["errors"][0]["message"].as_str().unwrap_or("");
     assert!(message.contains("unknown environment `nowhere`"), "{err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_credits_a_scale_to_the_commit_that_asked_for_it() {
+    let w = World::new().await;
+    let out = cli(&w, "apply", &["--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    wait_idle(&w).await;
+    // pacer scales the worker for a commit…
+    w.git.repo.edit(WORKER, "  instances: 1", "  instances: 2");
+    let scale = w.git.repo.commit("dev worker: two instances");
+    let out = cli(&w, "apply", &["--app", "worker", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("update (scale)"), "{out:?}");
+    wait_idle(&w).await;
+    let scaled = w.sim.app("/dev/worker").await.unwrap();
+    // …a commit touches the worker's files without changing it…
+    w.git.repo.edit(
+        WORKER,
+        "# dev: a single, small worker.",
+        "# dev: a small worker.",
+    );
+    let comment = w.git.repo.commit("dev worker: comment");
+    // …and someone scales it by hand.
+    by_hand(&w, "/dev/worker", json!({"instances": 3})).await;
+    let by_hand_scale = w.sim.app("/dev/worker").await.unwrap();
+
+    let h = w.history_json("worker");
+    let entry = |key: &str, v: &Value| {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e[key] == *v)
+            .unwrap_or_else(|| panic!("no entry with {key} {v}: {h:#}"))
+            .clone()
+    };
+    let e = entry("version", &scaled["version"]);
+    assert_eq!(e["commit"], scale.as_str(), "{h:#}");
+    assert_eq!(e["outcome"], "scaled", "{h:#}");
+    let e = entry("version", &by_hand_scale["version"]);
+    assert_eq!(e["commit"], "(not deployed by pacer)", "{h:#}");
+    assert_eq!(e["outcome"], "manual", "{h:#}");
+    let e = entry("commit", &json!(comment));
+    assert_eq!(e["outcome"], "unchanged", "{h:#}");
+    assert!(e.get("version").is_none(), "{h:#}");
+}

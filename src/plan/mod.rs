@@ -283,8 +283,7 @@ fn step_for(
         // A commit that changes the app deploys it whatever was done by
         // hand meanwhile, as in Argo CD and Flux: `selfHeal` only decides
         // whether drift alone triggers a write. The step says which hand
-        // edits the deployment puts back.
-        // A hand edit Git has since adopted is not reverted.
+        // edits the deployment puts back (not those Git has since adopted).
         let reverts: Vec<String> = origin
             .hand_edited
             .into_iter()

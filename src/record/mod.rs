@@ -353,6 +353,12 @@ pub async fn history(
             .max_by(|a, b| a.1.at.cmp(&b.1.at))
     };
     let recorded = |version: &str| recorded_with(version).map(|(_, r)| r);
+    let mut renders = Renders {
+        loc,
+        env,
+        app,
+        seen: Default::default(),
+    };
     let mut attributed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut entries: Vec<Entry> = Vec::new();
     for (i, (v, outcome)) in versions.iter().zip(outcomes.iter().copied()).enumerate() {
@@ -389,6 +395,8 @@ pub async fn history(
             // that asked for it; without one, the newest commit to the app
             // before the scale that was never deployed itself. Neither (a
             // repo to look in, and no commit asked): scaled by hand.
+            // That commit must ask for this instance count: a hot or an
+            // unrelated commit doesn't take the credit for a hand scale.
             let asked = recorded_with(&v.version)
                 .map(|(c, _)| c.clone())
                 .or_else(|| {
@@ -398,6 +406,9 @@ pub async fn history(
                             m.time.as_str() <= v.version.as_str()
                                 && !deployed.contains(c.as_str())
                                 && !attributed.contains(c)
+                                && renders.at(c).is_some_and(|a| {
+                                    a.marathon.get("instances") == v.spec.get("instances")
+                                })
                         })
                         .map(|(c, _)| c.clone())
                 });
@@ -443,12 +454,6 @@ pub async fn history(
                 return false;
             };
             c != first && r.graph_descendant_of(c, first).unwrap_or(false)
-        };
-        let mut renders = Renders {
-            loc,
-            env,
-            app,
-            seen: Default::default(),
         };
         for (c, meta) in &touching {
             if deployed.contains(c.as_str()) || attributed.contains(c) || !after_first(c) {
