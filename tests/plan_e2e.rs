@@ -300,7 +300,13 @@ async fn apply_shows_the_tasks_of_a_slow_rollout() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    let out = cli(&w, "apply", &["--app", "worker", "--yes"]);
+    // Polled every quarter second (no event stream to wait on): several
+    // reads while the task is staged.
+    let out = cli(
+        &w,
+        "apply",
+        &["--app", "worker", "--yes", "--marathon-events", "false"],
+    );
     assert_eq!(out.code, 0, "{out:?}");
     // A create is two steps; the worker has health checks: healthy,
     // running and staged against its one instance, while it starts.
