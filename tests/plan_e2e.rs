@@ -111,6 +111,18 @@ async fn a_commit_reaches_a_hand_edited_app_and_apply_heals_drift() {
             .contains("also reverts what was changed by hand in Marathon: /mem"),
         "{text:?}"
     );
+    // Read from live to desired, as `kubectl diff` reads.
+    let at = |line: &str| {
+        text.stdout
+            .find(line)
+            .unwrap_or_else(|| panic!("no {line:?} in {text:?}"))
+    };
+    assert!(at("--- live") < at("+++ desired"), "{text:?}");
+    assert!(
+        at("-  \"instances\": 1,") < at("+  \"instances\": 2,"),
+        "{text:?}"
+    );
+    assert!(at("-  \"mem\": 256") < at("+  \"mem\": 128"), "{text:?}");
     let out = cli(&w, "apply", &["--app", "worker", "--yes"]);
     assert_eq!(out.code, 0, "{out:?}");
     let app = w.sim.app("/dev/worker").await.unwrap();
