@@ -185,10 +185,24 @@ pub fn written_digest(spec: &Value) -> String {
             .and_then(|c| c.get_mut("portMappings")),
         "servicePort",
     );
+    // An empty list or map ≡ absent, as `prune_empty_pairs` has it, but
+    // with no other side to pair with: dropped at every depth.
+    drop_empties(&mut v);
     let mut text = crate::diff::canonical_json(&v);
     // Short: it is a label every reader of the app sees.
     text = crate::model::Digest::of(text.as_bytes()).0;
     text.trim_start_matches("sha256:")[..16].to_string()
+}
+
+fn drop_empties(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.values_mut().for_each(drop_empties);
+            o.retain(|_, x| !is_empty(x));
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_empties),
+        _ => {}
+    }
 }
 
 /// Whether pacer wrote this definition: `Some(true)` when its

@@ -762,6 +762,9 @@ fn the_written_digest_survives_marathon_and_not_a_hand_edit() {
         json!({"portDefinitions": [{"port": 10017, "protocol": "tcp"}]}),
         // A scale keeps the labels of the version it scaled.
         json!({"instances": 4}),
+        // Empty lists and maps Marathon writes, at any depth.
+        json!({"env": {}, "fetch": [], "upgradeStrategy":
+            {"maximumOverCapacity": 1, "minimumHealthCapacity": 1, "x": {}}}),
     ] {
         live = with(live, patch.clone());
         assert_eq!(written_by_pacer(&live), Some(true), "{patch}");
