@@ -8,22 +8,23 @@
 //! kept and the problem shows in `/api/v1/status` and `/metrics`.
 
 use super::gather::{self, Caches};
-use super::status::{AppStatus, LastAction, Outcome, Status, SyncStatus};
+use super::health::{self, Health};
+use super::render_job::{self, short};
+use super::status::{AppStatus, LastAction, Outcome, Problem, Status, SyncStatus};
 use crate::apply::{self, LogProgress};
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
 use crate::model::{AppPath, Digest, EnvName, Secret};
 use crate::plan::{self, Action};
 use crate::record::notes;
-use crate::render::{self, Diagnostics, RenderedApp};
+use crate::render;
 use crate::server::{self, AppState, Trigger, metrics::Metrics};
+use crate::source::RepoLocation;
 use crate::source::remote::{Mirror, RemoteSpec};
-use crate::source::{RepoLocation, Snapshot};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -54,6 +55,11 @@ pub struct Config {
     pub apply_all: bool,
     /// Where deployment records go (notes on the deployed commits).
     pub records: notes::Publish,
+    /// The longest a render of a new commit may take; past it, the apps
+    /// not rendered stay at their last good version (see [`render_job`]).
+    pub render_timeout: Duration,
+    /// The HTTP side's budgets (header read timeout, connection cap).
+    pub http: crate::listen::Limits,
 }
 
 /// Up to this many changed apps go out before the full pass.
@@ -67,7 +73,7 @@ struct Daemon {
     mirror: Arc<Mirror>,
     status: Arc<RwLock<Status>>,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
     /// The newest commit that loaded (pacer.yaml and environment files).
     rendered_at: Option<String>,
     /// Per environment and app: the newest version that rendered.
@@ -83,9 +89,16 @@ struct Daemon {
     reached_marathon: bool,
     /// Apps that don't render at the newest commit, with their problems.
     invalid: BTreeMap<EnvName, BTreeMap<AppPath, Vec<render::Diagnostic>>>,
-    /// Problems that stop the whole newest commit from loading (pacer.yaml,
-    /// an environment file, a refused rewind).
-    repo_errors: Vec<String>,
+    /// A commit that doesn't load (pacer.yaml, an environment file), with
+    /// its problems: not rendered again, and shown while it is the head.
+    refused: Option<(String, Vec<Problem>)>,
+    /// Why the head is a refused rewind, while it is one.
+    rewind: Option<String>,
+    /// Why the newest commit fetched is not the one running (empty when it
+    /// is): shown on the repo and every environment.
+    head_problems: Vec<Problem>,
+    /// Marathons that didn't answer this cycle: (URL, error).
+    unreachable: Vec<(String, String)>,
     /// (head, commit) → whether head descends from commit.
     descends: std::collections::HashMap<(String, String), bool>,
     /// Apps whose steps run in the background right now. A deployment can
@@ -128,15 +141,18 @@ pub async fn run(
     let status = Arc::new(RwLock::new(Status::default()));
     {
         let mut s = status.write();
-        s.repo.url = crate::source::remote::redact_url(&cfg.remote.url);
+        s.repo.url = crate::redact::url(&cfg.remote.url);
         s.repo.branch = cfg.remote.branch.clone();
     }
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::new(Health::stuck_limit(
+        cfg.poll,
+        cfg.render_timeout,
+    )));
     let state = AppState {
         status: status.clone(),
         metrics: metrics.clone(),
-        ready: ready.clone(),
+        health: health.clone(),
         triggers: tx.clone(),
         webhook_secret: cfg.webhook_secret.clone(),
         branch: cfg.remote.branch.clone(),
@@ -150,7 +166,7 @@ pub async fn run(
     println!("pacer serve: listening on http://{addr}");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, state, {
+    let server = tokio::spawn(server::serve(listener, state, cfg.http, {
         let mut stop = stop_rx.clone();
         async move {
             let _ = stop.changed().await;
@@ -159,18 +175,33 @@ pub async fn run(
 
     let remote = cfg.remote.clone();
     let dir = cfg.workdir.clone();
+    tokio::pin!(shutdown);
     let mirror = loop {
         let (remote, dir) = (remote.clone(), dir.clone());
-        match tokio::task::spawn_blocking(move || Mirror::open_or_clone(&remote, &dir)).await? {
+        health.doing("cloning the config repo");
+        let opened = tokio::select! {
+            _ = &mut shutdown => {
+                let _ = stop_tx.send(true);
+                let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+                return Ok(());
+            }
+            r = tokio::task::spawn_blocking(move || Mirror::open_or_clone(&remote, &dir)) => r?,
+        };
+        health.turned();
+        match opened {
             Ok(m) => break Arc::new(m),
             Err(e) => {
                 // The repo may be unreachable at start-up too; keep serving
                 // /healthz and try again.
                 metrics.git_fetch_error();
-                let e = format!("{:#}", anyhow::Error::new(e));
+                let e = crate::redact::text(&format!("{:#}", anyhow::Error::new(e)));
                 status.write().repo.last_fetch_error = Some(e.clone());
+                health.set_ready(Err(format!("the config repo could not be fetched: {e}")));
                 tracing::warn!("cannot open the config repo mirror: {e}; retrying");
-                tokio::time::sleep(cfg.poll.min(Duration::from_secs(5))).await;
+                tokio::select! {
+                    _ = &mut shutdown => {}
+                    _ = tokio::time::sleep(cfg.poll.min(Duration::from_secs(5))) => {}
+                }
             }
         }
     };
@@ -180,7 +211,7 @@ pub async fn run(
         mirror,
         status,
         metrics,
-        ready,
+        health,
         rendered_at: None,
         desired: BTreeMap::new(),
         applied: None,
@@ -190,7 +221,10 @@ pub async fn run(
         clients: BTreeMap::new(),
         reached_marathon: false,
         invalid: BTreeMap::new(),
-        repo_errors: Vec::new(),
+        refused: None,
+        rewind: None,
+        head_problems: Vec::new(),
+        unreachable: Vec::new(),
         descends: Default::default(),
         inflight: Default::default(),
         done_tx,
@@ -202,7 +236,6 @@ pub async fn run(
         records_retry: None,
     };
 
-    tokio::pin!(shutdown);
     let mut wait = Duration::ZERO;
     let mut backoff = Duration::from_millis(500);
     let mut trigger = Trigger::Poll;
@@ -230,8 +263,21 @@ pub async fn run(
         for (env, app) in &retries {
             d.mark_retry(env.as_deref(), app.as_deref());
         }
-        tracing::info!(trigger = ?trigger, "reconciling");
-        let healthy = d.cycle().await;
+        // The idle poll is noise at info; what a cycle decides is logged
+        // where it is decided.
+        if matches!(trigger, Trigger::Poll) {
+            tracing::debug!(%trigger, "reconciling");
+        } else {
+            tracing::info!(%trigger, "reconciling");
+        }
+        // A cycle never holds up shutdown: whatever it awaits (a render
+        // past its deadline, a silent Marathon) is dropped on SIGTERM.
+        let healthy = tokio::select! {
+            _ = &mut shutdown => break,
+            h = d.cycle() => h,
+        };
+        d.health.turned();
+        d.health.doing("waiting for the next poll or webhook");
         wait = if healthy {
             backoff = Duration::from_millis(500);
             d.cfg.poll
@@ -255,7 +301,8 @@ pub async fn run(
     d.records_retry = None;
     let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records()).await;
     let _ = stop_tx.send(true);
-    let _ = server.await;
+    // The listener drains requests in flight for a bounded while.
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     Ok(())
 }
 
@@ -267,7 +314,7 @@ impl Daemon {
         if self.rendered_at.as_deref() == Some(h.as_str()) {
             return;
         }
-        let (_, rerendered) = self.render(&h).await;
+        let (_, rerendered) = self.advance(&h).await;
         self.send_first(&rerendered, &h).await;
         *head = h;
     }
@@ -340,18 +387,19 @@ impl Daemon {
         while let Ok(f) = self.done_rx.try_recv() {
             self.record(f);
         }
+        self.unreachable.clear();
+        self.health.doing("fetching the config repo");
         let fetched = self.fetch().await;
         let head = match &fetched {
             Some(h) => Some(h.clone()),
             None => self.rendered_at.clone(),
         };
-        let Some(head) = head else { return false };
-        let fetch_ms = started.elapsed().as_millis() as u64;
-        let (changed_envs, rerendered) = if self.rendered_at.as_deref() != Some(head.as_str()) {
-            self.render(&head).await
-        } else {
-            Default::default()
+        let Some(head) = head else {
+            self.update_readiness();
+            return false;
         };
+        let fetch_ms = started.elapsed().as_millis() as u64;
+        let (changed_envs, rerendered) = self.advance(&head).await;
         self.send_first(&rerendered, &head).await;
         tracing::debug!(
             fetch_ms,
@@ -385,10 +433,15 @@ impl Daemon {
                 continue;
             };
             let Some(client) = self.client_for(&url) else {
-                self.env_error(&env, &format!("invalid Marathon URL `{url}`"));
+                self.env_error(
+                    &env,
+                    &format!("invalid Marathon URL `{}`", crate::redact::url(&url)),
+                );
                 continue;
             };
             if !snapshots.contains_key(&url) {
+                self.health
+                    .doing(format!("reading Marathon at {}", crate::redact::url(&url)));
                 // Reading every app takes a while at scale; a push that
                 // arrives meanwhile is sent out while the read goes on.
                 let read = gather::snapshot(&client);
@@ -409,18 +462,32 @@ impl Daemon {
                     Ok(s) => Some(s),
                     Err(e) => {
                         self.metrics.marathon_error();
-                        tracing::warn!(env = %env, "Marathon at {url} is not answering: {e}");
+                        let e = crate::redact::text(&e.to_string());
+                        tracing::warn!(
+                            env = %env,
+                            "Marathon at {} is not answering: {e}",
+                            crate::redact::url(&url)
+                        );
+                        self.unreachable.push((url.clone(), e));
                         None
                     }
                 };
                 snapshots.insert(url.clone(), s);
             }
             let Some(snap) = snapshots.get_mut(&url).and_then(Option::as_mut) else {
-                self.env_error(&env, &format!("Marathon at {url} is not answering"));
+                let why = self
+                    .unreachable
+                    .iter()
+                    .find(|(u, _)| *u == url)
+                    .map_or("", |(_, e)| e.as_str())
+                    .to_string();
+                self.env_unreachable(&env, &url, &why);
                 healthy = false;
                 continue;
             };
             self.reached_marathon = true;
+            self.metrics.marathon_up(&env, true);
+            self.health.doing(format!("reconciling {env}"));
             if !self.reconcile_env(&env, &client, snap, &head).await {
                 healthy = false;
             }
@@ -438,10 +505,8 @@ impl Daemon {
                 self.applied = Some(oid);
             }
         }
-        self.ready.store(
-            self.rendered_at.is_some() && self.reached_marathon,
-            Ordering::Relaxed,
-        );
+        self.update_readiness();
+        self.health.doing("writing deployment records");
         self.publish_records().await;
         self.caches.trim(50_000);
         if self.descends.len() > 100_000 {
@@ -559,7 +624,41 @@ impl Daemon {
     fn env_error(&self, env: &str, message: &str) {
         let mut s = self.status.write();
         let e = s.environments.entry(env.to_string()).or_default();
-        e.errors = vec![message.to_string()];
+        e.errors = self.head_problems.clone();
+        e.errors.push(Problem::message(message));
+    }
+
+    /// `env`'s Marathon didn't answer: what it runs can't be observed, so
+    /// its apps show as `unknown` (not as they were last seen).
+    fn env_unreachable(&self, env: &str, url: &str, why: &str) {
+        let mut message = format!("Marathon at {} is not answering", crate::redact::url(url));
+        if !why.is_empty() {
+            message = format!("{message}: {why}");
+        }
+        self.env_error(env, &message);
+        let mut s = self.status.write();
+        let e = s.environments.entry(env.to_string()).or_default();
+        for app in e.apps.values_mut() {
+            app.sync = SyncStatus::Unknown;
+        }
+        let counts = sync_counts(e);
+        drop(s);
+        self.metrics.set_apps(env, &counts);
+        self.metrics.marathon_up(env, false);
+    }
+
+    /// Tells `/readyz` what this cycle saw.
+    fn update_readiness(&self) {
+        let s = self.status.read();
+        let seen = health::Seen {
+            rendered: self.rendered_at.is_some(),
+            head: s.repo.head.as_deref(),
+            head_problems: &self.head_problems,
+            fetch_error: s.repo.last_fetch_error.as_deref(),
+            unreachable: &self.unreachable,
+            reached_marathon: self.reached_marathon,
+        };
+        self.health.set_ready(health::readiness(&seen));
     }
 
     /// Fetches the branch; on failure keeps the last good commit.
@@ -593,58 +692,130 @@ impl Daemon {
         }
     }
 
-    /// Renders `head`, re-rendering only apps whose inputs changed. Apps
-    /// and environments that don't render keep their last good version.
-    /// Returns the environments whose desired state changed.
+    /// Brings the desired state to `head` when it may go there: not a
+    /// refused rewind, not a commit already found not to load. Keeps
+    /// [`Self::head_problems`] in step with the head, so a problem that is
+    /// gone (a force-push undone) leaves the status at once.
+    async fn advance(
+        &mut self,
+        head: &str,
+    ) -> (BTreeSet<EnvName>, BTreeMap<EnvName, BTreeSet<AppPath>>) {
+        let rewind = self.rewind_of(head);
+        if rewind != self.rewind {
+            match &rewind {
+                Some(msg) => tracing::error!("commit refused: {msg}"),
+                None if self.rewind.is_some() => {
+                    tracing::info!(
+                        commit = short(head),
+                        "the head descends from the commit applied again; rewind cleared"
+                    )
+                }
+                None => {}
+            }
+            self.rewind = rewind;
+        }
+        let out = if self.rewind.is_some()
+            || self.rendered_at.as_deref() == Some(head)
+            || self.refused.as_ref().is_some_and(|(h, _)| h == head)
+        {
+            Default::default()
+        } else {
+            self.render(head).await
+        };
+        self.head_problems = match (&self.rewind, &self.refused) {
+            (Some(msg), _) => vec![Problem::message(msg)],
+            (None, Some((h, problems))) if h == head => problems.clone(),
+            _ => Vec::new(),
+        };
+        self.metrics.repo_loaded(self.head_problems.is_empty());
+        self.status.write().repo.errors = self.head_problems.clone();
+        out
+    }
+
+    /// Why `head` is a rewind the daemon refuses: it doesn't descend from
+    /// the commit last applied (a force-push).
+    fn rewind_of(&self, head: &str) -> Option<String> {
+        let (applied, h) = (self.applied?, git2::Oid::from_str(head).ok()?);
+        if self.cfg.allow_rewind
+            || applied == h
+            || self.mirror.is_descendant(h, applied).unwrap_or(false)
+        {
+            return None;
+        }
+        Some(format!(
+            "refusing to rewind: {head} does not descend from {applied}, the commit last applied (a force-push?); restart with --allow-rewind to deploy it"
+        ))
+    }
+
+    /// Renders `head`, re-rendering only apps whose inputs changed, off the
+    /// loop and within the render deadline. Apps and environments that
+    /// don't render keep their last good version. Returns the environments
+    /// whose desired state changed.
     async fn render(
         &mut self,
         head: &str,
     ) -> (BTreeSet<EnvName>, BTreeMap<EnvName, BTreeSet<AppPath>>) {
-        if let (Some(applied), Ok(h)) = (self.applied, git2::Oid::from_str(head)) {
-            if !self.cfg.allow_rewind
-                && applied != h
-                && !self.mirror.is_descendant(h, applied).unwrap_or(false)
-            {
-                let msg = format!(
-                    "refusing to rewind: {head} does not descend from {applied}, the commit last applied (a force-push?); restart with --allow-rewind to deploy it"
-                );
-                tracing::error!("{msg}");
-                self.repo_errors = vec![msg];
-                return Default::default();
-            }
-        }
-        let git_dir = self.mirror.git_dir().to_path_buf();
-        let prefix = self.cfg.prefix.clone();
-        let head_owned = head.to_string();
+        self.health
+            .doing(format!("rendering commit {}", short(head)));
+        let job = render_job::Job {
+            git_dir: self.mirror.git_dir().to_path_buf(),
+            prefix: self.cfg.prefix.clone(),
+            head: head.to_string(),
+            envs_filter: self.cfg.envs.clone(),
+            deadline: self.cfg.render_timeout,
+        };
         // Handed over, not copied: unchanged apps move into the new state.
         let previous = std::mem::take(&mut self.desired);
-        let envs_filter = self.cfg.envs.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            render_incremental(
-                &git_dir,
-                &prefix,
-                &head_owned,
-                previous,
-                envs_filter.as_ref(),
-            )
-        })
-        .await;
-        let Ok(outcome) = outcome else {
-            tracing::error!("the render task ended abnormally");
-            return Default::default();
-        };
-        match outcome {
-            Err((diags, previous)) => {
+        match render_job::run(job, previous).await {
+            render_job::Outcome::NotLoaded { problems, previous } => {
                 self.desired = previous;
                 // pacer.yaml or an environment file is broken: everything
                 // stays at the last good commit.
-                self.repo_errors = diags.iter().map(|d| d.to_string()).collect();
-                tracing::warn!(commit = %head, problems = diags.len(), "the commit does not load; keeping the last good one");
+                let problems: Vec<Problem> = problems.iter().map(Problem::from).collect();
+                let first: Vec<String> = problems.iter().take(3).map(ToString::to_string).collect();
+                tracing::warn!(
+                    commit = short(head),
+                    problems = problems.len(),
+                    "commit refused: it does not load; keeping the last good one: {}",
+                    first.join("; ")
+                );
+                self.refused = Some((head.to_string(), problems));
                 Default::default()
             }
-            Ok(r) => {
+            render_job::Outcome::Rendered(r) => {
+                if let Some(app) = &r.timed_out {
+                    tracing::error!(
+                        commit = short(head),
+                        app = %app,
+                        abandoned_renders = render_job::abandoned(),
+                        "rendering ran past its deadline of {} s; the apps not rendered keep their last good version",
+                        self.cfg.render_timeout.as_secs_f64()
+                    );
+                }
+                for (env, apps) in &r.invalid {
+                    for (app, problems) in apps {
+                        let first = problems.first().map(|d| Problem::from(d).to_string());
+                        tracing::warn!(
+                            commit = short(head),
+                            env = %env,
+                            app = %app,
+                            problems = problems.len(),
+                            "app invalid; its last good version stays: {}",
+                            first.unwrap_or_default()
+                        );
+                    }
+                }
+                let rerendered: usize = r.rerendered.values().map(BTreeSet::len).sum();
+                let invalid: usize = r.invalid.values().map(BTreeMap::len).sum();
+                tracing::info!(
+                    commit = short(head),
+                    rerendered,
+                    invalid,
+                    "picked up commit {}",
+                    short(head)
+                );
                 self.rendered_at = Some(head.to_string());
-                self.repo_errors.clear();
+                self.refused = None;
                 self.status.write().repo.last_good = Some(head.to_string());
                 self.desired = r.envs.into_iter().map(|(e, d)| (e, Arc::new(d))).collect();
                 self.invalid = r.invalid;
@@ -856,9 +1027,6 @@ impl Daemon {
         } else {
             self.rewinds(head, &observed)
         };
-        if let Some(msg) = &rewind {
-            tracing::error!(env = %env, "{msg}");
-        }
         let auto_apply =
             (desired.settings.policy.auto_apply || self.cfg.apply_all) && rewind.is_none();
         let inflight = self.inflight.lock().clone();
@@ -876,8 +1044,13 @@ impl Daemon {
         e.group = desired.settings.group.clone();
         e.commit = Some(reconciled_at);
         e.last_sync = Some(now.to_rfc3339());
-        e.errors = self.repo_errors.clone();
-        e.errors.extend(rewind);
+        if let Some(msg) = &rewind
+            && !e.errors.iter().any(|p| p.message == *msg)
+        {
+            tracing::error!(env = %env, "commit refused: {msg}");
+        }
+        e.errors = self.head_problems.clone();
+        e.errors.extend(rewind.as_deref().map(Problem::message));
         let no_problems = BTreeMap::new();
         let invalid = self.invalid.get(env).unwrap_or(&no_problems);
         let mut apps: BTreeMap<AppPath, AppStatus> = BTreeMap::new();
@@ -890,6 +1063,20 @@ impl Daemon {
                 .map(String::from);
             let previous = e.apps.get(&key).and_then(|a| a.last.clone());
             let mut sync = step.action.sync_status();
+            if let Action::Drifted { heal, changed } = &step.action
+                && e.apps
+                    .get(&key)
+                    .is_none_or(|a| a.sync != SyncStatus::Drifted)
+            {
+                tracing::info!(
+                    env = %env,
+                    app = %step.id,
+                    heal,
+                    changed = %changed.join(", "),
+                    "drift found: changed in Marathon outside Git{}",
+                    if *heal { "; putting Git's version back" } else { "; reported only (selfHeal is off)" }
+                );
+            }
             // The deployment still running after a rollback at this commit
             // is the rollback itself: the app failed; nothing is in progress.
             let rolled_back_here = previous.as_ref().is_some_and(|l| {
@@ -900,7 +1087,10 @@ impl Daemon {
             } else if rolled_back_here && matches!(step.action, Action::Wait { ours: false, .. }) {
                 sync = SyncStatus::Failed;
             }
-            let errors = invalid.get(&key).cloned().unwrap_or_default();
+            let errors: Vec<Problem> = invalid
+                .get(&key)
+                .map(|d| d.iter().map(Problem::from).collect())
+                .unwrap_or_default();
             if !errors.is_empty() {
                 sync = SyncStatus::Invalid;
             }
@@ -922,7 +1112,7 @@ impl Daemon {
                 sync: SyncStatus::Invalid,
                 live_commit: None,
                 last: None,
-                errors: errors.clone(),
+                errors: errors.iter().map(Problem::from).collect(),
             });
         }
         e.apps = apps;
@@ -950,6 +1140,29 @@ impl Daemon {
         let e = s.environments.entry(f.env.clone()).or_default();
         for r in &f.results {
             self.metrics.deployment(&f.env, r.outcome);
+            let line = format!(
+                "{}: {}{}",
+                r.id,
+                r.outcome.as_str(),
+                r.message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            );
+            match r.outcome {
+                Outcome::Succeeded | Outcome::Hot => tracing::info!(
+                    env = %f.env,
+                    commit = short(&f.head),
+                    deployment = r.deployment_id.as_deref().unwrap_or("-"),
+                    "deployed {line}"
+                ),
+                Outcome::Failed | Outcome::RolledBack => tracing::warn!(
+                    env = %f.env,
+                    commit = short(&f.head),
+                    deployment = r.deployment_id.as_deref().unwrap_or("-"),
+                    "deployment did not succeed: {line}"
+                ),
+            }
             self.retry.remove(&r.id);
             let step = f.steps.iter().find(|s| s.id == r.id);
             let app = f.desired.apps.values().find(|a| a.id == r.id);
@@ -1017,164 +1230,4 @@ fn sync_counts(e: &super::status::EnvStatus) -> BTreeMap<SyncStatus, u64> {
         *counts.entry(a.sync).or_default() += 1;
     }
     counts
-}
-
-/// What an incremental render produced.
-struct Rendered {
-    envs: BTreeMap<EnvName, render::DesiredEnv>,
-    /// Apps that don't render at this commit, with their problems.
-    invalid: BTreeMap<EnvName, BTreeMap<AppPath, Vec<render::Diagnostic>>>,
-    /// Environments whose desired state changed.
-    changed: BTreeSet<EnvName>,
-    /// Apps that rendered anew, per environment.
-    rerendered: BTreeMap<EnvName, BTreeSet<AppPath>>,
-    /// id → (commit, definition) of the versions re-rendered apps replaced.
-    replaced: BTreeMap<String, (String, serde_json::Value)>,
-}
-
-type PreviousState = BTreeMap<EnvName, Arc<render::DesiredEnv>>;
-
-/// Renders the repo at `head`, moving over `previous` apps whose inputs are
-/// unchanged. Fails only when the repo as a whole doesn't load, and then
-/// hands `previous` back untouched.
-fn render_incremental(
-    git_dir: &std::path::Path,
-    prefix: &str,
-    head: &str,
-    previous: PreviousState,
-    envs_filter: Option<&BTreeSet<EnvName>>,
-) -> Result<Rendered, (Vec<render::Diagnostic>, PreviousState)> {
-    let loc = RepoLocation::bare(git_dir, prefix);
-    let snap: Arc<Snapshot> = match loc.at_rev(head) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            return Err((
-                vec![render::Diagnostic::file("(repo)", e.to_string())],
-                previous,
-            ));
-        }
-    };
-    let mut load_diags = Diagnostics::default();
-    let repo = match render::Repo::load(snap, &mut load_diags) {
-        Some(r) if load_diags.is_empty() => r,
-        _ => return Err((load_diags.finish(), previous)),
-    };
-    let mut out = Rendered {
-        envs: BTreeMap::new(),
-        invalid: BTreeMap::new(),
-        changed: BTreeSet::new(),
-        replaced: BTreeMap::new(),
-        rerendered: BTreeMap::new(),
-    };
-    let envs: Vec<EnvName> = repo
-        .envs
-        .keys()
-        .filter(|e| envs_filter.is_none_or(|f| f.contains(*e)))
-        .cloned()
-        .collect();
-    // A background apply may still hold an environment; then it is copied.
-    let mut previous: BTreeMap<EnvName, render::DesiredEnv> = previous
-        .into_iter()
-        .map(|(e, d)| (e, Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone())))
-        .collect();
-    // Per app, which environments need a fresh render.
-    let mut todo: BTreeMap<AppPath, Vec<EnvName>> = BTreeMap::new();
-    // The versions being re-rendered, kept until their replacements render.
-    let mut stale: BTreeMap<(EnvName, AppPath), RenderedApp> = BTreeMap::new();
-    for env in &envs {
-        let mut prev = previous.remove(env);
-        if prev.as_ref().is_none_or(|p| p.settings != repo.envs[env]) {
-            out.changed.insert(env.clone());
-        }
-        let mut apps = BTreeMap::new();
-        for app in repo.apps.keys() {
-            let old = prev.as_mut().and_then(|p| p.apps.remove(app));
-            match old {
-                Some(old) if old.inputs == repo.inputs(env, app) => {
-                    apps.insert(app.clone(), old);
-                }
-                old => {
-                    if let Some(old) = old {
-                        stale.insert((env.clone(), app.clone()), old);
-                    }
-                    out.changed.insert(env.clone());
-                    todo.entry(app.clone()).or_default().push(env.clone());
-                }
-            }
-        }
-        // Apps left over are gone from Git.
-        if prev.is_some_and(|p| !p.apps.is_empty()) {
-            out.changed.insert(env.clone());
-        }
-        out.envs.insert(
-            env.clone(),
-            render::DesiredEnv {
-                settings: repo.envs[env].clone(),
-                apps,
-            },
-        );
-    }
-    for (app, app_envs) in todo {
-        let pairs: Vec<(EnvName, Vec<AppPath>)> = app_envs
-            .iter()
-            .map(|e| (e.clone(), vec![app.clone()]))
-            .collect();
-        let mut diags = Diagnostics::default();
-        let d = render::render_pairs(&repo, &pairs, &mut diags);
-        if diags.is_empty() {
-            for (env, e) in d.envs {
-                let target = out.envs.get_mut(&env).expect("inserted above");
-                for (name, a) in e.apps {
-                    if let Some(old) = stale.remove(&(env.clone(), name.clone())) {
-                        let commit = old
-                            .marathon
-                            .get("labels")
-                            .and_then(|l| l.get(render::labels::COMMIT))
-                            .and_then(|c| c.as_str())
-                            .unwrap_or("")
-                            .to_string();
-                        out.replaced.insert(old.id.clone(), (commit, old.marathon));
-                    }
-                    out.rerendered
-                        .entry(env.clone())
-                        .or_default()
-                        .insert(name.clone());
-                    target.apps.insert(name, a);
-                }
-            }
-        } else {
-            let diags = diags.finish();
-            for env in app_envs {
-                // Keep the last good version running.
-                if let Some(old) = stale.remove(&(env.clone(), app.clone())) {
-                    out.envs
-                        .get_mut(&env)
-                        .expect("inserted above")
-                        .apps
-                        .insert(app.clone(), old);
-                }
-                out.invalid
-                    .entry(env)
-                    .or_default()
-                    .insert(app.clone(), diags.clone());
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-
-    use crate::source::remote::redact_url;
-
-    #[test]
-    fn credentials_are_cut_from_urls() {
-        assert_eq!(
-            redact_url("https://x-access-token:s3cr3t@github.com/o/r.git"),
-            "https://github.com/o/r.git"
-        );
-        assert_eq!(redact_url("ssh://git@host/r.git"), "ssh://host/r.git");
-        assert_eq!(redact_url("file:///tmp/r.git"), "file:///tmp/r.git");
-    }
 }
