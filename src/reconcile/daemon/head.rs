@@ -55,7 +55,7 @@ impl Daemon {
                 self.metrics.git_fetch_error();
                 // With its cause: "fetching branch main" alone says nothing
                 // an operator can act on. Causes are scrubbed of secrets.
-                let e = format!("{:#}", anyhow::Error::new(e));
+                let e = crate::redact::text(&format!("{:#}", anyhow::Error::new(e)));
                 tracing::warn!(
                     "fetching the config repo failed, keeping the last good commit: {e}"
                 );

@@ -43,7 +43,7 @@ impl Daemon {
                 self.records_retry = None;
                 None
             }
-            Ok(Err(e)) => Some(format!("{:#}", anyhow::Error::new(e))),
+            Ok(Err(e)) => Some(crate::redact::text(&format!("{:#}", anyhow::Error::new(e)))),
             Err(e) => Some(e.to_string()),
         };
         if let Some(e) = &error {
@@ -91,6 +91,18 @@ impl Daemon {
         let e = s.environments.entry(env.to_string()).or_default();
         for app in e.apps.values_mut() {
             app.sync = SyncStatus::Unknown;
+        }
+        // Apps never observed yet (Marathon down since the start) too.
+        if let Some(desired) = self.desired.get(env) {
+            for (path, app) in &desired.apps {
+                e.apps.entry(path.clone()).or_insert_with(|| AppStatus {
+                    id: app.id.clone(),
+                    sync: SyncStatus::Unknown,
+                    live_commit: None,
+                    last: None,
+                    errors: Vec::new(),
+                });
+            }
         }
         let counts = sync_counts(e);
         drop(s);
