@@ -869,7 +869,10 @@ mod tests {
             "failed https://me:pa55@example.com/repo.git with tok-123 and pa55",
         );
         let msg = scrub(&e, &spec).to_string();
-        assert_eq!(msg, "failed https://example.com/repo.git with *** and ***");
+        assert_eq!(
+            msg,
+            "failed https://***@example.com/repo.git with *** and ***"
+        );
     }
 
     #[test]
