@@ -4,4 +4,6 @@
 
 pub mod daemon;
 pub mod gather;
+pub mod health;
+pub mod render_job;
 pub mod status;
