@@ -269,7 +269,7 @@ async fn a_write_that_changes_nothing_is_not_sent() {
     let observed = gather::observe(&client, Some(&loc), &desired, &mut Caches::default())
         .await
         .unwrap();
-    let plan = pacer::plan::plan(&desired, &observed);
+    let plan = pacer::plan::plan(&desired, &observed, &Default::default());
     assert_eq!(
         step(&serde_json::to_value(&plan).unwrap(), "/dev/worker")["action"],
         "update"

@@ -600,7 +600,7 @@ fn apply_then_plan_is_always_in_sync() {
             let observed = gather::observe(&client, None, &desired, &mut caches)
                 .await
                 .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
-            let p = plan::plan(&desired, &observed);
+            let p = plan::plan(&desired, &observed, &Default::default());
             prop_assert!(p.steps.iter().all(|s| s.action == Action::Create), "{p:#?}");
             let results = apply::apply(
                 &client,
@@ -622,7 +622,7 @@ fn apply_then_plan_is_always_in_sync() {
             let observed = gather::observe(&client, None, &desired, &mut caches)
                 .await
                 .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
-            let p = plan::plan(&desired, &observed);
+            let p = plan::plan(&desired, &observed, &Default::default());
             prop_assert!(
                 !p.has_changes(),
                 "not in sync after apply:\n{p:#?}\n{marathon:#}"
@@ -645,7 +645,7 @@ fn apply_then_plan_is_always_in_sync() {
                 let observed = gather::observe(&client, None, &desired, &mut caches)
                     .await
                     .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
-                let p = plan::plan(&desired, &observed);
+                let p = plan::plan(&desired, &observed, &Default::default());
                 prop_assert!(
                     p.steps
                         .iter()
@@ -668,7 +668,7 @@ fn apply_then_plan_is_always_in_sync() {
                 let observed = gather::observe(&client, None, &desired, &mut caches)
                     .await
                     .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
-                let p = plan::plan(&desired, &observed);
+                let p = plan::plan(&desired, &observed, &Default::default());
                 prop_assert!(
                     !p.has_changes(),
                     "{change}: not in sync after apply:\n{p:#?}\n{marathon:#}"
@@ -858,7 +858,7 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
             let observed = gather::observe(&client, None, &d, &mut Caches::default())
                 .await
                 .unwrap();
-            let p = plan::plan(&d, &observed);
+            let p = plan::plan(&d, &observed, &Default::default());
             apply::apply(&client, &p, &d, &observed, &opts, Arc::new(LogProgress)).await
         }
     };
@@ -909,7 +909,7 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     )
     .await;
     if let Ok(observed) = &observed {
-        let p = plan::plan(&bad, observed);
+        let p = plan::plan(&bad, observed, &Default::default());
         assert!(
             !p.steps.iter().any(|s| s.action.acts()),
             "a failed definition is planned again: {:?}",
@@ -931,7 +931,7 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     )
     .await
     .unwrap();
-    let p = plan::plan(&bad, &observed);
+    let p = plan::plan(&bad, &observed, &Default::default());
     assert_eq!(p.steps[0].action, Action::Failed, "{:?}", p.steps);
 }
 

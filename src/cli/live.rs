@@ -12,7 +12,7 @@ use crate::record;
 use crate::render::{self, DesiredEnv, Scope};
 use crate::source::{RepoLocation, Snapshot};
 use anyhow::{Context, bail};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +91,7 @@ fn sigil(a: &Action) -> char {
         Action::Delete { held: None } => '-',
         Action::Delete { held: Some(_) } => 'h',
         Action::Unmanaged => '?',
+        Action::Unrendered => 'x',
         Action::Drifted { .. } => '!',
         Action::Wait { .. } => '…',
         Action::Failed => 'x',
@@ -124,6 +125,7 @@ pub fn describe(a: &Action) -> String {
         Action::Delete { held: None } => "delete (pruned from Git)".into(),
         Action::Delete { held: Some(why) } => format!("delete {why}"),
         Action::Unmanaged => "unmanaged (not in Git; not deleted)".into(),
+        Action::Unrendered => "kept as it runs (in Git but doesn't render; not deleted)".into(),
         Action::Drifted {
             heal: true,
             changed,
@@ -156,6 +158,7 @@ fn summary(plan: &Plan) -> String {
             Action::Delete { held: None } => "to delete",
             Action::Delete { held: Some(_) } => "held",
             Action::Unmanaged => "unmanaged",
+            Action::Unrendered => "invalid",
             Action::Drifted { .. } => "drifted",
             Action::Wait { .. } => "deploying",
             Action::Failed => "failed",
@@ -251,7 +254,9 @@ async fn make_plan(
     for app in retry {
         observed.retry.insert(desired.settings.app_id(app));
     }
-    let p = plan::plan_with(&desired, &observed, overrides);
+    // A repo where an app doesn't render is not planned at all (see
+    // `desired`), so no app here is in Git without rendering.
+    let p = plan::plan_with(&desired, &observed, &BTreeSet::new(), overrides);
     Ok((loc, snap, desired, client, observed, p))
 }
 

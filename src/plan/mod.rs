@@ -76,6 +76,9 @@ pub enum Action {
     /// Under the group but not pacer's to delete (no prune, or never
     /// deployed by pacer).
     Unmanaged,
+    /// In Git but doesn't render at this commit, with no good version to
+    /// deploy instead: it keeps running as it is, never pruned for a typo.
+    Unrendered,
     /// Live was changed outside Git. With self-heal, `heal` is true and the
     /// step puts Git's version back.
     Drifted { heal: bool, changed: Vec<String> },
@@ -108,6 +111,7 @@ impl Action {
             Action::Update { .. } => SyncStatus::OutOfSync,
             Action::Delete { held: Some(_) } => SyncStatus::Held,
             Action::Delete { held: None } | Action::Unmanaged => SyncStatus::Unmanaged,
+            Action::Unrendered => SyncStatus::Invalid,
             Action::Drifted { .. } => SyncStatus::Drifted,
             Action::Wait { .. } => SyncStatus::Progressing,
             Action::Failed => SyncStatus::Failed,
@@ -349,9 +353,11 @@ pub struct Overrides {
     pub allow_mass_delete: bool,
 }
 
-/// Plans one environment by its policy (the daemon).
-pub fn plan(desired: &DesiredEnv, observed: &Observed) -> Plan {
-    plan_with(desired, observed, Overrides::default())
+/// Plans one environment by its policy (the daemon). `unrendered`: the
+/// apps Git has at this commit that don't render; they are never deleted
+/// and never count towards `maxDeleteShare`.
+pub fn plan(desired: &DesiredEnv, observed: &Observed, unrendered: &BTreeSet<AppPath>) -> Plan {
+    plan_with(desired, observed, unrendered, Overrides::default())
 }
 
 /// Deletes allowed at once among `managed` live apps: the share, and
@@ -361,7 +367,12 @@ fn deletes_allowed(share: f64, managed: usize) -> usize {
 }
 
 /// Plans one environment, with what a human asked for on top of its policy.
-pub fn plan_with(desired: &DesiredEnv, observed: &Observed, overrides: Overrides) -> Plan {
+pub fn plan_with(
+    desired: &DesiredEnv,
+    observed: &Observed,
+    unrendered: &BTreeSet<AppPath>,
+    overrides: Overrides,
+) -> Plan {
     let mut policy = desired.settings.policy;
     policy.self_heal |= overrides.heal_drift;
     let policy = &policy;
@@ -371,20 +382,29 @@ pub fn plan_with(desired: &DesiredEnv, observed: &Observed, overrides: Overrides
         .map(|app| step_for(app, observed.apps.get(&app.id), observed, policy))
         .collect();
     let wanted: BTreeSet<&str> = desired.apps.values().map(|a| a.id.as_str()).collect();
+    let unrendered: BTreeMap<String, &AppPath> = unrendered
+        .iter()
+        .map(|a| (desired.settings.app_id(a), a))
+        .collect();
     for (id, live) in &observed.apps {
         if wanted.contains(id.as_str()) {
             continue;
         }
-        // Only what pacer deployed to this environment is pacer's to delete.
+        // Only what pacer deployed to this environment is pacer's to delete,
+        // and only what Git no longer has: an app that doesn't render (a
+        // typo, a template error) is still in Git.
         let ours = live.label(labels::ENV) == Some(desired.settings.name.as_str());
-        let action = if ours && policy.prune {
+        let in_git = unrendered.get(id).map(|a| (*a).clone());
+        let action = if in_git.is_some() {
+            Action::Unrendered
+        } else if ours && policy.prune {
             Action::Delete { held: None }
         } else {
             Action::Unmanaged
         };
         steps.push(Step {
             id: id.clone(),
-            app: None,
+            app: in_git,
             action,
             diff: None,
         });

@@ -43,6 +43,15 @@ fn env(apps: Vec<RenderedApp>, prune: bool, self_heal: bool) -> DesiredEnv {
     }
 }
 
+/// Plans with every app of Git rendering (most tests).
+fn plan(d: &DesiredEnv, o: &Observed) -> Plan {
+    super::plan(d, o, &BTreeSet::new())
+}
+
+fn plan_with(d: &DesiredEnv, o: &Observed, overrides: Overrides) -> Plan {
+    super::plan_with(d, o, &BTreeSet::new(), overrides)
+}
+
 fn live(spec: Value) -> LiveApp {
     LiveApp {
         spec,
@@ -373,4 +382,53 @@ fn the_delete_share_is_configurable() {
     assert_eq!(deletes_allowed(0.2, 10), 2);
     assert_eq!(deletes_allowed(0.2, 3), 1);
     assert_eq!(deletes_allowed(0.5, 7), 3);
+}
+
+#[test]
+fn an_app_that_does_not_render_is_never_deleted() {
+    // app0 is in Git but doesn't render, and no good version of it is known.
+    let keep: Vec<RenderedApp> = (1..3)
+        .map(|i| app(&format!("app{i}"), json!({"labels": {"pacer.env": "prod"}})))
+        .collect();
+    let unrendered: BTreeSet<AppPath> = ["app0".to_string()].into();
+    let everything = Overrides {
+        heal_drift: true,
+        allow_mass_delete: true,
+    };
+    let p = super::plan_with(
+        &env(keep, true, false),
+        &managed(3),
+        &unrendered,
+        everything,
+    );
+    let step = p.steps.iter().find(|s| s.id == "/prod/app0").unwrap();
+    assert_eq!(step.action, Action::Unrendered);
+    assert_eq!(
+        step.app.as_deref(),
+        Some("app0"),
+        "its status is under its path"
+    );
+    assert!(!step.action.acts());
+    assert_eq!(step.action.sync_status(), SyncStatus::Invalid);
+}
+
+#[test]
+fn the_delete_share_counts_only_true_deletes() {
+    // Ten apps run. Git dropped two (within 20 %) and two more don't render:
+    // two deletes, not four, so nothing is held.
+    let keep: Vec<RenderedApp> = (4..10)
+        .map(|i| app(&format!("app{i}"), json!({"labels": {"pacer.env": "prod"}})))
+        .collect();
+    let unrendered: BTreeSet<AppPath> = ["app2".to_string(), "app3".to_string()].into();
+    let p = super::plan(&env(keep, true, false), &managed(10), &unrendered);
+    assert!(p.held().is_none(), "{:?}", p.held());
+    for i in 0..2 {
+        assert_eq!(
+            action_of(&p, &format!("/prod/app{i}")),
+            Action::Delete { held: None }
+        );
+    }
+    for i in 2..4 {
+        assert_eq!(action_of(&p, &format!("/prod/app{i}")), Action::Unrendered);
+    }
 }
