@@ -41,3 +41,6 @@ mod plan_e2e;
 
 /// `pacer serve` against hostile input: a template that never ends, a broken first commit, an undone rewind, an outage behind credentials, slow HTTP clients.
 mod reconcile_hardening;
+
+/// The module layering: the allowed imports of each top-level module, no cycles.
+mod layering;

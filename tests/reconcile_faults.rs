@@ -516,9 +516,9 @@ fn apply_then_plan_is_always_in_sync() {
     use crate::marathon_client::TestSim;
     use pacer::apply::{self, LogProgress};
     use pacer::model::Digest;
+    use pacer::model::Outcome;
     use pacer::plan::{self, Action};
     use pacer::reconcile::gather::{self, Caches};
-    use pacer::reconcile::status::Outcome;
     use pacer::render::{DesiredEnv, EnvSettings, Policy, RenderedApp};
     use proptest::prelude::{prop_assert, prop_assert_eq};
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -838,9 +838,9 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
 async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     use crate::marathon_client::TestSim;
     use pacer::apply::{self, LogProgress};
+    use pacer::model::Outcome;
     use pacer::plan::{self, Action};
     use pacer::reconcile::gather::{self, Caches};
-    use pacer::reconcile::status::Outcome;
     use std::sync::Arc;
 
     let sim = TestSim::fast().await;

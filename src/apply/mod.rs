@@ -11,8 +11,8 @@ pub use body::{put_body, writes_nothing};
 
 use crate::diff::Class;
 use crate::marathon::client::{DeploymentRef, Error as ClientError, MarathonClient};
+use crate::model::Outcome;
 use crate::plan::{Action, Observed, Plan, Step};
-use crate::reconcile::status::Outcome;
 use crate::render::{DesiredEnv, RenderedApp};
 use rollout::{Rollout, RolloutEvent, Verdict};
 use serde::Serialize;
@@ -235,8 +235,8 @@ async fn run_step(
             // a "rollback" put the failing definition back). One version
             // only: the deployment created the app. Unreadable: fall back
             // to what runs, which reverts nothing but never deletes.
-            let previous = match crate::record::versions(client, &step.id, 2).await {
-                Ok(v) if v.len() == 2 => Some(v[0].spec.clone()),
+            let previous = match client.newest_versions(&step.id, 2).await {
+                Ok(v) if v.len() == 2 => Some(v[0].1.clone()),
                 Ok(v) if v.len() == 1 => None,
                 _ => live.cloned(),
             };

@@ -492,6 +492,25 @@ impl MarathonClient {
         decode(&a)
     }
 
+    /// The newest `limit` versions of an app, oldest first, each as
+    /// `(version, definition)`: the list, then one GET per version kept.
+    pub async fn newest_versions(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Value)>, Error> {
+        let mut list = self.app_versions(id).await?;
+        // Marathon lists newest first; its timestamps sort as text.
+        list.sort();
+        let skip = list.len().saturating_sub(limit);
+        let mut out = Vec::with_capacity(list.len() - skip);
+        for v in list.into_iter().skip(skip) {
+            let spec = self.app_version(id, &v).await?;
+            out.push((v, spec));
+        }
+        Ok(out)
+    }
+
     /// `GET /v2/events` (SSE), filtered to `event_types` (all when empty).
     /// The stream ends when Marathon closes the connection; reconnect and
     /// re-observe then. Marathon's first frame is `event_stream_attached`

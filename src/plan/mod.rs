@@ -3,9 +3,8 @@
 //! clock. The caller fetches the inputs and executes the [`Plan`].
 
 use crate::diff::Class;
-use crate::model::{AppPath, Digest};
+use crate::model::{AppPath, Digest, SyncStatus};
 use crate::observe;
-use crate::reconcile::status::SyncStatus;
 use crate::render::{DesiredEnv, Policy, Reload, RenderedApp, labels};
 use serde::Serialize;
 use serde_json::Value;

@@ -6,8 +6,8 @@
 pub mod notes;
 
 use crate::marathon::client::{Error as ClientError, MarathonClient};
+use crate::model::Outcome;
 use crate::observe;
-use crate::reconcile::status::Outcome;
 use crate::render::labels;
 use crate::source::RepoLocation;
 use serde::Serialize;
@@ -102,16 +102,11 @@ pub async fn versions(
     id: &str,
     limit: usize,
 ) -> Result<Vec<Version>, ClientError> {
-    let mut list = client.app_versions(id).await?;
-    // Marathon lists newest first.
-    list.sort();
-    let skip = list.len().saturating_sub(limit);
-    let mut out = Vec::new();
-    for v in list.into_iter().skip(skip) {
-        let spec = client.app_version(id, &v).await?;
-        out.push(Version { version: v, spec });
-    }
-    Ok(out)
+    let list = client.newest_versions(id, limit).await?;
+    Ok(list
+        .into_iter()
+        .map(|(version, spec)| Version { version, spec })
+        .collect())
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -11,7 +11,7 @@
 //! Notes only ever grow: a line already present is not written twice, so
 //! merging another writer's notes is appending the lines it lacks.
 
-use crate::reconcile::status::Outcome;
+use crate::model::Outcome;
 use crate::source::remote::{self, Mirror, RemoteSpec};
 use git2::{Oid, Repository};
 use serde::{Deserialize, Serialize};
