@@ -253,6 +253,34 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub deploy_timeout: u64,
+    /// Seconds a render of a new commit may take; past it, the apps not
+    /// rendered stay at their last good version and show as invalid.
+    #[arg(
+        long,
+        env = "PACER_RENDER_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub render_timeout: u64,
+    /// HTTP connections open at once; more wait to be accepted.
+    #[arg(
+        long,
+        env = "PACER_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=65_536)
+    )]
+    pub max_connections: u64,
+    /// Seconds an HTTP client may take to send a request's headers.
+    #[arg(
+        long,
+        env = "PACER_HEADER_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    pub header_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -452,6 +480,10 @@ pub struct ApplyArgs {
     /// Deploy uncommitted changes from the working tree.
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Delete what Git pruned even when it is more than the environment's
+    /// `maxDeleteShare` of its apps (such deletes are otherwise held).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
     /// Deployments in flight at once.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub concurrency: usize,

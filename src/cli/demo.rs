@@ -144,6 +144,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
             records: crate::record::notes::Publish::Push,
             allow_rewind: false,
             apply_all: true,
+            render_timeout: Duration::from_secs(60),
+            http: crate::listen::Limits::default(),
         };
 
         println!("pacer demo");

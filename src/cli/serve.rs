@@ -21,14 +21,8 @@ pub fn config(a: ServeArgs) -> Config {
     };
     // One mirror per repo and branch, so two daemons on one host don't share.
     let workdir = a.workdir.clone().unwrap_or_else(|| {
-        let key = Digest::of(
-            format!(
-                "{}#{}",
-                crate::source::remote::redact_url(&a.repo_url),
-                a.branch
-            )
-            .as_bytes(),
-        );
+        let key =
+            Digest::of(format!("{}#{}", crate::redact::url(&a.repo_url), a.branch).as_bytes());
         std::env::temp_dir().join(format!("pacer-mirror-{}", key.short()))
     });
     Config {
@@ -60,6 +54,11 @@ pub fn config(a: ServeArgs) -> Config {
         allow_rewind: a.allow_rewind,
         apply_all: false,
         records: a.records,
+        render_timeout: Duration::from_secs(a.render_timeout),
+        http: crate::listen::Limits {
+            max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+            header_read_timeout: Duration::from_secs(a.header_timeout),
+        },
     }
 }
 

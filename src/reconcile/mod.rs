@@ -4,4 +4,6 @@
 
 pub mod daemon;
 pub mod gather;
-pub mod status;
+pub mod render_job;
+// The status lives below the server, which reads it; the daemon writes it.
+pub use crate::status::{self, health};

@@ -2,87 +2,70 @@
 //! `/api/v1/status` and summarised in `/metrics`. Plain data, written by the
 //! reconcile loop and read by the HTTP server.
 
-use crate::model::{AppPath, EnvName};
+use crate::model::{AppPath, EnvName, Outcome, SyncStatus};
 use crate::render::Diagnostic;
 use serde::Serialize;
+
+pub mod health;
 use std::collections::BTreeMap;
 
-/// How an app's live state relates to Git.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SyncStatus {
-    /// Live matches the desired state.
-    InSync,
-    /// Git has an app Marathon doesn't.
-    Missing,
-    /// Git and Marathon differ (a change is waiting to be applied).
-    OutOfSync,
-    /// Live was changed outside Git.
-    Drifted,
-    /// Marathon has it under the environment's group, Git doesn't, and the
-    /// environment doesn't prune.
-    Unmanaged,
-    /// A deployment for it is running.
-    Progressing,
-    /// The last attempt at the current commit failed and was rolled back;
-    /// it is not retried until a new commit or `pacer retry`.
-    Failed,
-    /// Its config doesn't render at the current commit; it stays at the last
-    /// good one.
-    Invalid,
-    /// Not known yet (Marathon not reached).
-    Unknown,
+/// A problem as the status shows it: where it is (when known) and what
+/// it is. Fields that aren't known are absent, never `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    pub message: String,
+    /// How to fix it, when pacer can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
-impl SyncStatus {
-    pub const ALL: [SyncStatus; 9] = [
-        SyncStatus::InSync,
-        SyncStatus::Missing,
-        SyncStatus::OutOfSync,
-        SyncStatus::Drifted,
-        SyncStatus::Unmanaged,
-        SyncStatus::Progressing,
-        SyncStatus::Failed,
-        SyncStatus::Invalid,
-        SyncStatus::Unknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncStatus::InSync => "in_sync",
-            SyncStatus::Missing => "missing",
-            SyncStatus::OutOfSync => "out_of_sync",
-            SyncStatus::Drifted => "drifted",
-            SyncStatus::Unmanaged => "unmanaged",
-            SyncStatus::Progressing => "progressing",
-            SyncStatus::Failed => "failed",
-            SyncStatus::Invalid => "invalid",
-            SyncStatus::Unknown => "unknown",
+impl Problem {
+    /// A problem with no place in the repo (Marathon unreachable, a refused
+    /// rewind). URLs in it are masked.
+    pub fn message(message: impl AsRef<str>) -> Problem {
+        Problem {
+            file: None,
+            line: None,
+            column: None,
+            message: crate::redact::text(message.as_ref()),
+            hint: None,
         }
     }
 }
 
-/// How the last action on an app ended.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "camelCase")]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    RolledBack,
-    /// Only hot-reload files changed: delivered without a deployment.
-    Hot,
+impl From<&Diagnostic> for Problem {
+    fn from(d: &Diagnostic) -> Problem {
+        Problem {
+            // `(repo)` stands for "no file": the commit itself.
+            file: Some(d.file.clone()).filter(|f| !f.is_empty() && f != "(repo)"),
+            line: d.line,
+            column: d.column,
+            message: crate::redact::text(&d.message),
+            hint: d.hint.clone(),
+        }
+    }
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Hot => "hot",
+/// `file:line:column: message`, as the log prints it.
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(file) = &self.file {
+            f.write_str(file)?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+                if let Some(col) = self.column {
+                    write!(f, ":{col}")?;
+                }
+            }
+            f.write_str(": ")?;
         }
+        f.write_str(&self.message)
     }
 }
 
@@ -111,7 +94,7 @@ pub struct AppStatus {
     pub last: Option<LastAction>,
     /// Render problems at the current commit, each at file:line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<Diagnostic>,
+    pub errors: Vec<Problem>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -125,9 +108,10 @@ pub struct EnvStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<String>,
     pub apps: BTreeMap<AppPath, AppStatus>,
-    /// Problems that are not one app's: Marathon unreachable, the env file broken.
+    /// Problems that are not one app's: Marathon unreachable, the env file
+    /// broken, a refused rewind.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
+    pub errors: Vec<Problem>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -144,6 +128,10 @@ pub struct RepoStatus {
     pub last_good: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_fetch_error: Option<String>,
+    /// Why the newest commit fetched is not the one running: it doesn't
+    /// load (with the first problems at file:line) or is a refused rewind.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<Problem>,
     /// Deployment records not yet in the config repo's notes.
     pub pending_records: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
