@@ -79,8 +79,25 @@ async fn a_render_that_never_ends_does_not_wedge_the_daemon() {
         "{web:#}"
     );
     assert_eq!(web["errors"][0]["file"], "apps/web", "{web:#}");
-    // The daemon still answers while the render thread spins.
+    // The daemon still answers while the render thread spins, and the
+    // loop goes on: web stays at its last good version (never pruned).
     assert_eq!(d.get("/healthz").await.0, 200);
+    let start = d
+        .metric("pacer_reconcile_duration_seconds_count{env=\"dev\"}")
+        .await;
+    wait_until("two more reconciles", LIMIT, || async {
+        let now = d
+            .metric("pacer_reconcile_duration_seconds_count{env=\"dev\"}")
+            .await;
+        if now >= start + 2.0 {
+            Ok(())
+        } else {
+            Err(format!("{now} (from {start})"))
+        }
+    })
+    .await;
+    let web = w.sim.app("/dev/web").await.expect("web still in Marathon");
+    assert_ne!(web["labels"]["pacer.commit"], hostile.as_str(), "{web:#}");
 
     // A fix pushed afterwards is fetched, rendered and deployed.
     w.git.repo.write("apps/web/files/nginx.conf", &conf);

@@ -121,7 +121,7 @@ pub struct RemoteSpec {
 impl RemoteSpec {
     /// The URL as it may be printed: without user-info (`user:token@`).
     pub fn display_url(&self) -> String {
-        redact_url(&self.url)
+        crate::redact::url(&self.url)
     }
 
     fn tracking_ref(&self) -> String {
@@ -807,7 +807,7 @@ fn credentials(
 
 /// The HTTPS user name that goes with an access token.
 fn token_user(url: &str) -> &'static str {
-    let host = redact_url(url)
+    let host = crate::redact::url(url)
         .split("://")
         .nth(1)
         .and_then(|rest| rest.split(['/', ':']).next())
@@ -819,9 +819,6 @@ fn token_user(url: &str) -> &'static str {
         "x-access-token"
     }
 }
-
-/// Kept for callers of the old name: URLs are masked by [`crate::redact`].
-pub use crate::redact::url as redact_url;
 
 /// A git2 error's message without the URL's user-info, the token or the
 /// passphrase.
