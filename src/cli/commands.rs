@@ -1,6 +1,7 @@
 //! validate, render and diff: read the repo, run a pipeline stage, print.
+//! No Marathon involved.
 
-use super::args::{Color, DiffArgs, RenderArgs, RepoArgs, ValidateArgs};
+use super::args::{Color, DiffArgs, Format, RenderArgs, RepoArgs, ValidateArgs};
 use super::exit;
 use crate::diff::{self, format};
 use crate::render::{self, Diagnostic, Scope};
@@ -42,6 +43,7 @@ fn env_set(envs: &[String]) -> Option<BTreeSet<String>> {
 }
 
 pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
+    let format = if a.json { Format::Json } else { a.format };
     let loc = locate(&a.repo)?;
     let snap = snapshot(&loc, a.rev.as_deref())?;
     let scope = Scope {
@@ -49,36 +51,70 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
         apps: None,
     };
     let result = render::render(snap.clone(), &scope);
-    if a.json {
-        let diags = result.as_ref().err().cloned().unwrap_or_default();
-        println!("{}", serde_json::to_string_pretty(&diags)?);
-        return Ok(if diags.is_empty() {
-            exit::OK
-        } else {
-            exit::ERROR
-        });
-    }
-    match result {
-        Ok(desired) => {
-            let apps: usize = desired.envs.values().map(|e| e.apps.len()).sum();
-            let files: usize = desired
-                .envs
-                .values()
-                .flat_map(|e| e.apps.values())
-                .map(|a| a.files.len())
-                .sum();
-            println!(
-                "ok: {} environment{}, {apps} apps, {files} config files at {}",
-                desired.envs.len(),
-                if desired.envs.len() == 1 { "" } else { "s" },
+    let code = if result.is_ok() {
+        exit::OK
+    } else {
+        exit::ERROR
+    };
+    match (format, result) {
+        (Format::Json, result) => {
+            let diags = result.err().unwrap_or_default();
+            outln!("{}", serde_json::to_string_pretty(&diags)?)?;
+        }
+        (Format::Markdown, Ok(desired)) => {
+            outln!("### pacer validate\n\n**ok**: {}", counts(&desired, &snap))?;
+        }
+        (Format::Markdown, Err(diags)) => {
+            let mut out = format!(
+                "### pacer validate\n\n**{} problem{} found** at {}\n\n| where | problem | hint |\n|---|---|---|\n",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" },
                 snap.revision
             );
-            Ok(exit::OK)
+            let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+            for d in &diags {
+                let mut at = d.file.clone();
+                for n in [d.line, d.column].into_iter().flatten() {
+                    at.push_str(&format!(":{n}"));
+                }
+                out.push_str(&format!(
+                    "| `{at}` | {} | {} |\n",
+                    cell(&d.message),
+                    cell(d.hint.as_deref().unwrap_or(""))
+                ));
+            }
+            out!("{out}")?;
         }
-        Err(diags) => {
-            print_diagnostics(&diags);
-            Ok(exit::ERROR)
-        }
+        (Format::Text, Ok(desired)) => outln!("ok: {}", counts(&desired, &snap))?,
+        (Format::Text, Err(diags)) => print_diagnostics(&diags),
+    }
+    Ok(code)
+}
+
+fn counts(desired: &render::Desired, snap: &Snapshot) -> String {
+    let apps: usize = desired.envs.values().map(|e| e.apps.len()).sum();
+    let files: usize = desired
+        .envs
+        .values()
+        .flat_map(|e| e.apps.values())
+        .map(|a| a.files.len())
+        .sum();
+    format!(
+        "{} environment{}, {apps} apps, {files} config files at {}",
+        desired.envs.len(),
+        if desired.envs.len() == 1 { "" } else { "s" },
+        snap.revision
+    )
+}
+
+/// The text of a rendered file with secrets hidden unless asked for; a file
+/// that is not UTF-8 is returned as it is (templates only make text, so it
+/// holds no secret).
+fn reveal(content: &[u8], app: &render::RenderedApp, show: bool) -> Result<String, Vec<u8>> {
+    match std::str::from_utf8(content) {
+        Ok(s) if show => Ok(s.to_string()),
+        Ok(s) => Ok(render::redact(s, &app.secrets)),
+        Err(_) => Err(content.to_vec()),
     }
 }
 
@@ -97,24 +133,52 @@ pub fn render(a: RenderArgs) -> anyhow::Result<u8> {
         }
     };
     let env = &desired.envs[&a.env];
+    if let (Some(name), Some(app)) = (&a.file, &a.app) {
+        let app = env
+            .apps
+            .get(app)
+            .with_context(|| format!("`{app}` is not deployed to {}", a.env))?;
+        let file = app
+            .files
+            .get(name)
+            .or_else(|| app.files.values().find(|f| f.path == *name))
+            .with_context(|| {
+                let names: Vec<&str> = app.files.keys().map(String::as_str).collect();
+                format!(
+                    "`{}` has no file `{name}` in {}; its files: {}",
+                    app.app,
+                    a.env,
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            })?;
+        match reveal(&file.content, app, a.show_secrets) {
+            Ok(text) => out!("{text}")?,
+            Err(bytes) => super::output::out_bytes(&bytes)?,
+        }
+        return Ok(exit::OK);
+    }
+    if a.format != Format::Json {
+        out!("{}", readable(env, a.format, a.show_secrets)?)?;
+        return Ok(exit::OK);
+    }
     let mut apps = serde_json::Map::new();
     for (path, app) in &env.apps {
-        let reveal = |s: &str| {
-            if a.show_secrets {
-                s.to_string()
-            } else {
-                render::redact(s, &app.secrets)
-            }
-        };
-        let marathon: Value =
-            serde_json::from_str(&reveal(&serde_json::to_string(&app.marathon)?))?;
+        let marathon: Value = serde_json::from_str(&hide(
+            &serde_json::to_string(&app.marathon)?,
+            app,
+            a.show_secrets,
+        ))?;
         let mut files = serde_json::Map::new();
         for (name, f) in &app.files {
-            let content = match std::str::from_utf8(&f.content) {
-                Ok(s) => json!({"content": reveal(s)}),
-                Err(_) => {
+            let content = match reveal(&f.content, app, a.show_secrets) {
+                Ok(s) => json!({"content": s}),
+                Err(bytes) => {
                     use base64::Engine;
-                    json!({"contentBase64": base64::engine::general_purpose::STANDARD.encode(&f.content)})
+                    json!({"contentBase64": base64::engine::general_purpose::STANDARD.encode(bytes)})
                 }
             };
             let mut entry = json!({"path": f.path, "reload": f.reload, "digest": f.digest});
@@ -133,8 +197,62 @@ pub fn render(a: RenderArgs) -> anyhow::Result<u8> {
         "environment": env.settings,
         "apps": apps,
     });
-    println!("{}", diff::canonical_json(&out).trim_end());
+    outln!("{}", diff::canonical_json(&out).trim_end())?;
     Ok(exit::OK)
+}
+
+fn hide(s: &str, app: &render::RenderedApp, show: bool) -> String {
+    if show {
+        s.to_string()
+    } else {
+        render::redact(s, &app.secrets)
+    }
+}
+
+fn reload(r: render::Reload) -> &'static str {
+    match r {
+        render::Reload::Hot => "hot",
+        render::Reload::Restart => "restart",
+    }
+}
+
+/// Each app's definition and files, for reading (text or markdown).
+fn readable(env: &render::DesiredEnv, format: Format, show: bool) -> anyhow::Result<String> {
+    let md = format == Format::Markdown;
+    let mut out = String::new();
+    for app in env.apps.values() {
+        let def = hide(&serde_json::to_string_pretty(&app.marathon)?, app, show);
+        if md {
+            out.push_str(&format!(
+                "### `{}` ({})\n\n```json\n{def}\n```\n",
+                app.id, app.app
+            ));
+        } else {
+            out.push_str(&format!("== {} ({})\n{def}\n", app.id, app.app));
+        }
+        for (name, f) in &app.files {
+            let text = match reveal(&f.content, app, show) {
+                Ok(t) => t,
+                Err(bytes) => format!("({} bytes, not text)\n", bytes.len()),
+            };
+            let nl = if text.ends_with('\n') { "" } else { "\n" };
+            if md {
+                out.push_str(&format!(
+                    "\n#### `{name}` → `{}` ({})\n\n```\n{text}{nl}```\n",
+                    f.path,
+                    reload(f.reload)
+                ));
+            } else {
+                out.push_str(&format!(
+                    "-- {name} → {} ({})\n{text}{nl}",
+                    f.path,
+                    reload(f.reload)
+                ));
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 pub fn diff(a: DiffArgs) -> anyhow::Result<u8> {
@@ -155,7 +273,7 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<u8> {
         Color::Never => false,
         Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    print!("{}", format::render(&report, a.format, color));
+    out!("{}", format::render(&report, a.format.format.into(), color))?;
     Ok(if report.has_changes() {
         exit::CHANGES
     } else {
