@@ -244,3 +244,25 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
         assert!(text.contains(".TH"), "{page}");
     }
 }
+
+#[test]
+fn the_readme_lists_every_command_of_the_help() {
+    let readme = std::fs::read_to_string(project_dir().join("README.md")).unwrap();
+    let help = pacer(&["--help"]);
+    let commands: Vec<&str> = help
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 13, "{help:?}");
+    for c in commands {
+        assert!(
+            readme.contains(&format!("| `pacer {c}")),
+            "the README's Commands table lacks `{c}`"
+        );
+    }
+}
