@@ -113,6 +113,7 @@ fn a_closed_stdout_is_a_normal_end() {
         vec!["completions", "bash"],
         vec!["man"],
         vec!["--help"],
+        vec!["sim", "--listen", "127.0.0.1:0"],
     ] {
         let run = closed_stdout(&args, dir);
         assert_eq!(run.code, 0, "pacer {args:?}: {run:?}");

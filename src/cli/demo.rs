@@ -336,8 +336,9 @@ fn changes(
     for (env, e) in after["environments"].as_object().into_iter().flatten() {
         if e["commit"] != after["repo"]["head"] {
             out.push(format!(
-                "{env}: stays at {} (the new commit does not render; `pacer validate` says why)",
-                e["commit"].as_str().map_or("-", |c| &c[..c.len().min(12)])
+                "{env}: stays at {}: the new commit does not load ({}); `pacer validate` shows every problem",
+                e["commit"].as_str().map_or("-", |c| &c[..c.len().min(12)]),
+                e["errors"][0].as_str().unwrap_or("see the daemon's status")
             ));
         }
         for (path, app) in e["apps"].as_object().into_iter().flatten() {
@@ -389,8 +390,12 @@ fn settled(s: &Value, auto: &BTreeMap<String, bool>, head: Option<&str>) -> bool
     };
     envs.len() == auto.len()
         && envs.iter().all(|(name, e)| {
+            // A commit that doesn't load leaves the environment at the last
+            // good one, with the problems among its errors.
             let at_head = head.is_none_or(|h| {
-                e["commit"].as_str() == Some(h) || s["repo"]["lastGood"].as_str() != Some(h)
+                e["commit"].as_str() == Some(h)
+                    || (s["repo"]["lastGood"].as_str() != Some(h)
+                        && e["errors"].as_array().is_some_and(|v| !v.is_empty()))
             });
             let apps = e["apps"].as_object();
             let want_sync = auto.get(name).copied().unwrap_or(true);
@@ -443,5 +448,60 @@ async fn wait_for(
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policies() -> BTreeMap<String, bool> {
+        [("dev".to_string(), true), ("prod".to_string(), false)].into()
+    }
+
+    fn status(dev: &str, prod: &str, commit: &str) -> Value {
+        json!({
+            "repo": {"head": commit, "lastGood": commit},
+            "environments": {
+                "dev": {"group": "/dev", "commit": commit,
+                        "apps": {"web": {"id": "/dev/web", "sync": dev}}},
+                "prod": {"group": "/prod", "commit": commit,
+                         "apps": {"web": {"id": "/prod/web", "sync": prod}}}
+            }
+        })
+    }
+
+    #[test]
+    fn the_demo_waits_for_auto_envs_in_sync_and_the_others_planned() {
+        let p = policies();
+        assert!(settled(&status("inSync", "missing", "c1"), &p, None));
+        assert!(!settled(&status("progressing", "missing", "c1"), &p, None));
+        assert!(!settled(&status("inSync", "unknown", "c1"), &p, None));
+        assert!(!settled(&status("inSync", "missing", "c1"), &p, Some("c2")));
+        let mut broken = status("inSync", "missing", "c1");
+        broken["repo"]["head"] = json!("c2");
+        assert!(!settled(&broken, &p, Some("c2")));
+        for env in ["dev", "prod"] {
+            broken["environments"][env]["errors"] = json!(["pacer.yaml:3: bad"]);
+        }
+        assert!(
+            settled(&broken, &p, Some("c2")),
+            "a commit that doesn't load"
+        );
+    }
+
+    #[test]
+    fn the_demo_reports_what_changed_and_what_awaits_a_human() {
+        let p = policies();
+        let before = status("inSync", "inSync", "c1");
+        let mut after = status("inSync", "outOfSync", "c2");
+        after["environments"]["dev"]["apps"]["web"]["last"] =
+            json!({"outcome": "succeeded", "deploymentId": "d-9"});
+        let lines = changes(&before, &after, &p, Path::new("/r"), "http://sim");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], "dev/web: inSync, succeeded (deployment d-9)");
+        assert!(lines[1].starts_with("prod/web: outOfSync — awaits `pacer apply --repo /r --marathon http://sim --env prod`"), "{lines:?}");
+        assert!(changes(&before, &before, &p, Path::new("/r"), "x").is_empty());
     }
 }

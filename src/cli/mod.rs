@@ -93,7 +93,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(a) => serve::run(a),
         Command::Sim(args) => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(crate::sim::run(args))?;
+            rt.block_on(crate::sim::run(args)).map_err(|e| {
+                // Its first line is its address: a reader gone by then is a
+                // closed stdout like any other.
+                let closed = e
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+                if closed {
+                    output::StdoutClosed.into()
+                } else {
+                    e
+                }
+            })?;
             Ok(exit::OK)
         }
     }

@@ -24,7 +24,16 @@ pub fn status_cmd(a: StatusArgs) -> anyhow::Result<u8> {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&status)?)?,
         f => out!("{}", render(&status, f == Format::Markdown))?,
     }
-    Ok(exit::OK)
+    // Read straight from Marathon, an environment that could not be read
+    // is a failed status (the daemon's own errors are its news to report).
+    let unread = a.daemon.is_none()
+        && status["environments"].as_object().is_some_and(|m| {
+            m.values().any(|e| {
+                e["apps"].as_object().is_some_and(|a| a.is_empty())
+                    && e["errors"].as_array().is_some_and(|v| !v.is_empty())
+            })
+        });
+    Ok(if unread { exit::ERROR } else { exit::OK })
 }
 
 async fn from_daemon(base: &str, timeout: u64) -> anyhow::Result<Value> {
@@ -71,7 +80,18 @@ async fn from_marathon(a: &StatusArgs) -> anyhow::Result<Value> {
     let mut envs = Map::new();
     for desired in rendered.envs.into_values() {
         let name = desired.settings.name.clone();
-        let ep = plan_env(&rendered.loc, desired, a.app.as_deref(), &a.marathon).await?;
+        let group = desired.settings.group.clone();
+        let ep = match plan_env(&rendered.loc, desired, a.app.as_deref(), &a.marathon).await {
+            Ok(ep) => ep,
+            // One unreachable Marathon must not hide the others.
+            Err(e) => {
+                envs.insert(
+                    name,
+                    json!({"group": group, "commit": commit, "apps": {}, "errors": [{"message": format!("{e:#}")}]}),
+                );
+                continue;
+            }
+        };
         let mut apps = Map::new();
         for step in &ep.plan.steps {
             let live = ep.observed.apps.get(&step.id);
@@ -198,7 +218,12 @@ fn render(status: &Value, md: bool) -> String {
             }
         }
         for err in e["errors"].as_array().into_iter().flatten() {
-            out.push_str(&format!("  error: {}\n", text(err)));
+            // The daemon's are strings; ours are {message} objects.
+            let msg = err
+                .as_str()
+                .or_else(|| err["message"].as_str())
+                .unwrap_or("-");
+            out.push_str(&format!("  error: {msg}\n"));
         }
         out.push('\n');
     }
@@ -216,7 +241,8 @@ mod tests {
                         "last": {"outcome": "succeeded", "deploymentId": "d-1"}},
                 "api": {"id": "/dev/api", "sync": "outOfSync"}
             }},
-            "prod": {"group": "/prod", "apps": {"web": {"id": "/prod/web", "sync": "missing"}}}
+            "prod": {"group": "/prod", "apps": {"web": {"id": "/prod/web", "sync": "missing"}}},
+            "qa": {"group": "/qa", "apps": {}, "errors": [{"message": "reading Marathon at http://m:8080"}]}
         }})
     }
 
@@ -226,8 +252,8 @@ mod tests {
         let envs = v["environments"].as_object().unwrap();
         assert_eq!(envs.keys().collect::<Vec<_>>(), ["dev"]);
         assert_eq!(envs["dev"]["apps"].as_object().unwrap().len(), 1);
-        let err = filter(sample(), &["qa".into()], None).unwrap_err();
-        assert!(err.to_string().contains("no environment `qa`"), "{err}");
+        let err = filter(sample(), &["uat".into()], None).unwrap_err();
+        assert!(err.to_string().contains("no environment `uat`"), "{err}");
         assert!(filter(sample(), &[], Some("nope")).is_err());
     }
 
@@ -238,6 +264,10 @@ mod tests {
         assert!(s.contains("/dev/web"), "{s}");
         assert!(s.contains("succeeded (deployment d-1)"), "{s}");
         assert!(s.contains("prod (/prod)"), "{s}");
+        assert!(
+            s.contains("error: reading Marathon at http://m:8080"),
+            "{s}"
+        );
         let md = render(&sample(), true);
         assert!(md.contains("| `web` | `/dev/web` | inSync |"), "{md}");
     }
