@@ -96,8 +96,7 @@ fn the_demo_reports_each_commit_it_picks_up() {
     let file = repo.join("apps/worker/env/dev.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("instances: 1", "instances: 3")).unwrap();
-    let commit = crate::util::run_git(&repo, &["commit", "-qam", "dev worker: three instances"]);
-    let _ = commit;
+    crate::util::run_git(&repo, &["commit", "-qam", "dev worker: three instances"]);
     let head = crate::util::run_git(&repo, &["rev-parse", "HEAD"]);
     let picked = wait_for(&|l| l.starts_with("Picked up "), "pick-up line");
     assert!(picked.contains(&head[..12]), "{picked}");
@@ -105,7 +104,23 @@ fn the_demo_reports_each_commit_it_picks_up() {
     let worker = wait_for(&|l| l.contains("dev/worker"), "the worker's line");
     assert!(worker.contains("inSync"), "{worker}\n{seen}");
 
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(repo.parent().unwrap());
+    // Stopped as Ctrl-C or Marathon would: it keeps the repo and says where.
+    // SAFETY: a plain kill(2) on the child's pid, which is not reaped yet.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let kept = wait_for(
+        &|l| l.starts_with("The demo's config repo stays at "),
+        "the last line",
+    );
+    assert!(kept.contains(&repo.display().to_string()), "{kept}");
+    let status = child.wait().expect("the demo exits");
+    assert!(status.success(), "{status:?}\n{seen}");
+    assert!(repo.join("pacer.yaml").is_file());
+    let root = repo.parent().unwrap();
+    assert!(
+        !root.with_extension("mirror").exists(),
+        "the daemon's mirror is cleaned up"
+    );
+    let _ = std::fs::remove_dir_all(root);
 }

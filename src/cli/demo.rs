@@ -113,7 +113,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
         .prefix("pacer-demo-")
         .tempdir()?
         .keep();
-    write_repo(&root, a.repo.as_deref())?;
+    if let Err(e) = write_repo(&root, a.repo.as_deref()) {
+        // Nothing worth keeping yet.
+        let _ = std::fs::remove_dir_all(&root);
+        return Err(e);
+    }
     let config = root.join(PREFIX);
     // Before any daemon starts: the example must render. Which environments
     // apply on their own is the repo's to say (`autoApply`).

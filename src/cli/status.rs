@@ -177,7 +177,10 @@ fn render(status: &Value, md: bool) -> String {
                 "### {head}\n\n| app | id | sync | live commit | last |\n|---|---|---|---|---|\n"
             ));
         } else {
-            out.push_str(&format!("{head}\n"));
+            out.push_str(&format!(
+                "{head}\n  {:<20} {:<28} {:<12} {:<12} LAST\n",
+                "APP", "ID", "SYNC", "LIVE COMMIT"
+            ));
         }
         for (path, a) in e["apps"].as_object().unwrap_or(&empty) {
             let last = match a["last"].as_object() {
