@@ -267,3 +267,44 @@ fn the_readme_lists_every_command_of_the_help() {
         );
     }
 }
+
+#[test]
+fn errors_in_json_are_objects_on_stdout_and_text_on_stderr() {
+    let repo = TestRepo::examples();
+    repo.edit("apps/web/app.yaml", "instances:", "instancez:");
+    let dir = repo.path_str();
+    for args in [
+        vec!["render", "--repo", dir, "--env", "dev", "--format", "json"],
+        vec!["diff", "--repo", dir, "--base", "HEAD", "--format", "json"],
+    ] {
+        let run = pacer(&args);
+        assert_eq!(run.code, 1, "pacer {args:?}: {run:?}");
+        let v: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("pacer {args:?}: stdout is not JSON ({e}): {run:?}"));
+        let first = &v["errors"][0];
+        assert_eq!(first["file"], "apps/web/app.yaml", "{run:?}");
+        assert!(first["line"].is_u64(), "{run:?}");
+        assert!(first["message"].is_string(), "{run:?}");
+        assert!(run.stderr.contains("apps/web/app.yaml:"), "{run:?}");
+    }
+    // In text, stdout stays empty and stderr says where.
+    let run = pacer(&["render", "--repo", dir, "--env", "dev", "--format", "text"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(run.stderr.contains("apps/web/app.yaml:"), "{run:?}");
+    // An error with no place in the repo is an object with a message.
+    let port = crate::util::free_port().to_string();
+    let run = pacer(&[
+        "status",
+        "--repo",
+        dir,
+        "--daemon",
+        &format!("127.0.0.1:{port}"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert!(v["errors"][0]["message"].is_string(), "{run:?}");
+    assert!(v["errors"][0].get("file").is_none(), "{run:?}");
+}

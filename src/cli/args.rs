@@ -145,6 +145,24 @@ pub enum Command {
     Man(ManArgs),
 }
 
+impl Command {
+    /// The output format the command was asked for, if it prints a result.
+    pub fn format(&self) -> Option<Format> {
+        Some(match self {
+            Command::Validate(a) if a.json => Format::Json,
+            Command::Validate(a) => a.format,
+            Command::Render(a) => a.format,
+            Command::Diff(a) => a.format.format,
+            Command::Plan(a) => a.format.format,
+            Command::Apply(a) => a.write.format.format,
+            Command::Retry(a) => a.write.format.format,
+            Command::History(a) => a.format,
+            Command::Status(a) => a.format.format,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for.

@@ -3,6 +3,7 @@
 
 use super::args::{Color, DiffArgs, Format, RenderArgs, RepoArgs, ValidateArgs};
 use super::exit;
+use super::output::Problems;
 use crate::diff::{self, format};
 use crate::render::{self, Diagnostic, Scope};
 use crate::source::{RepoLocation, Snapshot};
@@ -125,13 +126,8 @@ pub fn render(a: RenderArgs) -> anyhow::Result<u8> {
         envs: Some([a.env.clone()].into()),
         apps: a.app.clone().map(|x| [x].into()),
     };
-    let desired = match render::render(snap.clone(), &scope) {
-        Ok(d) => d,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            return Ok(exit::ERROR);
-        }
-    };
+    let desired = render::render(snap.clone(), &scope)
+        .map_err(|diags| Problems::new(diags, "nothing was rendered"))?;
     let env = &desired.envs[&a.env];
     if let (Some(name), Some(app)) = (&a.file, &a.app) {
         let app = env
@@ -262,9 +258,8 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<u8> {
     let report = match diff::between(base, head, env_set(&a.envs)) {
         Ok(r) => r,
         Err(diff::Error::Render { side, diagnostics }) => {
-            eprintln!("error: the {side} revision does not render");
-            print_diagnostics(&diagnostics);
-            return Ok(exit::ERROR);
+            let what = format!("the {side} revision does not render");
+            return Err(Problems::new(diagnostics, &what).into());
         }
         Err(e) => return Err(e.into()),
     };

@@ -2,6 +2,7 @@
 
 use super::args::{Format, HistoryArgs};
 use super::exit;
+use super::output::Problems;
 use super::plan::client_for;
 use crate::record;
 use crate::render;
@@ -15,7 +16,8 @@ pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
         let loc = RepoLocation::discover(&a.repo.repo)?;
         let snap = Arc::new(loc.working_tree()?);
         let mut diags = render::Diagnostics::default();
-        let repo = render::Repo::load(snap, &mut diags).context("pacer.yaml does not load")?;
+        let repo = render::Repo::load(snap, &mut diags)
+            .ok_or_else(|| Problems::new(diags.0.clone(), "pacer.yaml does not load"))?;
         let settings = repo
             .envs
             .get(&a.env)

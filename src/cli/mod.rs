@@ -51,14 +51,12 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.log.as_deref());
+    let json = cli.command.format() == Some(args::Format::Json);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) if output::is_stdout_closed(&err) => ExitCode::from(exit::OK),
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            output::report_error(&err, json);
             ExitCode::from(exit::ERROR)
         }
     }

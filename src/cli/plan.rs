@@ -3,6 +3,7 @@
 
 use super::args::{Format, MarathonArgs, PlanArgs};
 use super::exit;
+use super::output::Problems;
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
 use crate::model::Secret;
 use crate::plan::{self, Action, Observed, Plan};
@@ -77,16 +78,7 @@ pub fn render_envs(
             snap,
             envs: d.envs,
         }),
-        Err(diags) => {
-            for d in &diags {
-                eprintln!("{d}");
-            }
-            bail!(
-                "{} problem{} in the config repo: nothing was planned",
-                diags.len(),
-                if diags.len() == 1 { "" } else { "s" }
-            )
-        }
+        Err(diags) => Err(Problems::new(diags, "nothing was planned").into()),
     }
 }
 
