@@ -91,7 +91,17 @@ fn the_demo_reports_each_commit_it_picks_up() {
     };
     let repo_line = wait_for(&|l| l.starts_with("  config repo:"), "config repo line");
     let repo = std::path::PathBuf::from(repo_line.trim_start_matches("  config repo:").trim());
+    let apply = wait_for(
+        &|l| l.trim_start().starts_with("pacer apply --repo"),
+        "the command that applies prod",
+    );
     wait_for(&|l| l.contains("Ctrl-C stops the demo"), "ready line");
+
+    // The printed command does what it says (with --yes: no terminal here).
+    let args: Vec<&str> = apply.split_whitespace().skip(1).collect();
+    let run = crate::util::pacer(&[&args[..], &["--yes"][..]].concat());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("/prod/web"), "{run:?}");
 
     let file = repo.join("apps/worker/env/dev.yaml");
     let text = std::fs::read_to_string(&file).unwrap();

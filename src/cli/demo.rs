@@ -129,10 +129,14 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
         .collect();
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(serve_demo(&a, &root, &config, &auto));
-    println!(
-        "\nThe demo's config repo stays at {} (delete it when done).",
+    let kept = format!(
+        "The demo's config repo stays at {} (delete it when done).",
         config.display()
     );
+    // Where it is matters even to a reader who has gone: then on stderr.
+    if outln!("\n{kept}").is_err() {
+        eprintln!("{kept}");
+    }
     ran?;
     Ok(exit::OK)
 }
