@@ -103,6 +103,10 @@ fn write(
                     "refusing to change {env} without confirmation: there is no terminal to ask on. Pass --yes to {verb} without asking"
                 );
             }
+            if format == Format::Json {
+                // The JSON comes at the end; the person asked sees the plan now.
+                eprint!("{}", render_plan(&ep.plan, &rev, ep.client.url(), Format::Text));
+            }
             eprint!("{} these changes to {env}? Only `yes` is accepted: ", if retry { "Retry" } else { "Apply" });
             std::io::stderr().flush()?;
             let mut answer = String::new();
