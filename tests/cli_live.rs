@@ -278,3 +278,66 @@ async fn history_honours_pacer_format() {
     let md = w.history("web", "markdown");
     assert!(md.stdout.starts_with("### history of `/dev/web`"), "{md:?}");
 }
+
+/// Runs pacer at a terminal (util-linux `script` gives it a pty) and types
+/// `answer` when it asks.
+fn at_a_terminal(args: &[&str], answer: &str) -> Run {
+    use std::io::Write;
+    let mut line = PACER.to_string();
+    for a in args {
+        assert!(!a.contains(['\'', ' ']), "a plain argument: {a}");
+        line.push_str(&format!(" '{a}'"));
+    }
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PACER_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running script(1) from util-linux");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("waiting for script").into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_at_a_terminal_asks_and_acts_only_on_yes() {
+    let w = World::new().await;
+    let args = [
+        "apply",
+        "--repo",
+        w.git.repo.path_str(),
+        "--marathon",
+        &w.sim.url,
+        "--env",
+        "dev",
+    ];
+    let no = at_a_terminal(&args, "no");
+    assert_eq!(no.code, 1, "{no:?}");
+    assert!(no.stdout.contains("Only `yes` is accepted"), "{no:?}");
+    assert!(
+        no.stdout.contains("Cancelled: nothing was changed"),
+        "{no:?}"
+    );
+    assert!(
+        writes(&w.sim).await.is_empty(),
+        "{:?}",
+        writes(&w.sim).await
+    );
+
+    let yes = at_a_terminal(&args, "yes");
+    assert_eq!(yes.code, 0, "{yes:?}");
+    assert!(!writes(&w.sim).await.is_empty(), "{yes:?}");
+    assert!(w.sim.app("/dev/web").await.is_some());
+}
