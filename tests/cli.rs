@@ -74,7 +74,7 @@ fn help_describes_each_command_as_it_behaves() {
 }
 
 /// Runs pacer with the read end of its stdout closed before it prints.
-fn closed_stdout(args: &[&str], dir: &std::path::Path) -> crate::util::Run {
+pub fn closed_stdout(args: &[&str], dir: &std::path::Path) -> crate::util::Run {
     let mut child = Command::new(PACER)
         .args(args)
         .current_dir(dir)

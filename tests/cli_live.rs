@@ -217,6 +217,22 @@ async fn plan_covers_every_environment_with_one_exit_code() {
     let two = plan(&["--env", "dev", "--env", "prod"]);
     assert_eq!(two.code, 2, "prod is not: {two:?}");
     assert!(!two.stdout.contains("pacer plan staging"), "{two:?}");
+
+    // A reader that goes away early is a normal end here too.
+    for cmd in ["plan", "status"] {
+        let run = crate::cli::closed_stdout(
+            &[
+                cmd,
+                "--repo",
+                w.git.repo.path_str(),
+                "--marathon",
+                &w.sim.url,
+            ],
+            w.git.repo.path(),
+        );
+        assert_eq!(run.code, 0, "{cmd}: {run:?}");
+        assert!(!run.stderr.contains("panicked"), "{cmd}: {run:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
