@@ -24,9 +24,12 @@
 //!   rollout state machine) and rolls back failures.
 //! - [`record`]: history rebuilt from Marathon's app versions and the Git log.
 //! - [`marathon`]: Marathon's rules (validation, defaults) and its client.
+//! - [`redact`]: masks credentials in URLs and in messages that quote them.
 //!
 //! Beside the pipeline:
 //! - [`reconcile`]: the daemon's loop (`pacer serve`) and its status.
+//! - [`listen`]: HTTP listeners with a header timeout and a connection cap
+//!   (the daemon's and the simulator's).
 //! - [`server`]: the daemon's HTTP side: health, metrics, status, webhooks.
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
 //! - [`cli`]: clap types and one function per subcommand.
@@ -34,12 +37,14 @@
 pub mod apply;
 pub mod cli;
 pub mod diff;
+pub mod listen;
 pub mod marathon;
 pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod reconcile;
 pub mod record;
+pub mod redact;
 pub mod render;
 pub mod server;
 pub mod sim;

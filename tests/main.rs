@@ -44,3 +44,6 @@ mod reconcile_e2e;
 
 /// `pacer serve` under faults: rollbacks, flaky/restarting/dead Marathon, broken commits, lost repo, kills, rewinds.
 mod reconcile_faults;
+
+/// `pacer serve` against hostile input: a template that never ends, a broken first commit, an undone rewind, an outage behind credentials, slow HTTP clients.
+mod reconcile_hardening;

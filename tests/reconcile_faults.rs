@@ -105,7 +105,7 @@ async fn a_failing_deployment_is_rolled_back_and_not_retried_in_a_loop() {
     assert!(app["env"].get("FEATURE_E2E").is_none(), "{app:#}");
     assert_eq!(app["env"], before["env"]);
     assert!(
-        d.metric("pacer_deployments_total{env=\"dev\",outcome=\"rolled_back\"}")
+        d.metric("pacer_deployments_total{env=\"dev\",outcome=\"rolledBack\"}")
             .await
             >= 1.0,
         "{}",

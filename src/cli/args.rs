@@ -125,7 +125,7 @@ pub enum Command {
     /// (POST /hooks/git), and reconciles each environment by its policy:
     /// auto-apply or plan only, prune or not, self-heal drift or only report
     /// it. Serves /healthz, /readyz, /metrics and /api/v1/status.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run an in-memory Marathon 1.10 simulator.
     Sim(crate::sim::SimArgs),
     /// Run the bundled example repo end to end on embedded defaults.
@@ -317,7 +317,7 @@ pub fn http_url(s: &str) -> Result<String, String> {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(url),
         Ok(u) => Err(format!(
             "`{}` is not an http(s) URL with a host (e.g. http://host:8080)",
-            crate::source::remote::redact_url(u.as_str())
+            crate::redact::url(u.as_str())
         )),
         Err(e) => Err(format!("{e} (e.g. http://host:8080)")),
     }

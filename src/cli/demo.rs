@@ -205,6 +205,8 @@ async fn serve_demo(
         allow_rewind: false,
         // Each environment as pacer.yaml says: prod waits for a human.
         apply_all: false,
+        render_timeout: Duration::from_secs(60),
+        http: crate::listen::Limits::default(),
     };
 
     outln!("pacer demo")?;

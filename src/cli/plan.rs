@@ -253,10 +253,7 @@ pub fn plan_json(plan: &Plan, rev: &str, marathon: &str) -> Value {
     let mut v = serde_json::to_value(plan).expect("a plan is plain data");
     if let Value::Object(m) = &mut v {
         m.insert("revision".into(), Value::from(rev));
-        m.insert(
-            "marathon".into(),
-            Value::from(crate::source::remote::redact_url(marathon)),
-        );
+        m.insert("marathon".into(), Value::from(crate::redact::url(marathon)));
     }
     v
 }

@@ -154,6 +154,34 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub deploy_timeout: u64,
+    /// Seconds a render of a new commit may take; past it, the apps not
+    /// rendered stay at their last good version and show as invalid.
+    #[arg(
+        long,
+        env = "PACER_RENDER_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub render_timeout: u64,
+    /// HTTP connections open at once; more wait to be accepted.
+    #[arg(
+        long,
+        env = "PACER_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=65_536)
+    )]
+    pub max_connections: u64,
+    /// Seconds an HTTP client may take to send a request's headers.
+    #[arg(
+        long,
+        env = "PACER_HEADER_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    pub header_timeout: u64,
 }
 
 pub fn config(a: ServeArgs) -> Config {
@@ -169,14 +197,8 @@ pub fn config(a: ServeArgs) -> Config {
     };
     // One mirror per repo and branch, so two daemons on one host don't share.
     let workdir = a.workdir.clone().unwrap_or_else(|| {
-        let key = Digest::of(
-            format!(
-                "{}#{}",
-                crate::source::remote::redact_url(&a.repo_url),
-                a.branch
-            )
-            .as_bytes(),
-        );
+        let key =
+            Digest::of(format!("{}#{}", crate::redact::url(&a.repo_url), a.branch).as_bytes());
         std::env::temp_dir().join(format!("pacer-mirror-{}", key.short()))
     });
     Config {
@@ -208,6 +230,11 @@ pub fn config(a: ServeArgs) -> Config {
         allow_rewind: a.allow_rewind,
         apply_all: false,
         records: a.records,
+        render_timeout: Duration::from_secs(a.render_timeout),
+        http: crate::listen::Limits {
+            max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+            header_read_timeout: Duration::from_secs(a.header_timeout),
+        },
     }
 }
 

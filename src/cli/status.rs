@@ -38,7 +38,7 @@ pub fn status_cmd(a: StatusArgs) -> anyhow::Result<u8> {
 
 async fn from_daemon(base: &str, timeout: u64) -> anyhow::Result<Value> {
     let url = format!("{}/api/v1/status", base.trim_end_matches('/'));
-    let shown = crate::source::remote::redact_url(&url);
+    let shown = crate::redact::url(&url);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(timeout.max(1)))
         .build()?;
@@ -109,7 +109,7 @@ async fn from_marathon(a: &StatusArgs) -> anyhow::Result<Value> {
             name,
             json!({
                 "group": ep.plan.group,
-                "marathon": crate::source::remote::redact_url(ep.client.url()),
+                "marathon": crate::redact::url(ep.client.url()),
                 "commit": commit,
                 "apps": apps,
             }),

@@ -66,7 +66,7 @@ pub struct ClientConfig {
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &crate::redact::url(&self.url))
             .field("auth", &self.auth)
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
@@ -74,22 +74,6 @@ impl std::fmt::Debug for ClientConfig {
             .field("lock_wait", &self.lock_wait)
             .field("events", &self.events)
             .finish()
-    }
-}
-
-/// The URL with any `user:password@` replaced by `***@`.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let host_start = scheme_end + 3;
-            // Only when the `@` is in the authority, not in a path.
-            if url[host_start..at].contains('/') {
-                url.to_string()
-            } else {
-                format!("{}***{}", &url[..host_start], &url[at..])
-            }
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -956,7 +940,6 @@ mod tests {
             dbg.contains("https://***@m.example/service/marathon"),
             "{dbg}"
         );
-        assert_eq!(redact_url("http://h:8080/a@b"), "http://h:8080/a@b");
     }
 
     #[test]

@@ -13,6 +13,9 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// The longest a baseline render (one app at an older commit) may take.
+const BASELINE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Work kept between cycles.
 #[derive(Default)]
 pub struct Caches {
@@ -237,13 +240,26 @@ pub async fn observe_in(
                     .map(|g| (g.repo_path.clone(), g.prefix.clone()));
                 let (commit2, env2, app2) = key.clone();
                 // git2 and rendering are blocking work.
-                let b = tokio::task::spawn_blocking(move || {
-                    let (path, prefix) = loc_path?;
-                    render_at(&RepoLocation::bare(&path, &prefix), &commit2, &env2, &app2)
-                })
-                .await
-                .ok()
-                .flatten();
+                // On its own thread with a deadline: an older commit's
+                // template may never end either, and a baseline is only an
+                // aid (without it, a difference reads as a change).
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let spawned = std::thread::Builder::new()
+                    .name("pacer-baseline".into())
+                    .spawn(move || {
+                        let b = loc_path.and_then(|(path, prefix)| {
+                            render_at(&RepoLocation::bare(&path, &prefix), &commit2, &env2, &app2)
+                        });
+                        let _ = tx.send(b);
+                    });
+                let b = match spawned {
+                    Ok(_) => tokio::time::timeout(BASELINE_DEADLINE, rx)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten(),
+                    Err(_) => None,
+                };
                 caches.baselines.insert(key, b.clone());
                 b
             }

@@ -1,7 +1,16 @@
 //! The reconcile loop: triggers (poll, webhook, Marathon events) run the
 //! pipeline source → render → observe → diff → plan → apply → record for
 //! each environment, by its policy.
+//!
+//! - [`daemon`]: the loop (`pacer serve`): scheduling, the new head, one
+//!   environment's reconcile, what it reports.
+//! - [`render_job`]: renders a new commit off the loop, within a deadline.
+//! - [`gather`]: what a plan needs beyond the desired state.
+//! - [`health`]: liveness (a stuck loop) and readiness, with the reason.
+//! - [`status`]: the data behind `/api/v1/status` (see docs/status.md).
 
 pub mod daemon;
 pub mod gather;
+pub mod health;
+pub mod render_job;
 pub mod status;

@@ -30,7 +30,7 @@ pub enum SyncStatus {
     /// Its config doesn't render at the current commit; it stays at the last
     /// good one.
     Invalid,
-    /// Not known yet (Marathon not reached).
+    /// Not known: Marathon is not answering (or not reached yet).
     Unknown,
 }
 
@@ -47,11 +47,12 @@ impl SyncStatus {
         SyncStatus::Unknown,
     ];
 
+    /// The JSON spelling, also used as the `status` label of `pacer_apps`.
     pub fn as_str(self) -> &'static str {
         match self {
-            SyncStatus::InSync => "in_sync",
+            SyncStatus::InSync => "inSync",
             SyncStatus::Missing => "missing",
-            SyncStatus::OutOfSync => "out_of_sync",
+            SyncStatus::OutOfSync => "outOfSync",
             SyncStatus::Drifted => "drifted",
             SyncStatus::Unmanaged => "unmanaged",
             SyncStatus::Progressing => "progressing",
@@ -59,6 +60,66 @@ impl SyncStatus {
             SyncStatus::Invalid => "invalid",
             SyncStatus::Unknown => "unknown",
         }
+    }
+}
+
+/// A problem as the status shows it: where it is (when known) and what
+/// it is. Fields that aren't known are absent, never `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    pub message: String,
+    /// How to fix it, when pacer can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    /// A problem with no place in the repo (Marathon unreachable, a refused
+    /// rewind). URLs in it are masked.
+    pub fn message(message: impl AsRef<str>) -> Problem {
+        Problem {
+            file: None,
+            line: None,
+            column: None,
+            message: crate::redact::text(message.as_ref()),
+            hint: None,
+        }
+    }
+}
+
+impl From<&Diagnostic> for Problem {
+    fn from(d: &Diagnostic) -> Problem {
+        Problem {
+            // `(repo)` stands for "no file": the commit itself.
+            file: Some(d.file.clone()).filter(|f| !f.is_empty() && f != "(repo)"),
+            line: d.line,
+            column: d.column,
+            message: crate::redact::text(&d.message),
+            hint: d.hint.clone(),
+        }
+    }
+}
+
+/// `file:line:column: message`, as the log prints it.
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(file) = &self.file {
+            f.write_str(file)?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+                if let Some(col) = self.column {
+                    write!(f, ":{col}")?;
+                }
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -76,11 +137,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The JSON spelling, also used as the `outcome` label of
+    /// `pacer_deployments_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
-            Outcome::RolledBack => "rolled_back",
+            Outcome::RolledBack => "rolledBack",
             Outcome::Hot => "hot",
         }
     }
@@ -111,7 +174,7 @@ pub struct AppStatus {
     pub last: Option<LastAction>,
     /// Render problems at the current commit, each at file:line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<Diagnostic>,
+    pub errors: Vec<Problem>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -125,9 +188,10 @@ pub struct EnvStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<String>,
     pub apps: BTreeMap<AppPath, AppStatus>,
-    /// Problems that are not one app's: Marathon unreachable, the env file broken.
+    /// Problems that are not one app's: Marathon unreachable, the env file
+    /// broken, a refused rewind.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
+    pub errors: Vec<Problem>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -144,6 +208,10 @@ pub struct RepoStatus {
     pub last_good: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_fetch_error: Option<String>,
+    /// Why the newest commit fetched is not the one running: it doesn't
+    /// load (with the first problems at file:line) or is a refused rewind.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<Problem>,
     /// Deployment records not yet in the config repo's notes.
     pub pending_records: usize,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,10 @@
 //! | `pacer_webhooks_total` | counter | `decision`, `provider` |
 //! | `pacer_last_sync_timestamp_seconds` | gauge | `env` |
 //! | `pacer_marathon_errors_total` | counter | |
+//! | `pacer_marathon_up` | gauge | `env`: 1 when its Marathon answered on the last cycle, else 0 |
+//! | `pacer_repo_loaded` | gauge | 1 when the newest commit fetched loads and runs, 0 when it is refused |
+//!
+//! Label values are spelled as in the status JSON (`inSync`, `rolledBack`).
 
 use crate::reconcile::status::{Outcome, SyncStatus};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -63,6 +67,8 @@ pub struct Metrics {
     webhooks: Family<WebhookLabels, Counter>,
     last_sync: Family<EnvLabels, FloatGauge>,
     marathon_errors: Counter,
+    marathon_up: Family<EnvLabels, Gauge>,
+    repo_loaded: Gauge,
     records_written: Counter,
     record_errors: Counter,
 }
@@ -92,6 +98,8 @@ impl Metrics {
         let webhooks = Family::<WebhookLabels, Counter>::default();
         let last_sync = Family::<EnvLabels, FloatGauge>::default();
         let marathon_errors = Counter::default();
+        let marathon_up = Family::<EnvLabels, Gauge>::default();
+        let repo_loaded = Gauge::default();
         let records_written = Counter::default();
         let record_errors = Counter::default();
         // Counters get their `_total` suffix from the encoder.
@@ -131,6 +139,16 @@ impl Metrics {
             marathon_errors.clone(),
         );
         registry.register(
+            "pacer_marathon_up",
+            "Whether the environment's Marathon answered on the last cycle (1) or not (0: its apps show as unknown)",
+            marathon_up.clone(),
+        );
+        registry.register(
+            "pacer_repo_loaded",
+            "Whether the newest commit fetched loads and is the one reconciled (1) or is refused (0)",
+            repo_loaded.clone(),
+        );
+        registry.register(
             "pacer_records_written",
             "Deployment records added to the config repo's notes (refs/notes/pacer)",
             records_written.clone(),
@@ -149,6 +167,8 @@ impl Metrics {
             webhooks,
             last_sync,
             marathon_errors,
+            marathon_up,
+            repo_loaded,
             records_written,
             record_errors,
         }
@@ -161,7 +181,7 @@ impl Metrics {
     }
 
     /// Sets the gauge for every status, 0 for those absent from `counts`, so
-    /// an app moving from `out_of_sync` to `in_sync` leaves no stale 1 behind.
+    /// an app moving from `outOfSync` to `inSync` leaves no stale 1 behind.
     pub fn set_apps(&self, env: &str, counts: &BTreeMap<SyncStatus, u64>) {
         for status in SyncStatus::ALL {
             let n = counts.get(&status).copied().unwrap_or(0);
@@ -206,6 +226,16 @@ impl Metrics {
 
     pub fn marathon_error(&self) {
         self.marathon_errors.inc();
+    }
+
+    pub fn marathon_up(&self, env: &str, up: bool) {
+        self.marathon_up
+            .get_or_create(&EnvLabels { env: env.into() })
+            .set(i64::from(up));
+    }
+
+    pub fn repo_loaded(&self, loaded: bool) {
+        self.repo_loaded.set(i64::from(loaded));
     }
 
     pub fn records_written(&self, n: u64) {
@@ -258,12 +288,12 @@ mod tests {
             &text,
             "pacer_reconcile_duration_seconds_bucket{le=\"0.4\",env=\"prod\"} 1",
         );
-        line(&text, "pacer_apps{env=\"prod\",status=\"in_sync\"} 3");
+        line(&text, "pacer_apps{env=\"prod\",status=\"inSync\"} 3");
         line(&text, "pacer_apps{env=\"prod\",status=\"drifted\"} 1");
         line(&text, "pacer_apps{env=\"prod\",status=\"failed\"} 0");
         line(
             &text,
-            "pacer_deployments_total{env=\"prod\",outcome=\"rolled_back\"} 1",
+            "pacer_deployments_total{env=\"prod\",outcome=\"rolledBack\"} 1",
         );
         line(&text, "pacer_git_fetch_errors_total 1");
         line(
@@ -283,8 +313,8 @@ mod tests {
         m.set_apps("dev", &BTreeMap::from([(SyncStatus::OutOfSync, 2)]));
         m.set_apps("dev", &BTreeMap::from([(SyncStatus::InSync, 2)]));
         let text = m.render();
-        line(&text, "pacer_apps{env=\"dev\",status=\"out_of_sync\"} 0");
-        line(&text, "pacer_apps{env=\"dev\",status=\"in_sync\"} 2");
+        line(&text, "pacer_apps{env=\"dev\",status=\"outOfSync\"} 0");
+        line(&text, "pacer_apps{env=\"dev\",status=\"inSync\"} 2");
         let series = text
             .lines()
             .filter(|l| l.starts_with("pacer_apps{"))

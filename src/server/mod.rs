@@ -3,22 +3,24 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /healthz` | 200 `ok` while the process serves |
-//! | `GET /readyz` | 200 once the loop has a repo and reached Marathon, else 503 `{"ready":false,"reason":…}` |
+//! | `GET /healthz` | 200 `ok` while the reconcile loop turns; 503 `{"healthy":false,"reason":…}` when it is stuck |
+//! | `GET /readyz` | 200 when the loop has a commit that loads and its Marathons answer, else 503 `{"ready":false,"reason":…}` |
 //! | `GET /metrics` | OpenMetrics text ([`metrics`]) |
 //! | `GET /api/v1/status` | the [`Status`] as JSON |
 //! | `POST /hooks/git` | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected |
-//! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202 |
+//! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin, 404 unknown env or app |
 //!
 //! Handlers only parse, decide and hand over: a webhook becomes a
 //! [`Trigger`] on the loop's channel, and the loop does the work.
 
 pub mod metrics;
+mod retry_guard;
 pub mod webhook;
 
 pub use metrics::Metrics;
 
 use crate::model::Secret;
+use crate::reconcile::health::Health;
 use crate::reconcile::status::Status;
 use axum::Router;
 use axum::body::Bytes;
@@ -30,8 +32,7 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -53,8 +54,8 @@ const RETRY_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct AppState {
     pub status: Arc<RwLock<Status>>,
     pub metrics: Arc<Metrics>,
-    /// Set by the loop once it has a repo and has reached Marathon once.
-    pub ready: Arc<AtomicBool>,
+    /// The loop's liveness and readiness.
+    pub health: Arc<Health>,
     /// Wakes the reconcile loop.
     pub triggers: mpsc::Sender<Trigger>,
     /// Without one, webhooks are rejected (see [`webhook`]); polling still runs.
@@ -135,44 +136,41 @@ pub fn router(state: AppState) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then lets
-/// requests in flight finish.
+/// Serves [`router`] on `listener` within `limits` (a header read timeout
+/// and a connection cap, see [`crate::listen`]) until `shutdown`
+/// completes, then lets requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: crate::listen::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving HTTP");
+        tracing::info!(%addr, max_connections = limits.max_connections, "serving HTTP");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::listen::serve(listener, router(state), limits, shutdown).await
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz(State(state): State<Shared>) -> Response {
+    match state.health.alive(Instant::now()) {
+        Ok(()) => "ok".into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"healthy": false, "reason": reason})),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        return (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response();
+    match state.health.ready() {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "reason": reason})),
+        )
+            .into_response(),
     }
-    let reason = {
-        let status = state.status.read();
-        if let Some(e) = &status.repo.last_fetch_error {
-            format!("the config repo could not be fetched: {e}")
-        } else if status.repo.head.is_none() {
-            "the config repo has not been fetched yet".to_string()
-        } else {
-            "Marathon has not been reached yet".to_string()
-        }
-    };
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({"ready": false, "reason": reason})),
-    )
-        .into_response()
 }
 
 async fn metrics_text(State(state): State<Shared>) -> Response {
@@ -194,7 +192,7 @@ async fn status(State(state): State<Shared>) -> Response {
         if let Some(url) = v.pointer_mut("/repo/url")
             && let Some(s) = url.as_str()
         {
-            *url = serde_json::Value::String(crate::source::remote::redact_url(s));
+            *url = serde_json::Value::String(crate::redact::url(s));
         }
         serde_json::to_vec(&v)
     });
@@ -214,15 +212,56 @@ async fn status(State(state): State<Shared>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RetryParams {
     env: Option<String>,
     app: Option<String>,
 }
 
-async fn retry(State(state): State<Shared>, Query(params): Query<RetryParams>) -> Response {
-    let env = params.env.filter(|s| !s.is_empty());
-    let app = params.app.filter(|s| !s.is_empty());
+/// A JSON error answer: `{"error": message}`.
+fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn retry(
+    State(state): State<Shared>,
+    Query(query): Query<RetryParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // No tokens yet: at least a web page an operator visits must not be able
+    // to trigger this (a cross-site form POST), so only same-origin JSON.
+    if let Err(why) = retry_guard::same_origin(&headers) {
+        tracing::warn!(%why, "retry refused");
+        return refuse(StatusCode::FORBIDDEN, why);
+    }
+    if !retry_guard::is_json(&headers) {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send `Content-Type: application/json` (a body is optional: {\"env\": …, \"app\": …})",
+        );
+    }
+    let params = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryParams::default()
+    } else {
+        match serde_json::from_slice::<RetryParams>(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not a retry request ({{\"env\": …, \"app\": …}}): {e}"),
+                );
+            }
+        }
+    };
+    let env = params.env.or(query.env).filter(|s| !s.is_empty());
+    let app = params.app.or(query.app).filter(|s| !s.is_empty());
+    if let Err((code, why)) =
+        retry_guard::known(&state.status.read(), env.as_deref(), app.as_deref())
+    {
+        return refuse(code, why);
+    }
     tracing::info!(env = ?env, app = ?app, "retry requested");
     let trigger = Trigger::Retry {
         env: env.clone(),

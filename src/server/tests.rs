@@ -1,7 +1,8 @@
 //! Every route through `router(state).oneshot(req)`, without a socket.
 
 use super::*;
-use crate::reconcile::status::{EnvStatus, RepoStatus};
+use crate::reconcile::health::Health;
+use crate::reconcile::status::{AppStatus, EnvStatus, RepoStatus, SyncStatus};
 use axum::body::Body;
 use axum::http::Request;
 use hmac::{Hmac, Mac};
@@ -15,13 +16,13 @@ struct Fixture {
     state: Option<AppState>,
     rx: mpsc::Receiver<Trigger>,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 fn fixture(capacity: usize) -> Fixture {
     let (tx, rx) = mpsc::channel(capacity);
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::new(Duration::from_secs(180)));
     let mut status = Status {
         repo: RepoStatus {
             url: "https://git.example.com/ops/config.git".into(),
@@ -31,17 +32,25 @@ fn fixture(capacity: usize) -> Fixture {
         },
         ..Status::default()
     };
-    status.environments.insert(
-        "prod".to_string(),
-        EnvStatus {
-            group: "/prod".into(),
-            ..EnvStatus::default()
+    let mut prod = EnvStatus {
+        group: "/prod".into(),
+        ..EnvStatus::default()
+    };
+    prod.apps.insert(
+        "web".into(),
+        AppStatus {
+            id: "/prod/web".into(),
+            sync: SyncStatus::Failed,
+            live_commit: None,
+            last: None,
+            errors: Vec::new(),
         },
     );
+    status.environments.insert("prod".to_string(), prod);
     let state = AppState {
         status: Arc::new(RwLock::new(status)),
         metrics: metrics.clone(),
-        ready: ready.clone(),
+        health: health.clone(),
         triggers: tx,
         webhook_secret: Some(Secret::new(SECRET.into())),
         branch: "main".into(),
@@ -50,7 +59,7 @@ fn fixture(capacity: usize) -> Fixture {
         state: Some(state),
         rx,
         metrics,
-        ready,
+        health,
     }
 }
 
@@ -101,17 +110,46 @@ async fn healthz_is_ok() {
 }
 
 #[tokio::test]
-async fn readyz_follows_the_flag_with_a_reason() {
+async fn readyz_follows_the_loop_with_a_reason() {
     let mut f = fixture(1);
     let router = f.router();
+    f.health
+        .set_ready(Err("Marathon at http://m:8080 is not answering".into()));
     let (status, _, body) = call(router.clone(), get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], false);
     assert!(v["reason"].as_str().unwrap().contains("Marathon"), "{body}");
-    f.ready.store(true, Ordering::Release);
+    f.health.set_ready(Ok(()));
     let (status, _, _) = call(router, get("/readyz")).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
+    let (tx, _rx) = mpsc::channel(1);
+    let health = Arc::new(Health::new(Duration::ZERO));
+    health.doing("rendering commit 0123456789ab");
+    let state = AppState {
+        status: Default::default(),
+        metrics: Arc::new(Metrics::new()),
+        health,
+        triggers: tx,
+        webhook_secret: None,
+        branch: "main".into(),
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _, body) = call(router(state), get("/healthz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["healthy"], false);
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rendering commit 0123456789ab"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +182,7 @@ async fn status_strips_credentials_from_the_repo_url() {
     assert_eq!(status, StatusCode::OK);
     assert!(!body.contains("ghp_planted123"), "{body}");
     assert!(
-        body.contains("\"url\":\"https://github.com/ops/config.git\""),
+        body.contains("\"url\":\"https://***@github.com/ops/config.git\""),
         "{body}"
     );
 }
@@ -248,6 +286,7 @@ async fn retry_sends_a_trigger() {
     let mut f = fixture(4);
     let router = f.router();
     let req = Request::post("/api/v1/retry?env=prod&app=web")
+        .header("content-type", "application/json")
         .body(Body::empty())
         .unwrap();
     let (status, _, _) = call(router.clone(), req).await;
@@ -259,7 +298,10 @@ async fn retry_sends_a_trigger() {
         }
         other => panic!("want a retry trigger, got {other:?}"),
     }
-    let req = Request::post("/api/v1/retry").body(Body::empty()).unwrap();
+    let req = Request::post("/api/v1/retry")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
     let (status, _, _) = call(router, req).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert!(matches!(
@@ -269,6 +311,100 @@ async fn retry_sends_a_trigger() {
             app: None
         })
     ));
+}
+
+fn retry_req(uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
+    let mut req = Request::post(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn retry_refuses_forms_cross_origin_requests_and_unknown_names() {
+    let mut f = fixture(8);
+    let router = f.router();
+    let json = ("content-type", "application/json");
+    let cases: Vec<(Request<Body>, StatusCode)> = vec![
+        // A cross-site HTML form can send these without a preflight.
+        (
+            retry_req(
+                "/api/v1/retry",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                "env=prod&app=web",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            retry_req(
+                "/api/v1/retry?env=prod",
+                &[("content-type", "text/plain")],
+                "x",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            retry_req("/api/v1/retry?env=prod", &[], ""),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            retry_req(
+                "/api/v1/retry?env=prod",
+                &[
+                    json,
+                    ("origin", "https://evil.example"),
+                    ("host", "pacer:8081"),
+                ],
+                "",
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            retry_req(
+                "/api/v1/retry?env=prod",
+                &[json, ("sec-fetch-site", "cross-site")],
+                "",
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            retry_req("/api/v1/retry?env=nope", &[json], ""),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            retry_req(
+                "/api/v1/retry",
+                &[json],
+                r#"{"env": "prod", "app": "nope"}"#,
+            ),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            retry_req("/api/v1/retry", &[json], r#"{"envs": "prod"}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (req, want) in cases {
+        let what = format!("{} {:?}", req.uri(), req.headers());
+        let (status, _, body) = call(router.clone(), req).await;
+        assert_eq!(status, want, "{what}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["error"].is_string(), "{body}");
+    }
+    assert!(f.rx.try_recv().is_err(), "a refused retry queued a run");
+    // Same origin, a JSON body naming a known app: accepted.
+    let req = retry_req(
+        "/api/v1/retry",
+        &[
+            json,
+            ("origin", "http://pacer:8081"),
+            ("host", "pacer:8081"),
+        ],
+        r#"{"env": "prod", "app": "web"}"#,
+    );
+    assert_eq!(call(router, req).await.0, StatusCode::ACCEPTED);
+    assert!(matches!(f.rx.try_recv(), Ok(Trigger::Retry { .. })));
 }
 
 #[tokio::test]
@@ -303,7 +439,8 @@ async fn serve_answers_on_a_socket_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, f.state.take().unwrap(), async {
+    let limits = crate::listen::Limits::default();
+    let server = tokio::spawn(serve(listener, f.state.take().unwrap(), limits, async {
         let _ = stopped.await;
     }));
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

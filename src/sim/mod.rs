@@ -9,6 +9,7 @@
 //! See `docs/simulator.md`.
 
 pub mod apps_api;
+pub mod capacity;
 pub mod commands;
 pub mod control;
 pub mod groups;
@@ -62,6 +63,14 @@ pub struct SimArgs {
     /// Marathon features to enable (comma-separated), e.g. `secrets`.
     #[arg(long, value_delimiter = ',', value_name = "FEATURES")]
     pub enable_features: Vec<String>,
+    /// HTTP connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024, value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections: u64,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub header_timeout: u64,
 }
 
 /// In-process configuration of a simulator.
@@ -222,14 +231,21 @@ pub async fn serve_sim(
     sim: Sim,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_sim_with(listener, sim, crate::listen::Limits::default(), shutdown).await
+}
+
+/// Like [`serve_sim`] within given HTTP budgets (a header read timeout
+/// and a connection cap, see [`crate::listen`]).
+pub async fn serve_sim_with(
+    listener: tokio::net::TcpListener,
+    sim: Sim,
+    limits: crate::listen::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let driver = tokio::spawn(drive(sim.clone()));
     let app = router(sim.clone());
     let closing = sim.clone();
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let result = crate::listen::serve(listener, app, limits, async move {
         shutdown.await;
         // Event streams never end on their own; end them so shutdown completes.
         closing.closing.send_modify(|n| *n += 1);
@@ -259,7 +275,11 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     let config = SimConfig::from(&args);
-    serve(listener, config, shutdown_signal()).await
+    let limits = crate::listen::Limits {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_secs(args.header_timeout),
+    };
+    serve_sim_with(listener, Shared::new(config)?, limits, shutdown_signal()).await
 }
 
 /// Ctrl-C or SIGTERM (how CI and process managers stop the simulator).

@@ -137,6 +137,7 @@ impl SimState {
                 self.cancel_deployment(id, now);
             }
         }
+        self.check_capacity(&changes)?;
         if self.deployments.len() >= self.settings.max_running_deployments {
             // TooManyRunningDeploymentsException → 403; wording is our choice.
             return Err(ApiError::new(

@@ -33,6 +33,20 @@ pub struct Settings {
     pub secrets_enabled: bool,
     /// `--max_running_deployments`.
     pub max_running_deployments: usize,
+    /// Apps the simulator holds at most (see [`super::capacity`]).
+    #[serde(default = "default_max_apps")]
+    pub max_apps: usize,
+    /// Tasks (the sum of `instances`) it holds at most.
+    #[serde(default = "default_max_tasks")]
+    pub max_tasks: usize,
+}
+
+fn default_max_apps() -> usize {
+    super::capacity::DEFAULT_MAX_APPS
+}
+
+fn default_max_tasks() -> usize {
+    super::capacity::DEFAULT_MAX_TASKS
 }
 
 impl Default for Settings {
@@ -44,6 +58,8 @@ impl Default for Settings {
             never_healthy: BTreeMap::new(),
             secrets_enabled: false,
             max_running_deployments: 100,
+            max_apps: default_max_apps(),
+            max_tasks: default_max_tasks(),
         }
     }
 }

@@ -395,8 +395,68 @@ fn apps_and_groups_cannot_share_a_path() {
 }
 
 #[test]
+fn absurd_instance_counts_are_refused_with_the_reason() {
+    let mut s = sim();
+    let e = put(
+        &mut s,
+        "/big",
+        json!({"cmd": "x", "instances": 100_000_000u64}),
+        false,
+        1_000_000,
+    )
+    .unwrap_err();
+    assert_eq!(e.status, 422, "{e:?}");
+    assert!(e.body.to_string().contains("maxTasks"), "{e:?}");
+    assert!(s.apps.is_empty());
+    // Many apps within each app's bound still add up to the cap.
+    s.settings.max_tasks = 10;
+    put(
+        &mut s,
+        "/a",
+        json!({"cmd": "x", "instances": 6}),
+        false,
+        1_000_001,
+    )
+    .unwrap();
+    let e = put(
+        &mut s,
+        "/b",
+        json!({"cmd": "x", "instances": 5}),
+        false,
+        1_000_002,
+    )
+    .unwrap_err();
+    assert_eq!(e.status, 422, "{e:?}");
+    assert!(e.body.to_string().contains("would make 11"), "{e:?}");
+    // Shrinking one app makes room for the other.
+    settle(&mut s, 1_000_003);
+    put(
+        &mut s,
+        "/a",
+        json!({"cmd": "x", "instances": 2}),
+        false,
+        2_000_000,
+    )
+    .unwrap();
+    settle(&mut s, 2_000_000);
+    put(
+        &mut s,
+        "/b",
+        json!({"cmd": "x", "instances": 5}),
+        false,
+        3_000_000,
+    )
+    .unwrap();
+    s.settings.max_apps = 2;
+    let e = put(&mut s, "/c", json!({"cmd": "x"}), false, 3_000_001).unwrap_err();
+    assert_eq!(e.status, 422, "{e:?}");
+    assert!(e.body.to_string().contains("at most 2 apps"), "{e:?}");
+}
+
+#[test]
 fn absurd_instance_counts_do_not_stall_a_tick() {
     let mut s = sim();
+    s.settings.max_tasks = 2_000_000_000;
     let t = std::time::Instant::now();
     put(
         &mut s,

@@ -121,7 +121,7 @@ pub struct RemoteSpec {
 impl RemoteSpec {
     /// The URL as it may be printed: without user-info (`user:token@`).
     pub fn display_url(&self) -> String {
-        redact_url(&self.url)
+        crate::redact::url(&self.url)
     }
 
     fn tracking_ref(&self) -> String {
@@ -807,7 +807,7 @@ fn credentials(
 
 /// The HTTPS user name that goes with an access token.
 fn token_user(url: &str) -> &'static str {
-    let host = redact_url(url)
+    let host = crate::redact::url(url)
         .split("://")
         .nth(1)
         .and_then(|rest| rest.split(['/', ':']).next())
@@ -817,19 +817,6 @@ fn token_user(url: &str) -> &'static str {
         "oauth2"
     } else {
         "x-access-token"
-    }
-}
-
-/// `scheme://user:password@host/path` → `scheme://host/path`. scp-like
-/// addresses (`git@host:path`) have no password and are returned as they are.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_string(),
     }
 }
 
@@ -847,49 +834,17 @@ fn scrub(e: &git2::Error, spec: &RemoteSpec) -> Cause {
         _ => {}
     }
     // User-info from the URL itself (`https://user:token@host`).
-    if let Some((_, rest)) = spec.url.split_once("://") {
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            secrets.push(userinfo);
-            if let Some((_, password)) = userinfo.split_once(':') {
-                secrets.push(password);
-            }
-        }
-    }
+    secrets.extend(crate::redact::userinfo_parts(&spec.url));
     for s in secrets.into_iter().filter(|s| !s.is_empty()) {
         msg = msg.replace(s, "***");
     }
-    Cause(msg)
+    // Any other URL the message quotes (a redirect, a submodule).
+    Cause(crate::redact::text(&msg))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_url_strips_userinfo_only() {
-        let cases = [
-            (
-                "https://x-access-token:ghp_abc@github.com/org/repo.git",
-                "https://github.com/org/repo.git",
-            ),
-            (
-                "https://tok@gitlab.com/org/repo",
-                "https://gitlab.com/org/repo",
-            ),
-            (
-                "ssh://git@host:22/org/repo.git",
-                "ssh://host:22/org/repo.git",
-            ),
-            ("https://github.com/a@b/repo", "https://github.com/a@b/repo"),
-            ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
-            ("file:///srv/git/config.git", "file:///srv/git/config.git"),
-        ];
-        for (url, want) in cases {
-            assert_eq!(redact_url(url), want, "{url}");
-        }
-    }
 
     #[test]
     fn token_user_depends_on_host() {
@@ -911,7 +866,10 @@ mod tests {
             "failed https://me:pa55@example.com/repo.git with tok-123 and pa55",
         );
         let msg = scrub(&e, &spec).to_string();
-        assert_eq!(msg, "failed https://example.com/repo.git with *** and ***");
+        assert_eq!(
+            msg,
+            "failed https://***@example.com/repo.git with *** and ***"
+        );
     }
 
     #[test]

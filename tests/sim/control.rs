@@ -152,3 +152,87 @@ async fn state_file_survives_restart() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn control_inputs_are_checked_with_the_reason() {
+    let sim = Sim::start();
+    let cases = [
+        (
+            "/_sim/faults",
+            json!({"errorRate": 1.0, "errorStatus": 0}),
+            "errorStatus",
+        ),
+        (
+            "/_sim/faults",
+            json!({"errorRate": 1.0, "errorStatus": 101}),
+            "errorStatus",
+        ),
+        ("/_sim/faults", json!({"errorStatus": 200}), "errorStatus"),
+        ("/_sim/faults", json!({"latencyMs": u64::MAX}), "latencyMs"),
+        ("/_sim/faults", json!({"latencyMs": -1}), "latencyMs"),
+        (
+            "/_sim/settings",
+            json!({"taskStartDelayMs": -5}),
+            "taskStartDelayMs",
+        ),
+        (
+            "/_sim/settings",
+            json!({"taskHealthyDelayMs": "soon"}),
+            "taskHealthyDelayMs",
+        ),
+        (
+            "/_sim/settings",
+            json!({"deploymentTimeoutMs": -1}),
+            "deploymentTimeoutMs",
+        ),
+        (
+            "/_sim/settings",
+            json!({"taskStartDelay": 5}),
+            "taskStartDelay",
+        ),
+    ];
+    for (path, body, names) in cases {
+        let (s, v) = sim.put(path, body.clone()).await;
+        assert_eq!(s, 400, "{path} {body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains(names),
+            "{path} {body}: {v}"
+        );
+    }
+    // Nothing refused was applied.
+    let (_, faults) = sim.get("/_sim/faults").await;
+    assert_eq!(faults["errorStatus"], 503, "{faults}");
+    assert_eq!(faults["latencyMs"], 0, "{faults}");
+    let (_, settings) = sim.get("/_sim/settings").await;
+    assert!(
+        settings["taskStartDelayMs"].as_i64().unwrap() >= 0,
+        "{settings}"
+    );
+    // Marathon answers /v2 normally.
+    let (s, v) = sim.get("/v2/apps").await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn the_simulator_refuses_more_than_it_holds() {
+    let sim = Sim::start();
+    let (s, v) = sim
+        .post(
+            "/v2/apps",
+            json!({"id": "/huge", "cmd": "x", "instances": 100_000_000}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v.to_string().contains("maxTasks"), "{v}");
+    let (s, _) = sim.get("/v2/apps/huge").await;
+    assert_eq!(s, 404, "a refused app was stored");
+    let (s, v) = sim.put("/_sim/settings", json!({"maxApps": 1})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = sim
+        .post("/v2/apps", json!({"id": "/one", "cmd": "x"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = sim.put("/v2/apps/two", json!({"cmd": "x"})).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v.to_string().contains("at most 1 apps"), "{v}");
+}

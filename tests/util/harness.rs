@@ -63,6 +63,30 @@ impl Proc {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
+    /// Its process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM (how Marathon stops a task); true when it exited within `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// SIGKILL, and reap.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -119,12 +143,24 @@ pub struct Sim {
 impl Sim {
     /// Starts the simulator on `port` (0: any), with fast tasks.
     pub async fn start(dir: &Path, port: u16, state: Option<&Path>) -> Sim {
+        let mut extra: Vec<String> = Vec::new();
+        if let Some(s) = state {
+            extra.push("--state".into());
+            extra.push(s.display().to_string());
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Sim::launch(dir, port, &extra).await
+    }
+
+    /// Starts the simulator on any port with extra flags, with fast tasks.
+    pub async fn start_with_args(dir: &Path, extra: &[&str]) -> Sim {
+        Sim::launch(dir, 0, extra).await
+    }
+
+    async fn launch(dir: &Path, port: u16, extra: &[&str]) -> Sim {
         let mut args: Vec<String> =
             vec!["sim".into(), "--listen".into(), format!("127.0.0.1:{port}")];
-        if let Some(s) = state {
-            args.push("--state".into());
-            args.push(s.display().to_string());
-        }
+        args.extend(extra.iter().map(|s| s.to_string()));
         let (proc, line) = Proc::spawn(&args, &dir.join(format!("sim-{}.log", unique())));
         let url = line
             .strip_prefix("listening on ")
@@ -253,8 +289,14 @@ impl Daemon {
         send(self.http.get(format!("{}{path}", self.url))).await
     }
 
+    /// A JSON POST with an empty body (what `POST /api/v1/retry` takes).
     pub async fn post(&self, path: &str) -> (u16, Value) {
-        send(self.http.post(format!("{}{path}", self.url))).await
+        send(
+            self.http
+                .post(format!("{}{path}", self.url))
+                .header("Content-Type", "application/json"),
+        )
+        .await
     }
 
     pub async fn status(&self) -> Value {
@@ -453,11 +495,23 @@ impl World {
 
     /// Like [`World::serve`], following the repo at `url`.
     pub fn serve_from(&self, url: &str, poll: u64, deploy_timeout: u64, extra: &[&str]) -> Daemon {
+        self.serve_to(url, &self.sim.url, poll, deploy_timeout, extra)
+    }
+
+    /// Like [`World::serve_from`], with Marathon at `marathon`.
+    pub fn serve_to(
+        &self,
+        url: &str,
+        marathon: &str,
+        poll: u64,
+        deploy_timeout: u64,
+        extra: &[&str],
+    ) -> Daemon {
         let mut args: Vec<String> = [
             "--repo-url",
             url,
             "--marathon",
-            &self.sim.url,
+            marathon,
             "--listen",
             "127.0.0.1:0",
             "--poll",

@@ -1,0 +1,301 @@
+//! One environment's reconcile: observe, plan, start the applies in the
+//! background, and project the result into the status.
+
+use super::*;
+
+impl Daemon {
+    /// Plans and starts the changed `apps` of `env` from their own live
+    /// state: a few GETs instead of the whole app list. Failures are left to
+    /// the full pass, which follows at once.
+    pub(super) async fn fast_apply(&mut self, env: &str, apps: &BTreeSet<AppPath>, head: &str) {
+        let Some(full) = self.desired.get(env).cloned() else {
+            return;
+        };
+        if !(full.settings.policy.auto_apply || self.cfg.apply_all) {
+            return;
+        }
+        let Some(url) = self
+            .cfg
+            .marathon_url
+            .clone()
+            .or_else(|| full.settings.marathon.clone())
+        else {
+            return;
+        };
+        let Some(client) = self.client_for(&url) else {
+            return;
+        };
+        let subset = Arc::new(render::DesiredEnv {
+            settings: full.settings.clone(),
+            apps: apps
+                .iter()
+                .filter_map(|a| Some((a.clone(), full.apps.get(a)?.clone())))
+                .collect(),
+        });
+        let mut snap = gather::Snapshot {
+            apps: BTreeMap::new(),
+            deployments: match client.deployments().await {
+                Ok(d) => d,
+                Err(_) => return,
+            },
+        };
+        for app in subset.apps.values() {
+            match client.get_app_raw(&app.id).await {
+                Ok(Some(raw)) => {
+                    snap.apps.insert(app.id.clone(), raw);
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
+        let loc = RepoLocation::bare(self.mirror.git_dir(), &self.cfg.prefix);
+        let Ok(mut observed) = gather::observe_in(
+            &client,
+            &mut snap,
+            Some(&loc),
+            &subset,
+            &self.known_baselines,
+            &mut self.caches,
+        )
+        .await
+        else {
+            return;
+        };
+        observed.served_hot = subset
+            .apps
+            .values()
+            .filter_map(|a| Some((a.id.clone(), self.served_hot.get(&a.id)?.clone())))
+            .collect();
+        observed.retry = self.retry.clone();
+        if !self.cfg.allow_rewind && self.rewinds(head, &observed).is_some() {
+            return;
+        }
+        let p = plan::plan(&subset, &observed);
+        self.start_apply(env, head, &client, &subset, &observed, &p);
+    }
+
+    /// Starts the acting steps of `p` that aren't already running, in the
+    /// background. Returns the ids started.
+    pub(super) fn start_apply(
+        &mut self,
+        env: &str,
+        head: &str,
+        client: &MarathonClient,
+        desired: &Arc<render::DesiredEnv>,
+        observed: &plan::Observed,
+        p: &plan::Plan,
+    ) -> BTreeSet<String> {
+        let inflight = self.inflight.lock().clone();
+        let to_run: Vec<plan::Step> = p
+            .steps
+            .iter()
+            .filter(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. }))
+            .filter(|s| !inflight.contains(&s.id))
+            .cloned()
+            .collect();
+        let started: BTreeSet<String> = to_run.iter().map(|s| s.id.clone()).collect();
+        if to_run.is_empty() {
+            return started;
+        }
+        self.inflight.lock().extend(started.iter().cloned());
+        let run = plan::Plan {
+            env: p.env.clone(),
+            group: p.group.clone(),
+            steps: to_run,
+        };
+        let (client, desired, observed, opts) = (
+            client.clone(),
+            desired.clone(),
+            observed.clone(),
+            self.cfg.apply.clone(),
+        );
+        let (done, wake) = (self.done_tx.clone(), self.wake.clone());
+        let (env, head) = (env.to_string(), head.to_string());
+        // Deployments are followed in the background: a ten-minute
+        // rollout in one environment doesn't hold up the others.
+        tokio::spawn(async move {
+            let results = apply::apply(
+                &client,
+                &run,
+                &desired,
+                &observed,
+                &opts,
+                Arc::new(LogProgress),
+            )
+            .await;
+            let _ = done.send(Finished {
+                env,
+                head,
+                desired,
+                steps: run.steps,
+                results,
+            });
+            // Record the outcome now, not at the next poll.
+            let _ = wake.try_send(Trigger::Poll);
+        });
+        started
+    }
+
+    pub(super) async fn reconcile_env(
+        &mut self,
+        env: &str,
+        client: &MarathonClient,
+        snap: &mut gather::Snapshot,
+        head: &str,
+    ) -> bool {
+        let Some(desired) = self.desired.get(env).cloned() else {
+            return true;
+        };
+        let loc = RepoLocation::bare(self.mirror.git_dir(), &self.cfg.prefix);
+        let mut observed = match gather::observe_in(
+            client,
+            snap,
+            Some(&loc),
+            &desired,
+            &self.known_baselines,
+            &mut self.caches,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                self.metrics.marathon_error();
+                self.env_error(env, &format!("reading Marathon: {e}"));
+                return false;
+            }
+        };
+        // The config server hands out the current hot files from the start;
+        // only later changes are hot updates.
+        for app in desired.apps.values() {
+            self.served_hot
+                .entry(app.id.clone())
+                .or_insert_with(|| plan::served_digest(app));
+        }
+        observed.served_hot = desired
+            .apps
+            .values()
+            .filter_map(|a| Some((a.id.clone(), self.served_hot.get(&a.id)?.clone())))
+            .collect();
+        observed.retry = self.retry.clone();
+        let mut p = plan::plan(&desired, &observed);
+        // An app that doesn't render is still in Git. A daemon that never
+        // saw it render (just restarted) has no desired version of it, and
+        // the plan prunes it: never delete it for a typo (found by the e2e
+        // test `a_daemon_restarted_on_a_broken_app_does_not_prune_it`).
+        if let Some(invalid) = self.invalid.get(env) {
+            let by_id: BTreeMap<String, &AppPath> = invalid
+                .keys()
+                .map(|a| (desired.settings.app_id(a), a))
+                .collect();
+            for step in &mut p.steps {
+                if let Some(app) = by_id.get(&step.id) {
+                    if matches!(step.action, Action::Delete) {
+                        step.action = Action::Unmanaged;
+                    }
+                    step.app = Some((*app).clone());
+                }
+            }
+        }
+        // After a restart the daemon has no memory of what it applied; the
+        // live apps' `pacer.commit` labels say it instead.
+        let rewind = if self.cfg.allow_rewind {
+            None
+        } else {
+            self.rewinds(head, &observed)
+        };
+        let auto_apply =
+            (desired.settings.policy.auto_apply || self.cfg.apply_all) && rewind.is_none();
+        let inflight = self.inflight.lock().clone();
+        let started = if auto_apply {
+            self.start_apply(env, head, client, &desired, &observed, &p)
+        } else {
+            BTreeSet::new()
+        };
+        let now = chrono::Utc::now();
+        // The desired state comes from the newest commit that rendered, not
+        // from a head that doesn't load or is a refused rewind.
+        let reconciled_at = self.rendered_at.as_deref().unwrap_or(head).to_string();
+        let mut s = self.status.write();
+        let e = s.environments.entry(env.to_string()).or_default();
+        e.group = desired.settings.group.clone();
+        e.commit = Some(reconciled_at);
+        e.last_sync = Some(now.to_rfc3339());
+        if let Some(msg) = &rewind
+            && !e.errors.iter().any(|p| p.message == *msg)
+        {
+            tracing::error!(env = %env, "commit refused: {msg}");
+        }
+        e.errors = self.head_problems.clone();
+        e.errors.extend(rewind.as_deref().map(Problem::message));
+        let no_problems = BTreeMap::new();
+        let invalid = self.invalid.get(env).unwrap_or(&no_problems);
+        let mut apps: BTreeMap<AppPath, AppStatus> = BTreeMap::new();
+        for step in &p.steps {
+            let key = step.app.clone().unwrap_or_else(|| step.id.clone());
+            let live_commit = observed
+                .apps
+                .get(&step.id)
+                .and_then(|l| l.label(render::labels::COMMIT))
+                .map(String::from);
+            let previous = e.apps.get(&key).and_then(|a| a.last.clone());
+            let mut sync = step.action.sync_status();
+            if let Action::Drifted { heal, changed } = &step.action
+                && e.apps
+                    .get(&key)
+                    .is_none_or(|a| a.sync != SyncStatus::Drifted)
+            {
+                tracing::info!(
+                    env = %env,
+                    app = %step.id,
+                    heal,
+                    changed = %changed.join(", "),
+                    "drift found: changed in Marathon outside Git{}",
+                    if *heal { "; putting Git's version back" } else { "; reported only (selfHeal is off)" }
+                );
+            }
+            // The deployment still running after a rollback at this commit
+            // is the rollback itself: the app failed; nothing is in progress.
+            let rolled_back_here = previous.as_ref().is_some_and(|l| {
+                matches!(l.outcome, Outcome::RolledBack | Outcome::Failed) && l.commit == head
+            });
+            if started.contains(&step.id) || inflight.contains(&step.id) {
+                sync = SyncStatus::Progressing;
+            } else if rolled_back_here && matches!(step.action, Action::Wait { ours: false, .. }) {
+                sync = SyncStatus::Failed;
+            }
+            let errors: Vec<Problem> = invalid
+                .get(&key)
+                .map(|d| d.iter().map(Problem::from).collect())
+                .unwrap_or_default();
+            if !errors.is_empty() {
+                sync = SyncStatus::Invalid;
+            }
+            apps.insert(
+                key,
+                AppStatus {
+                    id: step.id.clone(),
+                    sync,
+                    live_commit,
+                    last: previous,
+                    errors,
+                },
+            );
+        }
+        // Apps that never rendered have no step: list them with their problems.
+        for (app, errors) in invalid {
+            apps.entry(app.clone()).or_insert_with(|| AppStatus {
+                id: desired.settings.app_id(app),
+                sync: SyncStatus::Invalid,
+                live_commit: None,
+                last: None,
+                errors: errors.iter().map(Problem::from).collect(),
+            });
+        }
+        e.apps = apps;
+        let counts = sync_counts(e);
+        drop(s);
+        self.metrics.set_apps(env, &counts);
+        self.metrics.synced(env, now.timestamp() as f64);
+        true
+    }
+}

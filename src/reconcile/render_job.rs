@@ -1,0 +1,376 @@
+//! Renders a new head off the reconcile loop, with a deadline on the whole
+//! render.
+//!
+//! Templates come from whoever can push. One that never ends (nested
+//! `range` loops) must not wedge the daemon: the render runs on its own
+//! thread, and the loop waits for it at most `deadline`. Past it, the loop
+//! takes back what the thread has done so far: apps already rendered keep
+//! their new version, the app being rendered and those not reached yet stay
+//! at their last good version and show as invalid at this commit, and the
+//! loop goes on fetching. A thread cannot be killed; the one left behind
+//! notices at its next app that it was abandoned and ends there, and the
+//! loop never renders that commit again (so at most one thread is left
+//! behind per pushed commit).
+//!
+//! The work in progress lives behind one lock ([`Slot`]) that the thread
+//! holds only to move results in; the unchanged apps are moved, never
+//! copied, so a 10,000-app environment costs no second copy.
+
+use crate::model::{AppPath, EnvName};
+use crate::render::{self, Diagnostic, Diagnostics, RenderedApp};
+use crate::source::{RepoLocation, Snapshot};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// What an incremental render produced.
+#[derive(Default)]
+pub struct Rendered {
+    pub envs: BTreeMap<EnvName, render::DesiredEnv>,
+    /// Apps that don't render at this commit, with their problems.
+    pub invalid: BTreeMap<EnvName, BTreeMap<AppPath, Vec<Diagnostic>>>,
+    /// Environments whose desired state changed.
+    pub changed: BTreeSet<EnvName>,
+    /// Apps that rendered anew, per environment.
+    pub rerendered: BTreeMap<EnvName, BTreeSet<AppPath>>,
+    /// id → (commit, definition) of the versions re-rendered apps replaced.
+    pub replaced: BTreeMap<String, (String, serde_json::Value)>,
+    /// Set when the render ran past its deadline: the app it was stuck on.
+    pub timed_out: Option<AppPath>,
+}
+
+/// The daemon's desired state per environment before this render.
+pub type PreviousState = BTreeMap<EnvName, Arc<render::DesiredEnv>>;
+
+/// How a render ended.
+pub enum Outcome {
+    Rendered(Rendered),
+    /// The repo as a whole doesn't load (pacer.yaml, an environment file,
+    /// or loading ran past the deadline); `previous` comes back untouched.
+    NotLoaded {
+        problems: Vec<Diagnostic>,
+        previous: PreviousState,
+    },
+}
+
+/// What a render needs.
+pub struct Job {
+    pub git_dir: PathBuf,
+    pub prefix: String,
+    pub head: String,
+    pub envs_filter: Option<BTreeSet<EnvName>>,
+    pub deadline: Duration,
+}
+
+/// Render threads abandoned at their deadline and still running.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many abandoned render threads are still running.
+pub fn abandoned() -> usize {
+    ABANDONED.load(Ordering::Relaxed)
+}
+
+enum Slot {
+    /// The thread has not loaded the repo yet.
+    Previous(PreviousState),
+    Working(Box<Work>),
+    /// The result went to the loop, or the loop gave up on the thread.
+    Taken,
+}
+
+struct Work {
+    out: Rendered,
+    /// Old versions of the apps being re-rendered, kept until their
+    /// replacements render (or put back when they don't).
+    stale: BTreeMap<(EnvName, AppPath), RenderedApp>,
+    /// Apps still to render, with their environments.
+    todo: BTreeMap<AppPath, Vec<EnvName>>,
+    /// The app being rendered now, with its environments.
+    current: Option<(AppPath, Vec<EnvName>)>,
+}
+
+/// Renders `job.head`, moving over apps of `previous` whose inputs are
+/// unchanged; never waits longer than `job.deadline`.
+pub async fn run(job: Job, previous: PreviousState) -> Outcome {
+    let slot = Arc::new(Mutex::new(Slot::Previous(previous)));
+    let (tx, mut rx) = oneshot::channel::<Outcome>();
+    let deadline = job.deadline;
+    let head = job.head.clone();
+    let shared = slot.clone();
+    let spawned = std::thread::Builder::new()
+        .name("pacer-render".into())
+        .spawn(move || work(job, shared, tx));
+    if let Err(e) = spawned {
+        let previous = match std::mem::replace(&mut *slot.lock(), Slot::Taken) {
+            Slot::Previous(p) => p,
+            _ => PreviousState::new(),
+        };
+        return Outcome::NotLoaded {
+            problems: vec![Diagnostic::file(
+                "(repo)",
+                format!("cannot start a render thread: {e}"),
+            )],
+            previous,
+        };
+    }
+    if let Ok(Ok(outcome)) = tokio::time::timeout(deadline, &mut rx).await {
+        return outcome;
+    }
+    // Past the deadline (or the thread died): take back what it has.
+    let mut guard = slot.lock();
+    match std::mem::replace(&mut *guard, Slot::Taken) {
+        Slot::Taken => {
+            drop(guard);
+            // It finished just now: the result was sent under the lock.
+            rx.try_recv().unwrap_or_else(|_| Outcome::NotLoaded {
+                problems: vec![Diagnostic::file("(repo)", "the render ended abnormally")],
+                previous: PreviousState::new(),
+            })
+        }
+        Slot::Previous(previous) => {
+            ABANDONED.fetch_add(1, Ordering::Relaxed);
+            Outcome::NotLoaded {
+                problems: vec![Diagnostic::file(
+                    "(repo)",
+                    format!(
+                        "loading commit {} did not finish within {} s; the last good commit stays",
+                        short(&head),
+                        deadline.as_secs_f64()
+                    ),
+                )],
+                previous,
+            }
+        }
+        Slot::Working(w) => {
+            ABANDONED.fetch_add(1, Ordering::Relaxed);
+            Outcome::Rendered(abandon(*w, deadline))
+        }
+    }
+}
+
+/// The first 12 characters of a commit id.
+pub fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// What the loop keeps of a render it stopped waiting for: the stuck app
+/// and the apps not reached yet are invalid, at their last good version.
+fn abandon(mut w: Work, deadline: Duration) -> Rendered {
+    let secs = deadline.as_secs_f64();
+    let mut left: Vec<(AppPath, Vec<EnvName>)> = Vec::new();
+    let stuck = w.current.take().map(|(app, envs)| {
+        left.push((app.clone(), envs));
+        app
+    });
+    left.extend(std::mem::take(&mut w.todo));
+    for (app, envs) in left {
+        let message = match &stuck {
+            Some(s) if *s == app => format!(
+                "rendering did not finish within {secs} s (a template loop that never ends?); the last good version stays"
+            ),
+            Some(s) => format!(
+                "not rendered: rendering `{s}` ran past the {secs} s deadline first; the last good version stays"
+            ),
+            None => format!("not rendered within {secs} s; the last good version stays"),
+        };
+        let problem = Diagnostic::file(format!("apps/{app}"), message);
+        for env in envs {
+            keep_last_good(&mut w, &env, &app, vec![problem.clone()]);
+        }
+    }
+    w.out.timed_out = stuck;
+    w.out
+}
+
+/// Puts the last good version of `app` back and marks it invalid.
+fn keep_last_good(w: &mut Work, env: &EnvName, app: &AppPath, problems: Vec<Diagnostic>) {
+    if let Some(old) = w.stale.remove(&(env.clone(), app.clone()))
+        && let Some(target) = w.out.envs.get_mut(env)
+    {
+        target.apps.insert(app.clone(), old);
+    }
+    w.out
+        .invalid
+        .entry(env.clone())
+        .or_default()
+        .insert(app.clone(), problems);
+}
+
+/// The render thread.
+fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
+    let loc = RepoLocation::bare(&job.git_dir, &job.prefix);
+    let loaded = match loc.at_rev(&job.head) {
+        Ok(s) => {
+            let mut diags = Diagnostics::default();
+            match render::Repo::load(Arc::new(s) as Arc<Snapshot>, &mut diags) {
+                Some(r) if diags.is_empty() => Ok(r),
+                _ => Err(diags.finish()),
+            }
+        }
+        Err(e) => Err(vec![Diagnostic::file("(repo)", e.to_string())]),
+    };
+    let repo = match loaded {
+        Ok(r) => r,
+        Err(problems) => {
+            let mut g = slot.lock();
+            match std::mem::replace(&mut *g, Slot::Taken) {
+                Slot::Previous(previous) => {
+                    let _ = tx.send(Outcome::NotLoaded { problems, previous });
+                }
+                _ => {
+                    ABANDONED.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+    };
+    {
+        let mut g = slot.lock();
+        let previous = match std::mem::replace(&mut *g, Slot::Taken) {
+            Slot::Previous(p) => p,
+            _ => {
+                ABANDONED.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        *g = Slot::Working(Box::new(partition(
+            &repo,
+            previous,
+            job.envs_filter.as_ref(),
+        )));
+    }
+    loop {
+        // Take the next app under the lock; render it without.
+        let (app, envs) = {
+            let mut g = slot.lock();
+            let Slot::Working(w) = &mut *g else {
+                // The loop gave up on this render meanwhile.
+                drop(g);
+                ABANDONED.fetch_sub(1, Ordering::Relaxed);
+                return;
+            };
+            let Some((app, envs)) = w.todo.pop_first() else {
+                break;
+            };
+            w.current = Some((app.clone(), envs.clone()));
+            (app, envs)
+        };
+        let pairs: Vec<(EnvName, Vec<AppPath>)> = envs
+            .iter()
+            .map(|e| (e.clone(), vec![app.clone()]))
+            .collect();
+        let mut diags = Diagnostics::default();
+        let d = render::render_pairs(&repo, &pairs, &mut diags);
+        let mut g = slot.lock();
+        let Slot::Working(w) = &mut *g else {
+            drop(g);
+            ABANDONED.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        w.current = None;
+        if diags.is_empty() {
+            for (env, e) in d.envs {
+                for (name, a) in e.apps {
+                    if let Some(old) = w.stale.remove(&(env.clone(), name.clone())) {
+                        let commit = old
+                            .marathon
+                            .get("labels")
+                            .and_then(|l| l.get(render::labels::COMMIT))
+                            .and_then(|c| c.as_str())
+                            .unwrap_or("")
+                            .to_string();
+                        w.out
+                            .replaced
+                            .insert(old.id.clone(), (commit, old.marathon));
+                    }
+                    w.out
+                        .rerendered
+                        .entry(env.clone())
+                        .or_default()
+                        .insert(name.clone());
+                    if let Some(target) = w.out.envs.get_mut(&env) {
+                        target.apps.insert(name, a);
+                    }
+                }
+            }
+        } else {
+            let diags = diags.finish();
+            for env in envs {
+                keep_last_good(w, &env, &app, diags.clone());
+            }
+        }
+    }
+    let mut g = slot.lock();
+    match std::mem::replace(&mut *g, Slot::Taken) {
+        Slot::Working(w) => {
+            let _ = tx.send(Outcome::Rendered(w.out));
+        }
+        _ => {
+            ABANDONED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Splits the apps of every environment into those whose inputs are
+/// unchanged (moved over) and those to render.
+fn partition(
+    repo: &render::Repo,
+    previous: PreviousState,
+    envs_filter: Option<&BTreeSet<EnvName>>,
+) -> Work {
+    let mut w = Work {
+        out: Rendered::default(),
+        stale: BTreeMap::new(),
+        todo: BTreeMap::new(),
+        current: None,
+    };
+    let envs: Vec<EnvName> = repo
+        .envs
+        .keys()
+        .filter(|e| envs_filter.is_none_or(|f| f.contains(*e)))
+        .cloned()
+        .collect();
+    // A background apply may still hold an environment; then it is copied.
+    let mut previous: BTreeMap<EnvName, render::DesiredEnv> = previous
+        .into_iter()
+        .map(|(e, d)| (e, Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone())))
+        .collect();
+    for env in &envs {
+        let mut prev = previous.remove(env);
+        if prev.as_ref().is_none_or(|p| p.settings != repo.envs[env]) {
+            w.out.changed.insert(env.clone());
+        }
+        let mut apps = BTreeMap::new();
+        for app in repo.apps.keys() {
+            let old = prev.as_mut().and_then(|p| p.apps.remove(app));
+            match old {
+                Some(old) if old.inputs == repo.inputs(env, app) => {
+                    apps.insert(app.clone(), old);
+                }
+                old => {
+                    if let Some(old) = old {
+                        w.stale.insert((env.clone(), app.clone()), old);
+                    }
+                    w.out.changed.insert(env.clone());
+                    w.todo.entry(app.clone()).or_default().push(env.clone());
+                }
+            }
+        }
+        // Apps left over are gone from Git.
+        if prev.is_some_and(|p| !p.apps.is_empty()) {
+            w.out.changed.insert(env.clone());
+        }
+        w.out.envs.insert(
+            env.clone(),
+            render::DesiredEnv {
+                settings: repo.envs[env].clone(),
+                apps,
+            },
+        );
+    }
+    w
+}
