@@ -24,7 +24,7 @@ mod cli_demo;
 /// The README's commands still work.
 mod readme;
 
-/// `pacer sim` against Marathon's own examples, SEMANTICS.md's rules and a real client.
+/// `pacer sim` against Marathon's own examples, SEMANTICS.md's rules, content negotiation and real clients (a library and a deploy CLI).
 mod sim;
 
 /// `marathon::client` against the in-process simulator: status codes, retries, locks, timeouts, auth, events.
