@@ -12,10 +12,19 @@ mod bad_input;
 /// `diff` between real Git revisions: classes, formats, exit codes, secrets.
 mod diff;
 
+/// The command line without Marathon: exit codes, formats, a closed stdout, completions, man.
+mod cli;
+
+/// plan, apply, retry, status and history against the simulator: writes only when they should.
+mod cli_live;
+
+/// `pacer demo` from a copied binary, prod left to a human, commits reported.
+mod cli_demo;
+
 /// The README's commands still work.
 mod readme;
 
-/// `pacer sim` against Marathon's own examples, SEMANTICS.md's rules and a real client.
+/// `pacer sim` against Marathon's own examples, SEMANTICS.md's rules, content negotiation and real clients (a library and a deploy CLI).
 mod sim;
 
 /// `marathon::client` against the in-process simulator: status codes, retries, locks, timeouts, auth, events.

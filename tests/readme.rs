@@ -28,12 +28,13 @@ fn the_demo_deploys_every_app_of_the_example() {
     assert_eq!(run.code, 0, "{run:?}");
     for line in [
         "dev      api (inSync), web (inSync), worker (inSync)",
-        "prod     api (inSync), payments/ledger (inSync), web (inSync), worker (inSync)",
+        // prod says `autoApply: false`: the demo leaves it to a human.
+        "prod     api (missing), payments/ledger (missing), web (missing), worker (missing)",
         "staging  api (inSync), payments/ledger (inSync), web (inSync), worker (inSync)",
     ] {
         assert!(run.stdout.contains(line), "missing {line:?}:\n{run:?}");
     }
-    assert!(run.stdout.contains("/api/v1/status"), "{run:?}");
+    assert!(run.stdout.contains("pacer status --daemon"), "{run:?}");
     assert!(
         !run.stdout
             .contains("prod-placeholder-use-encrypted-secrets"),
@@ -44,4 +45,14 @@ fn the_demo_deploys_every_app_of_the_example() {
             .contains("prod-placeholder-use-encrypted-secrets"),
         "{run:?}"
     );
+    // The demo keeps its repo and says where; a test cleans up after itself.
+    let kept = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("The demo's config repo stays at "))
+        .and_then(|rest| rest.split(" (").next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("names its repo: {run:?}"));
+    assert!(kept.join("pacer.yaml").is_file(), "{}", kept.display());
+    let _ = std::fs::remove_dir_all(kept.parent().unwrap());
 }

@@ -12,6 +12,7 @@ fn app(marathon: Value, ignore: &[&str]) -> RenderedApp {
         ignore: ignore.iter().map(|s| s.to_string()).collect(),
         deploy_timeout_seconds: None,
         secrets: Vec::new(),
+        shown: None,
         inputs: Digest::of(b""),
     }
 }

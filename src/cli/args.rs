@@ -1,4 +1,9 @@
-use crate::diff::format::Format;
+//! The clap definitions of every subcommand but `serve` and `demo` (whose
+//! flags live beside their code). `--help`, the man pages and the shell
+//! completions are all generated from these.
+
+use super::demo::DemoArgs;
+use super::serve::ServeArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -7,7 +12,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "pacer", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 success (no changes), 1 error, 2 changes found (diff, plan).\n\
+    after_help = "Exit codes: 0 success (no changes), 1 error (including usage errors), 2 changes found (diff, plan only).\n\
+A closed stdout (`| head`) ends a command quietly with exit 0.\n\
 Repo format: docs/repo-format.md."
 )]
 pub struct Cli {
@@ -33,6 +39,27 @@ pub struct RepoArgs {
     pub repo: PathBuf,
 }
 
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For a person at a terminal.
+    Text,
+    /// For machines: camelCase keys, errors as {file, line, column, message}.
+    Json,
+    /// For a pull-request comment.
+    Markdown,
+}
+
+impl From<Format> for crate::diff::format::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Text => crate::diff::format::Format::Text,
+            Format::Json => crate::diff::format::Format::Json,
+            Format::Markdown => crate::diff::format::Format::Markdown,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the config repo and report every problem at file:line:column.
@@ -42,10 +69,11 @@ pub enum Command {
     /// ids and unknown keys. Reports all problems in one run and exits 1 if
     /// there is any.
     Validate(ValidateArgs),
-    /// Print an environment's desired state as JSON: app definitions and files.
+    /// Print an environment's desired state: app definitions and files.
     ///
     /// Each app definition is the exact body pacer would PUT to
-    /// /v2/apps/{id}. Secret values are replaced with <secret:name> unless
+    /// /v2/apps/{id}. With --app and --file, prints that one rendered file
+    /// as it is. Secret values are replaced with <secret:name> unless
     /// --show-secrets is given.
     Render(RenderArgs),
     /// Show what merging a change would do, without Marathon (the CI dry-run).
@@ -57,230 +85,111 @@ pub enum Command {
     /// need a restart) or redeploy (the app definition). Exit codes: 0 no
     /// changes, 2 changes, 1 error.
     Diff(DiffArgs),
-    /// Compare an environment's desired state with what Marathon runs (read-only).
+    /// Compare environments' desired state with what Marathon runs (read-only).
     ///
+    /// Plans every environment of pacer.yaml, or those given with --env.
     /// Each app comes out in sync, create, update (hot / scale / restart /
     /// redeploy, with its diff), delete (only when the environment prunes;
     /// otherwise unmanaged), drifted (changed outside Git), deploying, or
-    /// failed (its last deployment was rolled back). Exit codes: 0 in sync,
-    /// 2 changes, 1 error.
+    /// failed (its last deployment was rolled back). Exit codes: 0 all in
+    /// sync, 2 changes in any environment, 1 error.
     Plan(PlanArgs),
-    /// Execute the plan: deploy, follow each deployment, roll back failures.
+    /// Execute an environment's plan: deploy, follow each deployment, roll back failures.
     ///
-    /// Asks before acting unless given --yes (never asks without a
-    /// terminal). Refuses a commit that is not a descendant of the one
-    /// running (a force-push) unless --allow-rewind.
+    /// Shows the plan and asks before acting. Without a terminal to ask on
+    /// it refuses unless given --yes. Refuses a commit that is not a
+    /// descendant of the one running (a force-push) unless --allow-rewind.
     Apply(ApplyArgs),
-    /// Try again an app whose deployment failed at its current definition.
-    Retry(ApplyArgs),
+    /// Deploy again one app whose last deployment failed at its current definition.
+    ///
+    /// pacer does not retry a definition that failed and was rolled back.
+    /// This clears that mark for one app and deploys it; nothing else is
+    /// touched. An app with no failure is left alone (exit 1). Asks like
+    /// `apply`, and needs --yes without a terminal.
+    Retry(RetryArgs),
     /// Show every change that reached an app, newest first.
     ///
     /// Rebuilt from Marathon's app versions and the Git log: commit, author,
     /// message, when it was applied, and the outcome (succeeded, rolled back,
     /// scaled, hot).
     History(HistoryArgs),
+    /// Show what runs where: each environment's apps, their sync status and commit.
+    ///
+    /// Asks the daemon (--daemon, PACER_DAEMON_URL: its /api/v1/status)
+    /// or, without one, reads Marathon straight (--marathon or each
+    /// environment's `marathon:`) and compares it with the config repo.
+    Status(StatusArgs),
     /// Run the reconciler daemon: watch the repo, keep Marathon equal to Git.
     ///
     /// Clones the repo, then fetches on an interval and on a push webhook
     /// (POST /hooks/git), and reconciles each environment by its policy:
     /// auto-apply or plan only, prune or not, self-heal drift or only report
     /// it. Serves /healthz, /readyz, /metrics and /api/v1/status.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run an in-memory Marathon 1.10 simulator.
     Sim(crate::sim::SimArgs),
     /// Run the bundled example repo end to end on embedded defaults.
     ///
-    /// Starts the built-in simulator and the daemon on a Git copy of
-    /// examples/, applies everything, prints where to look, and keeps
-    /// running for you to commit to the copy.
+    /// Writes the example repo (built into the binary) to a new Git repo,
+    /// starts the built-in simulator and the daemon on it, and lets the
+    /// daemon apply each environment as pacer.yaml says: dev and staging
+    /// automatically, prod (autoApply: false) only as a plan with the
+    /// command that applies it. Then keeps running for you to commit to the
+    /// repo, and reports each commit it picks up.
     Demo(DemoArgs),
+    /// Print a shell completion script (source it from your shell's rc file).
+    Completions(CompletionsArgs),
+    /// Write man pages for pacer and each subcommand.
+    ///
+    /// Without --dir, prints pacer(1) to stdout.
+    Man(ManArgs),
+}
+
+impl Command {
+    /// The output format the command was asked for, if it prints a result.
+    pub fn format(&self) -> Option<Format> {
+        Some(match self {
+            Command::Validate(a) if a.json => Format::Json,
+            Command::Validate(a) => a.format,
+            Command::Render(a) => a.format,
+            Command::Diff(a) => a.format.format,
+            Command::Plan(a) => a.format.format,
+            Command::Apply(a) => a.write.format.format,
+            Command::Retry(a) => a.write.format.format,
+            Command::History(a) => a.format,
+            Command::Status(a) => a.format.format,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// The example repo to use. Default: `examples/` of the pacer sources.
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write pacer.1 and pacer-SUBCOMMAND.1 into this directory.
     #[arg(long, value_name = "DIR")]
-    pub repo: Option<PathBuf>,
-    /// Where the daemon listens.
-    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
-    /// Exit once everything is in sync instead of running on (for scripts).
-    #[arg(long)]
-    pub exit_when_synced: bool,
+    pub dir: Option<PathBuf>,
 }
 
+/// `--format`, with `PACER_FORMAT` as its default for every command.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// The config repo's Git URL: file://, git://, https:// (with
-    /// --git-token) or ssh:// / user@host:path (with --git-ssh-key).
+pub struct FormatArgs {
+    /// Output format.
     #[arg(
         long,
-        env = "PACER_REPO_URL",
-        value_name = "URL",
-        help_heading = "Source"
-    )]
-    pub repo_url: String,
-    /// The branch to follow.
-    #[arg(
-        long,
-        env = "PACER_BRANCH",
-        default_value = "main",
-        value_name = "BRANCH",
-        help_heading = "Source"
-    )]
-    pub branch: String,
-    /// The config repo's directory inside the Git repository.
-    #[arg(
-        long,
-        env = "PACER_REPO_PATH",
-        default_value = "",
-        value_name = "DIR",
-        help_heading = "Source"
-    )]
-    pub repo_path: String,
-    /// Token for https URLs.
-    #[arg(
-        long,
-        env = "PACER_GIT_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true,
-        help_heading = "Source"
-    )]
-    pub git_token: Option<String>,
-    /// Private key for ssh URLs.
-    #[arg(
-        long,
-        env = "PACER_GIT_SSH_KEY",
-        value_name = "FILE",
-        help_heading = "Source"
-    )]
-    pub git_ssh_key: Option<PathBuf>,
-    /// The ssh host keys to trust, in OpenSSH known_hosts format (e.g. from
-    /// `ssh-keyscan`). Default: ~/.ssh/known_hosts.
-    #[arg(
-        long,
-        env = "PACER_GIT_KNOWN_HOSTS",
-        value_name = "FILE",
-        help_heading = "Source"
-    )]
-    pub git_known_hosts: Option<PathBuf>,
-    /// PEM certificates of a private CA to trust for https URLs, in
-    /// addition to the system's.
-    #[arg(
-        long,
-        env = "PACER_GIT_CA_FILE",
-        value_name = "FILE",
-        help_heading = "Source"
-    )]
-    pub git_ca_file: Option<PathBuf>,
-    /// Seconds a Git server may take to connect, or stay silent during a
-    /// fetch or push, before the attempt fails (and the last good commit
-    /// stays).
-    #[arg(
-        long,
-        env = "PACER_GIT_TIMEOUT",
-        default_value_t = 60,
-        value_name = "SECONDS",
-        help_heading = "Source"
-    )]
-    pub git_timeout: u32,
-    /// Seconds between fetches (webhooks trigger one at once).
-    #[arg(
-        long,
-        env = "PACER_POLL",
-        default_value_t = 30,
-        value_name = "SECONDS",
-        help_heading = "Source"
-    )]
-    pub poll: u64,
-    /// Where the local mirror of the repo is kept.
-    #[arg(
-        long,
-        env = "PACER_WORKDIR",
-        value_name = "DIR",
-        help_heading = "Source"
-    )]
-    pub workdir: Option<PathBuf>,
-    /// Deploy a commit that does not descend from the last one applied.
-    #[arg(long)]
-    pub allow_rewind: bool,
-    /// Where deployment records (deployment id, outcome, rollback) go:
-    /// notes on the deployed commits, `refs/notes/pacer`. `push` needs
-    /// write access to that ref; `local` keeps them in the mirror.
-    #[arg(
-        long,
-        env = "PACER_RECORDS",
+        env = "PACER_FORMAT",
         value_enum,
-        default_value_t = crate::record::notes::Publish::Push,
-        value_name = "WHERE",
-        help_heading = "Source"
+        default_value = "text",
+        value_name = "FORMAT",
+        help_heading = "Output"
     )]
-    pub records: crate::record::notes::Publish,
-    #[command(flatten)]
-    pub marathon: MarathonArgs,
-    /// Only these environments (repeatable). Default: all.
-    #[arg(
-        long = "env",
-        env = "PACER_ENV",
-        value_name = "ENV",
-        value_delimiter = ','
-    )]
-    pub envs: Vec<String>,
-    /// Address for the HTTP endpoints.
-    #[arg(
-        long,
-        env = "PACER_LISTEN",
-        default_value = "127.0.0.1:8081",
-        value_name = "ADDR"
-    )]
-    pub listen: std::net::SocketAddr,
-    /// Secret for push webhooks (GitHub/Gitea HMAC, GitLab token).
-    #[arg(
-        long,
-        env = "PACER_WEBHOOK_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
-    pub webhook_secret: Option<String>,
-    /// Deployments in flight at once.
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    pub concurrency: usize,
-    /// Seconds before a running deployment is rolled back.
-    #[arg(
-        long,
-        env = "PACER_DEPLOY_TIMEOUT",
-        default_value_t = 600,
-        value_name = "SECONDS"
-    )]
-    pub deploy_timeout: u64,
-    /// Seconds a render of a new commit may take; past it, the apps not
-    /// rendered stay at their last good version and show as invalid.
-    #[arg(
-        long,
-        env = "PACER_RENDER_TIMEOUT",
-        default_value_t = 60,
-        value_name = "SECONDS",
-        value_parser = clap::value_parser!(u64).range(1..=3600)
-    )]
-    pub render_timeout: u64,
-    /// HTTP connections open at once; more wait to be accepted.
-    #[arg(
-        long,
-        env = "PACER_MAX_CONNECTIONS",
-        default_value_t = 256,
-        value_name = "N",
-        value_parser = clap::value_parser!(u64).range(1..=65_536)
-    )]
-    pub max_connections: u64,
-    /// Seconds an HTTP client may take to send a request's headers.
-    #[arg(
-        long,
-        env = "PACER_HEADER_TIMEOUT",
-        default_value_t = 10,
-        value_name = "SECONDS",
-        value_parser = clap::value_parser!(u64).range(1..=600)
-    )]
-    pub header_timeout: u64,
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -298,8 +207,18 @@ pub struct ValidateArgs {
     /// Check a Git revision instead of the working tree.
     #[arg(long, value_name = "REV", help_heading = "Source")]
     pub rev: Option<String>,
-    /// Print problems as JSON (an array of {file, line, column, message, hint}).
-    #[arg(long)]
+    /// Output format. JSON is an array of {file, line, column, message, hint}.
+    #[arg(
+        long,
+        env = "PACER_FORMAT",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT",
+        help_heading = "Output"
+    )]
+    pub format: Format,
+    /// The same as `--format json` (kept for old scripts).
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
@@ -313,12 +232,27 @@ pub struct RenderArgs {
     /// Render only this app (its path under apps/, e.g. `payments/ledger`).
     #[arg(long, value_name = "APP")]
     pub app: Option<String>,
+    /// Print only this rendered file of --app, as plain text (its name
+    /// under the app's files/, or its path in the task).
+    #[arg(long, value_name = "NAME", requires = "app")]
+    pub file: Option<String>,
     /// Render a Git revision instead of the working tree.
     #[arg(long, value_name = "REV", help_heading = "Source")]
     pub rev: Option<String>,
     /// Print secret values instead of <secret:name>.
     #[arg(long)]
     pub show_secrets: bool,
+    /// Output format: json (the default: exact PUT bodies and files), text
+    /// or markdown (each app's definition and files, for reading).
+    #[arg(
+        long,
+        env = "PACER_FORMAT",
+        value_enum,
+        default_value = "json",
+        value_name = "FORMAT",
+        help_heading = "Output"
+    )]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -349,15 +283,8 @@ pub struct DiffArgs {
         value_delimiter = ','
     )]
     pub envs: Vec<String>,
-    /// Output format.
-    #[arg(
-        long,
-        env = "PACER_FORMAT",
-        value_enum,
-        default_value = "text",
-        help_heading = "Output"
-    )]
-    pub format: Format,
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// Colour the text diff: auto (when stdout is a terminal), always, never.
     #[arg(
         long,
@@ -375,13 +302,36 @@ pub enum Color {
     Never,
 }
 
+/// An http(s) URL; one without a scheme (`127.0.0.1:8080`) is taken as http.
+pub fn http_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty URL".into());
+    }
+    let url = if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    };
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(url),
+        Ok(u) => Err(format!(
+            "`{}` is not an http(s) URL with a host (e.g. http://host:8080)",
+            crate::redact::url(u.as_str())
+        )),
+        Err(e) => Err(format!("{e} (e.g. http://host:8080)")),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct MarathonArgs {
-    /// Marathon's URL. Default: the environment's `marathon` in pacer.yaml.
+    /// Marathon's URL (`http://` is assumed without a scheme). Default: the
+    /// environment's `marathon` in pacer.yaml.
     #[arg(
         long,
         env = "PACER_MARATHON_URL",
         value_name = "URL",
+        value_parser = http_url,
         help_heading = "Marathon"
     )]
     pub marathon: Option<String>,
@@ -434,44 +384,41 @@ pub struct MarathonArgs {
     pub marathon_events: bool,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PlanFormat {
-    Text,
-    Markdown,
-    Json,
-}
-
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     #[command(flatten)]
     pub marathon: MarathonArgs,
-    /// The environment to plan.
-    #[arg(long, env = "PACER_ENV", value_name = "ENV")]
-    pub env: String,
+    /// Plan only this environment (repeatable). Default: all.
+    #[arg(
+        long = "env",
+        env = "PACER_ENV",
+        value_name = "ENV",
+        value_delimiter = ','
+    )]
+    pub envs: Vec<String>,
     /// Only this app (its path under apps/).
     #[arg(long, value_name = "APP")]
     pub app: Option<String>,
     /// Plan a Git revision instead of the working tree.
     #[arg(long, value_name = "REV", help_heading = "Source")]
     pub rev: Option<String>,
-    /// Output format.
-    #[arg(
-        long,
-        env = "PACER_FORMAT",
-        value_enum,
-        default_value = "text",
-        help_heading = "Output"
-    )]
-    pub format: PlanFormat,
+    #[command(flatten)]
+    pub format: FormatArgs,
 }
 
+/// What `apply` and `retry` share: where, and how carefully.
 #[derive(Debug, Args)]
-pub struct ApplyArgs {
+pub struct WriteArgs {
     #[command(flatten)]
-    pub plan: PlanArgs,
-    /// Apply without asking.
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub marathon: MarathonArgs,
+    /// Deploy a Git revision instead of the working tree.
+    #[arg(long, value_name = "REV", help_heading = "Source")]
+    pub rev: Option<String>,
+    /// Act without asking (needed without a terminal, as in CI).
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Deploy a commit that is not a descendant of the running one.
@@ -484,9 +431,6 @@ pub struct ApplyArgs {
     /// `maxDeleteShare` of its apps (such deletes are otherwise held).
     #[arg(long)]
     pub allow_mass_delete: bool,
-    /// Deployments in flight at once.
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    pub concurrency: usize,
     /// Seconds before a running deployment is rolled back.
     #[arg(
         long,
@@ -495,6 +439,35 @@ pub struct ApplyArgs {
         value_name = "SECONDS"
     )]
     pub deploy_timeout: u64,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The environment to apply.
+    #[arg(long, env = "PACER_ENV", value_name = "ENV")]
+    pub env: String,
+    /// Only this app (its path under apps/).
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub write: WriteArgs,
+    /// Deployments in flight at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The environment of the failed app.
+    #[arg(long, env = "PACER_ENV", value_name = "ENV")]
+    pub env: String,
+    /// The app to deploy again (its path under apps/).
+    #[arg(long, value_name = "APP")]
+    pub app: String,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -503,6 +476,7 @@ pub struct HistoryArgs {
     pub repo: RepoArgs,
     #[command(flatten)]
     pub marathon: MarathonArgs,
+    /// The environment the app runs in.
     #[arg(long, env = "PACER_ENV", value_name = "ENV")]
     pub env: String,
     /// The app's path under apps/.
@@ -511,13 +485,45 @@ pub struct HistoryArgs {
     /// At most this many Marathon versions.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub limit: usize,
-    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
-    pub format: HistoryFormat,
+    /// Output format. JSON is an array of entries, newest first (see
+    /// docs/history.md).
+    #[arg(
+        long,
+        env = "PACER_FORMAT",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT",
+        help_heading = "Output"
+    )]
+    pub format: Format,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HistoryFormat {
-    Text,
-    /// An array of entries, newest first (see docs/history.md).
-    Json,
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The daemon to ask (its base URL, e.g. http://pacer:8081; `http://`
+    /// is assumed). Without it, Marathon is read straight.
+    #[arg(
+        long,
+        env = "PACER_DAEMON_URL",
+        value_name = "URL",
+        value_parser = http_url
+    )]
+    pub daemon: Option<String>,
+    #[command(flatten)]
+    pub marathon: MarathonArgs,
+    /// Only this environment (repeatable). Default: all.
+    #[arg(
+        long = "env",
+        env = "PACER_ENV",
+        value_name = "ENV",
+        value_delimiter = ','
+    )]
+    pub envs: Vec<String>,
+    /// Only this app (its path under apps/).
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
 }

@@ -1,7 +1,9 @@
 //! validate, render and diff: read the repo, run a pipeline stage, print.
+//! No Marathon involved.
 
-use super::args::{Color, DiffArgs, RenderArgs, RepoArgs, ValidateArgs};
+use super::args::{Color, DiffArgs, Format, RenderArgs, RepoArgs, ValidateArgs};
 use super::exit;
+use super::output::Problems;
 use crate::diff::{self, format};
 use crate::render::{self, Diagnostic, Scope};
 use crate::source::{RepoLocation, Snapshot};
@@ -42,6 +44,7 @@ fn env_set(envs: &[String]) -> Option<BTreeSet<String>> {
 }
 
 pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
+    let format = if a.json { Format::Json } else { a.format };
     let loc = locate(&a.repo)?;
     let snap = snapshot(&loc, a.rev.as_deref())?;
     let scope = Scope {
@@ -49,36 +52,85 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
         apps: None,
     };
     let result = render::render(snap.clone(), &scope);
-    if a.json {
-        let diags = result.as_ref().err().cloned().unwrap_or_default();
-        println!("{}", serde_json::to_string_pretty(&diags)?);
-        return Ok(if diags.is_empty() {
-            exit::OK
-        } else {
-            exit::ERROR
-        });
-    }
-    match result {
-        Ok(desired) => {
-            let apps: usize = desired.envs.values().map(|e| e.apps.len()).sum();
-            let files: usize = desired
-                .envs
-                .values()
-                .flat_map(|e| e.apps.values())
-                .map(|a| a.files.len())
-                .sum();
-            println!(
-                "ok: {} environment{}, {apps} apps, {files} config files at {}",
-                desired.envs.len(),
-                if desired.envs.len() == 1 { "" } else { "s" },
+    let code = if result.is_ok() {
+        exit::OK
+    } else {
+        exit::ERROR
+    };
+    match (format, result) {
+        (Format::Json, result) => {
+            let diags = result.err().unwrap_or_default();
+            outln!("{}", serde_json::to_string_pretty(&diags)?)?;
+        }
+        (Format::Markdown, Ok(desired)) => {
+            outln!("### pacer validate\n\n**ok**: {}", counts(&desired, &snap))?;
+        }
+        (Format::Markdown, Err(diags)) => {
+            let mut out = format!(
+                "### pacer validate\n\n**{} problem{} found** at {}\n\n| where | problem | hint |\n|---|---|---|\n",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" },
                 snap.revision
             );
-            Ok(exit::OK)
+            let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+            for d in &diags {
+                let mut at = d.file.clone();
+                for n in [d.line, d.column].into_iter().flatten() {
+                    at.push_str(&format!(":{n}"));
+                }
+                out.push_str(&format!(
+                    "| `{at}` | {} | {} |\n",
+                    cell(&d.message),
+                    cell(d.hint.as_deref().unwrap_or(""))
+                ));
+            }
+            out!("{out}")?;
         }
-        Err(diags) => {
-            print_diagnostics(&diags);
-            Ok(exit::ERROR)
-        }
+        (Format::Text, Ok(desired)) => outln!("ok: {}", counts(&desired, &snap))?,
+        (Format::Text, Err(diags)) => print_diagnostics(&diags),
+    }
+    Ok(code)
+}
+
+fn counts(desired: &render::Desired, snap: &Snapshot) -> String {
+    let apps: usize = desired.envs.values().map(|e| e.apps.len()).sum();
+    let files: usize = desired
+        .envs
+        .values()
+        .flat_map(|e| e.apps.values())
+        .map(|a| a.files.len())
+        .sum();
+    format!(
+        "{} environment{}, {apps} apps, {files} config files at {}",
+        desired.envs.len(),
+        if desired.envs.len() == 1 { "" } else { "s" },
+        snap.revision
+    )
+}
+
+/// What people see of an app's definition: the placeholder rendering, in
+/// which secrets never appear whatever the templates did with them, unless
+/// asked for the real values.
+fn shown_def(app: &render::RenderedApp, show: bool) -> &Value {
+    if show {
+        &app.marathon
+    } else {
+        app.shown_marathon()
+    }
+}
+
+/// A rendered file as people see it (placeholders for secrets unless asked
+/// for), as text; a file that is not UTF-8 is returned as bytes.
+fn reveal(app: &render::RenderedApp, name: &str, show: bool) -> Result<String, Vec<u8>> {
+    let bytes = if show {
+        app.files.get(name).map(|f| f.content.as_slice())
+    } else {
+        app.shown_file(name)
+    }
+    .unwrap_or_default();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_string()),
+        Err(_) => Err(bytes.to_vec()),
     }
 }
 
@@ -89,33 +141,49 @@ pub fn render(a: RenderArgs) -> anyhow::Result<u8> {
         envs: Some([a.env.clone()].into()),
         apps: a.app.clone().map(|x| [x].into()),
     };
-    let desired = match render::render(snap.clone(), &scope) {
-        Ok(d) => d,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            return Ok(exit::ERROR);
-        }
-    };
+    let desired = render::render(snap.clone(), &scope)
+        .map_err(|diags| Problems::new(diags, "nothing was rendered"))?;
     let env = &desired.envs[&a.env];
+    if let (Some(name), Some(app)) = (&a.file, &a.app) {
+        let app = env
+            .apps
+            .get(app)
+            .with_context(|| format!("`{app}` is not deployed to {}", a.env))?;
+        let (file_name, _) = app
+            .files
+            .get_key_value(name)
+            .or_else(|| app.files.iter().find(|(_, f)| f.path == *name))
+            .with_context(|| {
+                let names: Vec<&str> = app.files.keys().map(String::as_str).collect();
+                format!(
+                    "`{}` has no file `{name}` in {}; its files: {}",
+                    app.app,
+                    a.env,
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            })?;
+        match reveal(app, file_name, a.show_secrets) {
+            Ok(text) => out!("{text}")?,
+            Err(bytes) => super::output::out_bytes(&bytes)?,
+        }
+        return Ok(exit::OK);
+    }
+    if a.format != Format::Json {
+        out!("{}", readable(env, a.format, a.show_secrets)?)?;
+        return Ok(exit::OK);
+    }
     let mut apps = serde_json::Map::new();
     for (path, app) in &env.apps {
-        // People see the placeholder rendering: secrets never reach it,
-        // whatever the templates did with them.
-        let marathon: Value = if a.show_secrets {
-            app.marathon.clone()
-        } else {
-            app.shown_marathon().clone()
-        };
+        let marathon = shown_def(app, a.show_secrets);
         let mut files = serde_json::Map::new();
         for (name, f) in &app.files {
-            let bytes = if a.show_secrets {
-                f.content.as_slice()
-            } else {
-                app.shown_file(name).unwrap_or_default()
-            };
-            let content = match std::str::from_utf8(bytes) {
+            let content = match reveal(app, name, a.show_secrets) {
                 Ok(s) => json!({"content": s}),
-                Err(_) => {
+                Err(bytes) => {
                     use base64::Engine;
                     json!({"contentBase64": base64::engine::general_purpose::STANDARD.encode(bytes)})
                 }
@@ -136,8 +204,54 @@ pub fn render(a: RenderArgs) -> anyhow::Result<u8> {
         "environment": env.settings,
         "apps": apps,
     });
-    println!("{}", diff::canonical_json(&out).trim_end());
+    outln!("{}", diff::canonical_json(&out).trim_end())?;
     Ok(exit::OK)
+}
+
+fn reload(r: render::Reload) -> &'static str {
+    match r {
+        render::Reload::Hot => "hot",
+        render::Reload::Restart => "restart",
+    }
+}
+
+/// Each app's definition and files, for reading (text or markdown).
+fn readable(env: &render::DesiredEnv, format: Format, show: bool) -> anyhow::Result<String> {
+    let md = format == Format::Markdown;
+    let mut out = String::new();
+    for app in env.apps.values() {
+        let def = serde_json::to_string_pretty(shown_def(app, show))?;
+        if md {
+            out.push_str(&format!(
+                "### `{}` ({})\n\n```json\n{def}\n```\n",
+                app.id, app.app
+            ));
+        } else {
+            out.push_str(&format!("== {} ({})\n{def}\n", app.id, app.app));
+        }
+        for (name, f) in &app.files {
+            let text = match reveal(app, name, show) {
+                Ok(t) => t,
+                Err(bytes) => format!("({} bytes, not text)\n", bytes.len()),
+            };
+            let nl = if text.ends_with('\n') { "" } else { "\n" };
+            if md {
+                out.push_str(&format!(
+                    "\n#### `{name}` → `{}` ({})\n\n```\n{text}{nl}```\n",
+                    f.path,
+                    reload(f.reload)
+                ));
+            } else {
+                out.push_str(&format!(
+                    "-- {name} → {} ({})\n{text}{nl}",
+                    f.path,
+                    reload(f.reload)
+                ));
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 pub fn diff(a: DiffArgs) -> anyhow::Result<u8> {
@@ -147,9 +261,8 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<u8> {
     let report = match diff::between(base, head, env_set(&a.envs)) {
         Ok(r) => r,
         Err(diff::Error::Render { side, diagnostics }) => {
-            eprintln!("error: the {side} revision does not render");
-            print_diagnostics(&diagnostics);
-            return Ok(exit::ERROR);
+            let what = format!("the {side} revision does not render");
+            return Err(Problems::new(diagnostics, &what).into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -158,7 +271,7 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<u8> {
         Color::Never => false,
         Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    print!("{}", format::render(&report, a.format, color));
+    out!("{}", format::render(&report, a.format.format.into(), color))?;
     Ok(if report.has_changes() {
         exit::CHANGES
     } else {

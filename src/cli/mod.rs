@@ -1,11 +1,19 @@
 //! The command line: clap types in [`args`], one function per subcommand.
-//! Only this module turns errors into exit codes.
+//! Only this module turns errors into exit codes, and every result is
+//! printed through [`output`], so a closed stdout ends any command cleanly.
 
+#[macro_use]
+pub(crate) mod output;
+
+mod apply;
 mod args;
 mod commands;
 mod demo;
-mod live;
+mod docs;
+mod history;
+mod plan;
 mod serve;
+mod status;
 
 pub use args::Cli;
 use args::Command;
@@ -16,22 +24,39 @@ use std::process::ExitCode;
 pub mod exit {
     /// Success; for `diff` and `plan`, also "no changes".
     pub const OK: u8 = 0;
-    /// An error: bad input, an unreachable service, a failed action.
+    /// An error: bad input (usage errors too), an unreachable service, a failed action.
     pub const ERROR: u8 = 1;
     /// `diff` and `plan` only: there are changes (terraform's `-detailed-exitcode`).
     pub const CHANGES: u8 = 2;
 }
 
+/// The exit code for what clap stopped on: `--help` and `--version` are
+/// answers (0); everything else is a usage error (1), never clap's own 2,
+/// which pacer keeps for "changes found".
+fn parse_exit(err: &clap::Error) -> u8 {
+    if err.use_stderr() {
+        exit::ERROR
+    } else {
+        exit::OK
+    }
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // A closed stdout while printing help is as fine as anywhere.
+            let _ = err.print();
+            return ExitCode::from(parse_exit(&err));
+        }
+    };
     init_tracing(cli.log.as_deref());
+    let json = cli.command.format() == Some(args::Format::Json);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(err) if output::is_stdout_closed(&err) => ExitCode::from(exit::OK),
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            output::report_error(&err, json);
             ExitCode::from(exit::ERROR)
         }
     }
@@ -56,15 +81,68 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Render(a) => commands::render(a),
         Command::Diff(a) => commands::diff(a),
         Command::Demo(a) => demo::run(a),
-        Command::Plan(a) => live::plan_cmd(a),
-        Command::Apply(a) => live::apply_cmd(a, false),
-        Command::Retry(a) => live::apply_cmd(a, true),
-        Command::History(a) => live::history_cmd(a),
-        Command::Serve(a) => serve::run(a),
+        Command::Plan(a) => plan::plan_cmd(a),
+        Command::Apply(a) => apply::apply_cmd(a),
+        Command::Retry(a) => apply::retry_cmd(a),
+        Command::History(a) => history::history_cmd(a),
+        Command::Status(a) => status::status_cmd(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
+        Command::Serve(a) => serve::run(*a),
         Command::Sim(args) => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(crate::sim::run(args))?;
+            rt.block_on(crate::sim::run(args)).map_err(|e| {
+                // Its first line is its address: a reader gone by then is a
+                // closed stdout like any other.
+                let closed = e
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+                if closed {
+                    output::StdoutClosed.into()
+                } else {
+                    e
+                }
+            })?;
             Ok(exit::OK)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_exit_1_and_help_exits_0() {
+        let code = |args: &[&str]| {
+            let err = Cli::try_parse_from(args).expect_err("clap stops");
+            parse_exit(&err)
+        };
+        assert_eq!(code(&["pacer", "diff", "--bse", "HEAD"]), exit::ERROR);
+        assert_eq!(code(&["pacer", "plan", "--format", "jsn"]), exit::ERROR);
+        assert_eq!(code(&["pacer"]), exit::ERROR);
+        assert_eq!(code(&["pacer", "--help"]), exit::OK);
+        assert_eq!(code(&["pacer", "plan", "--help"]), exit::OK);
+        assert_eq!(code(&["pacer", "--version"]), exit::OK);
+    }
+
+    #[test]
+    fn a_marathon_url_without_a_scheme_is_http() {
+        assert_eq!(
+            args::http_url("127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            args::http_url("https://m.example:8443").unwrap(),
+            "https://m.example:8443"
+        );
+        assert!(args::http_url("ftp://m.example").is_err());
+        assert!(args::http_url("").is_err());
     }
 }

@@ -1,12 +1,188 @@
 //! `pacer serve`: flags to a daemon config.
 
-use super::args::ServeArgs;
+use super::args::MarathonArgs;
 use super::exit;
 use crate::apply;
 use crate::model::{Digest, Secret};
 use crate::reconcile::daemon::{self, Config};
 use crate::source::remote::{GitAuth, RemoteSpec};
+use clap::Args;
+use std::path::PathBuf;
 use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config repo's Git URL: file://, git://, https:// (with
+    /// --git-token) or ssh:// / user@host:path (with --git-ssh-key).
+    #[arg(
+        long,
+        env = "PACER_REPO_URL",
+        value_name = "URL",
+        help_heading = "Source"
+    )]
+    pub repo_url: String,
+    /// The branch to follow.
+    #[arg(
+        long,
+        env = "PACER_BRANCH",
+        default_value = "main",
+        value_name = "BRANCH",
+        help_heading = "Source"
+    )]
+    pub branch: String,
+    /// The config repo's directory inside the Git repository.
+    #[arg(
+        long,
+        env = "PACER_REPO_PATH",
+        default_value = "",
+        value_name = "DIR",
+        help_heading = "Source"
+    )]
+    pub repo_path: String,
+    /// Token for https URLs.
+    #[arg(
+        long,
+        env = "PACER_GIT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Source"
+    )]
+    pub git_token: Option<String>,
+    /// Private key for ssh URLs.
+    #[arg(
+        long,
+        env = "PACER_GIT_SSH_KEY",
+        value_name = "FILE",
+        help_heading = "Source"
+    )]
+    pub git_ssh_key: Option<PathBuf>,
+    /// The ssh host keys to trust, in OpenSSH known_hosts format (e.g. from
+    /// `ssh-keyscan`). Default: ~/.ssh/known_hosts.
+    #[arg(
+        long,
+        env = "PACER_GIT_KNOWN_HOSTS",
+        value_name = "FILE",
+        help_heading = "Source"
+    )]
+    pub git_known_hosts: Option<PathBuf>,
+    /// PEM certificates of a private CA to trust for https URLs, in
+    /// addition to the system's.
+    #[arg(
+        long,
+        env = "PACER_GIT_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Source"
+    )]
+    pub git_ca_file: Option<PathBuf>,
+    /// Seconds a Git server may take to connect, or stay silent during a
+    /// fetch or push, before the attempt fails (and the last good commit
+    /// stays).
+    #[arg(
+        long,
+        env = "PACER_GIT_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        help_heading = "Source"
+    )]
+    pub git_timeout: u32,
+    /// Seconds between fetches (webhooks trigger one at once).
+    #[arg(
+        long,
+        env = "PACER_POLL",
+        default_value_t = 30,
+        value_name = "SECONDS",
+        help_heading = "Source"
+    )]
+    pub poll: u64,
+    /// Where the local mirror of the repo is kept.
+    #[arg(
+        long,
+        env = "PACER_WORKDIR",
+        value_name = "DIR",
+        help_heading = "Source"
+    )]
+    pub workdir: Option<PathBuf>,
+    /// Deploy a commit that does not descend from the last one applied.
+    #[arg(long)]
+    pub allow_rewind: bool,
+    /// Where deployment records (deployment id, outcome, rollback) go:
+    /// notes on the deployed commits, `refs/notes/pacer`. `push` needs
+    /// write access to that ref; `local` keeps them in the mirror.
+    #[arg(
+        long,
+        env = "PACER_RECORDS",
+        value_enum,
+        default_value_t = crate::record::notes::Publish::Push,
+        value_name = "WHERE",
+        help_heading = "Source"
+    )]
+    pub records: crate::record::notes::Publish,
+    #[command(flatten)]
+    pub marathon: MarathonArgs,
+    /// Only these environments (repeatable). Default: all.
+    #[arg(
+        long = "env",
+        env = "PACER_ENV",
+        value_name = "ENV",
+        value_delimiter = ','
+    )]
+    pub envs: Vec<String>,
+    /// Address for the HTTP endpoints.
+    #[arg(
+        long,
+        env = "PACER_LISTEN",
+        default_value = "127.0.0.1:8081",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// Secret for push webhooks (GitHub/Gitea HMAC, GitLab token).
+    #[arg(
+        long,
+        env = "PACER_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// Deployments in flight at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+    /// Seconds before a running deployment is rolled back.
+    #[arg(
+        long,
+        env = "PACER_DEPLOY_TIMEOUT",
+        default_value_t = 600,
+        value_name = "SECONDS"
+    )]
+    pub deploy_timeout: u64,
+    /// Seconds a render of a new commit may take; past it, the apps not
+    /// rendered stay at their last good version and show as invalid.
+    #[arg(
+        long,
+        env = "PACER_RENDER_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub render_timeout: u64,
+    /// HTTP connections open at once; more wait to be accepted.
+    #[arg(
+        long,
+        env = "PACER_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=65_536)
+    )]
+    pub max_connections: u64,
+    /// Seconds an HTTP client may take to send a request's headers.
+    #[arg(
+        long,
+        env = "PACER_HEADER_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    pub header_timeout: u64,
+}
 
 pub fn config(a: ServeArgs) -> Config {
     let auth = match (&a.git_token, &a.git_ssh_key) {

@@ -460,7 +460,7 @@ fn settings_changes(b: &render::EnvSettings, h: &render::EnvSettings) -> Vec<Str
     field("group", b.group.clone(), h.group.clone());
     // A Marathon URL may carry credentials: never print them.
     let url = |u: &Option<String>| match u {
-        Some(u) => crate::source::remote::redact_url(u),
+        Some(u) => crate::redact::url(u),
         None => "(none)".to_string(),
     };
     let credentials_changed = b.marathon != h.marathon && url(&b.marathon) == url(&h.marathon);

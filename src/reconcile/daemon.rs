@@ -173,7 +173,11 @@ pub async fn run(
     };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving /healthz, /readyz, /metrics, /api/v1/status and /hooks/git");
-    println!("pacer serve: listening on http://{addr}");
+    // Not `println!`: a closed stdout must not panic the daemon.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stdout(),
+        format_args!("pacer serve: listening on http://{addr}\n"),
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(server::serve(listener, state, cfg.http, {

@@ -121,7 +121,7 @@ fn serialize_redacted_url<S: serde::Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match url {
-        Some(u) => s.serialize_some(&source::remote::redact_url(u)),
+        Some(u) => s.serialize_some(&crate::redact::url(u)),
         None => s.serialize_none(),
     }
 }

@@ -1,8 +1,7 @@
 //! `/v2/apps` handlers: list, create, update, delete, and the nested
 //! `restart`, `tasks` and `versions` resources.
 
-use axum::body::Body;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::Method;
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -200,23 +199,8 @@ fn app_tasks(sim: &Sim, r: &Req, id: String, task: Option<String>) -> Response {
                 })
             });
             match v.ok().flatten() {
-                Some(tasks) if r.accept.starts_with("text/plain") => {
-                    let lines: Vec<String> = tasks
-                        .iter()
-                        .map(|t| {
-                            format!(
-                                "{}\t{}\t{}",
-                                t["appId"].as_str().unwrap_or(""),
-                                t["host"].as_str().unwrap_or(""),
-                                t["ports"]
-                            )
-                        })
-                        .collect();
-                    let mut resp = Response::new(Body::from(lines.join("\n")));
-                    resp.headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                    resp
-                }
+                // The text listing is soft-removed in 1.10: `handle` answers
+                // `Accept: text/plain` with 406 before this runs.
                 Some(tasks) => json_response(200, &json!({"tasks": tasks})),
                 None => error_response(ApiError::not_found_app(&id)),
             }

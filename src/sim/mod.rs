@@ -14,6 +14,7 @@ pub mod commands;
 pub mod control;
 pub mod groups;
 pub mod model;
+pub mod negotiate;
 pub mod persist;
 pub mod plan;
 pub mod progress;

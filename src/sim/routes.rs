@@ -17,7 +17,7 @@ use super::commands::{Command, Outcome};
 use super::model::{TaskState, iso};
 use super::state::{ApiError, SimState};
 use super::views::{TaskView, group_json};
-use super::{LogEntry, Sim, apps_api, control, stream};
+use super::{LogEntry, Sim, apps_api, control, negotiate, stream};
 use crate::marathon::ids;
 
 /// The simulator's HTTP API (`/v2`, `/ping`, `/metrics`, `/_sim`).
@@ -123,12 +123,14 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
         .unwrap_or_else(|| "127.0.0.1".into());
     let (path, segs) = clean_path(parts.uri.path());
     let query = parts.uri.query().map(url_pairs).unwrap_or_default();
+    // Several `Accept` headers count as one list, as HTTP says.
     let accept = parts
         .headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
     let host = parts
         .headers
         .get(header::HOST)
@@ -227,13 +229,38 @@ pub(super) fn method_not_allowed() -> Response {
     json_response(405, &json!({"message": "HTTP 405 Method Not Allowed"}))
 }
 
+/// 406, before the resource runs: nothing is read or written.
+fn not_acceptable() -> Response {
+    json_response(406, &json!({"message": "HTTP 406 Not Acceptable"}))
+}
+
 fn handle(sim: &Sim, r: &Req) -> Response {
     let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
+    let media = match negotiate::produces(&segs) {
+        Some(offered) => match negotiate::choose(&r.accept, offered) {
+            Some(media) => media,
+            None => return not_acceptable(),
+        },
+        None => negotiate::JSON,
+    };
+    // Only `/ping` still answers in text; the tasks lists' text form is
+    // soft-removed in 1.10 and answers 406 (see negotiate.rs).
+    if media == negotiate::TEXT && segs != ["ping"] {
+        return not_acceptable();
+    }
     match (segs.as_slice(), &r.method) {
         (["ping"], &Method::GET | &Method::HEAD) => {
-            let mut resp = Response::new(Body::from("pong\n"));
+            // The JSON form is the string "pong" (ping.raml); the text form
+            // has no trailing newline: 1.10 answers from a JAX-RS resource,
+            // not the metrics library's ping servlet older releases used.
+            let (body, content_type) = if media == negotiate::JSON {
+                ("\"pong\"", "application/json")
+            } else {
+                ("pong", "text/plain")
+            };
+            let mut resp = Response::new(Body::from(body));
             resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
         }
         (["metrics"] | ["v2", "metrics"], &Method::GET) => metrics(sim),

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 use super::{Sim, shared_api_dir};
 
+/// Content negotiation: the body type each endpoint answers for an `Accept`.
+mod negotiation;
+
 /// Request examples that Marathon 1.10 itself rejects, and why.
 const REJECTED: &[(&str, &str)] = &[
     (

@@ -2,6 +2,7 @@
 
 mod conformance;
 mod control;
+mod deploy_tool;
 mod python_client;
 mod semantics;
 

@@ -1,0 +1,285 @@
+//! `pacer status`: what runs where. From the daemon's `/api/v1/status`, or
+//! straight from Marathon through the same planning as `pacer plan`; both
+//! give the daemon's JSON shape, so one printer serves both.
+
+use super::args::{Format, StatusArgs};
+use super::exit;
+use super::plan::{plan_env, render_envs};
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+/// The most of a daemon's answer read: a status is small, and a server
+/// that streams without end must not fill memory.
+const MAX_STATUS_BYTES: usize = 32 << 20;
+
+pub fn status_cmd(a: StatusArgs) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let status = match &a.daemon {
+        Some(url) => rt.block_on(from_daemon(url, a.marathon.marathon_timeout))?,
+        None => rt.block_on(from_marathon(&a))?,
+    };
+    let status = filter(status, &a.envs, a.app.as_deref())?;
+    match a.format.format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&status)?)?,
+        f => out!("{}", render(&status, f == Format::Markdown))?,
+    }
+    // Read straight from Marathon, an environment that could not be read
+    // is a failed status (the daemon's own errors are its news to report).
+    let unread = a.daemon.is_none()
+        && status["environments"].as_object().is_some_and(|m| {
+            m.values().any(|e| {
+                e["apps"].as_object().is_some_and(|a| a.is_empty())
+                    && e["errors"].as_array().is_some_and(|v| !v.is_empty())
+            })
+        });
+    Ok(if unread { exit::ERROR } else { exit::OK })
+}
+
+async fn from_daemon(base: &str, timeout: u64) -> anyhow::Result<Value> {
+    let url = format!("{}/api/v1/status", base.trim_end_matches('/'));
+    let shown = crate::redact::url(&url);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(timeout.max(1)))
+        .build()?;
+    let mut resp = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("asking the daemon at {shown}"))?;
+    if !resp.status().is_success() {
+        bail!("the daemon at {shown} answered {}", resp.status());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("reading the daemon's answer from {shown}"))?
+    {
+        if body.len() + chunk.len() > MAX_STATUS_BYTES {
+            bail!(
+                "the daemon at {shown} sent more than {} MiB: is it a pacer daemon?",
+                MAX_STATUS_BYTES >> 20
+            );
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let v: Value = serde_json::from_slice(&body)
+        .with_context(|| format!("the answer of {shown} is not JSON: is it a pacer daemon?"))?;
+    if !v["environments"].is_object() {
+        bail!("the answer of {shown} has no `environments`: is it a pacer daemon?");
+    }
+    Ok(v)
+}
+
+/// Marathon read straight and compared with the working tree, in the
+/// daemon's shape.
+async fn from_marathon(a: &StatusArgs) -> anyhow::Result<Value> {
+    let rendered = render_envs(&a.repo.repo, None, &a.envs, a.app.as_deref())?;
+    let commit = rendered.snap.revision.label();
+    let mut envs = Map::new();
+    for desired in rendered.envs.into_values() {
+        let name = desired.settings.name.clone();
+        let group = desired.settings.group.clone();
+        let ep = match plan_env(
+            &rendered.loc,
+            desired,
+            a.app.as_deref(),
+            &a.marathon,
+            crate::plan::Overrides::default(),
+        )
+        .await
+        {
+            Ok(ep) => ep,
+            // One unreachable Marathon must not hide the others.
+            Err(e) => {
+                envs.insert(
+                    name,
+                    json!({"group": group, "commit": commit, "apps": {}, "errors": [{"message": format!("{e:#}")}]}),
+                );
+                continue;
+            }
+        };
+        let mut apps = Map::new();
+        for step in &ep.plan.steps {
+            let live = ep.observed.apps.get(&step.id);
+            let mut app = json!({"id": step.id, "sync": step.action.sync_status()});
+            if let Some(c) = live.and_then(|l| l.label(crate::render::labels::COMMIT)) {
+                app["liveCommit"] = Value::from(c);
+            }
+            if let Some(v) = live.and_then(|l| l.spec.get("version")) {
+                app["version"] = v.clone();
+            }
+            let key = step.app.clone().unwrap_or_else(|| step.id.clone());
+            apps.insert(key, app);
+        }
+        envs.insert(
+            name,
+            json!({
+                "group": ep.plan.group,
+                "marathon": crate::redact::url(ep.client.url()),
+                "commit": commit,
+                "apps": apps,
+            }),
+        );
+    }
+    Ok(json!({"environments": envs}))
+}
+
+/// Keeps the environments and the app asked for. Pure.
+fn filter(mut status: Value, envs: &[String], app: Option<&str>) -> anyhow::Result<Value> {
+    let all = status["environments"]
+        .as_object_mut()
+        .context("no environments")?;
+    for want in envs {
+        if !all.contains_key(want) {
+            let known: Vec<&str> = all.keys().map(String::as_str).collect();
+            bail!(
+                "no environment `{want}` in the status; it has: {}",
+                known.join(", ")
+            );
+        }
+    }
+    if !envs.is_empty() {
+        all.retain(|k, _| envs.contains(k));
+    }
+    if let Some(app) = app {
+        let mut found = false;
+        for e in all.values_mut() {
+            if let Some(apps) = e["apps"].as_object_mut() {
+                apps.retain(|k, _| k == app);
+                found |= !apps.is_empty();
+            }
+        }
+        if !found {
+            bail!("no app `{app}` in the status of the environments shown");
+        }
+    }
+    Ok(status)
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn short(v: &Value) -> String {
+    let s = text(v);
+    s[..s.len().min(12)].to_string()
+}
+
+/// Text (or markdown) for people.
+fn render(status: &Value, md: bool) -> String {
+    let mut out = String::new();
+    let empty = Map::new();
+    let envs = status["environments"].as_object().unwrap_or(&empty);
+    for (name, e) in envs {
+        let mut head = format!("{name} ({})", text(&e["group"]));
+        if !e["commit"].is_null() {
+            head.push_str(&format!(" at {}", short(&e["commit"])));
+        }
+        if !e["lastSync"].is_null() {
+            head.push_str(&format!(", last sync {}", text(&e["lastSync"])));
+        }
+        if md {
+            out.push_str(&format!(
+                "### {head}\n\n| app | id | sync | live commit | last |\n|---|---|---|---|---|\n"
+            ));
+        } else {
+            out.push_str(&format!(
+                "{head}\n  {:<20} {:<28} {:<12} {:<12} LAST\n",
+                "APP", "ID", "SYNC", "LIVE COMMIT"
+            ));
+        }
+        for (path, a) in e["apps"].as_object().unwrap_or(&empty) {
+            let last = match a["last"].as_object() {
+                Some(l) => {
+                    let mut s = text(&l["outcome"]).to_string();
+                    if let Some(d) = l.get("deploymentId").and_then(Value::as_str) {
+                        s.push_str(&format!(" (deployment {d})"));
+                    }
+                    s
+                }
+                None => "-".into(),
+            };
+            let live = if a["liveCommit"].is_null() {
+                "-".to_string()
+            } else {
+                short(&a["liveCommit"])
+            };
+            if md {
+                out.push_str(&format!(
+                    "| `{path}` | `{}` | {} | {live} | {last} |\n",
+                    text(&a["id"]),
+                    text(&a["sync"])
+                ));
+            } else {
+                out.push_str(&format!(
+                    "  {path:<20} {:<28} {:<12} {live:<12} {last}\n",
+                    text(&a["id"]),
+                    text(&a["sync"])
+                ));
+            }
+            for err in a["errors"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "      {}:{}: {}\n",
+                    text(&err["file"]),
+                    err["line"].as_u64().unwrap_or(0),
+                    text(&err["message"])
+                ));
+            }
+        }
+        for err in e["errors"].as_array().into_iter().flatten() {
+            // The daemon's are strings; ours are {message} objects.
+            let msg = err
+                .as_str()
+                .or_else(|| err["message"].as_str())
+                .unwrap_or("-");
+            out.push_str(&format!("  error: {msg}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Value {
+        json!({"environments": {
+            "dev": {"group": "/dev", "commit": "0123456789abcdef", "apps": {
+                "web": {"id": "/dev/web", "sync": "inSync", "liveCommit": "0123456789abcdef",
+                        "last": {"outcome": "succeeded", "deploymentId": "d-1"}},
+                "api": {"id": "/dev/api", "sync": "outOfSync"}
+            }},
+            "prod": {"group": "/prod", "apps": {"web": {"id": "/prod/web", "sync": "missing"}}},
+            "qa": {"group": "/qa", "apps": {}, "errors": [{"message": "reading Marathon at http://m:8080"}]}
+        }})
+    }
+
+    #[test]
+    fn status_keeps_the_environments_and_app_asked_for() {
+        let v = filter(sample(), &["dev".into()], Some("web")).unwrap();
+        let envs = v["environments"].as_object().unwrap();
+        assert_eq!(envs.keys().collect::<Vec<_>>(), ["dev"]);
+        assert_eq!(envs["dev"]["apps"].as_object().unwrap().len(), 1);
+        let err = filter(sample(), &["uat".into()], None).unwrap_err();
+        assert!(err.to_string().contains("no environment `uat`"), "{err}");
+        assert!(filter(sample(), &[], Some("nope")).is_err());
+    }
+
+    #[test]
+    fn status_text_shows_each_app_and_its_last_outcome() {
+        let s = render(&sample(), false);
+        assert!(s.contains("dev (/dev) at 0123456789ab"), "{s}");
+        assert!(s.contains("/dev/web"), "{s}");
+        assert!(s.contains("succeeded (deployment d-1)"), "{s}");
+        assert!(s.contains("prod (/prod)"), "{s}");
+        assert!(
+            s.contains("error: reading Marathon at http://m:8080"),
+            "{s}"
+        );
+        let md = render(&sample(), true);
+        assert!(md.contains("| `web` | `/dev/web` | inSync |"), "{md}");
+    }
+}
