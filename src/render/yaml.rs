@@ -6,7 +6,7 @@
 //! the happy path parses each file once.
 
 use super::Diagnostic;
-use saphyr_parser::{Event, Parser, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use serde_json::Value;
 
 /// Parses a YAML document into JSON data. An empty document is an empty map.
@@ -42,6 +42,7 @@ pub fn parse_within(path: &str, text: &str, max_expanded: usize) -> Result<Value
         Ok(serde_yaml::Value::Null) => Ok(Value::Object(Default::default())),
         Ok(v) => serde_json::to_value(&v).map_err(|e| {
             Diagnostic::file(path, format!("unsupported YAML: {e}"))
+                .with_position(unsupported_key(text))
                 .with_hint("keys must be strings, and values plain data (no tags)")
         }),
         Err(e) => {
@@ -125,6 +126,41 @@ pub fn expanded_size(text: &str, limit: usize) -> Result<usize, Overflow> {
         }
     }
     Ok(total)
+}
+
+/// The 1-based line and column of the first mapping key JSON can't hold: a
+/// list, a map or `null`.
+fn unsupported_key(text: &str) -> Option<(usize, usize)> {
+    // One entry per open collection: for a map, whether a key comes next.
+    let mut open: Vec<Option<bool>> = Vec::new();
+    fn node_done(open: &mut [Option<bool>]) {
+        if let Some(Some(key_next)) = open.last_mut() {
+            *key_next = !*key_next;
+        }
+    }
+    let mut parser = Parser::new_from_str(text);
+    while let Some(Ok((event, span))) = parser.next_event() {
+        let at_key = matches!(open.last(), Some(Some(true)));
+        let here = Some((span.start.line(), span.start.col() + 1));
+        match event {
+            Event::Scalar(v, ScalarStyle::Plain, ..)
+                if at_key && matches!(v.as_ref(), "" | "~" | "null" | "Null" | "NULL") =>
+            {
+                return here;
+            }
+            Event::Scalar(..) | Event::Alias(_) => node_done(&mut open),
+            Event::MappingStart(..) | Event::SequenceStart(..) if at_key => return here,
+            Event::MappingStart(..) => open.push(Some(true)),
+            Event::SequenceStart(..) => open.push(None),
+            Event::MappingEnd | Event::SequenceEnd => {
+                open.pop();
+                node_done(&mut open);
+            }
+            Event::StreamEnd => break,
+            _ => {}
+        }
+    }
+    None
 }
 
 fn duplicate_key(msg: &str) -> Option<String> {
@@ -320,6 +356,21 @@ files:
             "{}",
             d.message
         );
+    }
+
+    /// Found by fuzzing: a key JSON can't hold (a list, a map, `null`)
+    /// was reported without a line.
+    #[test]
+    fn unsupported_keys_carry_a_location() {
+        for (text, at) in [
+            ("a: 1\n? [complex, key]\n: v\n", (2, 3)),
+            ("a:\n  b: 1\n  {x: 1}: 2\n", (3, 3)),
+            ("a: 1\n~: 2\n", (2, 1)),
+        ] {
+            let d = parse("a.yaml", text).unwrap_err();
+            assert!(d.message.starts_with("unsupported YAML"), "{d:?}");
+            assert_eq!((d.line, d.column), (Some(at.0), Some(at.1)), "{text:?}");
+        }
     }
 
     #[test]

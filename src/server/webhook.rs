@@ -195,8 +195,26 @@ fn reject(reason: &str) -> Decision {
     }
 }
 
+/// Longest reason kept; a reason quotes what the sender wrote (the event
+/// name, the ref) and goes into a log line and the answer.
+const MAX_REASON: usize = 300;
+
 fn ignore(reason: String) -> Decision {
-    Decision::Ignored { reason }
+    // One short line, whatever was sent: control characters escaped, the
+    // rest cut off.
+    let mut shown = String::new();
+    for c in reason.chars() {
+        if shown.len() >= MAX_REASON {
+            shown.push('…');
+            break;
+        }
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    Decision::Ignored { reason: shown }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -602,6 +620,26 @@ mod tests {
             matches!(&got, Decision::Ignored { reason } if reason.contains("application/json")),
             "{got:?}"
         );
+    }
+
+    /// Found by fuzzing: an ignored delivery's reason quoted the event
+    /// header and the pushed ref as sent, tabs, newlines and megabytes
+    /// included, into the log line and the answer.
+    #[test]
+    fn reasons_are_one_short_line_whatever_was_sent() {
+        let secret = Secret::new(SECRET.to_string());
+        let event = delivery_for(Provider::GitHub, "pu\tsh", b"{}", Auth::Good);
+        let long_ref = format!("refs/tags/v1\nFAKE log line{}", "x".repeat(100_000));
+        let body = push_body(&long_ref);
+        let git_ref = delivery_for(Provider::GitHub, "push", &body, Auth::Good);
+        for (h, body) in [(event, b"{}".to_vec()), (git_ref, body)] {
+            let got = decide(&h, &body, Some(&secret), "main");
+            let Decision::Ignored { reason } = &got else {
+                panic!("{got:?}")
+            };
+            assert!(reason.len() <= 400, "a {}-byte reason", reason.len());
+            assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        }
     }
 
     #[test]
