@@ -185,6 +185,6 @@ fn credentials_in_a_marathon_url_are_never_shown() {
     let changes = settings_changes(&a, &c).join("\n");
     assert_eq!(
         changes,
-        "marathon: https://marathon.example.com:8080 → https://marathon2.example.com:8080"
+        "marathon: https://***@marathon.example.com:8080 → https://***@marathon2.example.com:8080"
     );
 }

@@ -350,7 +350,7 @@ fn settings_print_without_url_credentials() {
     };
     let text = serde_json::to_string(&s).unwrap();
     assert!(!text.contains("hunter2"), "{text}");
-    assert!(text.contains("https://marathon:8080/"), "{text}");
+    assert!(text.contains("https://***@marathon:8080/"), "{text}");
 }
 
 #[test]
