@@ -14,8 +14,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("listen", &[]),
     ("source", &["model", "redact"]),
     ("marathon", &["model", "redact"]),
-    ("render", &["marathon", "model", "source"]),
-    ("diff", &["model", "render", "source"]),
+    ("render", &["marathon", "model", "redact", "source"]),
+    ("diff", &["model", "redact", "render", "source"]),
     ("observe", &["diff", "marathon", "model", "render"]),
     ("plan", &["diff", "model", "observe", "render"]),
     (

@@ -29,8 +29,9 @@ fn cli(w: &World, command: &str, args: &[&str]) -> Run {
 
 fn plan_json(w: &World) -> (i32, Value) {
     let out = cli(w, "plan", &["--format", "json"]);
-    let plan = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
-    (out.code, plan)
+    let plans: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    // `plan --format json` prints one plan per environment; this runs one.
+    (out.code, plans[0].clone())
 }
 
 fn step<'a>(plan: &'a Value, id: &str) -> &'a Value {

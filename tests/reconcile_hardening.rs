@@ -72,13 +72,16 @@ async fn a_render_that_never_ends_does_not_wedge_the_daemon() {
     })
     .await;
     let web = &s["environments"]["dev"]["apps"]["web"];
+    // Two guards can stop it: the template's own step budget (render's
+    // fuel) or, failing that, the daemon's deadline on the whole render.
+    // Either way the app is invalid and the loop goes on.
+    let errors = web["errors"].to_string();
     assert!(
-        web["errors"]
-            .to_string()
-            .contains("did not finish within 3 s"),
+        errors.contains("did not finish within 3 s") || errors.contains("more than"),
         "{web:#}"
     );
-    assert_eq!(web["errors"][0]["file"], "apps/web", "{web:#}");
+    let file = web["errors"][0]["file"].as_str().unwrap_or_default();
+    assert!(file.starts_with("apps/web"), "{web:#}");
     // The daemon still answers while the render thread spins, and the
     // loop goes on: web stays at its last good version (never pruned).
     assert_eq!(d.get("/healthz").await.0, 200);
@@ -127,7 +130,7 @@ async fn a_render_that_never_ends_does_not_wedge_the_daemon() {
     assert!(
         text.lines().any(|l| l.contains("WARN")
             && l.contains("app invalid")
-            && l.contains("did not finish")),
+            && (l.contains("did not finish") || l.contains("more than"))),
         "{text}"
     );
     let polls: Vec<&str> = text
