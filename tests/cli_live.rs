@@ -357,3 +357,41 @@ async fn apply_at_a_terminal_asks_and_acts_only_on_yes() {
     assert!(!writes(&w.sim).await.is_empty(), "{yes:?}");
     assert!(w.sim.app("/dev/web").await.is_some());
 }
+
+/// `marathon: host:port` in pacer.yaml works for the daemon as for the CLI
+/// (one rule: no scheme means http://).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marathon_url_without_a_scheme_in_pacer_yaml_works_for_plan_and_serve() {
+    let w = World::new().await;
+    let bare = w.sim.url.trim_start_matches("http://").to_string();
+    let yaml = w.git.repo.read("pacer.yaml").replace(
+        "marathon: http://marathon.dev.example.internal:8080",
+        &format!("marathon: {bare}"),
+    );
+    assert!(yaml.contains(&format!("marathon: {bare}")), "{yaml}");
+    w.git.repo.write("pacer.yaml", &yaml);
+    w.git.commit_push("dev: Marathon without a scheme");
+
+    let plan = pacer(&["plan", "--repo", w.git.repo.path_str(), "--env", "dev"]);
+    assert_eq!(plan.code, 2, "dev has changes to make: {plan:?}");
+
+    let args: Vec<String> = [
+        "--repo-url",
+        &w.git.url(),
+        "--listen",
+        "127.0.0.1:0",
+        "--poll",
+        "1",
+        "--env",
+        "dev",
+        "--workdir",
+        w.scratch.path().join("mirror").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let d = crate::util::harness::Daemon::start(w.scratch.path(), &args);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let plan = pacer(&["plan", "--repo", w.git.repo.path_str(), "--env", "dev"]);
+    assert_eq!(plan.code, 0, "the daemon deployed dev: {plan:?}");
+}
