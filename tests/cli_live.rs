@@ -395,3 +395,49 @@ async fn a_marathon_url_without_a_scheme_in_pacer_yaml_works_for_plan_and_serve(
     let plan = pacer(&["plan", "--repo", w.git.repo.path_str(), "--env", "dev"]);
     assert_eq!(plan.code, 0, "the daemon deployed dev: {plan:?}");
 }
+
+/// The daemon leaves an `autoApply: false` environment to a human, on its
+/// first pass and on a pushed commit (the webhook's fast path) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_never_applies_prod_which_says_auto_apply_false() {
+    let w = World::new().await;
+    let d = w.serve(1, 60, &["--env", "prod"]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    // Never created there: every prod app is `missing`, and stays so.
+    d.wait_all("prod", "missing", Duration::from_secs(60)).await;
+
+    let path = "apps/web/env/prod.yaml";
+    let text = w
+        .git
+        .repo
+        .read(path)
+        .replace("instances: 4", "instances: 5");
+    assert!(text.contains("instances: 5"), "{text}");
+    w.git.repo.write(path, &text);
+    // dev changes in the same commit: once it is out, the push was handled.
+    let dev = "apps/worker/env/dev.yaml";
+    let text = w.git.repo.read(dev).replace("instances: 1", "instances: 2");
+    w.git.repo.write(dev, &text);
+    let commit = w
+        .git
+        .commit_push("web five instances in prod, worker two in dev");
+    let (s, v) = d.github_push(&commit, crate::util::harness::SECRET).await;
+    assert_eq!(s, 202, "{v}");
+    crate::util::harness::wait_until("the commit out in dev", Duration::from_secs(60), || async {
+        let s = d.status().await;
+        let worker = w.sim.app("/dev/worker").await.unwrap_or_default();
+        if s["repo"]["head"] == commit.as_str() && worker["instances"] == 2 {
+            Ok(())
+        } else {
+            Err(format!("{s}\n{worker}"))
+        }
+    })
+    .await;
+    d.wait_all("prod", "missing", Duration::from_secs(60)).await;
+    let prod: Vec<_> = writes(&w.sim)
+        .await
+        .into_iter()
+        .filter(|(_, p)| p.contains("/prod"))
+        .collect();
+    assert!(prod.is_empty(), "the daemon wrote to prod: {prod:?}");
+}
