@@ -357,3 +357,87 @@ async fn apply_at_a_terminal_asks_and_acts_only_on_yes() {
     assert!(!writes(&w.sim).await.is_empty(), "{yes:?}");
     assert!(w.sim.app("/dev/web").await.is_some());
 }
+
+/// `marathon: host:port` in pacer.yaml works for the daemon as for the CLI
+/// (one rule: no scheme means http://).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marathon_url_without_a_scheme_in_pacer_yaml_works_for_plan_and_serve() {
+    let w = World::new().await;
+    let bare = w.sim.url.trim_start_matches("http://").to_string();
+    let yaml = w.git.repo.read("pacer.yaml").replace(
+        "marathon: http://marathon.dev.example.internal:8080",
+        &format!("marathon: {bare}"),
+    );
+    assert!(yaml.contains(&format!("marathon: {bare}")), "{yaml}");
+    w.git.repo.write("pacer.yaml", &yaml);
+    w.git.commit_push("dev: Marathon without a scheme");
+
+    let plan = pacer(&["plan", "--repo", w.git.repo.path_str(), "--env", "dev"]);
+    assert_eq!(plan.code, 2, "dev has changes to make: {plan:?}");
+
+    let args: Vec<String> = [
+        "--repo-url",
+        &w.git.url(),
+        "--listen",
+        "127.0.0.1:0",
+        "--poll",
+        "1",
+        "--env",
+        "dev",
+        "--workdir",
+        w.scratch.path().join("mirror").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let d = crate::util::harness::Daemon::start(w.scratch.path(), &args);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let plan = pacer(&["plan", "--repo", w.git.repo.path_str(), "--env", "dev"]);
+    assert_eq!(plan.code, 0, "the daemon deployed dev: {plan:?}");
+}
+
+/// The daemon leaves an `autoApply: false` environment to a human, on its
+/// first pass and on a pushed commit (the webhook's fast path) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_never_applies_prod_which_says_auto_apply_false() {
+    let w = World::new().await;
+    let d = w.serve(1, 60, &["--env", "prod"]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    // Never created there: every prod app is `missing`, and stays so.
+    d.wait_all("prod", "missing", Duration::from_secs(60)).await;
+
+    let path = "apps/web/env/prod.yaml";
+    let text = w
+        .git
+        .repo
+        .read(path)
+        .replace("instances: 4", "instances: 5");
+    assert!(text.contains("instances: 5"), "{text}");
+    w.git.repo.write(path, &text);
+    // dev changes in the same commit: once it is out, the push was handled.
+    let dev = "apps/worker/env/dev.yaml";
+    let text = w.git.repo.read(dev).replace("instances: 1", "instances: 2");
+    w.git.repo.write(dev, &text);
+    let commit = w
+        .git
+        .commit_push("web five instances in prod, worker two in dev");
+    let (s, v) = d.github_push(&commit, crate::util::harness::SECRET).await;
+    assert_eq!(s, 202, "{v}");
+    crate::util::harness::wait_until("the commit out in dev", Duration::from_secs(60), || async {
+        let s = d.status().await;
+        let worker = w.sim.app("/dev/worker").await.unwrap_or_default();
+        if s["repo"]["head"] == commit.as_str() && worker["instances"] == 2 {
+            Ok(())
+        } else {
+            Err(format!("{s}\n{worker}"))
+        }
+    })
+    .await;
+    d.wait_all("prod", "missing", Duration::from_secs(60)).await;
+    let prod: Vec<_> = writes(&w.sim)
+        .await
+        .into_iter()
+        .filter(|(_, p)| p.contains("/prod"))
+        .collect();
+    assert!(prod.is_empty(), "the daemon wrote to prod: {prod:?}");
+}

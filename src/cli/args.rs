@@ -302,26 +302,7 @@ pub enum Color {
     Never,
 }
 
-/// An http(s) URL; one without a scheme (`127.0.0.1:8080`) is taken as http.
-pub fn http_url(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty URL".into());
-    }
-    let url = if s.contains("://") {
-        s.to_string()
-    } else {
-        format!("http://{s}")
-    };
-    match reqwest::Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(url),
-        Ok(u) => Err(format!(
-            "`{}` is not an http(s) URL with a host (e.g. http://host:8080)",
-            crate::redact::url(u.as_str())
-        )),
-        Err(e) => Err(format!("{e} (e.g. http://host:8080)")),
-    }
-}
+pub use crate::marathon::url::http_url;
 
 #[derive(Debug, Args)]
 pub struct MarathonArgs {

@@ -203,8 +203,6 @@ async fn serve_demo(
         webhook_secret: None,
         records: crate::record::notes::Publish::Push,
         allow_rewind: false,
-        // Each environment as pacer.yaml says: prod waits for a human.
-        apply_all: false,
         render_timeout: Duration::from_secs(60),
         http: crate::listen::Limits::default(),
     };

@@ -131,18 +131,4 @@ mod tests {
         assert_eq!(code(&["pacer", "plan", "--help"]), exit::OK);
         assert_eq!(code(&["pacer", "--version"]), exit::OK);
     }
-
-    #[test]
-    fn a_marathon_url_without_a_scheme_is_http() {
-        assert_eq!(
-            args::http_url("127.0.0.1:8080").unwrap(),
-            "http://127.0.0.1:8080"
-        );
-        assert_eq!(
-            args::http_url("https://m.example:8443").unwrap(),
-            "https://m.example:8443"
-        );
-        assert!(args::http_url("ftp://m.example").is_err());
-        assert!(args::http_url("").is_err());
-    }
 }

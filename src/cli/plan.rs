@@ -20,8 +20,8 @@ use std::time::Duration;
 pub fn client_for(args: &MarathonArgs, env_url: Option<&str>) -> anyhow::Result<MarathonClient> {
     let url = match (&args.marathon, env_url) {
         (Some(url), _) => url.clone(),
-        (None, Some(url)) => super::args::http_url(url)
-            .map_err(|e| anyhow::anyhow!("the environment's `marathon:` in pacer.yaml: {e}"))?,
+        // Already checked and given its scheme when pacer.yaml loaded.
+        (None, Some(url)) => url.to_string(),
         (None, None) => bail!(
             "no Marathon URL: pass --marathon (PACER_MARATHON_URL) or set `marathon:` for the environment in pacer.yaml"
         ),

@@ -228,7 +228,6 @@ pub fn config(a: ServeArgs) -> Config {
         },
         webhook_secret: a.webhook_secret.map(Secret::new),
         allow_rewind: a.allow_rewind,
-        apply_all: false,
         records: a.records,
         render_timeout: Duration::from_secs(a.render_timeout),
         http: crate::listen::Limits {

@@ -9,6 +9,7 @@ pub mod client;
 pub mod defaults;
 pub mod ids;
 pub mod raw;
+pub mod url;
 pub mod validate;
 pub mod watch;
 

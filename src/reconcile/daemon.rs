@@ -61,8 +61,6 @@ pub struct Config {
     pub apply: apply::Options,
     pub webhook_secret: Option<Secret<String>>,
     pub allow_rewind: bool,
-    /// Apply every environment whatever its policy (the demo does).
-    pub apply_all: bool,
     /// Where deployment records go (notes on the deployed commits).
     pub records: notes::Publish,
     /// The longest a render of a new commit may take; past it, the apps

@@ -114,12 +114,24 @@ impl Repo {
                 );
             }
             groups.insert(group.clone(), name.clone());
+            // The same rule as `--marathon`: no scheme means http.
+            let marathon = raw_env.marathon.and_then(|url| {
+                crate::marathon::url::http_url(&url)
+                    .map_err(|e| {
+                        diags.push(
+                            config
+                                .diag(&format!("{ptr}/marathon"), Target::Value, format!("environment `{name}`: `marathon`: {e}"))
+                                .with_hint("write Marathon's base URL, e.g. `http://marathon.example:8080`"),
+                        )
+                    })
+                    .ok()
+            });
             envs.insert(
                 name.clone(),
                 EnvSettings {
                     name,
                     group,
-                    marathon: raw_env.marathon,
+                    marathon,
                     policy: raw_env.policy,
                 },
             );

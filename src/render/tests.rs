@@ -412,3 +412,32 @@ fn an_app_with_many_heavy_templates_runs_out_of_its_fuel() {
     );
     assert!(d.envs["dev"].apps.contains_key("web"));
 }
+
+#[test]
+fn a_marathon_url_without_a_scheme_is_http_and_a_bad_one_is_refused_at_its_line() {
+    let yaml = "version: 1\nenvironments:\n  dev:\n    marathon: 127.0.0.1:8080\n  prod:\n    group: /prod\n    marathon: https://m.example:8443\n";
+    let snap = repo(&[
+        ("pacer.yaml", yaml),
+        ("apps/web/app.yaml", "marathon: {cmd: x}\n"),
+    ]);
+    let d = render_all(snap).expect("renders");
+    assert_eq!(
+        d.envs["dev"].settings.marathon.as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    assert_eq!(
+        d.envs["prod"].settings.marathon.as_deref(),
+        Some("https://m.example:8443")
+    );
+
+    let yaml = "version: 1\nenvironments:\n  dev:\n    marathon: ftp://ops:hunter2@m.example\n  prod:\n    group: /prod\n";
+    let snap = repo(&[
+        ("pacer.yaml", yaml),
+        ("apps/web/app.yaml", "marathon: {cmd: x}\n"),
+    ]);
+    let e = render_all(snap).expect_err("ftp is not Marathon's scheme");
+    let text = messages(&e);
+    assert!(text.contains("pacer.yaml:4:"), "{text}");
+    assert!(text.contains("http://marathon.example:8080"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}

@@ -11,7 +11,9 @@ impl Daemon {
         let Some(full) = self.desired.get(env).cloned() else {
             return;
         };
-        if !(full.settings.policy.auto_apply || self.cfg.apply_all) {
+        // The repo's policy alone decides: nothing applies an `autoApply: false`
+        // environment on its own.
+        if !full.settings.policy.auto_apply {
             return;
         }
         let Some(url) = self
@@ -197,8 +199,7 @@ impl Daemon {
         } else {
             self.rewinds(head, &observed)
         };
-        let auto_apply =
-            (desired.settings.policy.auto_apply || self.cfg.apply_all) && rewind.is_none();
+        let auto_apply = desired.settings.policy.auto_apply && rewind.is_none();
         let inflight = self.inflight.lock().clone();
         let started = if auto_apply {
             self.start_apply(env, head, client, &desired, &observed, &p)
