@@ -50,6 +50,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(parse_exit(&err));
         }
     };
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo(_)) {
+        // SAFETY: no other thread runs yet. Only `serve` (and `demo`, which
+        // runs it) fetch from a Git server.
+        unsafe { crate::source::remote::start_without_https() };
+    }
     init_tracing(cli.log.as_deref());
     let json = cli.command.format() == Some(args::Format::Json);
     match run(cli) {
