@@ -207,9 +207,15 @@ pub async fn run(
                 status.write().repo.last_fetch_error = Some(e.clone());
                 health.set_ready(Err(format!("the config repo could not be fetched: {e}")));
                 tracing::warn!("cannot open the config repo mirror: {e}; retrying");
-                tokio::select! {
-                    _ = &mut shutdown => {}
-                    _ = tokio::time::sleep(cfg.poll.min(Duration::from_secs(5))) => {}
+                // (A finished `shutdown` must not be polled again: return.)
+                let stop = tokio::select! {
+                    _ = &mut shutdown => true,
+                    _ = tokio::time::sleep(cfg.poll.min(Duration::from_secs(5))) => false,
+                };
+                if stop {
+                    let _ = stop_tx.send(true);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+                    return Ok(());
                 }
             }
         }
