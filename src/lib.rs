@@ -27,12 +27,18 @@
 //! - [`redact`]: masks credentials in URLs and in messages that quote them.
 //!
 //! Beside the pipeline:
-//! - [`reconcile`]: the daemon's loop (`pacer serve`) and its status.
+//! - [`reconcile`]: the daemon's loop (`pacer serve`).
+//! - [`status`]: what the daemon knows (written by the loop, served by
+//!   [`server`]) and its liveness.
 //! - [`listen`]: HTTP listeners with a header timeout and a connection cap
 //!   (the daemon's and the simulator's).
 //! - [`server`]: the daemon's HTTP side: health, metrics, status, webhooks.
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
 //! - [`cli`]: clap types and one function per subcommand.
+//!
+//! No stage imports `reconcile`, `server`, `cli` or `sim`, and no two
+//! top-level modules import each other, directly or not: the test
+//! `layering` checks every `crate::` path against its table.
 
 pub mod apply;
 pub mod cli;
@@ -49,3 +55,4 @@ pub mod render;
 pub mod server;
 pub mod sim;
 pub mod source;
+pub mod status;

@@ -102,3 +102,101 @@ mod tests {
         assert_eq!(a.short().len(), 12);
     }
 }
+
+/// How an app's live state relates to Git.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SyncStatus {
+    /// Live matches the desired state.
+    InSync,
+    /// Git has an app Marathon doesn't.
+    Missing,
+    /// Git and Marathon differ (a change is waiting to be applied).
+    OutOfSync,
+    /// Live was changed outside Git.
+    Drifted,
+    /// Marathon has it under the environment's group, Git doesn't, and the
+    /// environment doesn't prune.
+    Unmanaged,
+    /// A deployment for it is running.
+    Progressing,
+    /// A change waits for a human: a delete held because the commit would
+    /// delete too large a share of the environment (`maxDeleteShare`).
+    Held,
+    /// The last attempt at the current commit failed and was rolled back;
+    /// it is not retried until a new commit or `pacer retry`.
+    Failed,
+    /// Its config doesn't render at the current commit; it stays at the last
+    /// good one.
+    Invalid,
+    /// Not known: Marathon is not answering (or not reached yet).
+    Unknown,
+}
+
+impl SyncStatus {
+    pub const ALL: [SyncStatus; 10] = [
+        SyncStatus::InSync,
+        SyncStatus::Missing,
+        SyncStatus::OutOfSync,
+        SyncStatus::Drifted,
+        SyncStatus::Unmanaged,
+        SyncStatus::Progressing,
+        SyncStatus::Held,
+        SyncStatus::Failed,
+        SyncStatus::Invalid,
+        SyncStatus::Unknown,
+    ];
+
+    /// The JSON spelling, also used as the `status` label of `pacer_apps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::InSync => "inSync",
+            SyncStatus::Missing => "missing",
+            SyncStatus::OutOfSync => "outOfSync",
+            SyncStatus::Drifted => "drifted",
+            SyncStatus::Unmanaged => "unmanaged",
+            SyncStatus::Progressing => "progressing",
+            SyncStatus::Held => "held",
+            SyncStatus::Failed => "failed",
+            SyncStatus::Invalid => "invalid",
+            SyncStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// How the last action on an app ended.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    // Written camelCase; the other spellings are read so that records
+    // written by hand or by older tools still count.
+    #[serde(alias = "Succeeded", alias = "SUCCEEDED")]
+    Succeeded,
+    #[serde(alias = "Failed", alias = "FAILED")]
+    Failed,
+    #[serde(
+        alias = "rolled_back",
+        alias = "RolledBack",
+        alias = "ROLLED_BACK",
+        alias = "rolled-back"
+    )]
+    RolledBack,
+    /// Only hot-reload files changed: delivered without a deployment.
+    #[serde(alias = "Hot", alias = "HOT")]
+    Hot,
+}
+
+impl Outcome {
+    /// The JSON spelling, also used as the `outcome` label of
+    /// `pacer_deployments_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolledBack",
+            Outcome::Hot => "hot",
+        }
+    }
+}

@@ -36,5 +36,11 @@ mod reconcile_e2e;
 /// `pacer serve` under faults: rollbacks, flaky/restarting/dead Marathon, broken commits, lost repo, kills, rewinds.
 mod reconcile_faults;
 
+/// plan, apply and history semantics: a commit reaches a hand-edited app, mass deletes are held, no-op writes, progress, history credit.
+mod plan_e2e;
+
 /// `pacer serve` against hostile input: a template that never ends, a broken first commit, an undone rewind, an outage behind credentials, slow HTTP clients.
 mod reconcile_hardening;
+
+/// The module layering: the allowed imports of each top-level module, no cycles.
+mod layering;

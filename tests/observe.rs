@@ -569,7 +569,7 @@ async fn every_example_app_round_trips_without_a_diff() {
     let mut count = 0;
     for env in desired.envs.values() {
         for app in env.apps.values() {
-            c.put_app(&app.id, &app.marathon, false)
+            c.put_app(&app.id, &pacer::apply::put_body(app, None), false)
                 .await
                 .unwrap_or_else(|e| panic!("PUT {}: {e}", app.id));
             count += 1;
@@ -597,7 +597,9 @@ async fn every_example_app_round_trips_without_a_diff() {
     // still shows no diff.
     for env in desired.envs.values() {
         for app in env.apps.values() {
-            c.put_app(&app.id, &app.marathon, false).await.unwrap();
+            c.put_app(&app.id, &pacer::apply::put_body(app, None), false)
+                .await
+                .unwrap();
         }
     }
     s.idle(&c).await;
@@ -612,6 +614,12 @@ async fn every_example_app_round_trips_without_a_diff() {
                 app_diff(&app.marathon, &live, &app.ignore),
                 None,
                 "{}",
+                app.id
+            );
+            assert_eq!(
+                pacer::observe::written_by_pacer(&live),
+                Some(true),
+                "{}: Marathon's copy no longer matches its digest",
                 app.id
             );
         }
@@ -699,16 +707,25 @@ async fn marathon_request_examples_round_trip_without_a_diff() {
     files.push(root.join("v1.10/api/v2/examples/app-check-http-example.json"));
     let mut checked = 0;
     for path in files {
-        let body: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let Some(id) = body.get("id").and_then(Value::as_str) else {
+        let mut body: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let Some(id) = body.get("id").and_then(Value::as_str).map(String::from) else {
             continue;
         };
+        let id = id.as_str();
         if body.get("apps").is_some() || body.get("groups").is_some() {
             continue;
         }
         let name = path.strip_prefix(&root).unwrap().display().to_string();
         if name.ends_with("apps_app_add_400.json") {
             continue; // invalid on purpose
+        }
+        // Labelled as apply labels it: Marathon's version of it must still
+        // read as pacer's (history tells pacer's versions by this label).
+        if let Some(o) = body.as_object_mut() {
+            let digest = pacer::observe::written_digest(&Value::Object(o.clone()));
+            let labels = o.entry("labels").or_insert_with(|| json!({}));
+            labels["pacer.digest"] = json!(digest);
         }
         let s = TestSim::fast().await;
         s.sim.state.lock().settings.secrets_enabled = true;
@@ -720,6 +737,11 @@ async fn marathon_request_examples_round_trip_without_a_diff() {
         if let Some(d) = app_diff(&body, &live, &[]) {
             panic!("{name} shows a diff right after PUT:\n{d}");
         }
+        assert_eq!(
+            pacer::observe::written_by_pacer(&live),
+            Some(true),
+            "{name}: Marathon's copy no longer matches its digest"
+        );
         checked += 1;
     }
     assert!(checked >= 15, "{checked} examples");

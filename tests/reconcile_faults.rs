@@ -516,9 +516,9 @@ fn apply_then_plan_is_always_in_sync() {
     use crate::marathon_client::TestSim;
     use pacer::apply::{self, LogProgress};
     use pacer::model::Digest;
+    use pacer::model::Outcome;
     use pacer::plan::{self, Action};
     use pacer::reconcile::gather::{self, Caches};
-    use pacer::reconcile::status::Outcome;
     use pacer::render::{DesiredEnv, EnvSettings, Policy, RenderedApp};
     use proptest::prelude::{prop_assert, prop_assert_eq};
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -575,6 +575,7 @@ fn apply_then_plan_is_always_in_sync() {
                 auto_apply: true,
                 prune: true,
                 self_heal: true,
+                ..Policy::default()
             },
         };
         // As rendered: the body carries its id.
@@ -599,7 +600,7 @@ fn apply_then_plan_is_always_in_sync() {
             let observed = gather::observe(&client, None, &desired, &mut caches)
                 .await
                 .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
-            let p = plan::plan(&desired, &observed);
+            let p = plan::plan(&desired, &observed, &Default::default());
             prop_assert!(p.steps.iter().all(|s| s.action == Action::Create), "{p:#?}");
             let results = apply::apply(
                 &client,
@@ -621,7 +622,7 @@ fn apply_then_plan_is_always_in_sync() {
             let observed = gather::observe(&client, None, &desired, &mut caches)
                 .await
                 .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
-            let p = plan::plan(&desired, &observed);
+            let p = plan::plan(&desired, &observed, &Default::default());
             prop_assert!(
                 !p.has_changes(),
                 "not in sync after apply:\n{p:#?}\n{marathon:#}"
@@ -644,7 +645,7 @@ fn apply_then_plan_is_always_in_sync() {
                 let observed = gather::observe(&client, None, &desired, &mut caches)
                     .await
                     .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
-                let p = plan::plan(&desired, &observed);
+                let p = plan::plan(&desired, &observed, &Default::default());
                 prop_assert!(
                     p.steps
                         .iter()
@@ -667,7 +668,7 @@ fn apply_then_plan_is_always_in_sync() {
                 let observed = gather::observe(&client, None, &desired, &mut caches)
                     .await
                     .map_err(|e| TestCaseError::fail(format!("observe: {e}")))?;
-                let p = plan::plan(&desired, &observed);
+                let p = plan::plan(&desired, &observed, &Default::default());
                 prop_assert!(
                     !p.has_changes(),
                     "{change}: not in sync after apply:\n{p:#?}\n{marathon:#}"
@@ -809,6 +810,7 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
             auto_apply: true,
             prune: true,
             self_heal: true,
+            ..Policy::default()
         },
     };
     marathon["id"] = json!(settings.app_id("app"));
@@ -836,9 +838,9 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
 async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     use crate::marathon_client::TestSim;
     use pacer::apply::{self, LogProgress};
+    use pacer::model::Outcome;
     use pacer::plan::{self, Action};
     use pacer::reconcile::gather::{self, Caches};
-    use pacer::reconcile::status::Outcome;
     use std::sync::Arc;
 
     let sim = TestSim::fast().await;
@@ -856,7 +858,7 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
             let observed = gather::observe(&client, None, &d, &mut Caches::default())
                 .await
                 .unwrap();
-            let p = plan::plan(&d, &observed);
+            let p = plan::plan(&d, &observed, &Default::default());
             apply::apply(&client, &p, &d, &observed, &opts, Arc::new(LogProgress)).await
         }
     };
@@ -907,7 +909,7 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     )
     .await;
     if let Ok(observed) = &observed {
-        let p = plan::plan(&bad, observed);
+        let p = plan::plan(&bad, observed, &Default::default());
         assert!(
             !p.steps.iter().any(|s| s.action.acts()),
             "a failed definition is planned again: {:?}",
@@ -929,7 +931,7 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     )
     .await
     .unwrap();
-    let p = plan::plan(&bad, &observed);
+    let p = plan::plan(&bad, &observed, &Default::default());
     assert_eq!(p.steps[0].action, Action::Failed, "{:?}", p.steps);
 }
 

@@ -326,7 +326,7 @@ fn record(app: &str, deployment: &str) -> pacer::record::notes::Record {
         env: "prod".into(),
         app: app.into(),
         id: format!("/prod/{app}"),
-        outcome: pacer::reconcile::status::Outcome::Succeeded,
+        outcome: pacer::model::Outcome::Succeeded,
         deployment: Some(deployment.into()),
         version: Some("2026-01-01T00:00:00.000Z".into()),
         rollback: None,

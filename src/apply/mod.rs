@@ -3,12 +3,16 @@
 //! back. Steps run concurrently, bounded, so one slow app never holds up the
 //! others.
 
+mod body;
 pub mod rollout;
+
+use body::already_there;
+pub use body::{put_body, writes_nothing};
 
 use crate::diff::Class;
 use crate::marathon::client::{DeploymentRef, Error as ClientError, MarathonClient};
+use crate::model::Outcome;
 use crate::plan::{Action, Observed, Plan, Step};
-use crate::reconcile::status::Outcome;
 use crate::render::{DesiredEnv, RenderedApp};
 use rollout::{Rollout, RolloutEvent, Verdict};
 use serde::Serialize;
@@ -78,7 +82,8 @@ impl Progress for LogProgress {
         tracing::info!(app = %step.id, "{what}");
     }
     fn progressed(&self, id: &str, detail: &str) {
-        tracing::debug!(app = %id, "{detail}");
+        // Only when something moved: a hung deployment explains itself.
+        tracing::info!(app = %id, "{detail}");
     }
     fn finished(&self, r: &StepResult) {
         match r.outcome {
@@ -88,45 +93,6 @@ impl Progress for LogProgress {
             _ => {
                 tracing::warn!(app = %r.id, outcome = r.outcome.as_str(), message = r.message.as_deref().unwrap_or(""), "failed")
             }
-        }
-    }
-}
-
-/// The body pacer PUTs: the rendered definition, with the fields the app
-/// leaves to others (its `ignore` pointers) taken from what runs now, so
-/// that a full PUT never resets an autoscaled instance count.
-pub fn put_body(app: &RenderedApp, live: Option<&Value>) -> Value {
-    let mut body = app.marathon.clone();
-    if let Some(live) = live {
-        for pointer in &app.ignore {
-            if let Some(v) = live.pointer(pointer) {
-                set_pointer(&mut body, pointer, v.clone());
-            }
-        }
-    }
-    body
-}
-
-fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
-    let mut node = root;
-    let segs: Vec<String> = pointer
-        .trim_start_matches('/')
-        .split('/')
-        .map(crate::render::schema::unescape)
-        .collect();
-    for (i, seg) in segs.iter().enumerate() {
-        let last = i + 1 == segs.len();
-        match node {
-            Value::Object(m) => {
-                if last {
-                    m.insert(seg.clone(), value);
-                    return;
-                }
-                node = m
-                    .entry(seg.clone())
-                    .or_insert_with(|| Value::Object(Default::default()));
-            }
-            _ => return,
         }
     }
 }
@@ -163,6 +129,13 @@ pub async fn apply(
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
+            if let Some(app) = &app {
+                if already_there(&client, &step, app, live.as_ref()).await {
+                    // Nothing to send, so nothing to follow or record.
+                    progress.progressed(&step.id, "already as Git wants it: nothing sent");
+                    return None;
+                }
+            }
             let result = run_step(
                 &client,
                 &step,
@@ -173,13 +146,14 @@ pub async fn apply(
             )
             .await;
             progress.finished(&result);
-            result
+            Some(result)
         });
     }
     let mut results = Vec::new();
     while let Some(r) = tasks.join_next().await {
         match r {
-            Ok(r) => results.push(r),
+            Ok(Some(r)) => results.push(r),
+            Ok(None) => {}
             Err(e) => tracing::error!("an apply task ended abnormally: {e}"),
         }
     }
@@ -261,14 +235,14 @@ async fn run_step(
             // a "rollback" put the failing definition back). One version
             // only: the deployment created the app. Unreadable: fall back
             // to what runs, which reverts nothing but never deletes.
-            let previous = match crate::record::versions(client, &step.id, 2).await {
-                Ok(v) if v.len() == 2 => Some(v[0].spec.clone()),
+            let previous = match client.newest_versions(&step.id, 2).await {
+                Ok(v) if v.len() == 2 => Some(v[0].1.clone()),
                 Ok(v) if v.len() == 1 => None,
                 _ => live.cloned(),
             };
             follow(client, step, dep, previous, opts, progress).await
         }
-        (Action::Delete, _) => {
+        (Action::Delete { held: None }, _) => {
             progress.started(step, "deleting (pruned from Git)");
             let written = write(client, step, opts, Option::is_none, || {
                 client.delete_app(&step.id)
@@ -308,6 +282,11 @@ async fn run_step(
             let what = match &step.action {
                 Action::Create => "creating".to_string(),
                 Action::Drifted { .. } => "healing drift: putting Git's version back".to_string(),
+                Action::Update { class, reverts, .. } if !reverts.is_empty() => format!(
+                    "rolling out ({}), also putting back what was changed by hand: {}",
+                    class.as_str(),
+                    reverts.join(", ")
+                ),
                 Action::Update { class, .. } => format!("rolling out ({})", class.as_str()),
                 _ => "deploying".to_string(),
             };
@@ -500,9 +479,16 @@ async fn follow(
                     }
                 }
                 match deps.iter().find(|d| d.id == rollout.deployment) {
+                    // The tasks say why a rollout takes long (staged and
+                    // never running, running and never healthy) before
+                    // it times out.
                     Some(d) => RolloutEvent::Running {
                         step: d.current_step,
                         of: d.total_steps,
+                        tasks: match client.get_app(&step.id).await {
+                            Ok(Some(app)) => Some(rollout::Tasks::of(&app)),
+                            _ => None,
+                        },
                     },
                     None => match app_health(client, &step.id).await {
                         Some(healthy) => RolloutEvent::Gone { healthy },
@@ -684,37 +670,4 @@ async fn roll_back(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::tasks_up;
-    use serde_json::json;
-
-    #[test]
-    fn only_tasks_of_the_current_configuration_are_up() {
-        let app = json!({
-            "instances": 1,
-            "healthChecks": [{"protocol": "COMMAND"}],
-            "versionInfo": {"lastConfigChangeAt": "2026-01-01T00:00:10.000Z"},
-            "tasks": [
-                // The old version: up and healthy, but not what was deployed.
-                {"state": "TASK_RUNNING", "version": "2026-01-01T00:00:00.000Z",
-                 "healthCheckResults": [{"alive": true}]},
-                // The new one never got healthy.
-                {"state": "TASK_RUNNING", "version": "2026-01-01T00:00:10.000Z",
-                 "healthCheckResults": [{"alive": false}]},
-            ],
-            "tasksHealthy": 1,
-        });
-        assert_eq!(tasks_up(&app), 0);
-        let mut healthy = app.clone();
-        healthy["tasks"][1]["healthCheckResults"][0]["alive"] = json!(true);
-        assert_eq!(tasks_up(&healthy), 1);
-        // A scale keeps lastConfigChangeAt: later tasks count too.
-        let mut scaled = healthy.clone();
-        scaled["tasks"][1]["version"] = json!("2026-01-01T00:00:20.000Z");
-        assert_eq!(tasks_up(&scaled), 1);
-        // Without embedded tasks, Marathon's counts.
-        let mut counts = app.clone();
-        counts.as_object_mut().unwrap().remove("tasks");
-        assert_eq!(tasks_up(&counts), 1);
-    }
-}
+mod tests;

@@ -480,6 +480,10 @@ pub struct ApplyArgs {
     /// Deploy uncommitted changes from the working tree.
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Delete what Git pruned even when it is more than the environment's
+    /// `maxDeleteShare` of its apps (such deletes are otherwise held).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
     /// Deployments in flight at once.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub concurrency: usize,

@@ -4,15 +4,15 @@ use super::args::{ApplyArgs, HistoryArgs, MarathonArgs, PlanArgs, PlanFormat};
 use super::exit;
 use crate::apply::{self, LogProgress, Progress, StepResult};
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
+use crate::model::Outcome;
 use crate::model::Secret;
 use crate::plan::{self, Action, Plan, Step};
 use crate::reconcile::gather::{self, Caches};
-use crate::reconcile::status::Outcome;
 use crate::record;
 use crate::render::{self, DesiredEnv, Scope};
 use crate::source::{RepoLocation, Snapshot};
 use anyhow::{Context, bail};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,8 +88,10 @@ fn sigil(a: &Action) -> char {
         Action::InSync => '=',
         Action::Create => '+',
         Action::Update { .. } => '~',
-        Action::Delete => '-',
+        Action::Delete { held: None } => '-',
+        Action::Delete { held: Some(_) } => 'h',
         Action::Unmanaged => '?',
+        Action::Unrendered => 'x',
         Action::Drifted { .. } => '!',
         Action::Wait { .. } => '…',
         Action::Failed => 'x',
@@ -100,14 +102,30 @@ pub fn describe(a: &Action) -> String {
     match a {
         Action::InSync => "in sync".into(),
         Action::Create => "create".into(),
-        Action::Update { class, changed } if changed.is_empty() => {
+        Action::Update { class, changed, .. } if changed.is_empty() => {
             format!("update ({})", class.as_str())
         }
-        Action::Update { class, changed } => {
+        Action::Update {
+            class,
+            changed,
+            reverts,
+        } if reverts.is_empty() => {
             format!("update ({}): {}", class.as_str(), changed.join(", "))
         }
-        Action::Delete => "delete (pruned from Git)".into(),
+        Action::Update {
+            class,
+            changed,
+            reverts,
+        } => format!(
+            "update ({}): {}; also reverts what was changed by hand in Marathon: {}",
+            class.as_str(),
+            changed.join(", "),
+            reverts.join(", ")
+        ),
+        Action::Delete { held: None } => "delete (pruned from Git)".into(),
+        Action::Delete { held: Some(why) } => format!("delete {why}"),
         Action::Unmanaged => "unmanaged (not in Git; not deleted)".into(),
+        Action::Unrendered => "kept as it runs (in Git but doesn't render; not deleted)".into(),
         Action::Drifted {
             heal: true,
             changed,
@@ -137,8 +155,10 @@ fn summary(plan: &Plan) -> String {
             Action::InSync => "in sync",
             Action::Create => "to create",
             Action::Update { .. } => "to update",
-            Action::Delete => "to delete",
+            Action::Delete { held: None } => "to delete",
+            Action::Delete { held: Some(_) } => "held",
             Action::Unmanaged => "unmanaged",
+            Action::Unrendered => "invalid",
             Action::Drifted { .. } => "drifted",
             Action::Wait { .. } => "deploying",
             Action::Failed => "failed",
@@ -211,6 +231,7 @@ pub fn render_plan(plan: &Plan, rev: &str, marathon: &str, format: PlanFormat) -
 async fn make_plan(
     a: &PlanArgs,
     retry: &[String],
+    overrides: plan::Overrides,
 ) -> anyhow::Result<(
     RepoLocation,
     Arc<Snapshot>,
@@ -233,14 +254,16 @@ async fn make_plan(
     for app in retry {
         observed.retry.insert(desired.settings.app_id(app));
     }
-    let p = plan::plan(&desired, &observed);
+    // A repo where an app doesn't render is not planned at all (see
+    // `desired`), so no app here is in Git without rendering.
+    let p = plan::plan_with(&desired, &observed, &BTreeSet::new(), overrides);
     Ok((loc, snap, desired, client, observed, p))
 }
 
 pub fn plan_cmd(a: PlanArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let (_, snap, _, client, _, p) = make_plan(&a, &[]).await?;
+        let (_, snap, _, client, _, p) = make_plan(&a, &[], plan::Overrides::default()).await?;
         print!(
             "{}",
             render_plan(&p, &snap.revision.to_string(), client.url(), a.format)
@@ -334,7 +357,10 @@ pub fn apply_cmd(a: ApplyArgs, retry: bool) -> anyhow::Result<u8> {
         if retry && retry_apps.is_empty() {
             bail!("`pacer retry` needs --app APP: the app whose failed definition to try again");
         }
-        let (loc, snap, desired, client, observed, p) = make_plan(&a.plan, &retry_apps).await?;
+        // A human asked: drift is put back whatever selfHeal says; a mass
+        // delete only when they said so.
+        let overrides = plan::Overrides { heal_drift: true, allow_mass_delete: a.allow_mass_delete };
+        let (loc, snap, desired, client, observed, p) = make_plan(&a.plan, &retry_apps, overrides).await?;
         if snap.revision.dirty && !a.allow_dirty {
             bail!("the working tree has uncommitted changes: commit them (so the deploy is traceable) or pass --allow-dirty");
         }
@@ -342,8 +368,15 @@ pub fn apply_cmd(a: ApplyArgs, retry: bool) -> anyhow::Result<u8> {
             check_rewind(&loc, snap.revision.commit.as_deref(), &observed)?;
         }
         print!("{}", render_plan(&p, &snap.revision.to_string(), client.url(), PlanFormat::Text));
+        // Held deletes are refused, not silently skipped: the run says so
+        // and fails, after applying the rest.
+        let held = p.held().map(|why| format!("Refused: the deletes are {why}"));
         if !p.steps.iter().any(|s| s.action.acts() || matches!(s.action, Action::Wait { ours: true, .. })) {
             println!("Nothing to apply.");
+            if let Some(h) = &held {
+                eprintln!("{h}");
+                return Ok(exit::ERROR);
+            }
             return Ok(exit::OK);
         }
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -381,7 +414,10 @@ pub fn apply_cmd(a: ApplyArgs, retry: bool) -> anyhow::Result<u8> {
         }
         println!("Applied {} step{}: {} failed.", results.len(), if results.len() == 1 { "" } else { "s" }, failed);
         record_results(&loc, snap.revision.commit.as_deref().filter(|_| !snap.revision.dirty), &a.plan.env, &results);
-        Ok(if failed == 0 { exit::OK } else { exit::ERROR })
+        if let Some(h) = &held {
+            eprintln!("{h}");
+        }
+        Ok(if failed == 0 && held.is_none() { exit::OK } else { exit::ERROR })
     })
 }
 
@@ -420,6 +456,20 @@ fn record_results(
 }
 
 pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
+    let json = a.format == super::args::HistoryFormat::Json;
+    let result = history(a);
+    if let (true, Err(e)) = (json, &result) {
+        // A reader of the JSON gets the error as JSON too: an object, as
+        // every pacer error in JSON (file, line and column don't apply).
+        println!(
+            "{}",
+            serde_json::json!({"errors": [{"message": format!("{e:#}")}]})
+        );
+    }
+    result
+}
+
+fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let loc = RepoLocation::discover(&a.repo.repo)?;

@@ -24,6 +24,11 @@ pub mod exit {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo(_)) {
+        // SAFETY: no other thread runs yet. Only `serve` (and `demo`, which
+        // runs it) fetch from a Git server.
+        unsafe { crate::source::remote::start_without_https() };
+    }
     init_tracing(cli.log.as_deref());
     match run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -467,6 +467,11 @@ fn settings_changes(b: &render::EnvSettings, h: &render::EnvSettings) -> Vec<Str
         b.policy.self_heal.to_string(),
         h.policy.self_heal.to_string(),
     );
+    field(
+        "policy.maxDeleteShare",
+        b.policy.max_delete_share.get().to_string(),
+        h.policy.max_delete_share.get().to_string(),
+    );
     out
 }
 

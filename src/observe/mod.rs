@@ -16,8 +16,8 @@
 //! 4. integral floats become integers (`1.0` ≡ `1`), set-typed fields
 //!    (`constraints`, `healthChecks`, `dependencies`, `acceptedResourceRoles`)
 //!    get a canonical order, an empty list or map ≡ absent;
-//! 5. the app's `ignore` pointers and the `pacer.commit` label are removed
-//!    from both sides.
+//! 5. the app's `ignore` pointers and the provenance labels (`pacer.commit`,
+//!    `pacer.digest`) are removed from both sides.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +31,10 @@ mod tests;
 
 /// The provenance label: it changes with every commit, so it is never diffed.
 pub const COMMIT_LABEL: &str = crate::render::labels::COMMIT;
+
+/// Labels that say where a definition came from, not what it is: never
+/// diffed, never part of [`written_digest`].
+const PROVENANCE_LABELS: [&str; 2] = [COMMIT_LABEL, crate::render::labels::DIGEST];
 
 /// What runs in Marathon under one environment's group.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +119,9 @@ pub fn comparable(desired: &Value, live: &Value, ignore: &[String]) -> (Value, V
             remove_pointer(v, p);
         }
         if let Some(Value::Object(labels)) = v.get_mut("labels") {
-            labels.remove(COMMIT_LABEL);
+            for k in PROVENANCE_LABELS {
+                labels.remove(k);
+            }
         }
         canonical(v);
     }
@@ -123,8 +129,98 @@ pub fn comparable(desired: &Value, live: &Value, ignore: &[String]) -> (Value, V
     (d, l)
 }
 
+/// A digest of a definition in the form observe compares, on its own: the
+/// value of the `pacer.digest` label pacer writes with each PUT. The same
+/// definition as Marathon keeps it (defaults filled in, service ports
+/// assigned, the group's role, 1.4's older defaults) gives the same digest,
+/// so a version whose label doesn't match its own definition was not
+/// written by pacer. Left out, as things that change without a new
+/// definition from pacer: the provenance labels, `instances` (a scale keeps
+/// the labels) and what Marathon assigns (service port numbers, `role`).
+pub fn written_digest(spec: &Value) -> String {
+    let (mut v, _) = comparable(spec, spec, &[]);
+    if let Some(o) = v.as_object_mut() {
+        for k in ["instances", "role", "id"] {
+            o.remove(k);
+        }
+        // 1.4's defaults ≡ 1.10's (see `accept_cluster_defaults`).
+        let defaults = {
+            let mut d = Value::Object(Map::new());
+            normalize_app(&mut d);
+            canonical(&mut d);
+            d
+        };
+        if o.get("maxLaunchDelaySeconds").and_then(Value::as_f64) == Some(3600.0) {
+            o.insert(
+                "maxLaunchDelaySeconds".into(),
+                defaults["maxLaunchDelaySeconds"].clone(),
+            );
+        }
+        let old_unreachable = o.get("unreachableStrategy").is_some_and(|u| {
+            u.get("inactiveAfterSeconds").and_then(Value::as_f64) == Some(300.0)
+                && u.get("expungeAfterSeconds").and_then(Value::as_f64) == Some(600.0)
+        });
+        if old_unreachable {
+            o.insert(
+                "unreachableStrategy".into(),
+                defaults["unreachableStrategy"].clone(),
+            );
+        }
+    }
+    let zero_ports = |ports: Option<&mut Value>, key: &str| {
+        for p in ports.and_then(Value::as_array_mut).into_iter().flatten() {
+            if let Some(p) = p.as_object_mut() {
+                if p.contains_key(key) {
+                    p.insert(key.into(), Value::from(0));
+                }
+                if p.get("name").and_then(Value::as_str) == Some("default") {
+                    p.remove("name");
+                }
+            }
+        }
+    };
+    zero_ports(v.get_mut("portDefinitions"), "port");
+    zero_ports(
+        v.get_mut("container")
+            .and_then(|c| c.get_mut("portMappings")),
+        "servicePort",
+    );
+    // An empty list or map ≡ absent, as `prune_empty_pairs` has it, but
+    // with no other side to pair with: dropped at every depth.
+    drop_empties(&mut v);
+    let mut text = crate::diff::canonical_json(&v);
+    // Short: it is a label every reader of the app sees.
+    text = crate::model::Digest::of(text.as_bytes()).0;
+    text.trim_start_matches("sha256:")[..16].to_string()
+}
+
+fn drop_empties(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.values_mut().for_each(drop_empties);
+            o.retain(|_, x| !is_empty(x));
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_empties),
+        _ => {}
+    }
+}
+
+/// Whether pacer wrote this definition: `Some(true)` when its
+/// `pacer.digest` label matches the definition itself, `Some(false)` when
+/// it doesn't (changed by hand, labels and all), `None` without the label
+/// (deployed before pacer wrote it).
+pub fn written_by_pacer(spec: &Value) -> Option<bool> {
+    let label = spec
+        .get("labels")?
+        .get(crate::render::labels::DIGEST)?
+        .as_str()?;
+    Some(label == written_digest(spec))
+}
+
 /// `None` when in sync; otherwise a unified diff of canonical pretty JSON
-/// (sorted keys), desired vs live.
+/// (sorted keys) from live to desired: what applying would change, read as
+/// `kubectl diff` and `terraform plan` read (and as `pacer diff` reads base
+/// to head), so raising cpus 0.2 → 0.3 shows `-0.2` then `+0.3`.
 pub fn app_diff(desired: &Value, live: &Value, ignore: &[String]) -> Option<String> {
     let (d, l) = comparable(desired, live, ignore);
     if d == l {
@@ -135,10 +231,10 @@ pub fn app_diff(desired: &Value, live: &Value, ignore: &[String]) -> Option<Stri
         crate::diff::canonical_json(&l),
     );
     Some(
-        similar::TextDiff::from_lines(&ds, &ls)
+        similar::TextDiff::from_lines(&ls, &ds)
             .unified_diff()
             .context_radius(3)
-            .header("desired", "live")
+            .header("live", "desired")
             .to_string(),
     )
 }

@@ -698,9 +698,10 @@ fn the_diff_is_unified_canonical_json() {
         &[],
     )
     .expect("a diff");
-    assert!(d.starts_with("--- desired\n+++ live\n"), "{d}");
-    assert!(d.contains("-  \"cmd\": \"./serve --v2\",\n"), "{d}");
-    assert!(d.contains("+  \"cmd\": \"./serve\",\n"), "{d}");
+    // Live → desired: what applying would change.
+    assert!(d.starts_with("--- live\n+++ desired\n"), "{d}");
+    assert!(d.contains("-  \"cmd\": \"./serve\",\n"), "{d}");
+    assert!(d.contains("+  \"cmd\": \"./serve --v2\",\n"), "{d}");
     assert!(!d.contains("pacer.commit") && !d.contains("tasks"), "{d}");
     // Sorted keys: `backoffFactor` comes before `cmd`.
     let (c, _) = comparable(&minimal(), &live_1_10(), &[]);
@@ -741,4 +742,45 @@ fn deploying_finds_the_deployment_of_an_app() {
         Some("d1")
     );
     assert!(live.deploying("/prod/api").is_none());
+}
+
+#[test]
+fn the_written_digest_survives_marathon_and_not_a_hand_edit() {
+    let written = with(minimal(), json!({"labels": {"pacer.commit": "c1"}}));
+    let digest = written_digest(&written);
+    // As Marathon keeps it: defaults, status fields, an assigned port,
+    // the group's role, and 1.4's older defaults.
+    let mut live = with(
+        live_1_10(),
+        json!({"labels": {"pacer.commit": "c1", "pacer.digest": digest}}),
+    );
+    assert_eq!(written_by_pacer(&live), Some(true));
+    for patch in [
+        json!({"role": "prod"}),
+        json!({"maxLaunchDelaySeconds": 3600}),
+        json!({"unreachableStrategy": {"inactiveAfterSeconds": 300, "expungeAfterSeconds": 600}}),
+        json!({"portDefinitions": [{"port": 10017, "protocol": "tcp"}]}),
+        // A scale keeps the labels of the version it scaled.
+        json!({"instances": 4}),
+        // Empty lists and maps Marathon writes, at any depth.
+        json!({"env": {}, "fetch": [], "upgradeStrategy":
+            {"maximumOverCapacity": 1, "minimumHealthCapacity": 1, "x": {}}}),
+    ] {
+        live = with(live, patch.clone());
+        assert_eq!(written_by_pacer(&live), Some(true), "{patch}");
+    }
+    // Changed by hand, pacer's labels copied: not pacer's.
+    for patch in [
+        json!({"mem": 256}),
+        json!({"cmd": "./serve --debug"}),
+        json!({"labels": {"pacer.commit": "c1", "pacer.digest": digest, "owner": "me"}}),
+    ] {
+        assert_eq!(
+            written_by_pacer(&with(live.clone(), patch.clone())),
+            Some(false),
+            "{patch}"
+        );
+    }
+    // Deployed before the label existed: unknown.
+    assert_eq!(written_by_pacer(&live_1_10()), None);
 }

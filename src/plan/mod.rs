@@ -3,9 +3,8 @@
 //! clock. The caller fetches the inputs and executes the [`Plan`].
 
 use crate::diff::Class;
-use crate::model::{AppPath, Digest};
+use crate::model::{AppPath, Digest, SyncStatus};
 use crate::observe;
-use crate::reconcile::status::SyncStatus;
 use crate::render::{DesiredEnv, Policy, Reload, RenderedApp, labels};
 use serde::Serialize;
 use serde_json::Value;
@@ -57,13 +56,28 @@ pub enum Action {
     /// Git has it, Marathon doesn't.
     Create,
     /// Git changed it. `class` says how: `hot` needs no deployment, `scale`
-    /// only sets instances, `restart`/`redeploy` roll the tasks.
-    Update { class: Class, changed: Vec<String> },
+    /// only sets instances, `restart`/`redeploy` roll the tasks. `reverts`:
+    /// fields changed by hand in Marathon since pacer deployed the app,
+    /// which this deployment puts back to Git's values.
+    Update {
+        class: Class,
+        changed: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reverts: Vec<String>,
+    },
     /// Marathon has it, Git no longer does, and the environment prunes.
-    Delete,
+    /// `held`: why the delete waits for a human (too large a share of the
+    /// environment would go at once; see `maxDeleteShare`).
+    Delete {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held: Option<String>,
+    },
     /// Under the group but not pacer's to delete (no prune, or never
     /// deployed by pacer).
     Unmanaged,
+    /// In Git but doesn't render at this commit, with no good version to
+    /// deploy instead: it keeps running as it is, never pruned for a typo.
+    Unrendered,
     /// Live was changed outside Git. With self-heal, `heal` is true and the
     /// step puts Git's version back.
     Drifted { heal: bool, changed: Vec<String> },
@@ -84,7 +98,7 @@ impl Action {
             self,
             Action::Create
                 | Action::Update { .. }
-                | Action::Delete
+                | Action::Delete { held: None }
                 | Action::Drifted { heal: true, .. }
         )
     }
@@ -94,7 +108,9 @@ impl Action {
             Action::InSync => SyncStatus::InSync,
             Action::Create => SyncStatus::Missing,
             Action::Update { .. } => SyncStatus::OutOfSync,
-            Action::Delete | Action::Unmanaged => SyncStatus::Unmanaged,
+            Action::Delete { held: Some(_) } => SyncStatus::Held,
+            Action::Delete { held: None } | Action::Unmanaged => SyncStatus::Unmanaged,
+            Action::Unrendered => SyncStatus::Invalid,
             Action::Drifted { .. } => SyncStatus::Drifted,
             Action::Wait { .. } => SyncStatus::Progressing,
             Action::Failed => SyncStatus::Failed,
@@ -111,7 +127,8 @@ pub struct Step {
     pub app: Option<AppPath>,
     #[serde(flatten)]
     pub action: Action,
-    /// Desired against live, for humans; absent when in sync.
+    /// Live → desired (what applying changes), for humans; absent when in
+    /// sync.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
 }
@@ -129,6 +146,14 @@ impl Plan {
         self.steps
             .iter()
             .any(|s| !matches!(s.action, Action::InSync))
+    }
+
+    /// Why deletes wait for a human, when they do.
+    pub fn held(&self) -> Option<&str> {
+        self.steps.iter().find_map(|s| match &s.action {
+            Action::Delete { held: Some(why) } => Some(why.as_str()),
+            _ => None,
+        })
     }
 
     pub fn counts(&self) -> BTreeMap<SyncStatus, u64> {
@@ -184,6 +209,7 @@ fn class_of(changed: &[String], desired: &Value, live: &Value) -> Class {
         if let Value::Object(m) = &mut l {
             m.remove(labels::CONFIG_HASH);
             m.remove(labels::COMMIT);
+            m.remove(labels::DIGEST);
         }
         l
     };
@@ -240,6 +266,7 @@ fn step_for(
                 Action::Update {
                     class: Class::Hot,
                     changed: Vec::new(),
+                    reverts: Vec::new(),
                 },
                 None,
             );
@@ -254,19 +281,22 @@ fn step_for(
         }
     }
     let changed = observe::changed_paths(&app.marathon, &live.spec, &app.ignore);
-    // Live matches what Git said when it was deployed: the difference is a
-    // change in Git. Otherwise someone changed Marathon by hand.
-    let git_changed = match observed.baselines.get(&app.id) {
-        Some(baseline) => observe::app_diff(baseline, &live.spec, &app.ignore).is_none(),
-        // No baseline (never deployed by pacer, or its commit is gone):
-        // treat the difference as Git's.
-        None => true,
-    };
-    if git_changed {
+    let origin = origin_of(app, live, observed.baselines.get(&app.id));
+    if origin.git_changed {
+        // A commit that changes the app deploys it whatever was done by
+        // hand meanwhile, as in Argo CD and Flux: `selfHeal` only decides
+        // whether drift alone triggers a write. The step says which hand
+        // edits the deployment puts back (not those Git has since adopted).
+        let reverts: Vec<String> = origin
+            .hand_edited
+            .into_iter()
+            .filter(|p| changed.contains(p))
+            .collect();
         mk(
             Action::Update {
                 class: class_of(&changed, &app.marathon, &live.spec),
                 changed,
+                reverts,
             },
             Some(diff_text),
         )
@@ -281,32 +311,126 @@ fn step_for(
     }
 }
 
-/// Plans one environment.
-pub fn plan(desired: &DesiredEnv, observed: &Observed) -> Plan {
-    let policy = &desired.settings.policy;
+/// Where a difference between Git and Marathon comes from.
+struct Origin {
+    /// Git changed the app since pacer deployed what runs.
+    git_changed: bool,
+    /// Fields changed in Marathon by hand since then.
+    hand_edited: Vec<String>,
+}
+
+/// Compares both sides with the baseline, what Git said at the commit the
+/// live app was deployed from (what pacer last deployed): desired ≠
+/// baseline is a change in Git, live ≠ baseline a change by hand; both can
+/// be true at once.
+fn origin_of(app: &RenderedApp, live: &LiveApp, baseline: Option<&Value>) -> Origin {
+    let Some(baseline) = baseline else {
+        // No baseline (never deployed by pacer, or its commit is gone):
+        // the difference is Git's.
+        return Origin {
+            git_changed: true,
+            hand_edited: Vec::new(),
+        };
+    };
+    let hand_edited = observe::changed_paths(baseline, &live.spec, &app.ignore);
+    let git_changed =
+        hand_edited.is_empty() || observe::app_diff(&app.marathon, baseline, &app.ignore).is_some();
+    Origin {
+        git_changed,
+        hand_edited,
+    }
+}
+
+/// What a human asked for beyond the environment's policy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    /// Put Git's version back over drift even without `selfHeal`: `pacer
+    /// apply` is an explicit request to bring apps back to Git.
+    pub heal_drift: bool,
+    /// Delete what the plan prunes however large a share of the
+    /// environment it is (`maxDeleteShare` not applied).
+    pub allow_mass_delete: bool,
+}
+
+/// Plans one environment by its policy (the daemon). `unrendered`: the
+/// apps Git has at this commit that don't render; they are never deleted
+/// and never count towards `maxDeleteShare`.
+pub fn plan(desired: &DesiredEnv, observed: &Observed, unrendered: &BTreeSet<AppPath>) -> Plan {
+    plan_with(desired, observed, unrendered, Overrides::default())
+}
+
+/// Deletes allowed at once among `managed` live apps: the share, and
+/// never fewer than one (removing one app is not a mass deletion).
+fn deletes_allowed(share: f64, managed: usize) -> usize {
+    ((share * managed as f64).floor() as usize).max(1)
+}
+
+/// Plans one environment, with what a human asked for on top of its policy.
+pub fn plan_with(
+    desired: &DesiredEnv,
+    observed: &Observed,
+    unrendered: &BTreeSet<AppPath>,
+    overrides: Overrides,
+) -> Plan {
+    let mut policy = desired.settings.policy;
+    policy.self_heal |= overrides.heal_drift;
+    let policy = &policy;
     let mut steps: Vec<Step> = desired
         .apps
         .values()
         .map(|app| step_for(app, observed.apps.get(&app.id), observed, policy))
         .collect();
     let wanted: BTreeSet<&str> = desired.apps.values().map(|a| a.id.as_str()).collect();
+    let unrendered: BTreeMap<String, &AppPath> = unrendered
+        .iter()
+        .map(|a| (desired.settings.app_id(a), a))
+        .collect();
     for (id, live) in &observed.apps {
         if wanted.contains(id.as_str()) {
             continue;
         }
-        // Only what pacer deployed to this environment is pacer's to delete.
+        // Only what pacer deployed to this environment is pacer's to delete,
+        // and only what Git no longer has: an app that doesn't render (a
+        // typo, a template error) is still in Git.
         let ours = live.label(labels::ENV) == Some(desired.settings.name.as_str());
-        let action = if ours && policy.prune {
-            Action::Delete
+        let in_git = unrendered.get(id).map(|a| (*a).clone());
+        let action = if in_git.is_some() {
+            Action::Unrendered
+        } else if ours && policy.prune {
+            Action::Delete { held: None }
         } else {
             Action::Unmanaged
         };
         steps.push(Step {
             id: id.clone(),
-            app: None,
+            app: in_git,
             action,
             diff: None,
         });
+    }
+    // A commit that would delete a large share of what pacer runs here
+    // (a bad merge, a moved directory) waits for a human.
+    let managed = observed
+        .apps
+        .values()
+        .filter(|l| l.label(labels::ENV) == Some(desired.settings.name.as_str()))
+        .count();
+    let deletes = steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Delete { .. }))
+        .count();
+    let share = policy.max_delete_share.get();
+    let allowed = deletes_allowed(share, managed);
+    if deletes > allowed && !overrides.allow_mass_delete {
+        let why = format!(
+            "held: {deletes} of the {managed} apps pacer runs in {} would be deleted, more than maxDeleteShare {share} allows ({allowed}); check the commit, then run `pacer apply --env {} --allow-mass-delete` (or raise maxDeleteShare in pacer.yaml)",
+            desired.settings.name, desired.settings.name
+        );
+        for s in &mut steps {
+            if let Action::Delete { held } = &mut s.action {
+                *held = Some(why.clone());
+            }
+        }
     }
     steps.sort_by(|a, b| a.id.cmp(&b.id));
     Plan {

@@ -11,6 +11,7 @@ fn settings(prune: bool, self_heal: bool) -> EnvSettings {
             auto_apply: true,
             prune,
             self_heal,
+            ..Policy::default()
         },
     }
 }
@@ -40,6 +41,15 @@ fn env(apps: Vec<RenderedApp>, prune: bool, self_heal: bool) -> DesiredEnv {
         settings: settings(prune, self_heal),
         apps: apps.into_iter().map(|a| (a.app.clone(), a)).collect(),
     }
+}
+
+/// Plans with every app of Git rendering (most tests).
+fn plan(d: &DesiredEnv, o: &Observed) -> Plan {
+    super::plan(d, o, &BTreeSet::new())
+}
+
+fn plan_with(d: &DesiredEnv, o: &Observed, overrides: Overrides) -> Plan {
+    super::plan_with(d, o, &BTreeSet::new(), overrides)
 }
 
 fn live(spec: Value) -> LiveApp {
@@ -87,8 +97,10 @@ fn git_changes_are_classed_by_what_changed() {
         let mut o = Observed::default();
         let mut running = spec("a", 2, "h");
         running["id"] = json!("/prod/web");
-        o.apps.insert("/prod/web".into(), live(running.clone()));
-        o.baselines.insert("/prod/web".into(), running);
+        o.baselines.insert("/prod/web".into(), running.clone());
+        // As pacer wrote it: the digest label is provenance, no change.
+        running["labels"]["pacer.digest"] = json!("0123456789abcdef");
+        o.apps.insert("/prod/web".into(), live(running));
         let p = plan(&d, &o);
         match action_of(&p, "/prod/web") {
             Action::Update { class: c, .. } => assert_eq!(c, class, "{:?}", d.apps["web"].marathon),
@@ -131,7 +143,7 @@ fn prune_deletes_only_what_pacer_deployed_here() {
         live(json!({"id": "/prod/hand", "labels": {}})),
     );
     let p = plan(&d, &o);
-    assert_eq!(action_of(&p, "/prod/old"), Action::Delete);
+    assert_eq!(action_of(&p, "/prod/old"), Action::Delete { held: None });
     assert_eq!(action_of(&p, "/prod/hand"), Action::Unmanaged);
     let p = plan(&env(vec![], false, false), &o);
     assert_eq!(action_of(&p, "/prod/old"), Action::Unmanaged);
@@ -204,10 +216,219 @@ fn hot_files_update_without_a_deployment() {
         action_of(&plan(&d, &o), "/prod/web"),
         Action::Update {
             class: Class::Hot,
-            changed: vec![]
+            changed: vec![],
+            reverts: vec![]
         }
     );
     o.served_hot
         .insert("/prod/web".into(), served_digest(&desired));
     assert_eq!(action_of(&plan(&d, &o), "/prod/web"), Action::InSync);
+}
+
+#[test]
+fn the_plan_diff_reads_from_live_to_desired() {
+    let mut desired = spec("a", 2, "h");
+    desired["cpus"] = json!(0.3);
+    let d = env(vec![app("web", desired)], false, false);
+    let mut running = spec("a", 2, "h");
+    running["id"] = json!("/prod/web");
+    running["cpus"] = json!(0.2);
+    let mut o = Observed::default();
+    o.apps.insert("/prod/web".into(), live(running.clone()));
+    o.baselines.insert("/prod/web".into(), running);
+    let p = plan(&d, &o);
+    let diff = p.steps[0].diff.as_deref().expect("a diff");
+    assert!(diff.starts_with("--- live\n+++ desired\n"), "{diff}");
+    let (minus, plus) = (diff.find("-  \"cpus\": 0.2"), diff.find("+  \"cpus\": 0.3"));
+    assert!(minus.is_some() && plus.is_some() && minus < plus, "{diff}");
+}
+
+/// What pacer deployed at the live app's commit, what runs now (changed by
+/// hand), and Git now.
+fn hand_edited_then_committed(git_now: Value) -> (DesiredEnv, Observed) {
+    let mut deployed = spec("a", 1, "h");
+    deployed["id"] = json!("/prod/clock");
+    deployed["mem"] = json!(128);
+    let mut hand = deployed.clone();
+    hand["mem"] = json!(256);
+    let mut o = Observed::default();
+    o.apps.insert("/prod/clock".into(), live(hand));
+    o.baselines.insert("/prod/clock".into(), deployed);
+    (env(vec![app("clock", git_now)], false, false), o)
+}
+
+#[test]
+fn a_commit_deploys_a_hand_edited_app_and_says_what_it_reverts() {
+    // Git raises instances after someone changed mem by hand; selfHeal is off.
+    let mut git_now = spec("a", 3, "h");
+    git_now["mem"] = json!(128);
+    let (d, o) = hand_edited_then_committed(git_now);
+    let a = action_of(&plan(&d, &o), "/prod/clock");
+    assert_eq!(
+        a,
+        Action::Update {
+            class: Class::Redeploy,
+            changed: vec!["/instances".into(), "/mem".into()],
+            reverts: vec!["/mem".into()],
+        }
+    );
+    assert!(a.acts());
+}
+
+#[test]
+fn a_commit_that_adopts_the_hand_edit_reverts_nothing() {
+    // Git now says what was set by hand (mem 256) and raises instances:
+    // only a scale, and nothing is put back.
+    let mut git_now = spec("a", 3, "h");
+    git_now["mem"] = json!(256);
+    let (d, o) = hand_edited_then_committed(git_now);
+    assert_eq!(
+        action_of(&plan(&d, &o), "/prod/clock"),
+        Action::Update {
+            class: Class::Scale,
+            changed: vec!["/instances".into()],
+            reverts: vec![],
+        }
+    );
+}
+
+#[test]
+fn drift_alone_waits_for_self_heal_but_a_human_apply_heals_it() {
+    let mut git_now = spec("a", 1, "h");
+    git_now["mem"] = json!(128);
+    let (d, o) = hand_edited_then_committed(git_now);
+    let a = action_of(&plan(&d, &o), "/prod/clock");
+    assert!(matches!(a, Action::Drifted { heal: false, .. }), "{a:?}");
+    let human = Overrides {
+        heal_drift: true,
+        ..Overrides::default()
+    };
+    let a = action_of(&plan_with(&d, &o, human), "/prod/clock");
+    assert_eq!(
+        a,
+        Action::Drifted {
+            heal: true,
+            changed: vec!["/mem".into()]
+        }
+    );
+    assert!(a.acts());
+}
+
+fn managed(n: usize) -> Observed {
+    let mut o = Observed::default();
+    for i in 0..n {
+        let id = format!("/prod/app{i}");
+        o.apps.insert(
+            id.clone(),
+            live(json!({"id": id, "labels": {"pacer.env": "prod"}})),
+        );
+    }
+    o
+}
+
+#[test]
+fn a_mass_delete_is_held_with_its_reason() {
+    // Ten apps run; Git keeps seven (three deletes: more than 20 %).
+    let keep: Vec<RenderedApp> = (3..10)
+        .map(|i| app(&format!("app{i}"), json!({"labels": {"pacer.env": "prod"}})))
+        .collect();
+    let o = managed(10);
+    let p = plan(&env(keep.clone(), true, false), &o);
+    for i in 0..3 {
+        let a = action_of(&p, &format!("/prod/app{i}"));
+        let Action::Delete { held: Some(why) } = &a else {
+            panic!("expected a held delete, got {a:?}");
+        };
+        assert!(why.contains("3 of the 10 apps"), "{why}");
+        assert!(why.contains("--allow-mass-delete"), "{why}");
+        assert!(!a.acts());
+        assert_eq!(a.sync_status(), SyncStatus::Held);
+    }
+    assert!(p.held().is_some());
+    let json = serde_json::to_value(&p.steps[0]).unwrap();
+    assert_eq!(json["action"], "delete");
+    assert!(json["held"].as_str().is_some(), "{json}");
+    // Asked for: deleted.
+    let allow = Overrides {
+        allow_mass_delete: true,
+        ..Overrides::default()
+    };
+    let p = plan_with(&env(keep.clone(), true, false), &o, allow);
+    assert_eq!(action_of(&p, "/prod/app0"), Action::Delete { held: None });
+    assert!(p.held().is_none());
+    // Four of ten is not; two of ten is within 20 %; so is one app of any number.
+    let p = plan(&env(keep[1..].to_vec(), true, false), &managed(10));
+    assert!(p.held().is_some(), "four of ten");
+    let mut eight = keep.clone();
+    eight.push(app("app2", json!({"labels": {"pacer.env": "prod"}})));
+    let p = plan(&env(eight, true, false), &managed(10));
+    assert_eq!(action_of(&p, "/prod/app0"), Action::Delete { held: None });
+    assert!(p.held().is_none(), "two of ten");
+    let p = plan(&env(vec![], true, false), &managed(1));
+    assert_eq!(action_of(&p, "/prod/app0"), Action::Delete { held: None });
+}
+
+#[test]
+fn the_delete_share_is_configurable() {
+    let mut d = env(vec![], true, false);
+    d.settings.policy.max_delete_share = crate::render::Share::new(1.0);
+    assert!(plan(&d, &managed(5)).held().is_none());
+    d.settings.policy.max_delete_share = crate::render::Share::new(0.0);
+    assert!(plan(&d, &managed(2)).held().is_some());
+    assert!(
+        plan(&d, &managed(1)).held().is_none(),
+        "one app is never held"
+    );
+    assert_eq!(deletes_allowed(0.2, 10), 2);
+    assert_eq!(deletes_allowed(0.2, 3), 1);
+    assert_eq!(deletes_allowed(0.5, 7), 3);
+}
+
+#[test]
+fn an_app_that_does_not_render_is_never_deleted() {
+    // app0 is in Git but doesn't render, and no good version of it is known.
+    let keep: Vec<RenderedApp> = (1..3)
+        .map(|i| app(&format!("app{i}"), json!({"labels": {"pacer.env": "prod"}})))
+        .collect();
+    let unrendered: BTreeSet<AppPath> = ["app0".to_string()].into();
+    let everything = Overrides {
+        heal_drift: true,
+        allow_mass_delete: true,
+    };
+    let p = super::plan_with(
+        &env(keep, true, false),
+        &managed(3),
+        &unrendered,
+        everything,
+    );
+    let step = p.steps.iter().find(|s| s.id == "/prod/app0").unwrap();
+    assert_eq!(step.action, Action::Unrendered);
+    assert_eq!(
+        step.app.as_deref(),
+        Some("app0"),
+        "its status is under its path"
+    );
+    assert!(!step.action.acts());
+    assert_eq!(step.action.sync_status(), SyncStatus::Invalid);
+}
+
+#[test]
+fn the_delete_share_counts_only_true_deletes() {
+    // Ten apps run. Git dropped two (within 20 %) and two more don't render:
+    // two deletes, not four, so nothing is held.
+    let keep: Vec<RenderedApp> = (4..10)
+        .map(|i| app(&format!("app{i}"), json!({"labels": {"pacer.env": "prod"}})))
+        .collect();
+    let unrendered: BTreeSet<AppPath> = ["app2".to_string(), "app3".to_string()].into();
+    let p = super::plan(&env(keep, true, false), &managed(10), &unrendered);
+    assert!(p.held().is_none(), "{:?}", p.held());
+    for i in 0..2 {
+        assert_eq!(
+            action_of(&p, &format!("/prod/app{i}")),
+            Action::Delete { held: None }
+        );
+    }
+    for i in 2..4 {
+        assert_eq!(action_of(&p, &format!("/prod/app{i}")), Action::Unrendered);
+    }
 }

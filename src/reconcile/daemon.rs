@@ -10,10 +10,11 @@
 use super::gather::{self, Caches};
 use super::health::{self, Health};
 use super::render_job::{self, short};
-use super::status::{AppStatus, LastAction, Outcome, Problem, Status, SyncStatus};
+use super::status::{AppStatus, LastAction, Problem, Status};
 use crate::apply::{self, LogProgress};
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
 use crate::model::{AppPath, Digest, EnvName, Secret};
+use crate::model::{Outcome, SyncStatus};
 use crate::plan::{self, Action};
 use crate::record::notes;
 use crate::render;

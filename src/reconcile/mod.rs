@@ -11,6 +11,6 @@
 
 pub mod daemon;
 pub mod gather;
-pub mod health;
 pub mod render_job;
-pub mod status;
+// The status lives below the server, which reads it; the daemon writes it.
+pub use crate::status::{self, health};

@@ -6,8 +6,8 @@
 pub mod notes;
 
 use crate::marathon::client::{Error as ClientError, MarathonClient};
+use crate::model::Outcome;
 use crate::observe;
-use crate::reconcile::status::Outcome;
 use crate::render::labels;
 use crate::source::RepoLocation;
 use serde::Serialize;
@@ -46,6 +46,15 @@ pub enum HistoryOutcome {
     /// Deployed and failed, and the rollback failed too: it still runs
     /// (from the deployment records; Marathon's versions can't tell).
     Failed,
+    /// A version pacer didn't write: made in Marathon by hand (or by
+    /// another tool), even if it carries pacer's labels.
+    Manual,
+    /// A commit that changed the app's definition here but that no Marathon
+    /// version carries: not applied (yet), held, or folded into a later
+    /// deployment.
+    NotDeployed,
+    /// A commit that touched the app's files but rendered the same here.
+    Unchanged,
 }
 
 /// What happened to each version, oldest first. A version whose successor
@@ -61,8 +70,12 @@ pub fn classify(versions: &[Version]) -> Vec<HistoryOutcome> {
         }
         // Scaling back down is not a rollback: only a definition change is.
         let scale_only = out[i] == HistoryOutcome::Scaled;
+        // Putting back a change made by hand heals drift; a rollback
+        // reverts what pacer deployed.
+        let by_hand = observe::written_by_pacer(&prev.spec) == Some(false);
         if i >= 2
             && !scale_only
+            && !by_hand
             && same(&cur.spec, &versions[i - 2].spec)
             && !same(&cur.spec, &prev.spec)
         {
@@ -89,16 +102,11 @@ pub async fn versions(
     id: &str,
     limit: usize,
 ) -> Result<Vec<Version>, ClientError> {
-    let mut list = client.app_versions(id).await?;
-    // Marathon lists newest first.
-    list.sort();
-    let skip = list.len().saturating_sub(limit);
-    let mut out = Vec::new();
-    for v in list.into_iter().skip(skip) {
-        let spec = client.app_version(id, &v).await?;
-        out.push(Version { version: v, spec });
-    }
-    Ok(out)
+    let list = client.newest_versions(id, limit).await?;
+    Ok(list
+        .into_iter()
+        .map(|(version, spec)| Version { version, spec })
+        .collect())
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -200,6 +208,73 @@ fn commits_touching(
     out
 }
 
+/// What history shows as the commit of a version pacer didn't write.
+pub const NOT_BY_PACER: &str = "(not deployed by pacer)";
+
+/// What a commit changed for one app in one environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Its Marathon definition (a deployment was due).
+    Definition,
+    /// Only its hot-reload files.
+    Files,
+    /// Nothing: it renders the same here.
+    Nothing,
+}
+
+/// One app of one environment rendered at the commits history asks about,
+/// each commit once (a commit is often the parent of the next).
+struct Renders<'a> {
+    loc: &'a RepoLocation,
+    env: &'a str,
+    app: &'a str,
+    seen: std::collections::HashMap<String, Option<crate::render::RenderedApp>>,
+}
+
+impl Renders<'_> {
+    fn at(&mut self, rev: &str) -> Option<crate::render::RenderedApp> {
+        if let Some(r) = self.seen.get(rev) {
+            return r.clone();
+        }
+        let rendered = (|| {
+            let snap = std::sync::Arc::new(self.loc.at_rev(rev).ok()?);
+            let mut diags = crate::render::Diagnostics::default();
+            let r = crate::render::Repo::load(snap, &mut diags)?;
+            let d = crate::render::render_pairs(
+                &r,
+                &[(self.env.to_string(), vec![self.app.to_string()])],
+                &mut diags,
+            );
+            d.envs.get(self.env)?.apps.get(self.app).cloned()
+        })();
+        self.seen.insert(rev.to_string(), rendered.clone());
+        rendered
+    }
+
+    /// Renders the app at `commit` and at its first parent and compares
+    /// them. A side that doesn't render counts as a change of definition:
+    /// nothing can be said to have reached Marathon.
+    fn change_at(&mut self, repo: &git2::Repository, commit: &str) -> Change {
+        let parent = git2::Oid::from_str(commit)
+            .ok()
+            .and_then(|o| repo.find_commit(o).ok())
+            .and_then(|c| c.parent_id(0).ok());
+        let (Some(now), Some(before)) = (
+            self.at(commit),
+            parent.and_then(|p| self.at(&p.to_string())),
+        ) else {
+            return Change::Definition;
+        };
+        if observe::app_diff(&now.marathon, &before.marathon, &[]).is_some() {
+            Change::Definition
+        } else if crate::plan::served_digest(&now) != crate::plan::served_digest(&before) {
+            Change::Files
+        } else {
+            Change::Nothing
+        }
+    }
+}
+
 /// An app's history in one environment, newest first: every version
 /// Marathon kept, and the commits that reached the app without one.
 pub async fn history(
@@ -234,12 +309,24 @@ pub async fn history(
         }
         None => Vec::new(),
     };
-    let deployed: std::collections::BTreeSet<&str> =
-        versions.iter().filter_map(|v| v.commit()).collect();
+    // A version is credited to the commit on its labels only if pacer
+    // wrote it: a hand PUT keeps pacer's labels, but not a matching digest.
+    // Versions from before the digest label trust the labels.
+    let by_pacer: Vec<bool> = versions
+        .iter()
+        .map(|v| observe::written_by_pacer(&v.spec) != Some(false))
+        .collect();
+    let deployed: std::collections::BTreeSet<&str> = versions
+        .iter()
+        .zip(&by_pacer)
+        .filter(|(_, ours)| **ours)
+        .filter_map(|(v, _)| v.commit())
+        .collect();
     // What pacer recorded for this app, on every commit in question.
     let records: Vec<(String, notes::Record)> = match &repo {
-        Some(r) => deployed
+        Some(r) => versions
             .iter()
+            .filter_map(|v| v.commit())
             .map(|c| c.to_string())
             .chain(touching.iter().map(|(c, _)| c.clone()))
             .collect::<std::collections::BTreeSet<String>>()
@@ -254,12 +341,18 @@ pub async fn history(
             .collect(),
         None => Vec::new(),
     };
-    let recorded = |version: &str| {
+    let recorded_with = |version: &str| {
         records
             .iter()
             .filter(|(_, r)| r.version.as_deref() == Some(version))
             .max_by(|a, b| a.1.at.cmp(&b.1.at))
-            .map(|(_, r)| r)
+    };
+    let recorded = |version: &str| recorded_with(version).map(|(_, r)| r);
+    let mut renders = Renders {
+        loc,
+        env,
+        app,
+        seen: Default::default(),
     };
     let mut attributed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut entries: Vec<Entry> = Vec::new();
@@ -283,21 +376,50 @@ pub async fn history(
                 .and_then(|r| r.rollback.clone()),
             _ => record.and_then(|r| r.deployment.clone()),
         };
-        let mut commit = v.commit().unwrap_or("(not deployed by pacer)").to_string();
-        // A scale keeps the labels of the version before it (relabelling
-        // would restart the tasks), so its label names an older commit.
-        // The newest commit to the app before the scale that was never
-        // deployed itself is the one that asked for it.
-        if outcome == HistoryOutcome::Scaled {
-            if let Some((c, _)) = touching.iter().find(|(c, m)| {
-                m.time.as_str() <= v.version.as_str()
-                    && !deployed.contains(c.as_str())
-                    && !attributed.contains(c)
-            }) {
-                commit = c.clone();
-                attributed.insert(c.clone());
+        let mut commit = v.commit().map(str::to_string);
+        let mut outcome = outcome;
+        if !by_pacer[i] {
+            commit = None;
+            if outcome != HistoryOutcome::InProgress {
+                outcome = HistoryOutcome::Manual;
+            }
+        } else if outcome == HistoryOutcome::Scaled {
+            // A scale keeps the labels of the version before it
+            // (relabelling would restart the tasks), so its label names an
+            // older commit. pacer's record of the scale names the commit
+            // that asked for it; without one, the newest commit to the app
+            // before the scale that was never deployed itself. Neither (a
+            // repo to look in, and no commit asked): scaled by hand.
+            // That commit must ask for this instance count: a hot or an
+            // unrelated commit doesn't take the credit for a hand scale.
+            let asked = recorded_with(&v.version)
+                .map(|(c, _)| c.clone())
+                .or_else(|| {
+                    touching
+                        .iter()
+                        .find(|(c, m)| {
+                            m.time.as_str() <= v.version.as_str()
+                                && !deployed.contains(c.as_str())
+                                && !attributed.contains(c)
+                                && renders.at(c).is_some_and(|a| {
+                                    a.marathon.get("instances") == v.spec.get("instances")
+                                })
+                        })
+                        .map(|(c, _)| c.clone())
+                });
+            match asked {
+                Some(c) => {
+                    attributed.insert(c.clone());
+                    commit = Some(c);
+                }
+                None if repo.is_some() && v.commit().is_some() => {
+                    commit = None;
+                    outcome = HistoryOutcome::Manual;
+                }
+                None => {}
             }
         }
+        let commit = commit.unwrap_or_else(|| NOT_BY_PACER.to_string());
         let meta = repo.as_ref().and_then(|r| commit_meta(r, &commit));
         entries.push(Entry {
             author: meta.as_ref().map(|m| m.author.clone()),
@@ -311,8 +433,14 @@ pub async fn history(
         });
     }
     // Commits that touched the app after the first version pacer deployed
-    // but never became a Marathon version: hot reloads, or no change here.
-    if let Some(first) = versions.iter().find_map(|v| v.commit()) {
+    // but never became a Marathon version: hot reloads, changes that
+    // rendered the same here, and changes that never reached Marathon.
+    let first_deployed = versions
+        .iter()
+        .zip(&by_pacer)
+        .filter(|(_, ours)| **ours)
+        .find_map(|(v, _)| v.commit());
+    if let Some(first) = first_deployed {
         // By ancestry, not by time: commit times have one-second
         // resolution, and a fix often lands within the second.
         let first = git2::Oid::from_str(first.trim_end_matches("-dirty")).ok();
@@ -329,6 +457,15 @@ pub async fn history(
             let hot = records
                 .iter()
                 .find(|(rc, r)| rc == c && r.outcome == Outcome::Hot);
+            let outcome = match (hot, repo.as_ref()) {
+                (Some(_), _) => HistoryOutcome::Hot,
+                (None, Some(r)) => match renders.change_at(r, c) {
+                    Change::Definition => HistoryOutcome::NotDeployed,
+                    Change::Files => HistoryOutcome::Hot,
+                    Change::Nothing => HistoryOutcome::Unchanged,
+                },
+                (None, None) => HistoryOutcome::NotDeployed,
+            };
             entries.push(Entry {
                 commit: c.clone(),
                 author: Some(meta.author.clone()),
@@ -337,7 +474,7 @@ pub async fn history(
                 applied_at: hot.map(|(_, r)| r.at.clone()),
                 version: None,
                 deployment: None,
-                outcome: HistoryOutcome::Hot,
+                outcome,
             });
         }
     }
@@ -381,6 +518,25 @@ mod tests {
             ]
         );
         assert_eq!(failed_definition(&list).unwrap()["cmd"], "broken");
+    }
+
+    #[test]
+    fn putting_back_a_hand_edit_is_not_a_rollback() {
+        let signed = |mut v: Version| {
+            let d = observe::written_digest(&v.spec);
+            v.spec["labels"]["pacer.digest"] = json!(d);
+            v
+        };
+        let first = signed(v("1", "a", 2, "c1"));
+        // Changed by hand: pacer's labels kept, the digest no longer matches.
+        let mut hand = first.clone();
+        hand.version = "2".into();
+        hand.spec["cmd"] = json!("edited");
+        let mut healed = first.clone();
+        healed.version = "3".into();
+        let list = [first, hand, healed];
+        assert_eq!(classify(&list), [HistoryOutcome::Succeeded; 3]);
+        assert_eq!(failed_definition(&list), None);
     }
 
     #[test]

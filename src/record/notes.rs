@@ -11,7 +11,7 @@
 //! Notes only ever grow: a line already present is not written twice, so
 //! merging another writer's notes is appending the lines it lacks.
 
-use crate::reconcile::status::Outcome;
+use crate::model::Outcome;
 use crate::source::remote::{self, Mirror, RemoteSpec};
 use git2::{Oid, Repository};
 use serde::{Deserialize, Serialize};
@@ -29,13 +29,23 @@ pub struct Record {
     pub id: String,
     pub outcome: Outcome,
     /// Marathon's deployment id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "deploymentId",
+        alias = "deployment_id"
+    )]
     pub deployment: Option<String>,
     /// The app version the deployment rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The deployment that reverted it, when it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "rollbackId",
+        alias = "rollback_id"
+    )]
     pub rollback: Option<String>,
     /// When the action ended, RFC 3339.
     pub at: String,
@@ -193,6 +203,23 @@ mod tests {
         assert_eq!(append(&repo, c, &[web.clone(), api.clone()]).unwrap(), 1);
         assert_eq!(append(&repo, c, &[web.clone(), api.clone()]).unwrap(), 0);
         assert_eq!(read(&repo, c), [web, api]);
+    }
+
+    #[test]
+    fn records_in_other_spellings_are_still_read() {
+        let (_d, repo, c) = repo_with_commit();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let old = r#"{"env":"prod","app":"web","id":"/prod/web","outcome":"rolled_back","deployment_id":"d-1","version":"2026-01-01T00:00:00.000Z","rollback_id":"d-2","at":"2026-01-01T00:00:05Z"}"#;
+        repo.note(&sig, &sig, Some(REF), c, old, false).unwrap();
+        let read = read(&repo, c);
+        assert_eq!(read.len(), 1, "{read:?}");
+        assert_eq!(read[0].outcome, Outcome::RolledBack);
+        assert_eq!(read[0].deployment.as_deref(), Some("d-1"));
+        assert_eq!(read[0].rollback.as_deref(), Some("d-2"));
+        // Written back in the one spelling.
+        let line = serde_json::to_string(&read[0]).unwrap();
+        assert!(line.contains(r#""outcome":"rolledBack""#), "{line}");
+        assert!(line.contains(r#""rollback":"d-2""#), "{line}");
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub mod labels {
     pub const ENV: &str = "pacer.env";
     pub const SOURCE: &str = "pacer.source";
     pub const CONFIG_HASH: &str = "pacer.config-hash";
+    /// A digest of the definition pacer wrote (`observe::written_digest`):
+    /// tells a version pacer wrote from one made by hand with pacer's
+    /// labels copied. Written by `apply`, never rendered, never diffed.
+    pub const DIGEST: &str = "pacer.digest";
     pub const PREFIX: &str = "pacer.";
 }
 
@@ -45,6 +49,46 @@ pub struct Policy {
     pub prune: bool,
     #[serde(default)]
     pub self_heal: bool,
+    /// The largest share of the environment's live managed apps one plan
+    /// may delete; a larger prune waits for a human.
+    #[serde(default)]
+    pub max_delete_share: Share,
+}
+
+/// A share between 0 and 1 (`maxDeleteShare`), 0.2 unless set. The
+/// schema bounds it; anything else read is clamped, never a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Share(f64);
+
+/// Only finite values in [0, 1] are ever stored (see [`Share::new`]).
+impl Eq for Share {}
+
+impl Share {
+    pub const DEFAULT: f64 = 0.2;
+
+    pub fn new(v: f64) -> Share {
+        Share(if v.is_finite() {
+            v.clamp(0.0, 1.0)
+        } else {
+            Self::DEFAULT
+        })
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl Default for Share {
+    fn default() -> Share {
+        Share(Self::DEFAULT)
+    }
+}
+
+impl<'de> Deserialize<'de> for Share {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Share, D::Error> {
+        f64::deserialize(d).map(Share::new)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -15,7 +15,7 @@
 //!
 //! Label values are spelled as in the status JSON (`inSync`, `rolledBack`).
 
-use crate::reconcile::status::{Outcome, SyncStatus};
+use crate::model::{Outcome, SyncStatus};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -20,8 +20,8 @@ pub mod webhook;
 pub use metrics::Metrics;
 
 use crate::model::Secret;
-use crate::reconcile::health::Health;
-use crate::reconcile::status::Status;
+use crate::status::Status;
+use crate::status::health::Health;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};

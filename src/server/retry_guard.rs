@@ -6,7 +6,7 @@
 //! a CORS preflight this server never grants. `Origin` and
 //! `Sec-Fetch-Site` catch the rest. Command-line clients send neither.
 
-use crate::reconcile::status::Status;
+use crate::status::Status;
 use axum::http::{HeaderMap, StatusCode, header};
 
 /// `Ok` unless the request says it comes from another site.
@@ -72,7 +72,7 @@ pub fn known(
             "no environment is loaded yet; see /readyz".into(),
         ));
     }
-    let envs: Vec<(&String, &crate::reconcile::status::EnvStatus)> = match env {
+    let envs: Vec<(&String, &crate::status::EnvStatus)> = match env {
         Some(name) => match status.environments.get_key_value(name) {
             Some(e) => vec![e],
             None => {
@@ -100,7 +100,8 @@ pub fn known(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::status::{AppStatus, EnvStatus, SyncStatus};
+    use crate::model::SyncStatus;
+    use crate::status::{AppStatus, EnvStatus};
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -1,8 +1,9 @@
 //! Every route through `router(state).oneshot(req)`, without a socket.
 
 use super::*;
-use crate::reconcile::health::Health;
-use crate::reconcile::status::{AppStatus, EnvStatus, RepoStatus, SyncStatus};
+use crate::model::SyncStatus;
+use crate::status::health::Health;
+use crate::status::{AppStatus, EnvStatus, RepoStatus};
 use axum::body::Body;
 use axum::http::Request;
 use hmac::{Hmac, Mac};

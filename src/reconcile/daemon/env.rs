@@ -70,8 +70,16 @@ impl Daemon {
         if !self.cfg.allow_rewind && self.rewinds(head, &observed).is_some() {
             return;
         }
-        let p = plan::plan(&subset, &observed);
+        let p = plan::plan(&subset, &observed, &self.unrendered(env));
         self.start_apply(env, head, &client, &subset, &observed, &p);
+    }
+
+    /// The apps of `env` in Git at the rendered commit that don't render.
+    fn unrendered(&self, env: &str) -> BTreeSet<AppPath> {
+        self.invalid
+            .get(env)
+            .map(|i| i.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Starts the acting steps of `p` that aren't already running, in the
@@ -177,25 +185,11 @@ impl Daemon {
             .filter_map(|a| Some((a.id.clone(), self.served_hot.get(&a.id)?.clone())))
             .collect();
         observed.retry = self.retry.clone();
-        let mut p = plan::plan(&desired, &observed);
         // An app that doesn't render is still in Git. A daemon that never
-        // saw it render (just restarted) has no desired version of it, and
-        // the plan prunes it: never delete it for a typo (found by the e2e
-        // test `a_daemon_restarted_on_a_broken_app_does_not_prune_it`).
-        if let Some(invalid) = self.invalid.get(env) {
-            let by_id: BTreeMap<String, &AppPath> = invalid
-                .keys()
-                .map(|a| (desired.settings.app_id(a), a))
-                .collect();
-            for step in &mut p.steps {
-                if let Some(app) = by_id.get(&step.id) {
-                    if matches!(step.action, Action::Delete) {
-                        step.action = Action::Unmanaged;
-                    }
-                    step.app = Some((*app).clone());
-                }
-            }
-        }
+        // saw it render (just restarted) has no desired version of it: the
+        // plan is told, so it never prunes it for a typo (the e2e test
+        // `a_daemon_restarted_on_a_broken_app_does_not_prune_it`).
+        let p = plan::plan(&desired, &observed, &self.unrendered(env));
         // After a restart the daemon has no memory of what it applied; the
         // live apps' `pacer.commit` labels say it instead.
         let rewind = if self.cfg.allow_rewind {
@@ -227,6 +221,8 @@ impl Daemon {
         }
         e.errors = self.head_problems.clone();
         e.errors.extend(rewind.as_deref().map(Problem::message));
+        // Deletes held for a human (maxDeleteShare) are not sent; say why.
+        e.errors.extend(p.held().map(Problem::message));
         let no_problems = BTreeMap::new();
         let invalid = self.invalid.get(env).unwrap_or(&no_problems);
         let mut apps: BTreeMap<AppPath, AppStatus> = BTreeMap::new();

@@ -10,7 +10,7 @@
 //!
 //! The loop writes, the HTTP side reads; the decisions are pure functions.
 
-use super::status::Problem;
+use super::Problem;
 use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -124,7 +124,7 @@ pub fn readiness(s: &Seen) -> Result<(), String> {
             };
             return Err(format!(
                 "commit {} does not load: {first}{more}",
-                super::render_job::short(head)
+                head.get(..12).unwrap_or(head)
             ));
         }
         if let Some(e) = s.fetch_error {

@@ -2,66 +2,12 @@
 //! `/api/v1/status` and summarised in `/metrics`. Plain data, written by the
 //! reconcile loop and read by the HTTP server.
 
-use crate::model::{AppPath, EnvName};
+use crate::model::{AppPath, EnvName, Outcome, SyncStatus};
 use crate::render::Diagnostic;
 use serde::Serialize;
+
+pub mod health;
 use std::collections::BTreeMap;
-
-/// How an app's live state relates to Git.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SyncStatus {
-    /// Live matches the desired state.
-    InSync,
-    /// Git has an app Marathon doesn't.
-    Missing,
-    /// Git and Marathon differ (a change is waiting to be applied).
-    OutOfSync,
-    /// Live was changed outside Git.
-    Drifted,
-    /// Marathon has it under the environment's group, Git doesn't, and the
-    /// environment doesn't prune.
-    Unmanaged,
-    /// A deployment for it is running.
-    Progressing,
-    /// The last attempt at the current commit failed and was rolled back;
-    /// it is not retried until a new commit or `pacer retry`.
-    Failed,
-    /// Its config doesn't render at the current commit; it stays at the last
-    /// good one.
-    Invalid,
-    /// Not known: Marathon is not answering (or not reached yet).
-    Unknown,
-}
-
-impl SyncStatus {
-    pub const ALL: [SyncStatus; 9] = [
-        SyncStatus::InSync,
-        SyncStatus::Missing,
-        SyncStatus::OutOfSync,
-        SyncStatus::Drifted,
-        SyncStatus::Unmanaged,
-        SyncStatus::Progressing,
-        SyncStatus::Failed,
-        SyncStatus::Invalid,
-        SyncStatus::Unknown,
-    ];
-
-    /// The JSON spelling, also used as the `status` label of `pacer_apps`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncStatus::InSync => "inSync",
-            SyncStatus::Missing => "missing",
-            SyncStatus::OutOfSync => "outOfSync",
-            SyncStatus::Drifted => "drifted",
-            SyncStatus::Unmanaged => "unmanaged",
-            SyncStatus::Progressing => "progressing",
-            SyncStatus::Failed => "failed",
-            SyncStatus::Invalid => "invalid",
-            SyncStatus::Unknown => "unknown",
-        }
-    }
-}
 
 /// A problem as the status shows it: where it is (when known) and what
 /// it is. Fields that aren't known are absent, never `null`.
@@ -120,32 +66,6 @@ impl std::fmt::Display for Problem {
             f.write_str(": ")?;
         }
         f.write_str(&self.message)
-    }
-}
-
-/// How the last action on an app ended.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "camelCase")]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    RolledBack,
-    /// Only hot-reload files changed: delivered without a deployment.
-    Hot,
-}
-
-impl Outcome {
-    /// The JSON spelling, also used as the `outcome` label of
-    /// `pacer_deployments_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::RolledBack => "rolledBack",
-            Outcome::Hot => "hot",
-        }
     }
 }
 
