@@ -156,7 +156,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
         );
         println!("  Marathon simulator: {sim_url}");
         println!("  pacer daemon:       {daemon_url}\n");
-        let daemon = tokio::spawn(daemon::run(cfg, stopped(stop_rx.clone())));
+        let daemon = crate::cli::serve::start(cfg, stopped(stop_rx.clone()))
+            .await?
+            .task;
         println!("Applying every environment (dev, staging, prod)...");
         let status = wait_for_sync(&daemon_url, Duration::from_secs(120)).await?;
         for (env, e) in status["environments"].as_object().into_iter().flatten() {

@@ -5,7 +5,7 @@ mod args;
 mod commands;
 mod demo;
 mod live;
-mod serve;
+pub mod serve;
 
 pub use args::Cli;
 use args::Command;

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::model::SyncStatus;
+use crate::status::Status;
 use crate::status::health::Health;
+use crate::status::published::Publisher;
 use crate::status::{AppStatus, EnvStatus, RepoStatus};
 use axum::body::Body;
 use axum::http::Request;
@@ -18,6 +20,7 @@ struct Fixture {
     rx: mpsc::Receiver<Trigger>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    publisher: Arc<Publisher>,
 }
 
 fn fixture(capacity: usize) -> Fixture {
@@ -48,8 +51,9 @@ fn fixture(capacity: usize) -> Fixture {
         },
     );
     status.environments.insert("prod".to_string(), prod);
+    let publisher = Arc::new(Publisher::new(status));
     let state = AppState {
-        status: Arc::new(RwLock::new(status)),
+        published: publisher.reader(),
         metrics: metrics.clone(),
         health: health.clone(),
         triggers: tx,
@@ -61,6 +65,7 @@ fn fixture(capacity: usize) -> Fixture {
         rx,
         metrics,
         health,
+        publisher,
     }
 }
 
@@ -132,7 +137,7 @@ async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
     let health = Arc::new(Health::new(Duration::ZERO));
     health.doing("rendering commit 0123456789ab");
     let state = AppState {
-        status: Default::default(),
+        published: Publisher::default().reader(),
         metrics: Arc::new(Metrics::new()),
         health,
         triggers: tx,
@@ -177,7 +182,7 @@ async fn status_is_json() {
 #[tokio::test]
 async fn status_strips_credentials_from_the_repo_url() {
     let mut f = fixture(1);
-    f.state.as_ref().unwrap().status.write().repo.url =
+    f.publisher.write().repo.url =
         "https://x-access-token:ghp_planted123@github.com/ops/config.git".into();
     let (status, _, body) = call(f.router(), get("/api/v1/status")).await;
     assert_eq!(status, StatusCode::OK);

@@ -7,6 +7,7 @@ use crate::render::Diagnostic;
 use serde::Serialize;
 
 pub mod health;
+pub mod published;
 use std::collections::BTreeMap;
 
 /// A problem as the status shows it: where it is (when known) and what

@@ -11,7 +11,7 @@ impl Daemon {
         let Some(full) = self.desired.get(env).cloned() else {
             return;
         };
-        if !(full.settings.policy.auto_apply || self.cfg.apply_all) {
+        if !(full.settings.policy.auto_apply || self.cfg.apply_all) || self.writer.is_paused() {
             return;
         }
         let Some(url) = self
@@ -197,8 +197,10 @@ impl Daemon {
         } else {
             self.rewinds(head, &observed)
         };
-        let auto_apply =
-            (desired.settings.policy.auto_apply || self.cfg.apply_all) && rewind.is_none();
+        // Paused (not the leader): plan and show, send nothing.
+        let auto_apply = (desired.settings.policy.auto_apply || self.cfg.apply_all)
+            && rewind.is_none()
+            && !self.writer.is_paused();
         let inflight = self.inflight.lock().clone();
         let started = if auto_apply {
             self.start_apply(env, head, client, &desired, &observed, &p)
