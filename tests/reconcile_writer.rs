@@ -101,7 +101,10 @@ async fn a_paused_writer_sends_nothing_and_resuming_deploys_what_waited() {
         || async {
             let s = status(&url).await?;
             let worker = &s["environments"]["dev"]["apps"]["worker"];
-            if s["repo"]["lastGood"] == commit.as_str() && worker["sync"] == "outOfSync" {
+            if s["repo"]["lastGood"] == commit.as_str()
+                && worker["sync"] == "outOfSync"
+                && s["writes"] == "paused"
+            {
                 Ok(s)
             } else {
                 Err(format!("{s:#}"))
@@ -137,7 +140,7 @@ async fn a_paused_writer_sends_nothing_and_resuming_deploys_what_waited() {
                 .ok_or_else(|| "no worker".to_string())?;
             let s = status(&url).await?;
             let worker = &s["environments"]["dev"]["apps"]["worker"];
-            if app["instances"] == 2 && worker["sync"] == "inSync" {
+            if app["instances"] == 2 && worker["sync"] == "inSync" && s["writes"] == "active" {
                 Ok(())
             } else {
                 Err(format!("{app:#}\n{s:#}"))

@@ -169,7 +169,7 @@ async fn open_mirror(
         parts.metrics.git_fetch_error();
         parts.status.write().repo.last_fetch_error = Some(e.clone());
         parts
-            .health
+            .status
             .set_ready(Err(format!("the config repo could not be fetched: {e}")));
         tracing::warn!("cannot open the config repo mirror: {e}; retrying");
         // (A finished `shutdown` must not be polled again: return.)

@@ -8,6 +8,7 @@
 //! Pausing is how a replica that loses leadership will stop writing.
 
 use crate::server::{AppState, Metrics, Trigger};
+use crate::status::Writes;
 use crate::status::health::Health;
 use crate::status::published::{Publisher, Reader};
 use std::sync::Arc;
@@ -21,12 +22,15 @@ use tokio::sync::mpsc;
 #[derive(Clone)]
 pub struct Writer {
     paused: Arc<AtomicBool>,
+    /// Where the status says so.
+    status: Arc<Publisher>,
     wake: mpsc::Sender<Trigger>,
 }
 
 impl Writer {
     pub fn pause(&self) {
         if !self.paused.swap(true, Ordering::SeqCst) {
+            self.status.write().writes = Writes::Paused;
             tracing::info!("writing to Marathon paused");
         }
     }
@@ -34,6 +38,7 @@ impl Writer {
     /// Resumes writing and wakes the loop, so what waited goes out now.
     pub fn resume(&self) {
         if self.paused.swap(false, Ordering::SeqCst) {
+            self.status.write().writes = Writes::Active;
             tracing::info!("writing to Marathon resumed");
             // A full channel means a run is queued already.
             let _ = self.wake.try_send(Trigger::Poll);
@@ -65,7 +70,7 @@ impl Parts {
             s.repo.branch = cfg.remote.branch.clone();
         }
         Parts {
-            status,
+            status: status.clone(),
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::new(Health::stuck_limit(
                 cfg.poll,
@@ -73,6 +78,7 @@ impl Parts {
             ))),
             writer: Writer {
                 paused: Arc::new(AtomicBool::new(false)),
+                status,
                 wake: tx.clone(),
             },
             triggers_tx: tx,

@@ -163,7 +163,7 @@ async fn healthz(State(state): State<Shared>) -> Response {
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
-    match state.health.ready() {
+    match state.published.latest().ready.clone() {
         Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -19,7 +19,6 @@ struct Fixture {
     state: Option<AppState>,
     rx: mpsc::Receiver<Trigger>,
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
     publisher: Arc<Publisher>,
 }
 
@@ -64,7 +63,6 @@ fn fixture(capacity: usize) -> Fixture {
         state: Some(state),
         rx,
         metrics,
-        health,
         publisher,
     }
 }
@@ -119,14 +117,14 @@ async fn healthz_is_ok() {
 async fn readyz_follows_the_loop_with_a_reason() {
     let mut f = fixture(1);
     let router = f.router();
-    f.health
+    f.publisher
         .set_ready(Err("Marathon at http://m:8080 is not answering".into()));
     let (status, _, body) = call(router.clone(), get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], false);
     assert!(v["reason"].as_str().unwrap().contains("Marathon"), "{body}");
-    f.health.set_ready(Ok(()));
+    f.publisher.set_ready(Ok(()));
     let (status, _, _) = call(router, get("/readyz")).await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -8,8 +8,8 @@
 //!
 //! Readers hold a [`Reader`] and take [`Reader::latest`]: one `Arc` clone.
 //! They never lock the loop, never copy the apps, and always see one
-//! consistent moment. Today the HTTP side reads it (status, readiness's
-//! details, the retry's name check); next come the config server (each
+//! consistent moment. Today the HTTP side reads it (the status, readiness,
+//! the retry's name check); next come the config server (each
 //! app's hot files at its commit), a dashboard, and follower replicas that
 //! serve reads while another replica writes.
 
@@ -21,8 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// One consistent snapshot of what the daemon knows.
-#[derive(Debug, Default)]
+/// One consistent snapshot of what the daemon knows. Cheap to clone: the
+/// desired state and the status are shared.
+#[derive(Clone, Debug)]
 pub struct Published {
     /// The commit `desired` was rendered at (the newest that loaded).
     pub commit: Option<String>,
@@ -30,6 +31,19 @@ pub struct Published {
     pub desired: BTreeMap<EnvName, Arc<DesiredEnv>>,
     /// What `/api/v1/status` shows.
     pub status: Arc<Status>,
+    /// What `/readyz` answers: `Ok`, or why the daemon is not ready.
+    pub ready: Result<(), String>,
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Published {
+            commit: None,
+            desired: BTreeMap::new(),
+            status: Arc::default(),
+            ready: Err("the config repo has not been fetched yet".into()),
+        }
+    }
 }
 
 /// A reader's end: cheap to clone, never blocks the writer.
@@ -94,11 +108,23 @@ impl Publisher {
     /// Publishes a new desired state (the maps hold `Arc`s: no app is copied).
     pub fn set_desired(&self, commit: Option<String>, desired: BTreeMap<EnvName, Arc<DesiredEnv>>) {
         self.tx.send_modify(|p| {
-            *p = Arc::new(Published {
-                commit,
-                desired,
-                status: p.status.clone(),
-            })
+            let mut next = (**p).clone();
+            next.commit = commit;
+            next.desired = desired;
+            *p = Arc::new(next);
+        });
+    }
+
+    /// Publishes whether the daemon is ready (only when that changes).
+    pub fn set_ready(&self, ready: Result<(), String>) {
+        self.tx.send_if_modified(|p| {
+            if p.ready == ready {
+                return false;
+            }
+            let mut next = (**p).clone();
+            next.ready = ready;
+            *p = Arc::new(next);
+            true
         });
     }
 }
@@ -127,11 +153,9 @@ impl Drop for StatusGuard<'_> {
         // One copy per change, made by the writer; readers share it.
         let status = Arc::new(self.status.clone());
         self.tx.send_modify(|p| {
-            *p = Arc::new(Published {
-                commit: p.commit.clone(),
-                desired: p.desired.clone(),
-                status,
-            })
+            let mut next = (**p).clone();
+            next.status = status;
+            *p = Arc::new(next);
         });
     }
 }
