@@ -6,6 +6,10 @@
 //! environment and, where the policy says so, applies. A broken commit, an
 //! unreachable repo or Marathon never stop the loop: the last good state is
 //! kept and the problem shows in `/api/v1/status` and `/metrics`.
+//!
+//! The loop publishes what it knows (`status::published`) and the HTTP side
+//! reads only that; writes to Marathon can be paused ([`super::writer`]).
+//! `cli::serve` binds the listener and opens the mirror before it starts.
 
 use super::gather::{self, Caches};
 use super::health::{self, Health};
