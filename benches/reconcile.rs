@@ -299,7 +299,7 @@ async fn main() {
         .unwrap();
     let in_sync: f64 = metrics
         .lines()
-        .filter(|l| l.starts_with("pacer_apps{") && l.contains("status=\"in_sync\""))
+        .filter(|l| l.starts_with("pacer_apps{") && l.contains("status=\"inSync\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(

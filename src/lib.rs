@@ -28,8 +28,8 @@
 //!
 //! Beside the pipeline:
 //! - [`reconcile`]: the daemon's loop (`pacer serve`).
-//! - [`status`]: what the daemon knows (written by the loop, served by
-//!   [`server`]) and its liveness.
+//! - [`status`]: what the daemon knows, published by the loop as read-only
+//!   snapshots (`status::published`) that [`server`] serves, and its liveness.
 //! - [`listen`]: HTTP listeners with a header timeout and a connection cap
 //!   (the daemon's and the simulator's).
 //! - [`server`]: the daemon's HTTP side: health, metrics, status, webhooks.

@@ -53,3 +53,6 @@ mod reconcile_hardening;
 
 /// The module layering: the allowed imports of each top-level module, no cycles.
 mod layering;
+
+/// The daemon's writes paused and resumed while its HTTP side serves.
+mod reconcile_writer;

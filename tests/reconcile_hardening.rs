@@ -388,3 +388,28 @@ async fn slow_http_clients_are_cut_and_capped_on_the_simulator() {
     let (code, _) = sim.get("/v2/apps").await;
     assert_eq!(code, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_a_daemon_that_cannot_open_its_mirror() {
+    let w = World::new().await;
+    // A file where the mirror should go: opening it fails, and the daemon
+    // retries every 5 s (the long poll), so SIGTERM lands in that pause.
+    std::fs::write(w.scratch.path().join("mirror"), "not a directory").unwrap();
+    let mut d = w.serve(30, 60, &[]);
+    wait_until("the fetch failure reported", LIMIT, || async {
+        let (code, v) = d.get("/readyz").await;
+        let reason = v["reason"].as_str().unwrap_or_default().to_string();
+        if code == 503 && reason.contains("could not be fetched") {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+    assert!(
+        d.proc.terminate(Duration::from_secs(8)),
+        "pacer serve ignored SIGTERM:\n{}",
+        d.proc.log_tail()
+    );
+    assert!(!log(&d).contains("panicked"), "{}", log(&d));
+}

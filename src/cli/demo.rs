@@ -211,7 +211,9 @@ async fn serve_demo(
     outln!("  config repo:        {}", config.display())?;
     outln!("  Marathon simulator: {sim_url}")?;
     outln!("  pacer daemon:       {daemon_url}\n")?;
-    let daemon = tokio::spawn(daemon::run(cfg, stopped(stop_rx.clone())));
+    let daemon = crate::cli::serve::start(cfg, stopped(stop_rx.clone()))
+        .await?
+        .task;
     let shown = show(a, config, auto, &sim_url, &daemon_url).await;
     let _ = stop_tx.send(true);
     let _ = daemon.await;

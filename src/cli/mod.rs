@@ -12,7 +12,7 @@ mod demo;
 mod docs;
 mod history;
 mod plan;
-mod serve;
+pub mod serve;
 mod status;
 
 pub use args::Cli;

@@ -1,13 +1,21 @@
-//! `pacer serve`: flags to a daemon config.
+//! `pacer serve`: flags to a daemon config, and the start-up: the HTTP
+//! listener, the mirror, then the reconcile loop.
 
 use super::args::MarathonArgs;
 use super::exit;
 use crate::apply;
 use crate::model::{Digest, Secret};
 use crate::reconcile::daemon::{self, Config};
-use crate::source::remote::{GitAuth, RemoteSpec};
+use crate::reconcile::published::Reader;
+use crate::reconcile::writer::{Parts, Writer};
+use crate::server;
+use crate::source::remote::{GitAuth, Mirror, RemoteSpec};
 use clap::Args;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -184,7 +192,7 @@ pub struct ServeArgs {
     pub header_timeout: u64,
 }
 
-pub fn config(a: ServeArgs) -> Config {
+pub(crate) fn config(a: ServeArgs) -> Config {
     let auth = match (&a.git_token, &a.git_ssh_key) {
         (Some(t), _) => GitAuth::Token(Secret::new(t.clone())),
         (None, Some(key)) => GitAuth::SshKey {
@@ -237,7 +245,7 @@ pub fn config(a: ServeArgs) -> Config {
     }
 }
 
-pub fn run(a: ServeArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
     // SAFETY: no other thread runs yet: the runtime starts below, and
     // nothing before it spawns one.
     unsafe {
@@ -246,12 +254,109 @@ pub fn run(a: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let rt = tokio::runtime::Runtime::new()?;
-    let ran = rt.block_on(daemon::run(config(a), shutdown_signal()));
+    let ran = rt.block_on(async {
+        let started = start(config(a), shutdown_signal()).await?;
+        started.task.await?
+    });
     // A Git push stuck in a blocking thread must not hold the exit (Marathon
     // kills the task after its grace period anyway).
     rt.shutdown_timeout(Duration::from_secs(10));
     ran?;
     Ok(exit::OK)
+}
+
+/// A daemon started by [`start`].
+pub struct Started {
+    /// Where the HTTP side listens.
+    pub addr: SocketAddr,
+    /// Pauses and resumes the loop's writes to Marathon.
+    pub writer: Writer,
+    /// What the daemon publishes (the HTTP side reads the same).
+    pub reader: Reader,
+    /// Ends when `shutdown` completes and the daemon has stopped.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// `pacer serve`'s start-up: binds the HTTP side (it serves health and
+/// status from the first moment, from what the daemon publishes), then,
+/// in the background, opens the mirror (trying again while the repo is
+/// unreachable) and runs the reconcile loop until `shutdown` completes.
+pub async fn start(
+    mut cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Started> {
+    let listener = match cfg.listener.take() {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(cfg.listen).await?,
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving /healthz, /readyz, /metrics, /api/v1/status and /hooks/git");
+    // Not `println!`: a closed stdout must not panic the daemon.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stdout(),
+        format_args!("pacer serve: listening on http://{addr}\n"),
+    );
+    let parts = Parts::new(&cfg);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(server::serve(listener, parts.app_state(&cfg), cfg.http, {
+        let mut stop = stop_rx;
+        async move {
+            let _ = stop.changed().await;
+        }
+    }));
+    let (writer, reader) = (parts.writer.clone(), parts.reader());
+    let task = tokio::spawn(async move {
+        tokio::pin!(shutdown);
+        let ran = match open_mirror(&cfg, &parts, &mut shutdown).await {
+            Some(mirror) => daemon::run(cfg, parts, mirror, shutdown).await,
+            None => Ok(()),
+        };
+        let _ = stop_tx.send(true);
+        // The listener drains requests in flight for a bounded while.
+        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        ran
+    });
+    Ok(Started {
+        addr,
+        writer,
+        reader,
+        task,
+    })
+}
+
+/// Opens (or clones) the mirror, trying again while the repo can't be
+/// reached; `None` when `shutdown` came first. The HTTP side serves
+/// meanwhile and says why the daemon is not ready.
+async fn open_mirror(
+    cfg: &Config,
+    parts: &Parts,
+    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+) -> Option<Arc<Mirror>> {
+    loop {
+        let (remote, dir) = (cfg.remote.clone(), cfg.workdir.clone());
+        parts.health.doing("cloning the config repo");
+        let opened = tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            r = tokio::task::spawn_blocking(move || Mirror::open_or_clone(&remote, &dir)) => r,
+        };
+        parts.health.turned();
+        let e = match opened {
+            Ok(Ok(m)) => return Some(Arc::new(m)),
+            Ok(Err(e)) => crate::redact::text(&format!("{:#}", anyhow::Error::new(e))),
+            Err(e) => e.to_string(),
+        };
+        parts.metrics.git_fetch_error();
+        parts.status.write().repo.last_fetch_error = Some(e.clone());
+        parts
+            .status
+            .set_ready(Err(format!("the config repo could not be fetched: {e}")));
+        tracing::warn!("cannot open the config repo mirror: {e}; retrying");
+        // (A finished `shutdown` must not be polled again: return.)
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            _ = tokio::time::sleep(cfg.poll.min(Duration::from_secs(5))) => {}
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM (how Marathon stops a task).

@@ -6,11 +6,17 @@
 //! environment and, where the policy says so, applies. A broken commit, an
 //! unreachable repo or Marathon never stop the loop: the last good state is
 //! kept and the problem shows in `/api/v1/status` and `/metrics`.
+//!
+//! The loop publishes what it knows (`status::published`) and the HTTP side
+//! reads only that; writes to Marathon can be paused ([`super::writer`]).
+//! `cli::serve` binds the listener and opens the mirror before it starts.
 
 use super::gather::{self, Caches};
 use super::health::{self, Health};
+use super::published::Publisher;
 use super::render_job::{self, short};
-use super::status::{AppStatus, LastAction, Problem, Status};
+use super::status::{AppStatus, LastAction, Problem};
+use super::writer::{Parts, Writer};
 use crate::apply::{self, LogProgress};
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
 use crate::model::{AppPath, Digest, EnvName, Secret};
@@ -18,10 +24,9 @@ use crate::model::{Outcome, SyncStatus};
 use crate::plan::{self, Action};
 use crate::record::notes;
 use crate::render;
-use crate::server::{self, AppState, Trigger, metrics::Metrics};
+use crate::server::{Trigger, metrics::Metrics};
 use crate::source::RepoLocation;
 use crate::source::remote::{Mirror, RemoteSpec};
-use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +49,7 @@ pub struct Config {
     pub prefix: String,
     /// Where the local mirror of the repo is kept.
     pub workdir: PathBuf,
+    /// Where `pacer serve`'s start-up binds the HTTP side.
     pub listen: SocketAddr,
     /// A listener bound by the caller; `listen` is used when absent.
     pub listener: Option<tokio::net::TcpListener>,
@@ -79,7 +85,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 struct Daemon {
     cfg: Config,
     mirror: Arc<Mirror>,
-    status: Arc<RwLock<Status>>,
+    /// The working status, published to readers on each change.
+    status: Arc<Publisher>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// The newest commit that loaded (pacer.yaml and environment files).
@@ -123,6 +130,8 @@ struct Daemon {
     known_baselines: BTreeMap<String, (String, serde_json::Value)>,
     /// What wakes the loop: polls, webhooks, retries, finished applies.
     triggers: mpsc::Receiver<Trigger>,
+    /// Whether writes to Marathon are paused.
+    writer: Writer,
     /// Deployment records (with the commit each annotates) not yet
     /// written and pushed.
     records: Vec<(git2::Oid, notes::Record)>,
@@ -140,83 +149,24 @@ struct Finished {
     results: Vec<apply::StepResult>,
 }
 
-/// Runs the daemon until `shutdown` completes.
+/// Runs the reconcile loop until `shutdown` completes. `pacer serve`'s
+/// start-up (`cli::serve`) has bound the HTTP side, which reads what this
+/// publishes through `parts`, and opened the mirror.
 pub async fn run(
-    mut cfg: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    cfg: Config,
+    parts: Parts,
+    mirror: Arc<Mirror>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let (tx, rx) = mpsc::channel::<Trigger>(64);
-    let status = Arc::new(RwLock::new(Status::default()));
-    {
-        let mut s = status.write();
-        s.repo.url = crate::redact::url(&cfg.remote.url);
-        s.repo.branch = cfg.remote.branch.clone();
-    }
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::new(Health::stuck_limit(
-        cfg.poll,
-        cfg.render_timeout,
-    )));
-    let state = AppState {
-        status: status.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        triggers: tx.clone(),
-        webhook_secret: cfg.webhook_secret.clone(),
-        branch: cfg.remote.branch.clone(),
-    };
-    let listener = match cfg.listener.take() {
-        Some(l) => l,
-        None => tokio::net::TcpListener::bind(cfg.listen).await?,
-    };
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving /healthz, /readyz, /metrics, /api/v1/status and /hooks/git");
-    // Not `println!`: a closed stdout must not panic the daemon.
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stdout(),
-        format_args!("pacer serve: listening on http://{addr}\n"),
-    );
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, state, cfg.http, {
-        let mut stop = stop_rx.clone();
-        async move {
-            let _ = stop.changed().await;
-        }
-    }));
-
-    let remote = cfg.remote.clone();
-    let dir = cfg.workdir.clone();
+    let Parts {
+        status,
+        metrics,
+        health,
+        writer,
+        triggers_tx: tx,
+        triggers: rx,
+    } = parts;
     tokio::pin!(shutdown);
-    let mirror = loop {
-        let (remote, dir) = (remote.clone(), dir.clone());
-        health.doing("cloning the config repo");
-        let opened = tokio::select! {
-            _ = &mut shutdown => {
-                let _ = stop_tx.send(true);
-                let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-                return Ok(());
-            }
-            r = tokio::task::spawn_blocking(move || Mirror::open_or_clone(&remote, &dir)) => r?,
-        };
-        health.turned();
-        match opened {
-            Ok(m) => break Arc::new(m),
-            Err(e) => {
-                // The repo may be unreachable at start-up too; keep serving
-                // /healthz and try again.
-                metrics.git_fetch_error();
-                let e = crate::redact::text(&format!("{:#}", anyhow::Error::new(e)));
-                status.write().repo.last_fetch_error = Some(e.clone());
-                health.set_ready(Err(format!("the config repo could not be fetched: {e}")));
-                tracing::warn!("cannot open the config repo mirror: {e}; retrying");
-                tokio::select! {
-                    _ = &mut shutdown => {}
-                    _ = tokio::time::sleep(cfg.poll.min(Duration::from_secs(5))) => {}
-                }
-            }
-        }
-    };
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut d = Daemon {
         cfg,
@@ -244,6 +194,7 @@ pub async fn run(
         wake: tx.clone(),
         known_baselines: BTreeMap::new(),
         triggers: rx,
+        writer,
         records: Vec::new(),
         records_retry: None,
     };
@@ -312,9 +263,6 @@ pub async fn run(
     }
     d.records_retry = None;
     let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records()).await;
-    let _ = stop_tx.send(true);
-    // The listener drains requests in flight for a bounded while.
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 //!
 //! - [`daemon`]: the loop (`pacer serve`): scheduling, the new head, one
 //!   environment's reconcile, what it reports.
+//! - [`writer`]: the parts `pacer serve` starts with, and the handle that
+//!   pauses and resumes the loop's writes.
 //! - [`render_job`]: renders a new commit off the loop, within a deadline.
 //! - [`gather`]: what a plan needs beyond the desired state.
 //! - [`health`]: liveness (a stuck loop) and readiness, with the reason.
@@ -12,5 +14,6 @@
 pub mod daemon;
 pub mod gather;
 pub mod render_job;
+pub mod writer;
 // The status lives below the server, which reads it; the daemon writes it.
-pub use crate::status::{self, health};
+pub use crate::status::{self, health, published};

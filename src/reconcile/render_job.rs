@@ -334,7 +334,10 @@ fn partition(
         .filter(|e| envs_filter.is_none_or(|f| f.contains(*e)))
         .cloned()
         .collect();
-    // A background apply may still hold an environment; then it is copied.
+    // A background apply or the published snapshot (`status::published`)
+    // may still hold an environment; then it is copied, once per new
+    // commit. (Sharing each app as an `Arc` in `render::DesiredEnv` would
+    // save that copy.)
     let mut previous: BTreeMap<EnvName, render::DesiredEnv> = previous
         .into_iter()
         .map(|(e, d)| (e, Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone())))

@@ -20,15 +20,14 @@ pub mod webhook;
 pub use metrics::Metrics;
 
 use crate::model::Secret;
-use crate::status::Status;
 use crate::status::health::Health;
+use crate::status::published::Reader;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use parking_lot::RwLock;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -52,7 +51,8 @@ const RETRY_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the server shares with the reconcile loop.
 pub struct AppState {
-    pub status: Arc<RwLock<Status>>,
+    /// What the loop published; the only view of its state handlers have.
+    pub published: Reader,
     pub metrics: Arc<Metrics>,
     /// The loop's liveness and readiness.
     pub health: Arc<Health>,
@@ -163,7 +163,7 @@ async fn healthz(State(state): State<Shared>) -> Response {
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
-    match state.health.ready() {
+    match state.published.latest().ready.clone() {
         Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -185,7 +185,8 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
 }
 
 async fn status(State(state): State<Shared>) -> Response {
-    let value = serde_json::to_value(&*state.status.read());
+    let snap = state.published.latest();
+    let value = serde_json::to_value(&*snap.status);
     let body = value.and_then(|mut v| {
         // The loop should store the URL without user-info; make sure a
         // token in `https://user:token@host/…` never leaves the process.
@@ -257,9 +258,8 @@ async fn retry(
     };
     let env = params.env.or(query.env).filter(|s| !s.is_empty());
     let app = params.app.or(query.app).filter(|s| !s.is_empty());
-    if let Err((code, why)) =
-        retry_guard::known(&state.status.read(), env.as_deref(), app.as_deref())
-    {
+    let snap = state.published.latest();
+    if let Err((code, why)) = retry_guard::known(&snap.status, env.as_deref(), app.as_deref()) {
         return refuse(code, why);
     }
     tracing::info!(env = ?env, app = ?app, "retry requested");

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::model::SyncStatus;
+use crate::status::Status;
 use crate::status::health::Health;
+use crate::status::published::Publisher;
 use crate::status::{AppStatus, EnvStatus, RepoStatus};
 use axum::body::Body;
 use axum::http::Request;
@@ -17,7 +19,7 @@ struct Fixture {
     state: Option<AppState>,
     rx: mpsc::Receiver<Trigger>,
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    publisher: Arc<Publisher>,
 }
 
 fn fixture(capacity: usize) -> Fixture {
@@ -48,8 +50,9 @@ fn fixture(capacity: usize) -> Fixture {
         },
     );
     status.environments.insert("prod".to_string(), prod);
+    let publisher = Arc::new(Publisher::new(status));
     let state = AppState {
-        status: Arc::new(RwLock::new(status)),
+        published: publisher.reader(),
         metrics: metrics.clone(),
         health: health.clone(),
         triggers: tx,
@@ -60,7 +63,7 @@ fn fixture(capacity: usize) -> Fixture {
         state: Some(state),
         rx,
         metrics,
-        health,
+        publisher,
     }
 }
 
@@ -114,14 +117,14 @@ async fn healthz_is_ok() {
 async fn readyz_follows_the_loop_with_a_reason() {
     let mut f = fixture(1);
     let router = f.router();
-    f.health
+    f.publisher
         .set_ready(Err("Marathon at http://m:8080 is not answering".into()));
     let (status, _, body) = call(router.clone(), get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], false);
     assert!(v["reason"].as_str().unwrap().contains("Marathon"), "{body}");
-    f.health.set_ready(Ok(()));
+    f.publisher.set_ready(Ok(()));
     let (status, _, _) = call(router, get("/readyz")).await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -132,7 +135,7 @@ async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
     let health = Arc::new(Health::new(Duration::ZERO));
     health.doing("rendering commit 0123456789ab");
     let state = AppState {
-        status: Default::default(),
+        published: Publisher::default().reader(),
         metrics: Arc::new(Metrics::new()),
         health,
         triggers: tx,
@@ -177,7 +180,7 @@ async fn status_is_json() {
 #[tokio::test]
 async fn status_strips_credentials_from_the_repo_url() {
     let mut f = fixture(1);
-    f.state.as_ref().unwrap().status.write().repo.url =
+    f.publisher.write().repo.url =
         "https://x-access-token:ghp_planted123@github.com/ops/config.git".into();
     let (status, _, body) = call(f.router(), get("/api/v1/status")).await;
     assert_eq!(status, StatusCode::OK);

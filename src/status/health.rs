@@ -11,10 +11,11 @@
 //! The loop writes, the HTTP side reads; the decisions are pure functions.
 
 use super::Problem;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-/// What the loop shares with `/healthz` and `/readyz`.
+/// The loop's liveness, for `/healthz` (readiness is published with the
+/// status, see [`super::published`]).
 #[derive(Debug)]
 pub struct Health {
     /// A turn that doesn't end within this is a stuck loop.
@@ -23,8 +24,6 @@ pub struct Health {
     last_turn: Mutex<Instant>,
     /// What the loop is doing now, and since when.
     doing: Mutex<(String, Instant)>,
-    /// `Ok` when ready, else why not.
-    ready: RwLock<Result<(), String>>,
 }
 
 impl Health {
@@ -34,7 +33,6 @@ impl Health {
             stuck_after,
             last_turn: Mutex::new(now),
             doing: Mutex::new(("starting".into(), now)),
-            ready: RwLock::new(Err("the config repo has not been fetched yet".into())),
         }
     }
 
@@ -55,14 +53,6 @@ impl Health {
     /// The loop starts on `what` (`rendering commit 1a2b3c4d5e6f`).
     pub fn doing(&self, what: impl Into<String>) {
         *self.doing.lock() = (what.into(), Instant::now());
-    }
-
-    pub fn set_ready(&self, r: Result<(), String>) {
-        *self.ready.write() = r;
-    }
-
-    pub fn ready(&self) -> Result<(), String> {
-        self.ready.read().clone()
     }
 
     /// `Ok` while the loop turns, else why it looks stuck.

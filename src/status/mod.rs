@@ -7,6 +7,7 @@ use crate::render::Diagnostic;
 use serde::Serialize;
 
 pub mod health;
+pub mod published;
 use std::collections::BTreeMap;
 
 /// A problem as the status shows it: where it is (when known) and what
@@ -138,10 +139,21 @@ pub struct RepoStatus {
     pub last_record_error: Option<String>,
 }
 
+/// Whether the daemon sends changes to Marathon.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Writes {
+    #[default]
+    Active,
+    /// Plans and shows, sends nothing (see `reconcile::writer`).
+    Paused,
+}
+
 /// The whole of `/api/v1/status`.
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub repo: RepoStatus,
+    pub writes: Writes,
     pub environments: BTreeMap<EnvName, EnvStatus>,
 }

@@ -12,8 +12,8 @@ impl Daemon {
             return;
         };
         // The repo's policy alone decides: nothing applies an `autoApply: false`
-        // environment on its own.
-        if !full.settings.policy.auto_apply {
+        // environment on its own. Paused (not the leader): nothing is sent.
+        if !full.settings.policy.auto_apply || self.writer.is_paused() {
             return;
         }
         let Some(url) = self
@@ -199,7 +199,9 @@ impl Daemon {
         } else {
             self.rewinds(head, &observed)
         };
-        let auto_apply = desired.settings.policy.auto_apply && rewind.is_none();
+        // Paused (not the leader): plan and show, send nothing.
+        let auto_apply =
+            desired.settings.policy.auto_apply && rewind.is_none() && !self.writer.is_paused();
         let inflight = self.inflight.lock().clone();
         let started = if auto_apply {
             self.start_apply(env, head, client, &desired, &observed, &p)

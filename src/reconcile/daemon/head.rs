@@ -195,6 +195,8 @@ impl Daemon {
                 self.refused = None;
                 self.status.write().repo.last_good = Some(head.to_string());
                 self.desired = r.envs.into_iter().map(|(e, d)| (e, Arc::new(d))).collect();
+                self.status
+                    .set_desired(self.rendered_at.clone(), self.desired.clone());
                 self.invalid = r.invalid;
                 if self.known_baselines.len() > 100_000 {
                     self.known_baselines.clear();

@@ -121,7 +121,9 @@ impl Daemon {
             unreachable: &self.unreachable,
             reached_marathon: self.reached_marathon,
         };
-        self.health.set_ready(health::readiness(&seen));
+        let ready = health::readiness(&seen);
+        drop(s);
+        self.status.set_ready(ready);
     }
 
     /// Takes in the results of a background apply: each app's outcome,

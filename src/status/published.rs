@@ -1,0 +1,209 @@
+//! What the daemon knows, published as read-only snapshots.
+//!
+//! The reconcile loop is the only writer: it keeps a working copy of the
+//! [`Status`] and, each time it changes it, publishes a new [`Published`]
+//! through a `tokio::sync::watch` channel. A snapshot holds the desired
+//! state per environment at its commit (the `Arc`s render produced: apps
+//! and their rendered file bundles, never copied) and the live status.
+//!
+//! Readers hold a [`Reader`] and take [`Reader::latest`]: one `Arc` clone.
+//! They never lock the loop, never copy the apps, and always see one
+//! consistent moment. Today the HTTP side reads it (the status, readiness,
+//! the retry's name check); next come the config server (each
+//! app's hot files at its commit), a dashboard, and follower replicas that
+//! serve reads while another replica writes.
+
+use super::Status;
+use crate::model::EnvName;
+use crate::render::DesiredEnv;
+use parking_lot::{Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// One consistent snapshot of what the daemon knows. Cheap to clone: the
+/// desired state and the status are shared.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// The commit `desired` was rendered at (the newest that loaded).
+    pub commit: Option<String>,
+    /// Per environment: its settings and apps, each with its rendered files.
+    pub desired: BTreeMap<EnvName, Arc<DesiredEnv>>,
+    /// What `/api/v1/status` shows.
+    pub status: Arc<Status>,
+    /// What `/readyz` answers: `Ok`, or why the daemon is not ready.
+    pub ready: Result<(), String>,
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Published {
+            commit: None,
+            desired: BTreeMap::new(),
+            status: Arc::default(),
+            ready: Err("the config repo has not been fetched yet".into()),
+        }
+    }
+}
+
+/// A reader's end: cheap to clone, never blocks the writer.
+#[derive(Clone, Debug)]
+pub struct Reader(watch::Receiver<Arc<Published>>);
+
+impl Reader {
+    /// The newest snapshot.
+    pub fn latest(&self) -> Arc<Published> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits for a snapshot newer than the last one seen; `false` once the
+    /// writer is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.0.changed().await.is_ok()
+    }
+}
+
+/// The writer's end, owned by the reconcile loop.
+pub struct Publisher {
+    /// The loop's working copy; only the loop locks it.
+    working: Mutex<Status>,
+    tx: watch::Sender<Arc<Published>>,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self::new(Status::default())
+    }
+}
+
+impl Publisher {
+    pub fn new(status: Status) -> Publisher {
+        let first = Published {
+            status: Arc::new(status.clone()),
+            ..Published::default()
+        };
+        Publisher {
+            working: Mutex::new(status),
+            tx: watch::Sender::new(Arc::new(first)),
+        }
+    }
+
+    pub fn reader(&self) -> Reader {
+        Reader(self.tx.subscribe())
+    }
+
+    /// Changes the status; the change is published when the guard drops.
+    pub fn write(&self) -> StatusGuard<'_> {
+        StatusGuard {
+            status: self.working.lock(),
+            tx: &self.tx,
+        }
+    }
+
+    /// The loop's own view of the status (not a published snapshot).
+    pub fn read(&self) -> MutexGuard<'_, Status> {
+        self.working.lock()
+    }
+
+    /// Publishes a new desired state (the maps hold `Arc`s: no app is copied).
+    pub fn set_desired(&self, commit: Option<String>, desired: BTreeMap<EnvName, Arc<DesiredEnv>>) {
+        self.tx.send_modify(|p| {
+            let mut next = (**p).clone();
+            next.commit = commit;
+            next.desired = desired;
+            *p = Arc::new(next);
+        });
+    }
+
+    /// Publishes whether the daemon is ready (only when that changes).
+    pub fn set_ready(&self, ready: Result<(), String>) {
+        self.tx.send_if_modified(|p| {
+            if p.ready == ready {
+                return false;
+            }
+            let mut next = (**p).clone();
+            next.ready = ready;
+            *p = Arc::new(next);
+            true
+        });
+    }
+}
+
+/// A change to the status in progress.
+pub struct StatusGuard<'a> {
+    status: MutexGuard<'a, Status>,
+    tx: &'a watch::Sender<Arc<Published>>,
+}
+
+impl std::ops::Deref for StatusGuard<'_> {
+    type Target = Status;
+    fn deref(&self) -> &Status {
+        &self.status
+    }
+}
+
+impl std::ops::DerefMut for StatusGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Status {
+        &mut self.status
+    }
+}
+
+impl Drop for StatusGuard<'_> {
+    fn drop(&mut self) {
+        // One copy per change, made by the writer; readers share it.
+        let status = Arc::new(self.status.clone());
+        self.tx.send_modify(|p| {
+            let mut next = (**p).clone();
+            next.status = status;
+            *p = Arc::new(next);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_published_when_the_guard_drops() {
+        let p = Publisher::default();
+        let r = p.reader();
+        let before = r.latest();
+        {
+            let mut s = p.write();
+            s.repo.branch = "main".into();
+            // Not yet: readers see whole changes only.
+            assert_eq!(r.latest().status.repo.branch, "");
+        }
+        assert_eq!(r.latest().status.repo.branch, "main");
+        // A reader's snapshot never changes under it.
+        assert_eq!(before.status.repo.branch, "");
+    }
+
+    #[test]
+    fn the_desired_state_is_shared_not_copied() {
+        let p = Publisher::default();
+        let r = p.reader();
+        let env = Arc::new(DesiredEnv {
+            settings: crate::render::EnvSettings {
+                name: "dev".into(),
+                group: "/dev".into(),
+                marathon: None,
+                policy: Default::default(),
+            },
+            apps: BTreeMap::new(),
+        });
+        p.set_desired(
+            Some("abc".into()),
+            BTreeMap::from([("dev".to_string(), env.clone())]),
+        );
+        let snap = r.latest();
+        assert_eq!(snap.commit.as_deref(), Some("abc"));
+        assert!(Arc::ptr_eq(&snap.desired["dev"], &env));
+        p.write().repo.head = Some("abc".into());
+        assert!(
+            Arc::ptr_eq(&r.latest().desired["dev"], &env),
+            "a status change keeps the desired state"
+        );
+    }
+}
