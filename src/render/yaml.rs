@@ -35,6 +35,14 @@ pub fn parse(path: &str, text: &str) -> Result<Value, Diagnostic> {
                     (line, column) = at;
                 }
             }
+            // At the end of a file without a final line break, the parser
+            // counts one line more than the file has: point at its end.
+            let unix = text.replace("\r\n", "\n");
+            let lines: Vec<&str> = unix.split(['\n', '\r']).collect();
+            if line > lines.len() {
+                line = lines.len();
+                column = lines.last().map_or(0, |l| l.chars().count()) + 1;
+            }
             // serde_yaml appends " at line X column Y"; the location is
             // printed in front instead, so drop the duplicate.
             let msg = e.to_string();
@@ -293,6 +301,14 @@ files:
             assert!(d.message.starts_with("unsupported YAML"), "{d:?}");
             assert_eq!((d.line, d.column), (Some(at.0), Some(at.1)), "{text:?}");
         }
+    }
+
+    /// Found by fuzzing: an error at the end of a file without a final
+    /// line break pointed one line past its end.
+    #[test]
+    fn errors_at_the_end_point_into_the_file() {
+        let d = parse("a.yaml", "- re[:\n  m").unwrap_err();
+        assert_eq!((d.line, d.column), (Some(2), Some(4)), "{d:?}");
     }
 
     #[test]
