@@ -35,14 +35,7 @@ pub fn parse(path: &str, text: &str) -> Result<Value, Diagnostic> {
                     (line, column) = at;
                 }
             }
-            // At the end of a file without a final line break, the parser
-            // counts one line more than the file has: point at its end.
-            let unix = text.replace("\r\n", "\n");
-            let lines: Vec<&str> = unix.split(['\n', '\r']).collect();
-            if line > lines.len() {
-                line = lines.len();
-                column = lines.last().map_or(0, |l| l.chars().count()) + 1;
-            }
+            (line, column) = within(text, line, column);
             // serde_yaml appends " at line X column Y"; the location is
             // printed in front instead, so drop the duplicate.
             let msg = e.to_string();
@@ -91,6 +84,19 @@ fn unsupported_key(text: &str) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+/// At the end of a file without a final line break, the parsers count one
+/// line more than the file has: such a position becomes the file's end.
+fn within(text: &str, line: usize, column: usize) -> (usize, usize) {
+    let unix = text.replace("\r\n", "\n");
+    let lines: Vec<&str> = unix.split(['\n', '\r']).collect();
+    if line > lines.len() {
+        let end = lines.last().map_or(0, |l| l.chars().count());
+        (lines.len(), end + 1)
+    } else {
+        (line, column)
+    }
 }
 
 fn duplicate_key(msg: &str) -> Option<String> {
@@ -214,7 +220,7 @@ pub fn locate(text: &str, pointer: &str, target: Target) -> Option<(usize, usize
             _ => {}
         }
     }
-    best.map(|s| (s.start.line(), s.start.col() + 1))
+    best.map(|s| within(text, s.start.line(), s.start.col() + 1))
 }
 
 /// Keeps the span of the deepest node on the way to `want`.
@@ -309,6 +315,7 @@ files:
     fn errors_at_the_end_point_into_the_file() {
         let d = parse("a.yaml", "- re[:\n  m").unwrap_err();
         assert_eq!((d.line, d.column), (Some(2), Some(4)), "{d:?}");
+        assert_eq!(locate("? H", "/H", Target::Value), Some((1, 4)));
     }
 
     #[test]
