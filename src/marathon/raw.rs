@@ -62,8 +62,8 @@ struct Summary {
 }
 
 impl RawApp {
-    /// The apps of a `GET /v2/apps` answer. Apps without an id are left
-    /// out: nothing could address them.
+    /// The apps of a `GET /v2/apps` answer. Apps without an id (or that
+    /// aren't objects) are left out: nothing could address them.
     pub fn list(text: String) -> Result<Vec<RawApp>, serde_json::Error> {
         let text = Arc::new(text);
         let list: AppList<'_> = serde_json::from_str(&text)?;
@@ -84,6 +84,11 @@ impl RawApp {
     /// `raw`, a slice of `text`, as an app sharing `text`.
     fn span_of(text: &Arc<String>, raw: &RawValue) -> Result<Option<RawApp>, serde_json::Error> {
         let json = raw.get();
+        // serde reads a struct from an array as well (`["/x"]` would be an
+        // app `/x` whose text has no id): only an object is an app.
+        if !json.trim_start().starts_with('{') {
+            return Ok(None);
+        }
         let head: Head<'_> = serde_json::from_str(json)?;
         let Some(id) = head.id else { return Ok(None) };
         // A borrowed RawValue is a slice of `text`: its offset is where it
@@ -165,6 +170,20 @@ mod tests {
     fn an_answer_without_apps_is_an_error() {
         assert!(RawApp::list(r#"{"app": []}"#.to_string()).is_err());
         assert!(RawApp::list(r#"{"apps": [1"#.to_string()).is_err());
+    }
+
+    /// Found by fuzzing: serde reads a struct from an array too, so
+    /// `["/x"]` became an app `/x` whose text has no id.
+    #[test]
+    fn an_app_that_is_not_an_object_is_left_out() {
+        let apps = RawApp::list(r#"{"apps": [["/x"], {"id": "/y"}]}"#.into()).unwrap();
+        let ids: Vec<&str> = apps.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["/y"]);
+        assert!(
+            RawApp::one(r#"{"app": ["/x", "v1"]}"#.into())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

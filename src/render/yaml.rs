@@ -57,6 +57,7 @@ pub fn parse_within(path: &str, text: &str, max_expanded: usize) -> Result<Value
                     (line, column) = at;
                 }
             }
+            (line, column) = within(text, line, column);
             // serde_yaml appends " at line X column Y"; the location is
             // printed in front instead, so drop the duplicate.
             let msg = e.to_string();
@@ -161,6 +162,19 @@ fn unsupported_key(text: &str) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+/// At the end of a file without a final line break, the parsers count one
+/// line more than the file has: such a position becomes the file's end.
+fn within(text: &str, line: usize, column: usize) -> (usize, usize) {
+    let unix = text.replace("\r\n", "\n");
+    let lines: Vec<&str> = unix.split(['\n', '\r']).collect();
+    if line > lines.len() {
+        let end = lines.last().map_or(0, |l| l.chars().count());
+        (lines.len(), end + 1)
+    } else {
+        (line, column)
+    }
 }
 
 fn duplicate_key(msg: &str) -> Option<String> {
@@ -284,7 +298,7 @@ pub fn locate(text: &str, pointer: &str, target: Target) -> Option<(usize, usize
             _ => {}
         }
     }
-    best.map(|s| (s.start.line(), s.start.col() + 1))
+    best.map(|s| within(text, s.start.line(), s.start.col() + 1))
 }
 
 /// Keeps the span of the deepest node on the way to `want`.
@@ -371,6 +385,15 @@ files:
             assert!(d.message.starts_with("unsupported YAML"), "{d:?}");
             assert_eq!((d.line, d.column), (Some(at.0), Some(at.1)), "{text:?}");
         }
+    }
+
+    /// Found by fuzzing: an error at the end of a file without a final
+    /// line break pointed one line past its end.
+    #[test]
+    fn errors_at_the_end_point_into_the_file() {
+        let d = parse("a.yaml", "- re[:\n  m").unwrap_err();
+        assert_eq!((d.line, d.column), (Some(2), Some(4)), "{d:?}");
+        assert_eq!(locate("? H", "/H", Target::Value), Some((1, 4)));
     }
 
     #[test]
