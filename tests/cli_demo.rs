@@ -21,13 +21,24 @@ fn a_copied_binary_runs_the_demo_and_leaves_prod_to_a_human() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("pacer");
     std::fs::copy(PACER, &bin).unwrap();
-    let out = Command::new(&bin)
-        .args(["demo", "--listen", "127.0.0.1:0", "--exit-when-synced"])
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the copied pacer");
+    // A test thread that forks while the copy is open for writing holds
+    // that descriptor until its child execs: exec answers ETXTBSY until then.
+    let mut tries = 0;
+    let out = loop {
+        match Command::new(&bin)
+            .args(["demo", "--listen", "127.0.0.1:0", "--exit-when-synced"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => break r.expect("running the copied pacer"),
+        }
+    };
     let run: crate::util::Run = out.into();
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!dir.path().join("examples").exists());

@@ -2,7 +2,7 @@
 //! and retry write only when they should, plan covers every environment,
 //! status, history formats.
 
-use crate::util::harness::{Sim, World};
+use crate::util::harness::{Sim, World, wait_until};
 use crate::util::{PACER, Run, pacer, run_git};
 use serde_json::Value;
 use std::process::Command;
@@ -122,19 +122,28 @@ async fn retry_deploys_the_failed_app_and_nothing_else() {
     w.git.repo.commit("dev worker: FEATURE_RETRY");
     let run = apply(&w, "dev", &["--yes", "--deploy-timeout", "2"]);
     assert_eq!(run.code, 1, "the deployment fails: {run:?}");
-    let plan = pacer(&[
-        "plan",
-        "--repo",
-        w.git.repo.path_str(),
-        "--marathon",
-        &w.sim.url,
-        "--env",
-        "dev",
-    ]);
-    assert!(
-        plan.stdout.contains("failed at this definition"),
-        "{plan:?}"
-    );
+    // The rollback's own deployment may still be running when apply ends.
+    wait_until(
+        "the plan to show the failure",
+        Duration::from_secs(30),
+        || async {
+            let plan = pacer(&[
+                "plan",
+                "--repo",
+                w.git.repo.path_str(),
+                "--marathon",
+                &w.sim.url,
+                "--env",
+                "dev",
+            ]);
+            if plan.stdout.contains("failed at this definition") {
+                Ok(())
+            } else {
+                Err(format!("{plan:?}"))
+            }
+        },
+    )
+    .await;
 
     // The cause is fixed; another app has a change waiting too.
     let (s, v) = w.sim.delete("/_sim/apps/dev/worker/never-healthy").await;
