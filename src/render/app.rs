@@ -15,6 +15,9 @@ pub(super) struct AppContext<'a> {
     pub(super) spent: Cell<usize>,
     /// Template fuel used so far, against `Budgets::app_fuel`.
     pub(super) fuel: Cell<u64>,
+    /// Config-file sources read so far, by path: shared by the app's
+    /// environments, so each is read from Git once.
+    pub(super) sources: &'a std::cell::RefCell<BTreeMap<String, Vec<u8>>>,
 }
 
 impl AppContext<'_> {

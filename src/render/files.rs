@@ -76,7 +76,14 @@ impl AppContext<'_> {
                 ));
                 continue;
             }
-            let bytes = match self.repo.snapshot.read_bytes(&file) {
+            let cached = self.sources.borrow().get(&file).cloned();
+            let read = match cached {
+                Some(b) => Ok(b),
+                None => self.repo.snapshot.read_bytes(&file).inspect(|b| {
+                    self.sources.borrow_mut().insert(file.clone(), b.clone());
+                }),
+            };
+            let bytes = match read {
                 Ok(b) => b,
                 Err(source::Error::NotFound { .. }) => {
                     diags.push(
