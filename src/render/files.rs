@@ -121,8 +121,14 @@ impl AppContext<'_> {
                 }
                 let reads = pass.secrets.reads();
                 let templates = &self.repo.templates;
-                match templates.render_text_within(&file, &text, &pass.ctx, self.left(), &self.fuel)
-                {
+                match templates.render_text_within(
+                    &file,
+                    &text,
+                    &pass.ctx,
+                    self.left(),
+                    &self.fuel,
+                    Some(self.compiled),
+                ) {
                     Ok(s) => s.into_bytes(),
                     // Placeholders where a template needs the real value:
                     // show the template itself.
@@ -138,6 +144,7 @@ impl AppContext<'_> {
                                     ctx,
                                     usize::MAX,
                                     &std::cell::Cell::new(0),
+                                    None,
                                 )
                                 .map(|_| ())
                         });

@@ -113,12 +113,13 @@ pub fn render_pairs(
     by_app.retain(|u| !u.is_empty());
     let done: Vec<Vec<Done>> = par_map(&by_app, |list| {
         let sources = RefCell::new(BTreeMap::new());
+        let compiled = repo.templates.cache();
         list.iter()
             .map(|&i| {
                 let u = &units[i];
                 let base = bases[u.base].0.as_ref().expect("units have a base");
                 let mut d = Diagnostics::default();
-                let r = render_unit(repo, u, base, &sources, &mut d);
+                let r = render_unit(repo, u, base, &sources, &compiled, &mut d);
                 (i, r, d.0)
             })
             .collect()
@@ -168,6 +169,7 @@ fn render_unit(
     u: &Unit<'_>,
     base: &Layer,
     sources: &RefCell<BTreeMap<String, Vec<u8>>>,
+    compiled: &template::TemplateCache,
     diags: &mut Diagnostics,
 ) -> Option<RenderedApp> {
     let (env, app) = (u.env, u.app);
@@ -221,6 +223,7 @@ fn render_unit(
         spent: std::cell::Cell::new(0),
         fuel: std::cell::Cell::new(0),
         sources,
+        compiled,
     };
     ctx.render(diags)
 }
