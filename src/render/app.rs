@@ -15,6 +15,11 @@ pub(super) struct AppContext<'a> {
     pub(super) spent: Cell<usize>,
     /// Template fuel used so far, against `Budgets::app_fuel`.
     pub(super) fuel: Cell<u64>,
+    /// Config-file sources read so far, by path: shared by the app's
+    /// environments, so each is read from Git once.
+    pub(super) sources: &'a std::cell::RefCell<BTreeMap<String, Vec<u8>>>,
+    /// Templates compiled so far, shared by the app's environments.
+    pub(super) compiled: &'a template::TemplateCache,
 }
 
 impl AppContext<'_> {
@@ -410,7 +415,13 @@ impl AppContext<'_> {
                 }
                 let reads = pass.secrets.reads();
                 let templates = &self.repo.templates;
-                match templates.render_value_within(s, &pass.ctx, self.left(), &self.fuel) {
+                match templates.render_value_within(
+                    s,
+                    &pass.ctx,
+                    self.left(),
+                    &self.fuel,
+                    Some(self.compiled),
+                ) {
                     Ok(v) => {
                         self.spend(match &v {
                             Value::String(s) => s.len(),
@@ -422,7 +433,7 @@ impl AppContext<'_> {
                     Err(e) => {
                         let e = self.template_error(pass, reads, e, |ctx| {
                             templates
-                                .render_value_within(s, ctx, usize::MAX, &Cell::new(0))
+                                .render_value_within(s, ctx, usize::MAX, &Cell::new(0), None)
                                 .map(|_| ())
                         });
                         let mut d = layer.diag(

@@ -76,7 +76,14 @@ impl AppContext<'_> {
                 ));
                 continue;
             }
-            let bytes = match self.repo.snapshot.read_bytes(&file) {
+            let cached = self.sources.borrow().get(&file).cloned();
+            let read = match cached {
+                Some(b) => Ok(b),
+                None => self.repo.snapshot.read_bytes(&file).inspect(|b| {
+                    self.sources.borrow_mut().insert(file.clone(), b.clone());
+                }),
+            };
+            let bytes = match read {
                 Ok(b) => b,
                 Err(source::Error::NotFound { .. }) => {
                     diags.push(
@@ -114,8 +121,14 @@ impl AppContext<'_> {
                 }
                 let reads = pass.secrets.reads();
                 let templates = &self.repo.templates;
-                match templates.render_text_within(&file, &text, &pass.ctx, self.left(), &self.fuel)
-                {
+                match templates.render_text_within(
+                    &file,
+                    &text,
+                    &pass.ctx,
+                    self.left(),
+                    &self.fuel,
+                    Some(self.compiled),
+                ) {
                     Ok(s) => s.into_bytes(),
                     // Placeholders where a template needs the real value:
                     // show the template itself.
@@ -131,6 +144,7 @@ impl AppContext<'_> {
                                     ctx,
                                     usize::MAX,
                                     &std::cell::Cell::new(0),
+                                    None,
                                 )
                                 .map(|_| ())
                         });

@@ -12,6 +12,7 @@ pub mod checks;
 mod diagnostic;
 mod files;
 pub mod merge;
+mod pairs;
 mod repo;
 pub mod schema;
 pub mod secrets;
@@ -21,12 +22,12 @@ pub mod yaml;
 
 pub use budget::Budgets;
 pub use diagnostic::{Diagnostic, Diagnostics, quote_path};
+pub use pairs::render_pairs;
 pub use repo::Repo;
 
 use crate::marathon::validate as marathon_rules;
 use crate::model::{AppPath, Digest, EnvName, Secret};
 use crate::source::{self, Revision, Snapshot};
-use app::AppContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -379,118 +380,6 @@ pub fn render_with(
         Ok(desired)
     } else {
         Err(diags.finish())
-    }
-}
-
-/// Renders the given (environment, apps) pairs of a loaded repo.
-pub fn render_pairs(
-    repo: &Repo,
-    pairs: &[(EnvName, Vec<AppPath>)],
-    diags: &mut Diagnostics,
-) -> Desired {
-    let mut bases: BTreeMap<&str, Option<Layer>> = BTreeMap::new();
-    let mut envs = BTreeMap::new();
-    let mut ids: BTreeMap<String, (EnvName, AppPath)> = BTreeMap::new();
-    for (env, apps) in pairs {
-        let settings = &repo.envs[env];
-        let mut rendered = BTreeMap::new();
-        for app in apps {
-            if let Some(problems) = repo.broken.get(app) {
-                for d in problems {
-                    diags.push(d.clone());
-                }
-                continue;
-            }
-            let base = bases.entry(app.as_str()).or_insert_with(|| {
-                let file = format!("apps/{app}/app.yaml");
-                let layer = read_layer(
-                    &repo.snapshot,
-                    &file,
-                    schema::Kind::App,
-                    &repo.budgets,
-                    diags,
-                )?;
-                check_app_envs(&layer, &repo.envs, &repo.apps[app.as_str()], diags);
-                Some(layer)
-            });
-            let Some(base) = base.as_ref() else { continue };
-            if !runs_in(base, env) {
-                continue;
-            }
-            let id = settings.app_id(app);
-            if let Some((other_env, other_app)) = ids.insert(id.clone(), (env.clone(), app.clone()))
-            {
-                diags.push(
-                    Diagnostic::file(&base.file, format!("app `{app}` in `{env}` has the Marathon id `{id}`, as app `{other_app}` in `{other_env}` does"))
-                        .with_hint("Marathon ids must be unique: change one environment's group or rename one app"),
-                );
-                continue;
-            }
-            let overlay_file = format!("apps/{app}/env/{env}.yaml");
-            let overlay = if repo.apps[app.as_str()].contains(env) {
-                match read_layer(
-                    &repo.snapshot,
-                    &overlay_file,
-                    schema::Kind::App,
-                    &repo.budgets,
-                    diags,
-                ) {
-                    Some(l) => {
-                        if l.get("/environments").is_some() {
-                            diags.push(
-                                l.diag("/environments", Target::Key, "`environments` belongs in the app's base `app.yaml`, not in an overlay")
-                                    .with_hint("move it to app.yaml"),
-                            );
-                        }
-                        Some(l)
-                    }
-                    None => continue,
-                }
-            } else {
-                None
-            };
-            let layers: Vec<&Layer> = repo
-                .env_layers
-                .get(env)
-                .into_iter()
-                .chain([base])
-                .chain(overlay.as_ref())
-                .collect();
-            if repo
-                .deadline
-                .is_some_and(|d| std::time::Instant::now() >= d)
-            {
-                let secs = repo.budgets.deadline.unwrap_or_default().as_secs();
-                diags.push(
-                    Diagnostic::file(&base.file, format!("app `{app}` in `{env}` was not rendered: the whole render passed its deadline of {secs} s"))
-                        .with_hint("simplify the templates of the apps rendered before it"),
-                );
-                continue;
-            }
-            let ctx = AppContext {
-                repo,
-                settings,
-                app,
-                id: &id,
-                layers: &layers,
-                spent: std::cell::Cell::new(0),
-                fuel: std::cell::Cell::new(0),
-            };
-            if let Some(r) = ctx.render(diags) {
-                rendered.insert(app.clone(), r);
-            }
-        }
-        envs.insert(
-            env.clone(),
-            DesiredEnv {
-                settings: settings.clone(),
-                apps: rendered,
-            },
-        );
-    }
-    Desired {
-        revision: repo.snapshot.revision.clone(),
-        envs,
     }
 }
 

@@ -5,7 +5,7 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Retrieve, Uri, Validator};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 const FILES: [(&str, &str); 4] = [
     (
@@ -72,13 +72,13 @@ impl Retrieve for Embedded {
     }
 }
 
-struct Compiled {
-    raw: BTreeMap<&'static str, Value>,
-    validators: Vec<Validator>,
-}
-
-static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
-    let raw: BTreeMap<&'static str, Value> = FILES
+/// The schemas as pacer checks them, parsed from the embedded files. A
+/// layer's `marathon` is checked once the layers are merged, so the app and
+/// environment schemas are checked with it as a plain map: that keeps the
+/// large Marathon schema out of every layer's check (and out of start-up
+/// for commands that read no app).
+static RAW: LazyLock<BTreeMap<&'static str, Value>> = LazyLock::new(|| {
+    let mut raw: BTreeMap<&'static str, Value> = FILES
         .iter()
         .map(|(n, t)| {
             (
@@ -87,29 +87,56 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
             )
         })
         .collect();
-    let validators = FILES
-        .iter()
-        .map(|(n, _)| {
-            jsonschema::options()
-                .with_base_uri(format!("{BASE}{n}"))
-                .with_retriever(Embedded)
-                .build(&raw[n])
-                .unwrap_or_else(|e| panic!("embedded schema {n} does not compile: {e}"))
-        })
-        .collect();
-    Compiled { raw, validators }
+    let app_defs = raw["app.schema.json"]["$defs"].clone();
+    for file in ["app.schema.json", "environment.schema.json"] {
+        let Some(props) = raw
+            .get_mut(file)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        props.insert("marathon".into(), serde_json::json!({"type": "object"}));
+        // The environment schema's only other outside references.
+        for def in ["values", "secrets"] {
+            if let Some(p) = props.get_mut(def)
+                && p.get("$ref").and_then(Value::as_str)
+                    == Some(&format!("app.schema.json#/$defs/{def}"))
+            {
+                *p = app_defs[def].clone();
+            }
+        }
+    }
+    raw
 });
+
+/// Each schema compiled on first use: a command pays only for the ones it checks.
+static VALIDATORS: [OnceLock<Validator>; 4] = [const { OnceLock::new() }; 4];
+
+fn validator(kind: Kind) -> &'static Validator {
+    VALIDATORS[kind as usize].get_or_init(|| {
+        let n = kind.file();
+        jsonschema::options()
+            .with_base_uri(format!("{BASE}{n}"))
+            .with_retriever(Embedded)
+            .build(&RAW[n])
+            .unwrap_or_else(|e| panic!("embedded schema {n} does not compile: {e}"))
+    })
+}
 
 /// Every violation of the schema `kind` in `value`.
 pub fn check(kind: Kind, value: &Value) -> Vec<Violation> {
-    let compiled = &*COMPILED;
-    let validator = &compiled.validators[kind as usize];
+    let validator = validator(kind);
+    // Most files are valid: the boolean check skips building errors.
+    if validator.is_valid(value) {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     for err in validator.iter_errors(value) {
         let pointer = err.instance_path().as_str().to_string();
         match err.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let known = known_keys(compiled, kind.file(), err.schema_path().as_str());
+                let known = known_keys(&RAW, kind.file(), err.schema_path().as_str());
                 for key in unexpected {
                     out.push(Violation {
                         pointer: format!("{pointer}/{}", escape(key)),
@@ -181,14 +208,14 @@ fn type_message(kind: &jsonschema::error::TypeKind, got: &Value) -> String {
 
 /// The properties declared next to the `additionalProperties` keyword that
 /// failed, found by walking the schema path (through `$ref`s) in the raw schemas.
-fn known_keys(compiled: &Compiled, file: &str, schema_path: &str) -> Vec<String> {
+fn known_keys(raw: &BTreeMap<&'static str, Value>, file: &str, schema_path: &str) -> Vec<String> {
     let mut segs: Vec<String> = schema_path
         .trim_start_matches('/')
         .split('/')
         .map(unescape)
         .collect();
     segs.pop(); // "additionalProperties"
-    let Some(mut node) = compiled.raw.get(file) else {
+    let Some(mut node) = raw.get(file) else {
         return Vec::new();
     };
     let mut root = node;
@@ -200,7 +227,7 @@ fn known_keys(compiled: &Compiled, file: &str, schema_path: &str) -> Vec<String>
             let (doc, frag) = target.split_once('#').unwrap_or((target, ""));
             if !doc.is_empty() {
                 let name = doc.rsplit('/').next().unwrap_or(doc);
-                match compiled.raw.get(name) {
+                match raw.get(name) {
                     Some(r) => root = r,
                     None => return Vec::new(),
                 }

@@ -40,6 +40,48 @@ pub struct Templates {
     max_app_output: usize,
 }
 
+/// Templates compiled for one app, kept while it renders: its environments
+/// render the same field and file templates, and compiling one costs about
+/// as much as rendering it. Dropped with the app, so memory follows one app,
+/// not the repo.
+pub struct TemplateCache(std::cell::RefCell<Environment<'static>>);
+
+impl Templates {
+    /// An empty cache with these templates' settings.
+    pub fn cache(&self) -> TemplateCache {
+        TemplateCache(std::cell::RefCell::new(self.env.clone()))
+    }
+
+    /// Runs `f` on `src` compiled: from `cache` (compiled into it the first
+    /// time), or compiled for this call alone.
+    fn with_template<R>(
+        &self,
+        cache: Option<&TemplateCache>,
+        name: &str,
+        src: &str,
+        f: impl FnOnce(&minijinja::Template<'_, '_>) -> R,
+    ) -> Result<R, minijinja::Error> {
+        // `debug()` prints the environment, with every template compiled
+        // into it: a template that calls it gets an environment of its own,
+        // so that its output doesn't depend on what rendered before it.
+        let cache = cache.filter(|_| !src.contains("debug"));
+        let Some(cache) = cache else {
+            let t = self.env.template_from_named_str(name, src)?;
+            return Ok(f(&t));
+        };
+        // Keyed by its text: equal texts compile equal.
+        if cache.0.borrow().get_template(src).is_err() {
+            cache
+                .0
+                .borrow_mut()
+                .add_template_owned(src.to_string(), src.to_string())?;
+        }
+        let env = cache.0.borrow();
+        let t = env.get_template(src)?;
+        Ok(f(&t))
+    }
+}
+
 impl Default for Templates {
     fn default() -> Self {
         Self::new()
@@ -121,17 +163,19 @@ impl Templates {
     /// `{{ expression }}` keeps the expression's type, so that
     /// `instances: "{{ values.instances }}"` gives a number.
     pub fn render_value(&self, s: &str, ctx: &minijinja::Value) -> Result<Value, TemplateError> {
-        self.render_value_within(s, ctx, usize::MAX, &Cell::new(0))
+        self.render_value_within(s, ctx, usize::MAX, &Cell::new(0), None)
     }
 
     /// [`render_value`](Self::render_value) with at most `app_left` bytes
     /// of output left in the app's budget; adds the fuel it used to `fuel`.
+    /// With `cache`, compiles through it.
     pub fn render_value_within(
         &self,
         s: &str,
         ctx: &minijinja::Value,
         app_left: usize,
         fuel: &Cell<u64>,
+        cache: Option<&TemplateCache>,
     ) -> Result<Value, TemplateError> {
         if let Some(expr) = whole_expression(s) {
             // Evaluated as a template that assigns it, so that the fuel it
@@ -140,12 +184,14 @@ impl Templates {
             // minijinja's ranges count from `src`; errors are shown in `s`.
             let shift = (expr.as_ptr() as usize - s.as_ptr() as usize) as isize
                 - EVAL_PREFIX.len() as isize;
-            let template = self
-                .env
-                .template_from_named_str("field", &src)
-                .map_err(|e| self.to_error(&e, s, ctx, shift))?;
-            let captured = match template.render_captured_to(ctx, std::io::sink()) {
-                Ok(c) => c,
+            let rendered = self.with_template(cache, "field", &src, |t| {
+                let captured = t.render_captured_to(ctx, std::io::sink())?;
+                let state = captured.state();
+                let used = state.fuel_levels().map(|(used, _)| used);
+                Ok::<_, minijinja::Error>((used, state.lookup(EVAL_NAME)))
+            });
+            let (used, out) = match rendered.and_then(|r| r) {
+                Ok(r) => r,
                 Err(e) => {
                     if e.kind() == minijinja::ErrorKind::OutOfFuel {
                         fuel.set(fuel.get().saturating_add(self.fuel));
@@ -153,11 +199,10 @@ impl Templates {
                     return Err(self.to_error(&e, s, ctx, shift));
                 }
             };
-            let state = captured.state();
-            if let Some((used, _)) = state.fuel_levels() {
+            if let Some(used) = used {
                 fuel.set(fuel.get().saturating_add(used));
             }
-            let out = state.lookup(EVAL_NAME).unwrap_or_default();
+            let out = out.unwrap_or_default();
             if out.is_undefined() {
                 let mut e = TemplateError::new(1, format!("undefined value: `{}`", expr.trim()));
                 e.column = s.find(expr.trim()).map(|i| s[..i].chars().count() + 1);
@@ -168,7 +213,7 @@ impl Templates {
                 TemplateError::new(1, format!("template value can't be used here: {e}"))
             });
         }
-        self.render_text_within("field", s, ctx, app_left, fuel)
+        self.render_text_within("field", s, ctx, app_left, fuel, cache)
             .map(Value::String)
     }
 
@@ -180,11 +225,12 @@ impl Templates {
         src: &str,
         ctx: &minijinja::Value,
     ) -> Result<String, TemplateError> {
-        self.render_text_within(name, src, ctx, usize::MAX, &Cell::new(0))
+        self.render_text_within(name, src, ctx, usize::MAX, &Cell::new(0), None)
     }
 
     /// [`render_text`](Self::render_text) with at most `app_left` bytes of
     /// output left in the app's budget; adds the fuel it used to `fuel`.
+    /// With `cache`, compiles through it.
     pub fn render_text_within(
         &self,
         name: &str,
@@ -192,20 +238,25 @@ impl Templates {
         ctx: &minijinja::Value,
         app_left: usize,
         fuel: &Cell<u64>,
+        cache: Option<&TemplateCache>,
     ) -> Result<String, TemplateError> {
         let app_limited = app_left < self.max_output;
-        let template = self
-            .env
-            .template_from_named_str(name, src)
-            .map_err(|e| self.to_error(&e, src, ctx, 0))?;
         let mut out = CappedOutput {
             buf: Vec::new(),
             limit: self.max_output.min(app_left),
             over: false,
         };
-        let result = template.render_captured_to(ctx, &mut out);
+        let result = self.with_template(cache, name, src, |t| {
+            let r = t.render_captured_to(ctx, &mut out);
+            r.map(|c| c.state().fuel_levels().map_or(0, |(used, _)| used))
+        });
+        let result = match result {
+            Ok(r) => r,
+            // A template that doesn't compile.
+            Err(e) => return Err(self.to_error(&e, src, ctx, 0)),
+        };
         let used = match &result {
-            Ok(c) => c.state().fuel_levels().map_or(0, |(used, _)| used),
+            Ok(used) => *used,
             Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => self.fuel,
             Err(_) => 0,
         };
@@ -403,5 +454,33 @@ mod tests {
         let b = Templates::new().render_text("f", src, &ctx()).unwrap();
         assert_eq!(a, b);
         assert_eq!(a, "flag=true\nhost=db\nn=3\n");
+    }
+
+    #[test]
+    fn a_cached_template_renders_as_a_fresh_one_in_every_context() {
+        let t = Templates::new();
+        let cache = t.cache();
+        let other = minijinja::Value::from(minijinja::value::Serde(
+            json!({"values": {"n": 7, "host": "web", "flag": false}}),
+        ));
+        let fuel = Cell::new(0);
+        for ctx in [ctx(), other, ctx()] {
+            for src in [
+                "{{ values.n }}",
+                "{{ values.host }}:{{ values.n }}",
+                "{{ values.nope }}",
+                "{{ values.n ",
+                "{{ debug() }}",
+            ] {
+                let fresh = t.render_value(src, &ctx);
+                let cached = t.render_value_within(src, &ctx, usize::MAX, &fuel, Some(&cache));
+                assert_eq!(fresh, cached, "{src}");
+            }
+            let src = "{% for i in range(values.n) %}{{ i }}{% endfor %}\n";
+            let fresh = t.render_text("f", src, &ctx);
+            let cached = t.render_text_within("f", src, &ctx, usize::MAX, &fuel, Some(&cache));
+            assert_eq!(fresh, cached);
+        }
+        assert!(fuel.get() > 0);
     }
 }

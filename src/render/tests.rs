@@ -441,3 +441,82 @@ fn a_marathon_url_without_a_scheme_is_http_and_a_bad_one_is_refused_at_its_line(
     assert!(text.contains("http://marathon.example:8080"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[test]
+fn many_apps_render_on_every_core_as_they_would_one_at_a_time() {
+    let mut files: Vec<(String, String)> = Vec::new();
+    for i in 0..40 {
+        let app = format!("svc{i:02}");
+        // Every third app has a template error, every fifth a bad overlay,
+        // every seventh a missing config file: problems in many workers.
+        let cmd = if i % 3 == 0 {
+            "./x {{ values.nope }}"
+        } else {
+            "./x {{ values.port }}"
+        };
+        files.push((
+            format!("apps/{app}/app.yaml"),
+            format!("values:\n  port: {i}\nmarathon:\n  cmd: {cmd}\nfiles:\n  a.conf: {{path: /etc/a.conf}}\n"),
+        ));
+        if i % 7 != 0 {
+            files.push((
+                format!("apps/{app}/files/a.conf"),
+                "port={{ values.port }} env={{ env }}\n".into(),
+            ));
+        }
+        let overlay = if i % 5 == 0 {
+            "marathon:\n  cpus: lots\n"
+        } else {
+            "marathon:\n  cpus: 0.5\n"
+        };
+        files.push((format!("apps/{app}/env/prod.yaml"), overlay.into()));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let snap = repo(&refs);
+    let mut diags = Diagnostics::default();
+    let r = Repo::load(snap, &mut diags).unwrap();
+    assert!(diags.is_empty(), "{diags}");
+    let pairs = r.resolve_scope(&Scope::default()).unwrap();
+    let mut all = Diagnostics::default();
+    let whole = render_pairs(&r, &pairs, &mut all);
+
+    let mut one_by_one = Diagnostics::default();
+    let mut apps = 0;
+    for (env, list) in &pairs {
+        for app in list {
+            let d = render_pairs(&r, &[(env.clone(), vec![app.clone()])], &mut one_by_one);
+            for (e, de) in d.envs {
+                for (a, rendered) in de.apps {
+                    apps += 1;
+                    let same = &whole.envs[&e].apps[&a];
+                    assert_eq!(same.marathon, rendered.marathon, "{e} {a}");
+                    assert_eq!(same.files, rendered.files, "{e} {a}");
+                }
+            }
+        }
+    }
+    let rendered: usize = whole.envs.values().map(|e| e.apps.len()).sum();
+    assert_eq!(rendered, apps);
+    assert!(rendered > 10 && rendered < 80, "{rendered}");
+    // The same problems in the same order, before any sorting.
+    assert!(all.len() > 20, "{all}");
+    assert_eq!(all.0, one_by_one.0);
+}
+
+#[test]
+fn the_parallel_map_keeps_the_order_of_its_items() {
+    let items: Vec<u64> = (0..1000).collect();
+    let out = pairs::par_map(&items, |&i| {
+        // Uneven work, so that workers finish out of order.
+        (0..(i % 17) * 100).fold(i, |a, b| a.wrapping_mul(31).wrapping_add(b)) ^ i
+    });
+    let want: Vec<u64> = items
+        .iter()
+        .map(|&i| (0..(i % 17) * 100).fold(i, |a, b| a.wrapping_mul(31).wrapping_add(b)) ^ i)
+        .collect();
+    assert_eq!(out, want);
+    assert!(pairs::par_map(&Vec::<u8>::new(), |_| 1).is_empty());
+}

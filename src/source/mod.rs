@@ -131,9 +131,30 @@ pub struct Entry {
 }
 
 enum Store {
-    Git(Mutex<Repository>),
+    Git(GitPool),
     Dir(PathBuf),
     Memory(BTreeMap<String, Vec<u8>>),
+}
+
+/// Handles on one Git repository, one per thread reading at a time: a
+/// `Repository` can't be shared between threads, and one behind a lock
+/// would make a render on every core read its blobs one at a time.
+struct GitPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Repository>>,
+}
+
+impl GitPool {
+    fn with<T>(&self, f: impl FnOnce(&Repository) -> Result<T>) -> Result<T> {
+        let taken = self.idle.lock().pop();
+        let repo = match taken {
+            Some(r) => r,
+            None => Repository::open(&self.path)?,
+        };
+        let out = f(&repo);
+        self.idle.lock().push(repo);
+        out
+    }
 }
 
 /// A config repo's files at one revision.
@@ -297,7 +318,10 @@ impl RepoLocation {
         Ok(Snapshot {
             revision,
             entries,
-            store: Store::Git(Mutex::new(repo)),
+            store: Store::Git(GitPool {
+                path: git.repo_path.clone(),
+                idle: Mutex::new(vec![repo]),
+            }),
         })
     }
 
@@ -547,8 +571,7 @@ impl Snapshot {
             return Err(too_large(size));
         }
         match &self.store {
-            Store::Git(repo) => {
-                let repo = repo.lock();
+            Store::Git(pool) => pool.with(|repo| {
                 // The header alone gives the size: an oversized blob is
                 // refused before it is inflated into memory.
                 let (size, _) = repo.odb()?.read_header(entry.id)?;
@@ -557,7 +580,7 @@ impl Snapshot {
                 }
                 let blob = repo.find_blob(entry.id)?;
                 Ok(blob.content().to_vec())
-            }
+            }),
             Store::Dir(root) => {
                 let bytes = std::fs::read(root.join(&real)).map_err(|source| Error::Io {
                     path: path.to_string(),
