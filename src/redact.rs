@@ -29,10 +29,12 @@ pub fn url(url: &str) -> String {
 
 /// Every URL with user-info inside `text` masked as [`url`] does.
 pub fn text(text: &str) -> String {
-    // The user-info runs from `//` to the last `@` before the path; it holds
-    // no `/`, `?`, `#` or whitespace (those would be percent-encoded).
+    // The user-info runs from `//` to the last `@` before the path (a
+    // password may hold an `@` of its own); it holds no `/`, `?`, `#` or
+    // whitespace (those would be percent-encoded). No `\b`: a scheme glued
+    // to a word (`x_https://`) is a URL all the same.
     static USERINFO: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@]+@").expect("static regex")
+        Regex::new(r"(?i)([a-z][a-z0-9+.\-]*://)[^/?#\s]*@").expect("static regex")
     });
     if !text.contains('@') {
         return text.to_string();
@@ -64,6 +66,19 @@ pub fn userinfo_parts(url: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_masks_to_the_last_at_and_a_scheme_glued_to_a_word() {
+        assert_eq!(
+            text("fetching https://u:p@ss@host/x failed"),
+            "fetching https://***@host/x failed"
+        );
+        assert_eq!(text("x_https://u:pw@h/y"), "x_https://***@h/y");
+        assert_eq!(
+            text("see http://a:b@h1/p and mail x@y.z"),
+            "see http://***@h1/p and mail x@y.z"
+        );
+    }
 
     #[test]
     fn urls_keep_host_and_path_and_mask_userinfo() {

@@ -308,3 +308,17 @@ fn errors_in_json_are_objects_on_stdout_and_text_on_stderr() {
     assert!(v["errors"][0]["message"].is_string(), "{run:?}");
     assert!(v["errors"][0].get("file").is_none(), "{run:?}");
 }
+
+#[test]
+fn a_bad_marathon_url_is_refused_without_quoting_its_password() {
+    for args in [
+        vec!["plan", "--marathon", "ftp://admin:hunter2@marathon:8080"],
+        vec!["status", "--daemon", "ftp://admin:hunter2@pacer:8081"],
+    ] {
+        let run = pacer(&args);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stderr.contains("***@"), "{run:?}");
+        assert!(!run.stderr.contains("hunter2"), "{run:?}");
+        assert!(!run.stdout.contains("hunter2"), "{run:?}");
+    }
+}

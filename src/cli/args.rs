@@ -304,6 +304,42 @@ pub enum Color {
 
 pub use crate::marathon::url::http_url;
 
+/// `--marathon` and `--daemon`: [`http_url`], with an error that never
+/// quotes the value as given (clap's own message would, password and all).
+#[derive(Clone)]
+pub struct HttpUrl;
+
+impl clap::builder::TypedValueParser for HttpUrl {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        use clap::error::ErrorKind;
+        let name = arg.map(ToString::to_string).unwrap_or_default();
+        let Some(s) = value.to_str() else {
+            return Err(clap::Error::raw(
+                ErrorKind::InvalidUtf8,
+                format!("invalid value for '{name}': not UTF-8\n"),
+            )
+            .with_cmd(cmd));
+        };
+        http_url(s).map_err(|e| {
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!(
+                    "invalid value '{}' for '{name}': {e}\n",
+                    crate::redact::url(s)
+                ),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct MarathonArgs {
     /// Marathon's URL (`http://` is assumed without a scheme). Default: the
@@ -312,7 +348,7 @@ pub struct MarathonArgs {
         long,
         env = "PACER_MARATHON_URL",
         value_name = "URL",
-        value_parser = http_url,
+        value_parser = HttpUrl,
         help_heading = "Marathon"
     )]
     pub marathon: Option<String>,
@@ -489,7 +525,7 @@ pub struct StatusArgs {
         long,
         env = "PACER_DAEMON_URL",
         value_name = "URL",
-        value_parser = http_url
+        value_parser = HttpUrl
     )]
     pub daemon: Option<String>,
     #[command(flatten)]

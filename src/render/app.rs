@@ -423,10 +423,29 @@ impl AppContext<'_> {
                     Some(self.compiled),
                 ) {
                     Ok(v) => {
-                        self.spend(match &v {
+                        // A whole-expression field can yield a list or map
+                        // that never passed the output cap: count its JSON.
+                        let n = match &v {
                             Value::String(s) => s.len(),
-                            _ => 16,
-                        });
+                            other => json_len(other),
+                        };
+                        let cap = self.left().min(self.repo.budgets.file_bytes);
+                        if n > cap {
+                            diags.push(
+                                layer
+                                    .diag(
+                                        pointer,
+                                        Target::Value,
+                                        format!(
+                                            "template error: this value renders to more than {cap} bytes (its budget of output)"
+                                        ),
+                                    )
+                                    .with_hint("a field of an app definition needs far less: check the template"),
+                            );
+                            self.spend(n);
+                            return;
+                        }
+                        self.spend(n);
                         *value = v;
                     }
                     Err(_) if pass.shown_ctx.is_none() && pass.secrets.is_placeholders() => {}
@@ -543,5 +562,24 @@ fn stringify_scalars(spec: &mut Value, key: &str) {
                 _ => {}
             }
         }
+    }
+}
+
+/// The length of `v` as compact JSON, without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
     }
 }

@@ -520,3 +520,17 @@ fn the_parallel_map_keeps_the_order_of_its_items() {
     assert_eq!(out, want);
     assert!(pairs::par_map(&Vec::<u8>::new(), |_| 1).is_empty());
 }
+
+#[test]
+fn a_value_that_is_a_large_list_counts_against_the_output_budget() {
+    // A whole-expression field that yields a list never passes the text
+    // output cap; its JSON size is what counts.
+    let snap = repo(&[(
+        "apps/web/app.yaml",
+        "marathon:\n  cmd: ./web\n  args: \"{{ [('x' * 400000)] * 20 }}\"\n",
+    )]);
+    let e = render_all(snap).expect_err("8 MB of args is over the budget");
+    let text = messages(&e);
+    assert!(text.contains("budget of output"), "{text}");
+    assert!(text.contains("apps/web/app.yaml:3:"), "{text}");
+}

@@ -41,6 +41,8 @@ use webhook::Decision;
 /// Push payloads are small (GitHub caps them at 25 MB, and a push of many
 /// commits is far below this); anything larger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// The largest retry request body.
+pub const MAX_RETRY_BODY_BYTES: usize = 4 * 1024;
 
 /// No request may hold a connection longer than this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,7 +126,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(status))
-        .route("/api/v1/retry", post(retry))
+        // A retry names an environment and an app: a few hundred bytes. Its
+        // own small limit keeps 256 unauthenticated connections from
+        // buffering 5 MiB each before the guard looks at them.
+        .route(
+            "/api/v1/retry",
+            post(retry).layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES)),
+        )
         .route("/hooks/git", post(git_hook))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

@@ -489,3 +489,18 @@ fn triggers_say_why_a_run_happened() {
         assert_eq!(t.to_string(), want);
     }
 }
+
+#[tokio::test]
+async fn a_retry_body_over_its_small_limit_is_refused() {
+    let mut f = fixture(4);
+    let router = f.router();
+    let pad = "x".repeat(8 * 1024);
+    let req = retry_req(
+        "/api/v1/retry",
+        &[("content-type", "application/json")],
+        &format!(r#"{{"env":"prod","app":"web","pad":"{pad}"}}"#),
+    );
+    let (status, _, _) = call(router, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(f.rx.try_recv().is_err(), "no retry from an oversized body");
+}

@@ -95,6 +95,11 @@ impl Daemon {
         observed: &plan::Observed,
         p: &plan::Plan,
     ) -> BTreeSet<String> {
+        // Checked here, at the last moment: the fast path awaits Marathon
+        // between its own check and this call, and a pause may land then.
+        if self.writer.is_paused() {
+            return BTreeSet::new();
+        }
         let inflight = self.inflight.lock().clone();
         let to_run: Vec<plan::Step> = p
             .steps
