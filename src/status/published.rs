@@ -115,6 +115,17 @@ impl Publisher {
         });
     }
 
+    /// Takes the desired state out of the snapshot while a new commit
+    /// renders, so the render can move its apps instead of copying them;
+    /// [`Publisher::set_desired`] puts the result back.
+    pub fn lend_desired(&self) {
+        self.tx.send_modify(|p| {
+            let mut next = (**p).clone();
+            next.desired = BTreeMap::new();
+            *p = Arc::new(next);
+        });
+    }
+
     /// Publishes whether the daemon is ready (only when that changes).
     pub fn set_ready(&self, ready: Result<(), String>) {
         self.tx.send_if_modified(|p| {

@@ -142,10 +142,16 @@ impl Daemon {
             deadline: self.cfg.render_timeout,
         };
         // Handed over, not copied: unchanged apps move into the new state.
+        // The published snapshot lends its share too, or every app would be
+        // copied once per commit (no reader uses the desired state yet; the
+        // config server will need each app as an `Arc` instead).
         let previous = std::mem::take(&mut self.desired);
+        self.status.lend_desired();
         match render_job::run(job, previous).await {
             render_job::Outcome::NotLoaded { problems, previous } => {
                 self.desired = previous;
+                self.status
+                    .set_desired(self.rendered_at.clone(), self.desired.clone());
                 // pacer.yaml or an environment file is broken: everything
                 // stays at the last good commit.
                 let problems: Vec<Problem> = problems.iter().map(Problem::from).collect();
