@@ -74,7 +74,7 @@ pub fn known(
     }
     let envs: Vec<(&String, &crate::status::EnvStatus)> = match env {
         Some(name) => match status.environments.get_key_value(name) {
-            Some(e) => vec![e],
+            Some((k, e)) => vec![(k, &**e)],
             None => {
                 let names: Vec<&str> = status.environments.keys().map(String::as_str).collect();
                 return Err((
@@ -83,7 +83,7 @@ pub fn known(
                 ));
             }
         },
-        None => status.environments.iter().collect(),
+        None => status.environments.iter().map(|(k, e)| (k, &**e)).collect(),
     };
     if let Some(app) = app
         && !envs.iter().any(|(_, e)| e.apps.contains_key(app))
@@ -174,7 +174,9 @@ mod tests {
                 errors: Vec::new(),
             },
         );
-        status.environments.insert("dev".into(), env);
+        status
+            .environments
+            .insert("dev".into(), std::sync::Arc::new(env));
         assert!(known(&status, None, None).is_ok());
         assert!(known(&status, Some("dev"), Some("web")).is_ok());
         assert!(known(&status, None, Some("web")).is_ok());

@@ -49,7 +49,9 @@ fn fixture(capacity: usize) -> Fixture {
             errors: Vec::new(),
         },
     );
-    status.environments.insert("prod".to_string(), prod);
+    status
+        .environments
+        .insert("prod".to_string(), std::sync::Arc::new(prod));
     let publisher = Arc::new(Publisher::new(status));
     let state = AppState {
         published: publisher.reader(),

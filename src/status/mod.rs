@@ -9,6 +9,7 @@ use serde::Serialize;
 pub mod health;
 pub mod published;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A problem as the status shows it: where it is (when known) and what
 /// it is. Fields that aren't known are absent, never `null`.
@@ -155,5 +156,7 @@ pub enum Writes {
 pub struct Status {
     pub repo: RepoStatus,
     pub writes: Writes,
-    pub environments: BTreeMap<EnvName, EnvStatus>,
+    /// Each environment behind an `Arc`: publishing a change (see
+    /// `published`) copies only the environments it touched.
+    pub environments: BTreeMap<EnvName, Arc<EnvStatus>>,
 }

@@ -218,7 +218,7 @@ impl Daemon {
         // from a head that doesn't load or is a refused rewind.
         let reconciled_at = self.rendered_at.as_deref().unwrap_or(head).to_string();
         let mut s = self.status.write();
-        let e = s.environments.entry(env.to_string()).or_default();
+        let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
         e.group = desired.settings.group.clone();
         e.commit = Some(reconciled_at);
         e.last_sync = Some(now.to_rfc3339());

@@ -74,7 +74,7 @@ impl Daemon {
 
     pub(super) fn env_error(&self, env: &str, message: &str) {
         let mut s = self.status.write();
-        let e = s.environments.entry(env.to_string()).or_default();
+        let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
         e.errors = self.head_problems.clone();
         e.errors.push(Problem::message(message));
     }
@@ -88,7 +88,7 @@ impl Daemon {
         }
         self.env_error(env, &message);
         let mut s = self.status.write();
-        let e = s.environments.entry(env.to_string()).or_default();
+        let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
         for app in e.apps.values_mut() {
             app.sync = SyncStatus::Unknown;
         }
@@ -140,7 +140,7 @@ impl Daemon {
         }
         let now = chrono::Utc::now();
         let mut s = self.status.write();
-        let e = s.environments.entry(f.env.clone()).or_default();
+        let e = Arc::make_mut(s.environments.entry(f.env.clone()).or_default());
         for r in &f.results {
             self.metrics.deployment(&f.env, r.outcome);
             let line = format!(
