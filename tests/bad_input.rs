@@ -278,11 +278,7 @@ fn yaml_aliases_cannot_amplify_a_file_into_gigabytes() {
 #[test]
 fn an_app_directory_replaced_by_a_symlink_is_invalid_not_deleted() {
     let repo = TestRepo::examples();
-    let elsewhere = tempfile::tempdir().unwrap();
-    crate::util::copy_tree(&repo.path().join("apps/web"), elsewhere.path());
-    repo.remove("apps/web");
-    std::os::unix::fs::symlink(elsewhere.path(), repo.path().join("apps/web")).unwrap();
-    let rev = repo.commit("web lives elsewhere");
+    let (_elsewhere, rev) = symlink_away(&repo, "apps/web");
     for args in [
         vec!["validate", "--repo", repo.path_str()],
         vec!["validate", "--repo", repo.path_str(), "--rev", &rev],
@@ -319,11 +315,7 @@ fn an_app_directory_replaced_by_a_symlink_is_invalid_not_deleted() {
 fn the_daemon_sees_a_symlinked_app_directory_as_invalid_not_gone() {
     use pacer::render::{Diagnostics, Repo, render_pairs};
     let repo = TestRepo::examples();
-    let elsewhere = tempfile::tempdir().unwrap();
-    crate::util::copy_tree(&repo.path().join("apps/web"), elsewhere.path());
-    repo.remove("apps/web");
-    std::os::unix::fs::symlink(elsewhere.path(), repo.path().join("apps/web")).unwrap();
-    let rev = repo.commit("web lives elsewhere");
+    let (_elsewhere, rev) = symlink_away(&repo, "apps/web");
     let loc = pacer::source::RepoLocation::discover(repo.path()).unwrap();
     let snap = std::sync::Arc::new(loc.at_rev(&rev).unwrap());
     let mut load = Diagnostics::default();
@@ -349,11 +341,7 @@ fn the_daemon_sees_a_symlinked_app_directory_as_invalid_not_gone() {
 #[test]
 fn apps_and_environments_as_symlinks_are_errors_in_git_too() {
     let repo = TestRepo::examples();
-    let elsewhere = tempfile::tempdir().unwrap();
-    crate::util::copy_tree(&repo.path().join("apps"), elsewhere.path());
-    repo.remove("apps");
-    std::os::unix::fs::symlink(elsewhere.path(), repo.path().join("apps")).unwrap();
-    let rev = repo.commit("all apps elsewhere");
+    let (_elsewhere, rev) = symlink_away(&repo, "apps");
     for args in [
         vec!["validate", "--repo", repo.path_str()],
         vec!["validate", "--repo", repo.path_str(), "--rev", &rev],
@@ -410,4 +398,15 @@ fn an_uppercase_app_directory_gets_one_error() {
         "{run:?}"
     );
     assert!(run.stderr.contains("error: 1 problem found"), "{run:?}");
+}
+
+/// Moves `dir` of `repo` to a directory outside it, leaves a symlink in its
+/// place and commits that; the outside copy lives as long as the guard.
+fn symlink_away(repo: &TestRepo, dir: &str) -> (tempfile::TempDir, String) {
+    let elsewhere = tempfile::tempdir().unwrap();
+    crate::util::copy_tree(&repo.path().join(dir), elsewhere.path());
+    repo.remove(dir);
+    std::os::unix::fs::symlink(elsewhere.path(), repo.path().join(dir)).unwrap();
+    let rev = repo.commit(&format!("{dir} lives elsewhere"));
+    (elsewhere, rev)
 }
