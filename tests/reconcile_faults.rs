@@ -517,8 +517,8 @@ fn apply_then_plan_is_always_in_sync() {
     use pacer::apply::{self, LogProgress};
     use pacer::model::Digest;
     use pacer::model::Outcome;
+    use pacer::observe::gather::{self, Caches};
     use pacer::plan::{self, Action};
-    use pacer::reconcile::gather::{self, Caches};
     use pacer::render::{DesiredEnv, EnvSettings, Policy, RenderedApp};
     use proptest::prelude::{prop_assert, prop_assert_eq};
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -841,8 +841,8 @@ async fn a_failed_definition_is_not_retried_when_its_history_cannot_be_read() {
     use crate::marathon_client::TestSim;
     use pacer::apply::{self, LogProgress};
     use pacer::model::Outcome;
+    use pacer::observe::gather::{self, Caches};
     use pacer::plan::{self, Action};
-    use pacer::reconcile::gather::{self, Caches};
     use std::sync::Arc;
 
     let sim = TestSim::fast().await;

@@ -12,7 +12,6 @@
 //! `cli::serve` binds the listener and opens the mirror before it starts.
 
 use super::clients::{self, Clients};
-use super::gather::{self, Caches};
 use super::health::{self, Health};
 use super::published::Publisher;
 use super::records::RecordQueue;
@@ -23,6 +22,7 @@ use crate::apply::{self, LogProgress};
 use crate::marathon::client::MarathonClient;
 use crate::model::{AppPath, Digest, EnvName, Secret};
 use crate::model::{Outcome, SyncStatus};
+use crate::observe::gather::{self, Caches};
 use crate::plan::{self, Action};
 use crate::record::notes;
 use crate::render;
