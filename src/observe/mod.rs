@@ -1,6 +1,8 @@
 //! Live Marathon state, and the comparison of a desired app with its live
 //! counterpart, normalised so that an app Marathon runs as desired never
-//! shows a diff (no flapping).
+//! shows a diff (no flapping). [`gather`] reads what a plan needs (the one
+//! observation path of `pacer plan`/`apply` and the daemon); [`history`]
+//! reads an app's versions and tells what each one was.
 //!
 //! [`comparable`] puts both sides in one canonical form:
 //!
