@@ -169,6 +169,13 @@ pub unsafe fn set_network_timeout(timeout: std::time::Duration) {
 /// Here it starts with none; a later https fetch in this process would fail
 /// its certificate check rather than go unverified.
 ///
+/// Why environment variables: libgit2 (linked to OpenSSL, not loading it
+/// dynamically) calls `SSL_CTX_set_default_verify_paths` in its global init,
+/// which OpenSSL answers from `SSL_CERT_FILE`/`SSL_CERT_DIR` alone. Every
+/// option call (`git2::opts::set_ssl_cert_file`, `GIT_OPT_SET_SSL_CERT_LOCATIONS`)
+/// runs that init first and can only add locations after it, so none of them
+/// avoids the load.
+///
 /// # Safety
 /// Sets and restores environment variables: call this before any other
 /// thread starts.
