@@ -387,3 +387,54 @@ async fn plan_never_prints_a_secret() {
         assert!(!plan.stderr.contains(SECRET_VALUE), "{format}: {plan:?}");
     }
 }
+
+/// `pacer apply` asks the same rewind question as the daemon: a commit that
+/// would take a live app back past the commit it runs is refused, naming
+/// the app, unless `--allow-rewind`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_refuses_a_rewind_unless_allowed() {
+    let w = World::new().await;
+    let repo = w.git.repo.path_str();
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            "apply",
+            "--repo",
+            repo,
+            "--marathon",
+            &w.sim.url,
+            "--env",
+            "dev",
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        crate::util::pacer(&args)
+    };
+    change_worker(&w, "b");
+    let b = w.git.repo.commit("B");
+    let out = apply(&[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert_eq!(app["labels"]["pacer.commit"], b.as_str());
+
+    // Rewrite history: drop B, commit C on its parent.
+    run_git(w.git.repo.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    change_worker(&w, "c");
+    let c = w.git.repo.commit("C, over B");
+    let out = apply(&[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("refusing to rewind")
+            && out.stderr.contains(&format!("runs commit {b}"))
+            && out.stderr.contains("--allow-rewind"),
+        "{out:?}"
+    );
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert_eq!(app["labels"]["pacer.commit"], b.as_str(), "{app:#}");
+    assert_eq!(app["env"]["FEATURE_E2E"], "b");
+
+    let out = apply(&["--allow-rewind"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let app = w.sim.app("/dev/worker").await.unwrap();
+    assert_eq!(app["labels"]["pacer.commit"], c.as_str(), "{app:#}");
+    assert_eq!(app["env"]["FEATURE_E2E"], "c");
+}
