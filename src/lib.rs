@@ -16,7 +16,8 @@
 //!   expands templates and checks the result. `Snapshot` → `Desired`, or every
 //!   problem found as a [`render::Diagnostic`].
 //! - [`observe`]: live Marathon apps, normalised so that an app matching Git
-//!   never shows a diff.
+//!   never shows a diff; what a plan needs besides the desired state (the
+//!   live read, Git baselines, failed definitions from the version history).
 //! - [`diff`]: pure comparison of two desired states (offline `pacer diff`);
 //!   classifies each change as hot, scale, restart or redeploy.
 //! - [`plan`]: pure per-app decisions from desired, live and policy.

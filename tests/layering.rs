@@ -16,7 +16,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("marathon", &["model", "redact"]),
     ("render", &["marathon", "model", "redact", "source"]),
     ("diff", &["model", "redact", "render", "source"]),
-    ("observe", &["diff", "marathon", "model", "render"]),
+    (
+        "observe",
+        &["diff", "marathon", "model", "render", "source"],
+    ),
     ("plan", &["diff", "model", "observe", "render"]),
     (
         "apply",

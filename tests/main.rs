@@ -42,8 +42,14 @@ mod remote_auth;
 /// `pacer serve` end to end: git daemon, the real sim, a signed webhook, then `plan` and `history`.
 mod reconcile_e2e;
 
-/// `pacer serve` under faults: rollbacks, flaky/restarting/dead Marathon, broken commits, lost repo, kills, rewinds.
+/// `pacer serve` under Marathon faults: rollbacks, flaky/restarting/dead/answer-losing Marathon, kills, drift.
 mod reconcile_faults;
+
+/// `pacer serve` under repo faults: broken commits, a lost or hanging Git server, rewinds, refused records, secrets.
+mod reconcile_faults_repo;
+
+/// apply then plan in-process: always in sync (proptest); a failed definition stays failed while Marathon can't tell.
+mod reconcile_inprocess;
 
 /// plan, apply and history semantics: a commit reaches a hand-edited app, mass deletes are held, no-op writes, progress, history credit.
 mod plan_e2e;

@@ -1,13 +1,16 @@
 //! `pacer::observe` against the in-process simulator: what Marathon answers
 //! for an app PUT as desired never shows a diff; real changes always do.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pacer::marathon::client::MarathonClient;
-use pacer::observe::{app_diff, changed_paths, observe};
+use pacer::observe::gather::{self, Caches};
+use pacer::observe::{Observed, app_diff, changed_paths};
+use pacer::render::{DesiredEnv, EnvSettings, Policy};
 use pacer::render::{Scope, render};
 use pacer::sim::Settings;
 use pacer::source::RepoLocation;
@@ -579,17 +582,38 @@ async fn every_example_app_round_trips_without_a_diff() {
     s.idle(&c).await;
     let mut ports = Vec::new();
     for env in desired.envs.values() {
-        let live = observe(&c, &env.settings.group).await.expect("observe");
-        let ids: Vec<&String> = live.apps.keys().collect();
+        // The production path (`pacer plan` and the daemon) finds each app
+        // in sync; the raw list shows the diff when it doesn't.
+        let mut snap = gather::snapshot(&c).await.expect("snapshot");
+        let observed = gather::observe_in(
+            &c,
+            &mut snap,
+            None,
+            env,
+            &BTreeMap::new(),
+            &mut Caches::default(),
+        )
+        .await
+        .expect("observe");
+        let ids: Vec<&String> = observed.apps.keys().collect();
         let want: Vec<&String> = env.apps.values().map(|a| &a.id).collect::<Vec<_>>();
         let mut want_sorted = want.clone();
         want_sorted.sort();
         assert_eq!(ids, want_sorted, "{}: observed apps", env.settings.name);
+        let live = c.list_apps(&env.settings.group).await.expect("list");
         for app in env.apps.values() {
-            let l = &live.apps[&app.id];
+            let l = live
+                .iter()
+                .find(|l| l["id"] == app.id.as_str())
+                .unwrap_or_else(|| panic!("{} listed", app.id));
             if let Some(d) = app_diff(&app.marathon, l, &app.ignore) {
                 panic!("{} shows a diff right after PUT:\n{d}", app.id);
             }
+            assert!(
+                observed.in_sync.contains(&app.id),
+                "{}: not found in sync by the production path",
+                app.id
+            );
             ports.push((app.id.clone(), l["portDefinitions"].clone()));
         }
     }
@@ -647,26 +671,22 @@ async fn observe_lists_the_group_and_its_deployments() {
     c.put_app("/prod/api/v1", &json!({"cmd": "sleep 1"}), false)
         .await
         .unwrap();
-    let prod = observe(&c, "/prod").await.unwrap();
-    assert_eq!(prod.group, "/prod");
+    let prod = observe_group(&c, "/prod").await.unwrap();
     assert_eq!(
         prod.apps.keys().collect::<Vec<_>>(),
         ["/prod/api/v1", "/prod/web"]
     );
-    assert_eq!(prod.deployments.len(), 2);
-    assert_eq!(
-        prod.deploying("/prod/web").map(|d| d.id.clone()),
-        Some(r.deployment_id)
-    );
+    let deployments: BTreeSet<&String> = prod.apps.values().flat_map(|a| &a.deployments).collect();
+    assert_eq!(deployments.len(), 2);
+    assert_eq!(prod.apps["/prod/web"].deployments, [r.deployment_id]);
     assert!(
-        prod.apps["/prod/web"].get("deployments").is_some(),
+        prod.apps["/prod/web"].spec.get("deployments").is_some(),
         "raw AppInfo"
     );
-    let dev = observe(&c, "dev/").await.unwrap();
-    assert_eq!(dev.group, "/dev");
+    let dev = observe_group(&c, "/dev").await.unwrap();
     assert_eq!(dev.apps.keys().collect::<Vec<_>>(), ["/dev/web"]);
     assert!(
-        dev.deployments.is_empty(),
+        dev.apps["/dev/web"].deployments.is_empty(),
         "prod's deployments are not dev's"
     );
     s.control(
@@ -676,9 +696,41 @@ async fn observe_lists_the_group_and_its_deployments() {
     )
     .await;
     wait_for("prod settles", Duration::from_secs(20), || async {
-        observe(&c, "/prod").await.unwrap().deployments.is_empty()
+        observe_group(&c, "/prod")
+            .await
+            .unwrap()
+            .apps
+            .values()
+            .all(|a| a.deployments.is_empty())
     })
     .await;
+}
+
+/// What `pacer plan` and the daemon observe under `group` when no app is
+/// desired there: every live app, whole, with the deployments touching it.
+async fn observe_group(
+    c: &MarathonClient,
+    group: &str,
+) -> Result<Observed, pacer::marathon::client::Error> {
+    let desired = DesiredEnv {
+        settings: EnvSettings {
+            name: "t".into(),
+            group: group.into(),
+            marathon: None,
+            policy: Policy::default(),
+        },
+        apps: BTreeMap::new(),
+    };
+    let mut snap = gather::snapshot(c).await?;
+    gather::observe_in(
+        c,
+        &mut snap,
+        None,
+        &desired,
+        &BTreeMap::new(),
+        &mut Caches::default(),
+    )
+    .await
 }
 
 /// Marathon's own request examples (1.10, 1.4, the DC/OS CLI's): PUT, GET, no diff.

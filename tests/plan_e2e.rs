@@ -241,7 +241,7 @@ async fn a_mass_delete_is_held_for_a_human() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_changes_nothing_is_not_sent() {
     use pacer::marathon::client::{ClientConfig, MarathonClient};
-    use pacer::reconcile::gather::{self, Caches};
+    use pacer::observe::gather::{self, Caches};
     use pacer::render::{Scope, render};
     use pacer::source::RepoLocation;
     use std::sync::Arc;

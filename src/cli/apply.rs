@@ -240,22 +240,14 @@ fn check_rewind(
     let Some(head) = head else { return Ok(()) };
     let repo = loc.open_git()?;
     let head = git2::Oid::from_str(head)?;
-    for (id, live) in &observed.apps {
-        let Some(c) = live.label(render::labels::COMMIT) else {
-            continue;
-        };
-        let Ok(live_commit) = git2::Oid::from_str(c.trim_end_matches("-dirty")) else {
-            continue;
-        };
-        if live_commit == head {
-            continue;
-        }
-        let ok = repo.graph_descendant_of(head, live_commit).unwrap_or(false);
-        if !ok {
-            bail!(
-                "refusing to rewind: `{id}` runs commit {c}, which is not an ancestor of {head} (was the branch force-pushed?); pass --allow-rewind to deploy anyway"
-            );
-        }
+    let running = observed
+        .apps
+        .iter()
+        .filter_map(|(id, live)| Some((id, live.label(render::labels::COMMIT)?)));
+    if let Some(r) = crate::source::rewind::check(head, running, |head, commit| {
+        repo.graph_descendant_of(head, commit).unwrap_or(false)
+    }) {
+        bail!("{r}; pass --allow-rewind to deploy anyway");
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Live Marathon state, and the comparison of a desired app with its live
 //! counterpart, normalised so that an app Marathon runs as desired never
-//! shows a diff (no flapping).
+//! shows a diff (no flapping). [`gather`] reads what a plan needs (the one
+//! observation path of `pacer plan`/`apply` and the daemon); [`history`]
+//! reads an app's versions and tells what each one was.
 //!
 //! [`comparable`] puts both sides in one canonical form:
 //!
@@ -19,15 +21,16 @@
 //! 5. the app's `ignore` pointers and the provenance labels (`pacer.commit`,
 //!    `pacer.digest`) are removed from both sides.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
-use crate::marathon::client::{Deployment, Error, MarathonClient};
 use crate::marathon::normalize_app;
 
+pub mod gather;
+pub mod history;
 #[cfg(test)]
 mod tests;
+
+pub use gather::{LiveApp, Observed};
 
 /// The provenance label: it changes with every commit, so it is never diffed.
 pub const COMMIT_LABEL: &str = crate::render::labels::COMMIT;
@@ -35,56 +38,6 @@ pub const COMMIT_LABEL: &str = crate::render::labels::COMMIT;
 /// Labels that say where a definition came from, not what it is: never
 /// diffed, never part of [`written_digest`].
 const PROVENANCE_LABELS: [&str; 2] = [COMMIT_LABEL, crate::render::labels::DIGEST];
-
-/// What runs in Marathon under one environment's group.
-#[derive(Debug, Clone, Default)]
-pub struct Live {
-    pub group: String,
-    /// Raw `AppInfo` JSON by app id (`/prod/web`).
-    pub apps: BTreeMap<String, Value>,
-    /// Running deployments that touch an app under the group.
-    pub deployments: Vec<Deployment>,
-}
-
-impl Live {
-    /// Whether a running deployment touches `id`.
-    pub fn deploying(&self, id: &str) -> Option<&Deployment> {
-        self.deployments
-            .iter()
-            .find(|d| d.affected_apps.iter().any(|a| a == id))
-    }
-}
-
-/// The apps under `group` and the deployments touching them (two GETs, in parallel).
-pub async fn observe(client: &MarathonClient, group: &str) -> Result<Live, Error> {
-    let (apps, deployments) = tokio::try_join!(client.list_apps(group), client.deployments())?;
-    let prefix = group_prefix(group);
-    let apps: BTreeMap<String, Value> = apps
-        .into_iter()
-        .filter_map(|a| {
-            let id = a.get("id")?.as_str()?.to_string();
-            Some((id, a))
-        })
-        .collect();
-    let deployments = deployments
-        .into_iter()
-        .filter(|d| d.affected_apps.iter().any(|a| a.starts_with(&prefix)))
-        .collect();
-    Ok(Live {
-        group: format!("/{}", group.trim_matches('/')),
-        apps,
-        deployments,
-    })
-}
-
-fn group_prefix(group: &str) -> String {
-    let g = group.trim_matches('/');
-    if g.is_empty() {
-        "/".into()
-    } else {
-        format!("/{g}/")
-    }
-}
 
 /// Status fields: never part of a definition (the same ones a PUT must not send).
 use crate::marathon::client::READ_ONLY_FIELDS as STATUS_FIELDS;

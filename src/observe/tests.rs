@@ -723,28 +723,6 @@ fn comparable_returns_both_sides() {
 }
 
 #[test]
-fn deploying_finds_the_deployment_of_an_app() {
-    let live = Live {
-        group: "/prod".into(),
-        apps: BTreeMap::new(),
-        deployments: vec![crate::marathon::client::Deployment {
-            id: "d1".into(),
-            version: "v".into(),
-            affected_apps: vec!["/prod/web".into()],
-            current_step: 1,
-            total_steps: 2,
-            steps: vec![],
-            current_actions: vec![],
-        }],
-    };
-    assert_eq!(
-        live.deploying("/prod/web").map(|d| d.id.as_str()),
-        Some("d1")
-    );
-    assert!(live.deploying("/prod/api").is_none());
-}
-
-#[test]
 fn the_written_digest_survives_marathon_and_not_a_hand_edit() {
     let written = with(minimal(), json!({"labels": {"pacer.commit": "c1"}}));
     let digest = written_digest(&written);

@@ -10,42 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// An app as Marathon runs it.
-#[derive(Clone, Debug)]
-pub struct LiveApp {
-    /// The raw app JSON from `/v2/apps`. For an app in
-    /// [`Observed::in_sync`] with no deployment, only its `id`, `version`
-    /// and `labels`: a plan reads nothing else of it.
-    pub spec: Value,
-    /// Deployments touching the app right now.
-    pub deployments: Vec<String>,
-}
-
-impl LiveApp {
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.spec.get("labels")?.get(key)?.as_str()
-    }
-}
-
-/// Everything a plan depends on besides the desired state.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    /// Apps under the environment's group, by Marathon id.
-    pub apps: BTreeMap<String, LiveApp>,
-    /// What Git said at the commit each live app was deployed from (its
-    /// `pacer.commit`), for the apps that differ from the desired state.
-    /// Tells a change in Git from a change made in Marathon by hand.
-    pub baselines: BTreeMap<String, Value>,
-    /// App definitions whose last deployment failed and was rolled back, by
-    /// Marathon id. The same definition is not tried again.
-    pub failed: BTreeMap<String, Value>,
-    /// The digest of the hot-reload files the config server hands out now.
-    pub served_hot: BTreeMap<String, Digest>,
-    /// Apps the operator asked to retry (`pacer retry`): failures are forgotten.
-    pub retry: BTreeSet<String>,
-    /// Apps already known to match Git, so the plan needn't compare them.
-    pub in_sync: BTreeSet<String>,
-}
+pub use crate::observe::{LiveApp, Observed};
 
 /// What to do for one app.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -155,34 +120,6 @@ impl Plan {
             _ => None,
         })
     }
-
-    pub fn counts(&self) -> BTreeMap<SyncStatus, u64> {
-        let mut out = BTreeMap::new();
-        for s in &self.steps {
-            *out.entry(s.action.sync_status()).or_default() += 1;
-        }
-        out
-    }
-}
-
-/// Apps whose live version differs from Git and whose baseline (Git at the
-/// live app's commit) the caller should render: `(id, commit)`.
-pub fn baselines_needed(
-    desired: &DesiredEnv,
-    live: &BTreeMap<String, LiveApp>,
-    in_sync: &BTreeSet<String>,
-) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for app in desired.apps.values().filter(|a| !in_sync.contains(&a.id)) {
-        let Some(l) = live.get(&app.id) else { continue };
-        let Some(commit) = l.label(labels::COMMIT) else {
-            continue;
-        };
-        if observe::app_diff(&app.marathon, &l.spec, &app.ignore).is_some() {
-            out.push((app.id.clone(), commit.to_string()));
-        }
-    }
-    out
 }
 
 /// The digest of an app's hot-reload files, as the config server serves them.

@@ -11,16 +11,18 @@
 //! reads only that; writes to Marathon can be paused ([`super::writer`]).
 //! `cli::serve` binds the listener and opens the mirror before it starts.
 
-use super::gather::{self, Caches};
+use super::clients::{self, Clients};
 use super::health::{self, Health};
 use super::published::Publisher;
+use super::records::RecordQueue;
 use super::render_job::{self, short};
 use super::status::{AppStatus, LastAction, Problem};
 use super::writer::{Parts, Writer};
 use crate::apply::{self, LogProgress};
-use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
+use crate::marathon::client::MarathonClient;
 use crate::model::{AppPath, Digest, EnvName, Secret};
 use crate::model::{Outcome, SyncStatus};
+use crate::observe::gather::{self, Caches};
 use crate::plan::{self, Action};
 use crate::record::notes;
 use crate::render;
@@ -100,7 +102,8 @@ struct Daemon {
     /// What the config server hands out: the hot files' digest per app.
     served_hot: BTreeMap<String, Digest>,
     retry: BTreeSet<String>,
-    clients: BTreeMap<String, MarathonClient>,
+    /// A Marathon client per URL.
+    clients: Clients,
     reached_marathon: bool,
     /// Apps that don't render at the newest commit, with their problems.
     invalid: BTreeMap<EnvName, BTreeMap<AppPath, Vec<render::Diagnostic>>>,
@@ -134,10 +137,7 @@ struct Daemon {
     writer: Writer,
     /// Deployment records (with the commit each annotates) not yet
     /// written and pushed.
-    records: Vec<(git2::Oid, notes::Record)>,
-    /// After a failed push of records: when to try again, and the pause
-    /// that led there (doubled on each failure).
-    records_retry: Option<(Instant, Duration)>,
+    records: RecordQueue,
 }
 
 /// The results of one background apply.
@@ -168,6 +168,16 @@ pub async fn run(
     } = parts;
     tokio::pin!(shutdown);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let clients = Clients::new(
+        cfg.marathon_url.clone(),
+        clients::auth(
+            cfg.marathon_token.as_ref(),
+            cfg.marathon_user.as_deref(),
+            cfg.marathon_password.as_ref(),
+        ),
+        cfg.marathon_timeout,
+        cfg.marathon_events,
+    );
     let mut d = Daemon {
         cfg,
         mirror,
@@ -180,7 +190,7 @@ pub async fn run(
         caches: Caches::default(),
         served_hot: BTreeMap::new(),
         retry: BTreeSet::new(),
-        clients: BTreeMap::new(),
+        clients,
         reached_marathon: false,
         invalid: BTreeMap::new(),
         refused: None,
@@ -195,8 +205,7 @@ pub async fn run(
         known_baselines: BTreeMap::new(),
         triggers: rx,
         writer,
-        records: Vec::new(),
-        records_retry: None,
+        records: RecordQueue::default(),
     };
 
     let mut wait = Duration::ZERO;
@@ -261,7 +270,7 @@ pub async fn run(
     while let Ok(f) = d.done_rx.try_recv() {
         d.record(f);
     }
-    d.records_retry = None;
+    d.records.hurry();
     let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records()).await;
     Ok(())
 }
@@ -317,27 +326,7 @@ impl Daemon {
     }
 
     fn client_for(&mut self, url: &str) -> Option<MarathonClient> {
-        if let Some(c) = self.clients.get(url) {
-            return Some(c.clone());
-        }
-        let auth = match (&self.cfg.marathon_token, &self.cfg.marathon_user) {
-            (Some(t), _) => Auth::Token(t.clone()),
-            (None, Some(u)) => Auth::Basic {
-                user: u.clone(),
-                password: self.cfg.marathon_password.clone().unwrap_or_default(),
-            },
-            _ => Auth::None,
-        };
-        let client = MarathonClient::new(ClientConfig {
-            url: url.to_string(),
-            auth,
-            timeout: self.cfg.marathon_timeout,
-            events: self.cfg.marathon_events,
-            ..ClientConfig::default()
-        })
-        .ok()?;
-        self.clients.insert(url.to_string(), client.clone());
-        Some(client)
+        self.clients.get(url)
     }
 
     /// One run. Returns false when something external failed (Git or
@@ -381,10 +370,8 @@ impl Daemon {
             }
             let env_started = Instant::now();
             let Some(url) = self
-                .cfg
-                .marathon_url
-                .clone()
-                .or_else(|| self.desired[&env].settings.marathon.clone())
+                .clients
+                .url_for(self.desired[&env].settings.marathon.as_deref())
             else {
                 self.env_error(
                     &env,

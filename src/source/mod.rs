@@ -7,6 +7,7 @@
 //! changed without reading, let alone rendering, the others.
 
 pub mod remote;
+pub mod rewind;
 
 use git2::{ObjectType, Oid, Repository};
 use parking_lot::Mutex;

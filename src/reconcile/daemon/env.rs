@@ -16,12 +16,7 @@ impl Daemon {
         if !full.settings.policy.auto_apply || self.writer.is_paused() {
             return;
         }
-        let Some(url) = self
-            .cfg
-            .marathon_url
-            .clone()
-            .or_else(|| full.settings.marathon.clone())
-        else {
+        let Some(url) = self.clients.url_for(full.settings.marathon.as_deref()) else {
             return;
         };
         let Some(client) = self.client_for(&url) else {

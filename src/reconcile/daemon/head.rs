@@ -2,40 +2,24 @@
 //! loop within its deadline.
 
 use super::*;
+use crate::source::rewind;
 
 impl Daemon {
     /// A message when `head` does not descend from a commit a live app of
     /// the environment was deployed from (a force-push rewound the branch).
     pub(super) fn rewinds(&mut self, head: &str, observed: &plan::Observed) -> Option<String> {
         let head_oid = git2::Oid::from_str(head).ok()?;
-        for (id, live) in &observed.apps {
-            let Some(c) = live.label(render::labels::COMMIT) else {
-                continue;
-            };
-            let c = c.trim_end_matches("-dirty");
-            if c == head {
-                continue;
-            }
-            let key = (head.to_string(), c.to_string());
-            let ok = match self.descends.get(&key) {
-                Some(ok) => *ok,
-                None => {
-                    let ok = git2::Oid::from_str(c).ok().is_some_and(|live_oid| {
-                        self.mirror
-                            .is_descendant(head_oid, live_oid)
-                            .unwrap_or(false)
-                    });
-                    self.descends.insert(key, ok);
-                    ok
-                }
-            };
-            if !ok {
-                return Some(format!(
-                    "refusing to rewind: {id} runs commit {c}, which is not an ancestor of {head} (a force-push?); restart with --allow-rewind to deploy it"
-                ));
-            }
-        }
-        None
+        let running = observed
+            .apps
+            .iter()
+            .filter_map(|(id, live)| Some((id, live.label(render::labels::COMMIT)?)));
+        let (memo, mirror) = (&mut self.descends, &self.mirror);
+        let r = rewind::check(head_oid, running, |head, commit| {
+            *memo
+                .entry((head.to_string(), commit.to_string()))
+                .or_insert_with(|| mirror.is_descendant(head, commit).unwrap_or(false))
+        })?;
+        Some(format!("{r}; restart with --allow-rewind to deploy it"))
     }
 
     /// Fetches the branch; on failure keeps the last good commit.
@@ -113,12 +97,12 @@ impl Daemon {
     /// the commit last applied (a force-push).
     pub(super) fn rewind_of(&self, head: &str) -> Option<String> {
         let (applied, h) = (self.applied?, git2::Oid::from_str(head).ok()?);
-        if self.cfg.allow_rewind
-            || applied == h
-            || self.mirror.is_descendant(h, applied).unwrap_or(false)
-        {
+        if self.cfg.allow_rewind {
             return None;
         }
+        rewind::check(h, [((), applied.to_string())], |h, applied| {
+            self.mirror.is_descendant(h, applied).unwrap_or(false)
+        })?;
         Some(format!(
             "refusing to rewind: {head} does not descend from {applied}, the commit last applied (a force-push?); restart with --allow-rewind to deploy it"
         ))

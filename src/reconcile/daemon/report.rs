@@ -6,67 +6,44 @@ use super::*;
 impl Daemon {
     /// Writes the deployment records gathered so far into the notes of
     /// the commits they deployed and pushes them. A failure keeps them for
-    /// the next run; a repo that won't take them for long loses the oldest
-    /// rather than growing without bound.
+    /// the next run (see [`RecordQueue`](crate::reconcile::records::RecordQueue)).
     pub(super) async fn publish_records(&mut self) {
-        const MAX_PENDING: usize = 10_000;
-        if self.records.is_empty() {
-            return;
-        }
-        if self.cfg.records == notes::Publish::Off {
-            self.records.clear();
-            return;
-        }
-        // A remote that refuses (a read-only key, a server without push)
-        // is asked again with backoff, not on every poll.
-        if self
-            .records_retry
-            .is_some_and(|(at, _)| Instant::now() < at)
+        use crate::reconcile::records::Published;
+        let how = self.cfg.records;
+        let error = match self
+            .records
+            .publish(&self.mirror, &self.cfg.remote, how)
+            .await
         {
-            self.status.write().repo.pending_records = self.records.len();
-            return;
-        }
-        let (mirror, spec, how) = (
-            self.mirror.clone(),
-            self.cfg.remote.clone(),
-            self.cfg.records,
-        );
-        let pending = self.records.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || notes::publish(&mirror, &spec, &pending, how))
-                .await;
-        let error = match outcome {
-            Ok(Ok(added)) => {
+            Published::Nothing => return,
+            Published::Waiting => {
+                self.status.write().repo.pending_records = self.records.len();
+                return;
+            }
+            Published::Written { records, added } => {
                 self.metrics.records_written(added as u64);
-                tracing::info!(records = self.records.len(), how = ?how, "deployment records written to {}", notes::REF);
-                self.records.clear();
-                self.records_retry = None;
+                tracing::info!(records, how = ?how, "deployment records written to {}", notes::REF);
                 None
             }
-            Ok(Err(e)) => Some(crate::redact::text(&format!("{:#}", anyhow::Error::new(e)))),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(e) = &error {
-            self.metrics.record_error();
-            let pause = self
-                .records_retry
-                .map_or(Duration::from_secs(30), |(_, p)| {
-                    (p * 2).min(Duration::from_secs(600))
-                });
-            self.records_retry = Some((Instant::now() + pause, pause));
-            tracing::warn!(
-                retry_in_s = pause.as_secs(),
-                "deployment records not written yet: {e}"
-            );
-            if self.records.len() > MAX_PENDING {
-                let drop = self.records.len() - MAX_PENDING;
-                self.records.drain(..drop);
+            Published::Failed {
+                error,
+                retry_in,
+                dropped,
+            } => {
+                self.metrics.record_error();
                 tracing::warn!(
-                    dropped = drop,
-                    "too many deployment records waiting; dropped the oldest"
+                    retry_in_s = retry_in.as_secs(),
+                    "deployment records not written yet: {error}"
                 );
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        "too many deployment records waiting; dropped the oldest"
+                    );
+                }
+                Some(error)
             }
-        }
+        };
         let mut s = self.status.write();
         s.repo.pending_records = self.records.len();
         s.repo.last_record_error = error;
@@ -210,8 +187,7 @@ impl Daemon {
                 entry.live_commit = Some(c);
             }
             if let Ok(commit) = git2::Oid::from_str(&f.head) {
-                self.records
-                    .push((commit, notes::Record::of(&f.env, r, now)));
+                self.records.push(commit, notes::Record::of(&f.env, r, now));
             }
             entry.last = Some(LastAction {
                 outcome: r.outcome,

@@ -1,17 +1,76 @@
-//! Collects what a plan needs beyond the desired state: the live apps, the
-//! Git baselines that tell drift from change, and the definitions that
-//! failed before. Shared by `pacer plan`/`apply` and the daemon; the caches
+//! The observation path of `pacer plan`/`apply` and the daemon: what a plan
+//! needs beyond the desired state. The live apps (one read of Marathon per
+//! cycle, however many environments share it), the Git baselines that tell
+//! drift from change, and the definitions that failed before. The caches
 //! let the daemon skip work it did in an earlier cycle.
 
-use crate::marathon::client::{Error as ClientError, MarathonClient};
+use super::app_diff;
+use super::history;
+use crate::marathon::client::{Deployment, Error as ClientError, MarathonClient};
 use crate::marathon::raw::RawApp;
-use crate::plan::{self, LiveApp, Observed};
-use crate::record;
-use crate::render::{self, DesiredEnv, Diagnostics};
+use crate::model::Digest;
+use crate::render::{self, DesiredEnv, Diagnostics, labels};
 use crate::source::RepoLocation;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+
+/// An app as Marathon runs it.
+#[derive(Clone, Debug)]
+pub struct LiveApp {
+    /// The raw app JSON from `/v2/apps`. For an app in
+    /// [`Observed::in_sync`] with no deployment, only its `id`, `version`
+    /// and `labels`: a plan reads nothing else of it.
+    pub spec: Value,
+    /// Deployments touching the app right now.
+    pub deployments: Vec<String>,
+}
+
+impl LiveApp {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.spec.get("labels")?.get(key)?.as_str()
+    }
+}
+
+/// Everything a plan depends on besides the desired state.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Apps under the environment's group, by Marathon id.
+    pub apps: BTreeMap<String, LiveApp>,
+    /// What Git said at the commit each live app was deployed from (its
+    /// `pacer.commit`), for the apps that differ from the desired state.
+    /// Tells a change in Git from a change made in Marathon by hand.
+    pub baselines: BTreeMap<String, Value>,
+    /// App definitions whose last deployment failed and was rolled back, by
+    /// Marathon id. The same definition is not tried again.
+    pub failed: BTreeMap<String, Value>,
+    /// The digest of the hot-reload files the config server hands out now.
+    pub served_hot: BTreeMap<String, Digest>,
+    /// Apps the operator asked to retry (`pacer retry`): failures are forgotten.
+    pub retry: BTreeSet<String>,
+    /// Apps already known to match Git, so the plan needn't compare them.
+    pub in_sync: BTreeSet<String>,
+}
+
+/// Apps whose live version differs from Git and whose baseline (Git at the
+/// live app's commit) the caller should render: `(id, commit)`.
+pub fn baselines_needed(
+    desired: &DesiredEnv,
+    live: &BTreeMap<String, LiveApp>,
+    in_sync: &BTreeSet<String>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for app in desired.apps.values().filter(|a| !in_sync.contains(&a.id)) {
+        let Some(l) = live.get(&app.id) else { continue };
+        let Some(commit) = l.label(labels::COMMIT) else {
+            continue;
+        };
+        if app_diff(&app.marathon, &l.spec, &app.ignore).is_some() {
+            out.push((app.id.clone(), commit.to_string()));
+        }
+    }
+    out
+}
 
 /// The longest a baseline render (one app at an older commit) may take.
 const BASELINE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -50,7 +109,7 @@ impl Caches {
 pub struct Snapshot {
     /// By id; each environment takes its own apps out (groups don't overlap).
     pub apps: BTreeMap<String, RawApp>,
-    pub deployments: Vec<crate::marathon::client::Deployment>,
+    pub deployments: Vec<Deployment>,
 }
 
 pub async fn snapshot(client: &MarathonClient) -> Result<Snapshot, ClientError> {
@@ -68,7 +127,7 @@ pub async fn snapshot(client: &MarathonClient) -> Result<Snapshot, ClientError> 
 
 /// Takes the live apps under `group` out of the snapshot, with the
 /// deployments touching each.
-fn take_group(snap: &mut Snapshot, group: &str) -> BTreeMap<String, (RawApp, Vec<String>)> {
+pub fn take_group(snap: &mut Snapshot, group: &str) -> BTreeMap<String, (RawApp, Vec<String>)> {
     let prefix = if group == "/" {
         "/".to_string()
     } else {
@@ -141,7 +200,7 @@ fn render_at(loc: &RepoLocation, commit: &str, env: &str, app: &str) -> Option<V
     d.envs.get(env)?.apps.get(app).map(|a| a.marathon.clone())
 }
 
-/// Everything [`plan::plan`] needs for `desired`, read from Marathon and Git.
+/// Everything [`crate::plan::plan`] needs for `desired`, read from Marathon and Git.
 pub async fn observe(
     client: &MarathonClient,
     loc: Option<&RepoLocation>,
@@ -182,7 +241,7 @@ pub async fn observe_in(
         let mut parsed = None;
         if !known {
             let spec = raw.parse()?;
-            if crate::observe::app_diff(&app.marathon, &spec, &app.ignore).is_some() {
+            if app_diff(&app.marathon, &spec, &app.ignore).is_some() {
                 caches.in_sync.remove(&app.id);
                 differing.push(app.id.clone());
                 observed
@@ -218,7 +277,7 @@ pub async fn observe_in(
         .values()
         .map(|a| (a.id.as_str(), a.app.as_str()))
         .collect();
-    for (id, commit) in plan::baselines_needed(desired, &observed.apps, &observed.in_sync) {
+    for (id, commit) in baselines_needed(desired, &observed.apps, &observed.in_sync) {
         // The version a newer commit replaced is usually what still runs.
         if let Some((c, spec)) = known.get(&id) {
             if *c == commit {
@@ -280,9 +339,9 @@ pub async fn observe_in(
         let key = (id.clone(), version);
         let failed = match caches.failed.get(&key) {
             Some(f) => f.clone(),
-            None => match record::versions(client, &id, 3).await {
+            None => match history::versions(client, &id, 3).await {
                 Ok(v) => {
-                    let f = record::failed_definition(&v);
+                    let f = history::failed_definition(&v);
                     caches.failed.insert(key, f.clone());
                     f
                 }
@@ -302,4 +361,125 @@ pub async fn observe_in(
         }
     }
     Ok(observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(id: &str, apps: &[&str]) -> Deployment {
+        Deployment {
+            id: id.into(),
+            version: "v".into(),
+            affected_apps: apps.iter().map(|a| a.to_string()).collect(),
+            current_step: 1,
+            total_steps: 2,
+            steps: vec![],
+            current_actions: vec![],
+        }
+    }
+
+    fn snap(ids: &[&str], deployments: Vec<Deployment>) -> Snapshot {
+        let apps: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "version": "v1", "cmd": "x"}))
+            .collect();
+        let body = json!({ "apps": apps }).to_string();
+        Snapshot {
+            apps: RawApp::list(body)
+                .unwrap()
+                .into_iter()
+                .map(|a| (a.id.clone(), a))
+                .collect(),
+            deployments,
+        }
+    }
+
+    #[test]
+    fn a_group_takes_its_own_apps_with_the_deployments_touching_each() {
+        let mut s = snap(
+            &["/dev/web", "/prod/api/v1", "/prod/web", "/production/x"],
+            vec![
+                deployment("d1", &["/prod/web"]),
+                deployment("d2", &["/prod/api/v1", "/dev/web"]),
+            ],
+        );
+        let prod = take_group(&mut s, "/prod");
+        assert_eq!(
+            prod.keys().collect::<Vec<_>>(),
+            ["/prod/api/v1", "/prod/web"],
+            "a sibling group with the same prefix is not a subgroup"
+        );
+        assert_eq!(prod["/prod/web"].1, ["d1"]);
+        assert_eq!(prod["/prod/api/v1"].1, ["d2"]);
+        assert_eq!(prod["/prod/web"].0.id, "/prod/web");
+        // Taken out: the next environment on this Marathon sees the rest.
+        assert_eq!(
+            s.apps.keys().collect::<Vec<_>>(),
+            ["/dev/web", "/production/x"]
+        );
+        let dev = take_group(&mut s, "/dev");
+        assert_eq!(dev["/dev/web"].1, ["d2"]);
+        let root = take_group(&mut s, "/");
+        assert_eq!(root.keys().collect::<Vec<_>>(), ["/production/x"]);
+        assert!(root["/production/x"].1.is_empty());
+        assert!(s.apps.is_empty());
+    }
+
+    #[test]
+    fn baselines_are_asked_for_differing_apps_with_a_commit_label() {
+        use crate::model::Digest;
+        use crate::render::{EnvSettings, Policy, RenderedApp};
+        let app = |name: &str| {
+            let marathon = json!({"id": format!("/prod/{name}"), "cmd": "new"});
+            RenderedApp {
+                id: format!("/prod/{name}"),
+                app: name.into(),
+                env: "prod".into(),
+                inputs: Digest::of(marathon.to_string().as_bytes()),
+                marathon,
+                files: BTreeMap::new(),
+                ignore: Vec::new(),
+                deploy_timeout_seconds: None,
+                secrets: Vec::new(),
+                shown: None,
+            }
+        };
+        let desired = DesiredEnv {
+            settings: EnvSettings {
+                name: "prod".into(),
+                group: "/prod".into(),
+                marathon: None,
+                policy: Policy::default(),
+            },
+            apps: ["same", "old", "nolabel", "known", "absent"]
+                .into_iter()
+                .map(|n| (n.to_string(), app(n)))
+                .collect(),
+        };
+        let live = |id: &str, cmd: &str, commit: Option<&str>| {
+            let mut spec = json!({"id": id, "cmd": cmd});
+            if let Some(c) = commit {
+                spec["labels"] = json!({ "pacer.commit": c });
+            }
+            let l = LiveApp {
+                spec,
+                deployments: vec![],
+            };
+            (id.to_string(), l)
+        };
+        let observed: BTreeMap<String, LiveApp> = [
+            live("/prod/same", "new", Some("c1")),
+            live("/prod/old", "old", Some("c0")),
+            live("/prod/nolabel", "old", None),
+            live("/prod/known", "old", Some("c0")),
+        ]
+        .into();
+        let in_sync = BTreeSet::from(["/prod/known".to_string()]);
+        assert_eq!(
+            baselines_needed(&desired, &observed, &in_sync),
+            [("/prod/old".to_string(), "c0".to_string())]
+        );
+    }
 }
