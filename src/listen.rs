@@ -1,18 +1,31 @@
 //! Serving HTTP to anyone on the network (the daemon's side and `pacer
-//! sim`'s), with two budgets a slow or hostile client can't get around:
+//! sim`'s), with budgets a slow or hostile client can't get around:
 //!
 //! - **a header read timeout**: a connection that hasn't sent a whole
 //!   request head in [`Limits::header_read_timeout`] is closed (slowloris:
 //!   partial headers used to hold a connection for good);
+//! - **an idle timeout**: a kept-alive connection that starts no new request
+//!   within [`Limits::idle_timeout`] of the last response is closed;
+//! - **a write timeout**: a response the client takes no byte of for
+//!   [`Limits::write_timeout`] is cut and its connection closed (a client
+//!   that sends a request and never reads the answer). It is about progress,
+//!   not total duration: event streams and long polls run as long as they
+//!   like while the client reads;
 //! - **a connection cap**: at most [`Limits::max_connections`] are open at
 //!   once. Past it, new connections wait in the kernel's accept queue,
 //!   holding no file descriptor of ours, until one closes; a flood can slow
 //!   the HTTP side down but never exhaust the descriptors the Git fetch and
-//!   the Marathon client need.
+//!   the Marathon client need. The timeouts above are what makes every slot
+//!   come back.
 //!
-//! HTTP/1.1 only: every client pacer has (reqwest over plain HTTP, curl,
-//! forges' webhooks, Marathon clients) speaks it, and cleartext HTTP/2 adds
-//! ways to hold a connection without a timeout.
+//! The timers live in [`budget`]. HTTP/1.1 only: every client pacer has
+//! (reqwest over plain HTTP, curl, forges' webhooks, Marathon clients)
+//! speaks it, and cleartext HTTP/2 adds ways to hold a connection without a
+//! timeout.
+
+mod budget;
+#[cfg(test)]
+mod tests;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -30,8 +43,13 @@ use tower::ServiceExt;
 pub struct Limits {
     /// Connections open at once; more wait to be accepted.
     pub max_connections: usize,
-    /// The longest a client may take to send a request head.
+    /// The longest a client may take to send a request head (from the
+    /// accept, or from its first byte on a kept-alive connection).
     pub header_read_timeout: Duration,
+    /// The longest a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// The longest a response may wait for the client to take a byte.
+    pub write_timeout: Duration,
 }
 
 /// How long requests in flight may run on after shutdown begins.
@@ -42,6 +60,10 @@ impl Default for Limits {
         Limits {
             max_connections: 256,
             header_read_timeout: Duration::from_secs(10),
+            // Above the 30 s a Prometheus scrape interval usually is, so a
+            // scraper keeps its connection between scrapes.
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -58,8 +80,9 @@ pub async fn serve(
     let room = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+    // hyper's header timer would also count the idle time of a kept-alive
+    // connection; `budget` times both apart.
+    http.timer(TokioTimer::new()).header_read_timeout(None);
     tokio::pin!(shutdown);
     loop {
         // Room first, then accept: a connection past the cap stays in the
@@ -86,11 +109,22 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let in_flight = budget::InFlight::default();
+        let io = budget::Budgeted::new(stream, limits, in_flight.clone());
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // Counted from the head to the response's last frame: the read
+            // timers rest meanwhile.
+            let guard = in_flight.start();
             req.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(req)
+            let answer = router.clone().oneshot(req);
+            async move {
+                let resp = answer.await?;
+                Ok::<_, std::convert::Infallible>(
+                    resp.map(|body| budget::Tracked::wrap(body, guard)),
+                )
+            }
         });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = http.serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

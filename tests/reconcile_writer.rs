@@ -41,6 +41,7 @@ fn config(w: &World) -> Config {
         records: pacer::record::notes::Publish::Off,
         render_timeout: Duration::from_secs(60),
         http: pacer::listen::Limits::default(),
+        allowed_hosts: Vec::new(),
     }
 }
 

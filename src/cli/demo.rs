@@ -205,6 +205,7 @@ async fn serve_demo(
         allow_rewind: false,
         render_timeout: Duration::from_secs(60),
         http: crate::listen::Limits::default(),
+        allowed_hosts: Vec::new(),
     };
 
     outln!("pacer demo")?;

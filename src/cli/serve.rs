@@ -151,6 +151,18 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
+    /// A host name the daemon answers writes (`POST /api/v1/retry`) for,
+    /// besides its IP addresses and localhost (repeatable), e.g. the
+    /// Marathon app's `pacer.marathon.mesos`. Others get 403: a guard
+    /// against DNS rebinding.
+    #[arg(
+        long = "allowed-host",
+        env = "PACER_ALLOWED_HOST",
+        value_name = "NAME",
+        value_delimiter = ',',
+        value_parser = crate::server::parse_allowed_host
+    )]
+    pub allowed_hosts: Vec<String>,
     /// Deployments in flight at once.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub concurrency: usize,
@@ -190,6 +202,25 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=600)
     )]
     pub header_timeout: u64,
+    /// Seconds a kept-alive HTTP connection may wait for its next request.
+    #[arg(
+        long,
+        env = "PACER_IDLE_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub idle_timeout: u64,
+    /// Seconds an HTTP response may wait for the client to read any of it
+    /// (progress, not total time: a long poll runs on while read).
+    #[arg(
+        long,
+        env = "PACER_WRITE_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub write_timeout: u64,
 }
 
 pub(crate) fn config(a: ServeArgs) -> Config {
@@ -241,7 +272,10 @@ pub(crate) fn config(a: ServeArgs) -> Config {
         http: crate::listen::Limits {
             max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
             header_read_timeout: Duration::from_secs(a.header_timeout),
+            idle_timeout: Duration::from_secs(a.idle_timeout),
+            write_timeout: Duration::from_secs(a.write_timeout),
         },
+        allowed_hosts: a.allowed_hosts,
     }
 }
 

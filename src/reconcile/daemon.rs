@@ -74,8 +74,11 @@ pub struct Config {
     /// The longest a render of a new commit may take; past it, the apps
     /// not rendered stay at their last good version (see [`render_job`]).
     pub render_timeout: Duration,
-    /// The HTTP side's budgets (header read timeout, connection cap).
+    /// The HTTP side's budgets (timeouts, connection cap).
     pub http: crate::listen::Limits,
+    /// Host names the HTTP side answers writes for, besides IP literals
+    /// and `localhost` (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Up to this many changed apps go out before the full pass.

@@ -8,7 +8,7 @@
 //! | `GET /metrics` | OpenMetrics text ([`metrics`]) |
 //! | `GET /api/v1/status` | the [`Status`] as JSON |
 //! | `POST /hooks/git` | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected |
-//! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin, 404 unknown env or app |
+//! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin or to a host name not allowed (`--allowed-host`), 404 unknown env or app |
 //!
 //! Handlers only parse, decide and hand over: a webhook becomes a
 //! [`Trigger`] on the loop's channel, and the loop does the work.
@@ -18,6 +18,7 @@ mod retry_guard;
 pub mod webhook;
 
 pub use metrics::Metrics;
+pub use retry_guard::{AllowedHosts, parse_allowed_host};
 
 use crate::model::Secret;
 use crate::status::health::Health;
@@ -64,6 +65,9 @@ pub struct AppState {
     pub webhook_secret: Option<Secret<String>>,
     /// The branch pacer follows; pushes to others are ignored.
     pub branch: String,
+    /// Host names writes are answered for, besides IP literals and
+    /// `localhost` (see [`retry_guard`]).
+    pub allowed_hosts: AllowedHosts,
 }
 
 /// Why the reconcile loop should run now.
@@ -240,7 +244,12 @@ async fn retry(
     body: Bytes,
 ) -> Response {
     // No tokens yet: at least a web page an operator visits must not be able
-    // to trigger this (a cross-site form POST), so only same-origin JSON.
+    // to trigger this (a cross-site form POST, or a page behind a name
+    // rebound to this daemon), so only same-origin JSON to a known host.
+    if let Err(why) = retry_guard::host_allowed(&headers, &state.allowed_hosts) {
+        tracing::warn!(%why, "retry refused");
+        return refuse(StatusCode::FORBIDDEN, why);
+    }
     if let Err(why) = retry_guard::same_origin(&headers) {
         tracing::warn!(%why, "retry refused");
         return refuse(StatusCode::FORBIDDEN, why);

@@ -60,6 +60,7 @@ fn fixture(capacity: usize) -> Fixture {
         triggers: tx,
         webhook_secret: Some(Secret::new(SECRET.into())),
         branch: "main".into(),
+        allowed_hosts: AllowedHosts::new(&["pacer"]),
     };
     Fixture {
         state: Some(state),
@@ -143,6 +144,7 @@ async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
         triggers: tx,
         webhook_secret: None,
         branch: "main".into(),
+        allowed_hosts: AllowedHosts::new(&["pacer"]),
     };
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, body) = call(router(state), get("/healthz")).await;
@@ -292,6 +294,7 @@ async fn retry_sends_a_trigger() {
     let mut f = fixture(4);
     let router = f.router();
     let req = Request::post("/api/v1/retry?env=prod&app=web")
+        .header("host", "127.0.0.1:8081")
         .header("content-type", "application/json")
         .body(Body::empty())
         .unwrap();
@@ -305,6 +308,7 @@ async fn retry_sends_a_trigger() {
         other => panic!("want a retry trigger, got {other:?}"),
     }
     let req = Request::post("/api/v1/retry")
+        .header("host", "[::1]:8081")
         .header("content-type", "application/json")
         .body(Body::from("{}"))
         .unwrap();
@@ -319,8 +323,12 @@ async fn retry_sends_a_trigger() {
     ));
 }
 
+/// A retry request, to `Host: localhost:8081` unless `headers` name one.
 fn retry_req(uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
     let mut req = Request::post(uri);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", "localhost:8081");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -361,6 +369,19 @@ async fn retry_refuses_forms_cross_origin_requests_and_unknown_names() {
                     json,
                     ("origin", "https://evil.example"),
                     ("host", "pacer:8081"),
+                ],
+                "",
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        // DNS rebinding: same origin as far as the browser knows.
+        (
+            retry_req(
+                "/api/v1/retry?env=prod",
+                &[
+                    json,
+                    ("origin", "http://evil.example:8081"),
+                    ("host", "evil.example:8081"),
                 ],
                 "",
             ),

@@ -64,7 +64,7 @@ impl SimState {
             ));
         }
         if grows > shrinks {
-            let now: u64 = self.apps.values().map(|r| r.instances() as u64).sum();
+            let now = self.apps.total_instances();
             let after = now.saturating_add(grows - shrinks);
             if after > max_tasks {
                 return Err(refuse(

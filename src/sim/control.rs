@@ -151,7 +151,7 @@ pub fn handle(sim: &Sim, r: &Req) -> Response {
             let mut s = sim.state.lock();
             if m == Method::DELETE {
                 s.settings.never_healthy.remove(&id);
-                for rec in s.apps.get_mut(&id).into_iter() {
+                if let Some(mut rec) = s.apps.get_mut(&id) {
                     for t in rec.tasks.iter_mut() {
                         t.doomed = false;
                         if t.healthy == Some(false) {

@@ -21,6 +21,7 @@ pub mod progress;
 pub mod routes;
 pub mod state;
 pub mod stream;
+pub mod table;
 pub mod views;
 
 use std::collections::VecDeque;
@@ -72,6 +73,15 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 10, value_name = "SECONDS",
         value_parser = clap::value_parser!(u64).range(1..=600))]
     pub header_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: u64,
+    /// Seconds a response may wait for the client to read any of it
+    /// (progress, not total time: event streams run on while read).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub write_timeout: u64,
 }
 
 /// In-process configuration of a simulator.
@@ -235,8 +245,8 @@ pub async fn serve_sim(
     serve_sim_with(listener, sim, crate::listen::Limits::default(), shutdown).await
 }
 
-/// Like [`serve_sim`] within given HTTP budgets (a header read timeout
-/// and a connection cap, see [`crate::listen`]).
+/// Like [`serve_sim`] within given HTTP budgets (timeouts and a
+/// connection cap, see [`crate::listen`]).
 pub async fn serve_sim_with(
     listener: tokio::net::TcpListener,
     sim: Sim,
@@ -279,6 +289,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let limits = crate::listen::Limits {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         header_read_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        write_timeout: Duration::from_secs(args.write_timeout),
     };
     serve_sim_with(listener, Shared::new(config)?, limits, shutdown_signal()).await
 }

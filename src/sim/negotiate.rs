@@ -25,6 +25,20 @@
 //! - A request that has both a wrong method and a wrong `Accept` gets 406,
 //!   where Jersey would answer 405 first: the simulator checks the header
 //!   before it knows which methods a path has.
+//!
+//! Request bodies: the apps, groups and tasks resources are
+//! `@Consumes(APPLICATION_JSON)`, so Jersey answers a POST, PUT or PATCH
+//! whose `Content-Type` is something else with 415 before the resource runs
+//! (nothing is written), `{"message":"HTTP 415 Unsupported Media Type"}` as
+//! the mapper renders it. Neither the RAML nor SEMANTICS.md spells this out;
+//! the choices ([`consumes_json`], [`is_json`]):
+//! - 415 comes before 406 (Jersey matches `@Consumes` before `@Produces`);
+//! - no `Content-Type` at all is let through: Jersey matches it to any
+//!   `@Consumes`, and clients like `curl -X POST …/restart` send none;
+//! - only `application/json` (any parameters, any case) counts: `text/json`
+//!   or `application/merge-patch+json` do not match Jersey's type either;
+//! - a method the path doesn't have gets 415 rather than 405 when its type is
+//!   wrong too (the check runs before routing, like the `Accept` one).
 
 /// The media types a request may be answered with.
 pub const JSON: &str = "application/json";
@@ -97,6 +111,28 @@ pub fn choose(accept: &str, offered: &[&'static str]) -> Option<&'static str> {
     best.map(|(media, _)| media)
 }
 
+/// Whether `method` on the endpoint at `segs` reads a JSON body (and so
+/// answers 415 to another `Content-Type`).
+pub fn consumes_json(segs: &[&str], method: &axum::http::Method) -> bool {
+    use axum::http::Method;
+    let writes = *method == Method::POST || *method == Method::PUT || *method == Method::PATCH;
+    writes
+        && matches!(
+            segs,
+            ["v2", "apps" | "groups", ..] | ["v2", "tasks", "delete"]
+        )
+}
+
+/// Whether a request's `Content-Type` (absent: `None`) is one a JSON
+/// endpoint takes.
+pub fn is_json(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else {
+        return true;
+    };
+    let media = ct.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case(JSON)
+}
+
 /// What the endpoint at `segs` produces, in its order of preference; `None`
 /// for the paths that negotiate on their own (`/v2/events`, `/_sim`) or
 /// don't exist.
@@ -110,7 +146,7 @@ pub fn produces(segs: &[&str]) -> Option<&'static [&'static str]> {
         | [
             "v2",
             "apps" | "deployments" | "tasks" | "groups" | "info" | "leader" | "queue" | "pods"
-            | "metrics",
+            | "metrics" | "plugins",
             ..,
         ] => Some(&[JSON]),
         _ => None,
@@ -143,6 +179,42 @@ mod tests {
         }
         assert_eq!(choose("text/plain", &[JSON]), None);
         assert_eq!(choose("*/*", &[JSON]), Some(JSON));
+    }
+
+    #[test]
+    fn json_endpoints_take_only_json_bodies() {
+        use axum::http::Method;
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("Application/JSON"),
+        ] {
+            assert!(is_json(ct), "{ct:?}");
+        }
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/json",
+            "application/merge-patch+json",
+            "",
+        ] {
+            assert!(!is_json(Some(ct)), "{ct}");
+        }
+        assert!(consumes_json(&["v2", "apps"], &Method::POST));
+        assert!(consumes_json(
+            &["v2", "apps", "a", "restart"],
+            &Method::POST
+        ));
+        assert!(consumes_json(&["v2", "apps", "a"], &Method::PATCH));
+        assert!(consumes_json(&["v2", "groups", "g"], &Method::PUT));
+        assert!(consumes_json(&["v2", "tasks", "delete"], &Method::POST));
+        assert!(!consumes_json(&["v2", "apps", "a"], &Method::GET));
+        assert!(!consumes_json(&["v2", "apps", "a"], &Method::DELETE));
+        assert!(!consumes_json(&["v2", "deployments", "d"], &Method::DELETE));
+        assert!(!consumes_json(&["_sim", "settings"], &Method::PUT));
+        assert!(!consumes_json(&["v2", "plugins", "p", "x"], &Method::POST));
     }
 
     #[test]

@@ -210,10 +210,9 @@ impl SimState {
                         json!({"lastScalingAt": version, "lastConfigChangeAt": last_config}),
                     );
                     original.insert(change.id.clone(), old.clone());
-                    let rec = self
+                    let mut rec = self
                         .apps
-                        .entry(change.id.clone())
-                        .or_insert_with(|| AppRecord {
+                        .get_or_insert_with(change.id.clone(), || AppRecord {
                             app: Value::Null,
                             versions: BTreeMap::new(),
                             tasks: Vec::new(),

@@ -143,7 +143,7 @@ impl SimState {
         };
         self.status_event(&t, "TASK_STAGING", now);
         self.instance_event(&t, "Staging", now);
-        if let Some(rec) = self.apps.get_mut(app) {
+        if let Some(mut rec) = self.apps.get_mut(app) {
             rec.tasks.push(t);
             rec.avoid_host = None;
         }
@@ -158,7 +158,7 @@ impl SimState {
         failed: bool,
         now: Millis,
     ) -> Option<Task> {
-        let rec = self.apps.get_mut(app)?;
+        let mut rec = self.apps.get_mut(app)?;
         let idx = rec
             .tasks
             .iter()
@@ -172,6 +172,7 @@ impl SimState {
                 "slaveId": t.slave_id}),
             );
         }
+        drop(rec);
         self.emit_task_gone(&t, if failed { "TASK_FAILED" } else { "TASK_KILLED" }, now);
         self.pending.insert(app.to_string());
         Some(t)
@@ -198,7 +199,7 @@ impl SimState {
 
     fn advance_tasks(&mut self, app: &str, now: Millis) {
         let (start, healthy_after) = (self.settings.start_delay_ms, self.settings.healthy_delay_ms);
-        let Some(rec) = self.apps.get_mut(app) else {
+        let Some(mut rec) = self.apps.get_mut(app) else {
             self.pending.remove(app);
             return;
         };
@@ -228,6 +229,7 @@ impl SimState {
             .iter()
             .all(|t| t.state == TaskState::Running && (!has_hc || t.healthy.is_some()) || t.doomed);
         let short = rec.tasks.len() < rec.instances();
+        drop(rec);
         for (t, what) in changes {
             if what == "running" {
                 self.status_event(&t, "TASK_RUNNING", now);

@@ -37,6 +37,8 @@ pub struct Req {
     pub uri: String,
     /// `Host` header: what `/v2/leader` and `/v2/info` report as the leader.
     pub host: String,
+    /// `Content-Type` header, if any.
+    pub content_type: Option<String>,
 }
 
 impl Req {
@@ -137,7 +139,12 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost:8080")
         .to_string();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let r = Req {
+        content_type,
         method: parts.method.clone(),
         path,
         segs,
@@ -234,8 +241,17 @@ fn not_acceptable() -> Response {
     json_response(406, &json!({"message": "HTTP 406 Not Acceptable"}))
 }
 
+/// 415, before the resource runs (see negotiate.rs).
+fn unsupported_media_type() -> Response {
+    json_response(415, &json!({"message": "HTTP 415 Unsupported Media Type"}))
+}
+
 fn handle(sim: &Sim, r: &Req) -> Response {
     let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
+    if negotiate::consumes_json(&segs, &r.method) && !negotiate::is_json(r.content_type.as_deref())
+    {
+        return unsupported_media_type();
+    }
     let media = match negotiate::produces(&segs) {
         Some(offered) => match negotiate::choose(&r.accept, offered) {
             Some(media) => media,
@@ -270,6 +286,14 @@ fn handle(sim: &Sim, r: &Req) -> Response {
             json_response(200, &json!({"message": "Leadership abdicated"}))
         }
         (["v2", "queue"], &Method::GET) => json_response(200, &json!({"queue": []})),
+        // No plugins are loaded (plugins.raml's shape, an empty list).
+        (["v2", "plugins"], &Method::GET) => json_response(200, &json!({"plugins": []})),
+        // A plugin's own paths: with none loaded, every one is unknown. The
+        // RAML gives no body; the message is the simulator's.
+        (["v2", "plugins", id, ..], _) => json_response(
+            404,
+            &json!({"message": format!("Plugin {id} does not exist")}),
+        ),
         (["v2", "pods"], &Method::GET | &Method::HEAD) => json_response(200, &json!([])),
         (["v2", "events"], &Method::GET) => {
             if !r.accept.contains("text/event-stream")
@@ -396,7 +420,15 @@ fn known_prefix(segs: &[&str]) -> bool {
         segs,
         [
             "v2",
-            "apps" | "deployments" | "tasks" | "groups" | "info" | "leader" | "queue" | "events",
+            "apps"
+                | "deployments"
+                | "tasks"
+                | "groups"
+                | "info"
+                | "leader"
+                | "queue"
+                | "events"
+                | "plugins",
             ..
         ] | ["ping"]
     )

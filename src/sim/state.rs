@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::model::{AppRecord, Deployment, Event, Millis, Task, iso};
+use super::table::AppTable;
 
 /// Service-port range (`--local_port_min/max` defaults, info.json).
 pub const PORT_MIN: u16 = 10000;
@@ -105,7 +106,7 @@ impl DeploymentResult {
 /// The whole simulated cluster.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SimState {
-    pub apps: BTreeMap<String, AppRecord>,
+    pub apps: AppTable,
     pub deployments: Vec<Deployment>,
     pub used_ports: BTreeSet<u16>,
     pub settings: Settings,
@@ -146,7 +147,7 @@ pub const HOSTS: [&str; 5] = [
 impl SimState {
     pub fn new(now: Millis, settings: Settings) -> SimState {
         SimState {
-            apps: BTreeMap::new(),
+            apps: AppTable::default(),
             deployments: Vec::new(),
             used_ports: BTreeSet::new(),
             settings,

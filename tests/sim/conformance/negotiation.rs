@@ -178,6 +178,32 @@ fn table() -> Vec<Row> {
             JsonKey("queue"),
         ),
         row(get(), "/v2/pods", "application/json", 200, JSON, JsonArray),
+        // No plugins loaded (plugins.raml's shape).
+        row(
+            get(),
+            "/v2/plugins",
+            "application/json",
+            200,
+            JSON,
+            Json(json!({"plugins": []})),
+        ),
+        row(get(), "/v2/plugins", "*/*", 200, JSON, JsonKey("plugins")),
+        row(
+            get(),
+            "/v2/plugins",
+            "text/plain",
+            406,
+            JSON,
+            not_acceptable(),
+        ),
+        row(
+            get(),
+            "/v2/plugins/webjar/index.html",
+            "*/*",
+            404,
+            JSON,
+            JsonKey("message"),
+        ),
         row(
             get(),
             "/metrics",
@@ -312,4 +338,130 @@ async fn every_endpoint_answers_the_media_type_marathon_would() {
     // None of the refused writes reached the simulator's state.
     let (status, _) = sim.get("/v2/apps/conneg/web").await;
     assert_eq!(status, 404, "a write answered 406 must not create the app");
+}
+
+/// A write to a JSON endpoint with another body type: 415 before the
+/// resource runs, also when the `Accept` is wrong too.
+#[tokio::test]
+async fn json_endpoints_refuse_other_body_types() {
+    let sim = Sim::start();
+    let app = r#"{"id": "/ctype/web", "cmd": "sleep 1000", "cpus": 0.1, "mem": 32}"#;
+    let group = r#"{"id": "/ctype", "apps": [{"id": "web", "cmd": "sleep 1000"}]}"#;
+    let unsupported = json!({"message": "HTTP 415 Unsupported Media Type"});
+    let rows: Vec<(Method, &str, &str, &str, &str, u16)> = vec![
+        // method, path, Content-Type, Accept, body, status
+        (Method::POST, "/v2/apps", "text/plain", "*/*", app, 415),
+        (
+            Method::POST,
+            "/v2/apps",
+            "application/x-www-form-urlencoded",
+            "*/*",
+            app,
+            415,
+        ),
+        (Method::POST, "/v2/apps", "text/json", "*/*", app, 415),
+        (
+            Method::POST,
+            "/v2/apps",
+            "text/plain",
+            "text/plain",
+            app,
+            415,
+        ),
+        (
+            Method::PUT,
+            "/v2/apps/ctype/web",
+            "multipart/form-data; boundary=x",
+            "*/*",
+            app,
+            415,
+        ),
+        (
+            Method::PATCH,
+            "/v2/apps/ctype/web",
+            "application/merge-patch+json",
+            "*/*",
+            app,
+            415,
+        ),
+        (Method::PUT, "/v2/apps", "text/plain", "*/*", "[]", 415),
+        (
+            Method::POST,
+            "/v2/apps/ctype/web/restart",
+            "text/plain",
+            "*/*",
+            "",
+            415,
+        ),
+        (Method::POST, "/v2/groups", "text/plain", "*/*", group, 415),
+        (
+            Method::PUT,
+            "/v2/groups/ctype",
+            "text/plain",
+            "*/*",
+            group,
+            415,
+        ),
+        (
+            Method::POST,
+            "/v2/tasks/delete",
+            "text/plain",
+            "*/*",
+            r#"{"ids": []}"#,
+            415,
+        ),
+        // JSON in any spelling is taken; a missing type too (restart below).
+        (
+            Method::POST,
+            "/v2/apps",
+            "Application/JSON; charset=UTF-8",
+            "*/*",
+            app,
+            201,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, ct, accept, body, want) in rows {
+        let resp = sim
+            .http
+            .request(method.clone(), sim.u(path))
+            .header("Content-Type", ct)
+            .header("Accept", accept)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let what = format!("{method} {path} (Content-Type: {ct}, Accept: {accept})");
+        if status != want {
+            failures.push(format!("{what}: status {status}, want {want} ({text})"));
+            continue;
+        }
+        if want == 415 && serde_json::from_str::<Value>(&text).ok() != Some(unsupported.clone()) {
+            failures.push(format!("{what}: body {text:?}"));
+        }
+        if want == 415 {
+            // Nothing was written: the app is not there yet (the one create
+            // that succeeds is the last row).
+            let (code, _) = sim.get("/v2/apps/ctype/web").await;
+            if code != 404 {
+                failures.push(format!("{what}: the refused write changed state ({code})"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // No Content-Type at all is taken, as Jersey does (curl -X POST).
+    let resp = sim
+        .http
+        .post(sim.u("/v2/apps/ctype/web/restart?force=true"))
+        .send()
+        .await
+        .expect("restart");
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
 }
