@@ -100,6 +100,7 @@ impl Parts {
             triggers: self.triggers_tx.clone(),
             webhook_secret: cfg.webhook_secret.clone(),
             branch: cfg.remote.branch.clone(),
+            delivery: None,
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct AppState {
     pub webhook_secret: Option<Secret<String>>,
     /// The branch pacer follows; pushes to others are ignored.
     pub branch: String,
+    /// The config server, when it runs: its routes, metrics and status.
+    pub delivery: Option<Arc<crate::delivery::Server>>,
 }
 
 /// Why the reconcile loop should run now.
@@ -121,7 +123,10 @@ type Shared = Arc<AppState>;
 
 /// The routes, with a body size limit, a request timeout and request tracing.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // Merged outside the layers below: a config watch blocks for minutes,
+    // so the config server bounds its own requests.
+    let delivery = state.delivery.clone().map(crate::delivery::router);
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -141,7 +146,11 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(TraceLayer::new_for_http())
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(state));
+    match delivery {
+        Some(d) => router.merge(d.layer(TraceLayer::new_for_http())),
+        None => router,
+    }
 }
 
 /// Serves [`router`] on `listener` within `limits` (a header read timeout
@@ -187,7 +196,13 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static(metrics::CONTENT_TYPE),
         )],
-        state.metrics.render(),
+        {
+            let mut text = state.metrics.render();
+            if let Some(d) = &state.delivery {
+                d.append_metrics(&mut text);
+            }
+            text
+        },
     )
         .into_response()
 }
@@ -202,6 +217,11 @@ async fn status(State(state): State<Shared>) -> Response {
             && let Some(s) = url.as_str()
         {
             *url = serde_json::Value::String(crate::redact::url(s));
+        }
+        if let Some(d) = &state.delivery
+            && let Some(o) = v.as_object_mut()
+        {
+            o.insert("configServer".into(), d.status());
         }
         serde_json::to_vec(&v)
     });

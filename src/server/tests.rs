@@ -60,6 +60,7 @@ fn fixture(capacity: usize) -> Fixture {
         triggers: tx,
         webhook_secret: Some(Secret::new(SECRET.into())),
         branch: "main".into(),
+        delivery: None,
     };
     Fixture {
         state: Some(state),
@@ -143,6 +144,7 @@ async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
         triggers: tx,
         webhook_secret: None,
         branch: "main".into(),
+        delivery: None,
     };
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, body) = call(router(state), get("/healthz")).await;
