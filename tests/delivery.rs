@@ -195,6 +195,40 @@ async fn a_task_reads_and_watches_its_own_bundle_only() {
         "never echoes a token: {v}"
     );
 
+    // A renew gives a fresh token; a forged one gets nothing.
+    let renewed = agent
+        .http
+        .post(format!("{}/v1/token/renew", d.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = answer(renewed).await;
+    assert_eq!(s, 200, "{v}");
+    let token = v["token"].as_str().expect("a renewed token").to_string();
+    let (s, _) = agent.get("/v1/config", &token).await;
+    assert_eq!(s, 200);
+    let forged = agent
+        .http
+        .post(format!("{}/v1/token/renew", d.url))
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = answer(forged).await;
+    assert_eq!((s, reason(&v)), (401, "badToken"), "{v}");
+
+    // An index the server never gave (a reset, as in Consul) answers at once.
+    let started = Instant::now();
+    let (s, v) = agent
+        .get(
+            &format!("/v1/config?index={}&wait=60s", index + 1_000_000),
+            &token,
+        )
+        .await;
+    assert_eq!((s, v["index"].as_u64()), (200, Some(index)), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
     // A watch with no change returns at its wait, with the same index.
     let started = Instant::now();
     let (s, v) = agent
@@ -316,6 +350,16 @@ async fn logins_from_the_wrong_task_place_or_time_are_refused() {
     assert_eq!((s, reason(&v)), (403, "addressMismatch"), "{v}");
     let (s, v) = agent.login("a\nb", "/dev/web").await;
     assert_eq!((s, reason(&v)), (400, "badRequest"), "{v}");
+    // (Its own client: the server closes a connection whose body it refused.)
+    let huge = Agent::on(&host, &d)
+        .http
+        .post(format!("{}/v1/login", d.url))
+        .header("Content-Type", "application/json")
+        .body(format!("{{\"taskId\": \"{}\"}}", "a".repeat(100_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413, "a login body is small");
 
     // One login per task id; the second is refused, logged and counted.
     let token = agent.token(&task, "/dev/web").await;
@@ -360,6 +404,15 @@ async fn logins_from_the_wrong_task_place_or_time_are_refused() {
     .await;
     let (s, v) = agent.get("/v1/config", &token).await;
     assert_eq!((s, reason(&v)), (401, "taskGone"), "stays dead: {v}");
+    let renew = agent
+        .http
+        .post(format!("{}/v1/token/renew", d.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = answer(renew).await;
+    assert_eq!((s, reason(&v)), (401, "taskGone"), "no renew either: {v}");
     let log = std::fs::read_to_string(&d.proc.log).unwrap();
     assert!(
         log.contains("a second login of a task id refused") && log.contains(&host),
