@@ -380,7 +380,7 @@ pub async fn start_with(
         None => tokio::net::TcpListener::bind(cfg.listen).await?,
     };
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving /healthz, /readyz, /metrics, /api/v1/status and /hooks/git");
+    tracing::info!(%addr, config_server = delivery.is_some(), "serving /healthz, /readyz, /metrics, /api/v1/status, /hooks/git and the config server's /v1");
     // Not `println!`: a closed stdout must not panic the daemon.
     let _ = std::io::Write::write_fmt(
         &mut std::io::stdout(),

@@ -9,6 +9,7 @@
 //! | `GET /api/v1/status` | the [`Status`] as JSON |
 //! | `POST /hooks/git` | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected |
 //! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin, 404 unknown env or app |
+//! | `/v1/…` | the config server, when it runs ([`crate::delivery`]) |
 //!
 //! Handlers only parse, decide and hand over: a webhook becomes a
 //! [`Trigger`] on the loop's channel, and the loop does the work.
