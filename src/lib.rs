@@ -34,6 +34,8 @@
 //! - [`listen`]: HTTP listeners with a header timeout and a connection cap
 //!   (the daemon's and the simulator's).
 //! - [`server`]: the daemon's HTTP side: health, metrics, status, webhooks.
+//! - [`delivery`]: the config server inside it: task logins, tokens, and each
+//!   task's own bundle of config files (watchable).
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
 //! - [`cli`]: clap types and one function per subcommand.
 //!
@@ -43,6 +45,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod delivery;
 pub mod diff;
 pub mod listen;
 pub mod marathon;

@@ -32,19 +32,27 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("status", &["model", "redact", "render"]),
-    ("server", &["listen", "model", "redact", "status"]),
+    (
+        "delivery",
+        &["marathon", "model", "redact", "render", "status"],
+    ),
+    (
+        "server",
+        &["delivery", "listen", "model", "redact", "status"],
+    ),
     ("sim", &["listen", "marathon", "model", "redact"]),
     (
         "reconcile",
         &[
-            "apply", "diff", "listen", "marathon", "model", "observe", "plan", "record", "redact",
-            "render", "server", "source", "status",
+            "apply", "delivery", "diff", "listen", "marathon", "model", "observe", "plan",
+            "record", "redact", "render", "server", "source", "status",
         ],
     ),
     (
         "cli",
         &[
             "apply",
+            "delivery",
             "diff",
             "listen",
             "marathon",

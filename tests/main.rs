@@ -62,3 +62,6 @@ mod layering;
 
 /// The daemon's writes paused and resumed while its HTTP side serves.
 mod reconcile_writer;
+
+/// The config server in `pacer serve`: task logins checked with Marathon, tokens, bundles, watches.
+mod delivery;

@@ -221,6 +221,86 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub write_timeout: u64,
+    #[command(flatten)]
+    pub config_server: ConfigServerArgs,
+}
+
+/// The config server's flags (see `delivery`).
+#[derive(Debug, Args)]
+pub struct ConfigServerArgs {
+    /// Where the token signing key and the task ids that logged in are
+    /// kept. Default: beside the mirror, `<workdir>.state`.
+    #[arg(
+        long,
+        env = "PACER_STATE_DIR",
+        value_name = "DIR",
+        help_heading = "Config server"
+    )]
+    pub state_dir: Option<PathBuf>,
+    /// A file holding the token signing key (at least 32 bytes, e.g.
+    /// `openssl rand -hex 32`); replicas share it. Default: one generated
+    /// in the state directory at first start.
+    #[arg(
+        long,
+        env = "PACER_TOKEN_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Config server"
+    )]
+    pub token_key_file: Option<PathBuf>,
+    /// Seconds after its start within which a task must log in.
+    #[arg(
+        long,
+        env = "PACER_LOGIN_GRACE",
+        default_value_t = 120,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        help_heading = "Config server"
+    )]
+    pub login_grace: u64,
+    /// Seconds a task's token lives; the agent renews it while the task runs.
+    #[arg(
+        long,
+        env = "PACER_TOKEN_TTL",
+        default_value_t = 900,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        help_heading = "Config server"
+    )]
+    pub token_ttl: u64,
+    /// Whether a login must come from its task's host (`false` behind NAT;
+    /// `/api/v1/status` then shows `configServer.addressCheck: false`).
+    #[arg(
+        long,
+        env = "PACER_TASK_ADDRESS_CHECK",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL",
+        help_heading = "Config server"
+    )]
+    pub task_address_check: bool,
+    /// Seconds between checks with Marathon that a token's task still runs.
+    #[arg(
+        long,
+        env = "PACER_TASK_RECHECK",
+        default_value_t = 30,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        help_heading = "Config server"
+    )]
+    pub task_recheck: u64,
+}
+
+impl ConfigServerArgs {
+    pub(crate) fn settings(&self) -> crate::delivery::Settings {
+        crate::delivery::Settings {
+            state_dir: self.state_dir.clone(),
+            token_key_file: self.token_key_file.clone(),
+            login_grace: Duration::from_secs(self.login_grace),
+            token_ttl: Duration::from_secs(self.token_ttl),
+            check_address: self.task_address_check,
+            task_recheck: Duration::from_secs(self.task_recheck),
+        }
+    }
 }
 
 pub(crate) fn config(a: ServeArgs) -> Config {
@@ -287,9 +367,10 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
             a.git_timeout.max(1).into(),
         ));
     }
+    let delivery = a.config_server.settings();
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(async {
-        let started = start(config(a), shutdown_signal()).await?;
+        let started = start_with(config(a), Some(delivery), shutdown_signal()).await?;
         started.task.await?
     });
     // A Git push stuck in a blocking thread must not hold the exit (Marathon
@@ -316,7 +397,16 @@ pub struct Started {
 /// in the background, opens the mirror (trying again while the repo is
 /// unreachable) and runs the reconcile loop until `shutdown` completes.
 pub async fn start(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Started> {
+    start_with(cfg, None, shutdown).await
+}
+
+/// [`start`], with the config server when `delivery` is given.
+pub async fn start_with(
     mut cfg: Config,
+    delivery: Option<crate::delivery::Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Started> {
     let listener = match cfg.listener.take() {
@@ -324,15 +414,24 @@ pub async fn start(
         None => tokio::net::TcpListener::bind(cfg.listen).await?,
     };
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving /healthz, /readyz, /metrics, /api/v1/status and /hooks/git");
+    tracing::info!(%addr, config_server = delivery.is_some(), "serving /healthz, /readyz, /metrics, /api/v1/status, /hooks/git and the config server's /v1");
     // Not `println!`: a closed stdout must not panic the daemon.
     let _ = std::io::Write::write_fmt(
         &mut std::io::stdout(),
         format_args!("pacer serve: listening on http://{addr}\n"),
     );
     let parts = Parts::new(&cfg);
+    let mut app_state = parts.app_state(&cfg);
+    if let Some(settings) = delivery {
+        app_state.delivery = Some(crate::delivery::Server::start(
+            settings,
+            marathon_access(&cfg),
+            &cfg.workdir,
+            parts.reader(),
+        )?);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, parts.app_state(&cfg), cfg.http, {
+    let server = tokio::spawn(server::serve(listener, app_state, cfg.http, {
         let mut stop = stop_rx;
         async move {
             let _ = stop.changed().await;
@@ -356,6 +455,24 @@ pub async fn start(
         reader,
         task,
     })
+}
+
+/// How the config server reaches Marathon: as the reconcile loop does.
+fn marathon_access(cfg: &Config) -> crate::delivery::MarathonAccess {
+    use crate::marathon::client::Auth;
+    let auth = match (&cfg.marathon_token, &cfg.marathon_user) {
+        (Some(t), _) => Auth::Token(t.clone()),
+        (None, Some(u)) => Auth::Basic {
+            user: u.clone(),
+            password: cfg.marathon_password.clone().unwrap_or_default(),
+        },
+        _ => Auth::None,
+    };
+    crate::delivery::MarathonAccess {
+        url: cfg.marathon_url.clone(),
+        auth,
+        timeout: cfg.marathon_timeout,
+    }
 }
 
 /// Opens (or clones) the mirror, trying again while the repo can't be

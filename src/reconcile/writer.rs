@@ -101,6 +101,7 @@ impl Parts {
             webhook_secret: cfg.webhook_secret.clone(),
             branch: cfg.remote.branch.clone(),
             allowed_hosts: crate::server::AllowedHosts::new(&cfg.allowed_hosts),
+            delivery: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | `GET /api/v1/status` | the [`Status`] as JSON |
 //! | `POST /hooks/git` | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected |
 //! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin or to a host name not allowed (`--allowed-host`), 404 unknown env or app |
+//! | `/v1/…` | the config server, when it runs ([`crate::delivery`]) |
 //!
 //! Handlers only parse, decide and hand over: a webhook becomes a
 //! [`Trigger`] on the loop's channel, and the loop does the work.
@@ -68,6 +69,8 @@ pub struct AppState {
     /// Host names writes are answered for, besides IP literals and
     /// `localhost` (see [`retry_guard`]).
     pub allowed_hosts: AllowedHosts,
+    /// The config server, when it runs: its routes, metrics and status.
+    pub delivery: Option<Arc<crate::delivery::Server>>,
 }
 
 /// Why the reconcile loop should run now.
@@ -125,7 +128,10 @@ type Shared = Arc<AppState>;
 
 /// The routes, with a body size limit, a request timeout and request tracing.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // Merged outside the layers below: a config watch blocks for minutes,
+    // so the config server bounds its own requests.
+    let delivery = state.delivery.clone().map(crate::delivery::router);
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -145,7 +151,11 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(TraceLayer::new_for_http())
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(state));
+    match delivery {
+        Some(d) => router.merge(d.layer(TraceLayer::new_for_http())),
+        None => router,
+    }
 }
 
 /// Serves [`router`] on `listener` within `limits` (a header read timeout
@@ -191,7 +201,13 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static(metrics::CONTENT_TYPE),
         )],
-        state.metrics.render(),
+        {
+            let mut text = state.metrics.render();
+            if let Some(d) = &state.delivery {
+                d.append_metrics(&mut text);
+            }
+            text
+        },
     )
         .into_response()
 }
@@ -206,6 +222,11 @@ async fn status(State(state): State<Shared>) -> Response {
             && let Some(s) = url.as_str()
         {
             *url = serde_json::Value::String(crate::redact::url(s));
+        }
+        if let Some(d) = &state.delivery
+            && let Some(o) = v.as_object_mut()
+        {
+            o.insert("configServer".into(), d.status());
         }
         serde_json::to_vec(&v)
     });

@@ -61,6 +61,7 @@ fn fixture(capacity: usize) -> Fixture {
         webhook_secret: Some(Secret::new(SECRET.into())),
         branch: "main".into(),
         allowed_hosts: AllowedHosts::new(&["pacer"]),
+        delivery: None,
     };
     Fixture {
         state: Some(state),
@@ -145,6 +146,7 @@ async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
         webhook_secret: None,
         branch: "main".into(),
         allowed_hosts: AllowedHosts::new(&["pacer"]),
+        delivery: None,
     };
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, body) = call(router(state), get("/healthz")).await;

@@ -30,6 +30,7 @@ fn settings_json(sim: &Sim) -> Value {
         "secretsEnabled": s.settings.secrets_enabled,
         "maxApps": s.settings.max_apps,
         "maxTasks": s.settings.max_tasks,
+        "taskHosts": s.settings.task_hosts,
     })
 }
 
@@ -65,6 +66,7 @@ struct SettingsChange {
     secrets_enabled: Option<bool>,
     max_apps: Option<usize>,
     max_tasks: Option<usize>,
+    task_hosts: Option<super::state::TaskHosts>,
 }
 
 impl SettingsChange {
@@ -86,6 +88,9 @@ impl SettingsChange {
         }
         if let Some(v) = self.max_tasks {
             s.max_tasks = v;
+        }
+        if let Some(v) = self.task_hosts {
+            s.task_hosts = v;
         }
     }
 }
@@ -118,11 +123,17 @@ fn settings_change(b: &serde_json::Map<String, Value>) -> Result<SettingsChange,
             }
             "maxApps" => c.max_apps = Some(int(k, v, 1, 1_000_000)? as usize),
             "maxTasks" => c.max_tasks = Some(int(k, v, 1, 10_000_000)? as usize),
+            "taskHosts" => {
+                c.task_hosts = Some(
+                    serde_json::from_value(v.clone())
+                        .map_err(|_| format!("{k} must be \"agents\" or \"loopback\", not {v}"))?,
+                )
+            }
             // Read-only: shown by GET, changed through /_sim/apps/{id}/never-healthy.
             "neverHealthy" => {}
             other => {
                 return Err(format!(
-                    "unknown setting `{other}`; known: taskStartDelayMs, taskHealthyDelayMs, deploymentTimeoutMs, secretsEnabled, maxApps, maxTasks"
+                    "unknown setting `{other}`; known: taskStartDelayMs, taskHealthyDelayMs, deploymentTimeoutMs, secretsEnabled, maxApps, maxTasks, taskHosts"
                 ));
             }
         }
@@ -282,6 +293,8 @@ mod tests {
         assert_eq!(c.start_delay_ms, Some(20));
         assert_eq!(c.deployment_timeout_ms, Some(None));
         assert_eq!(c.max_tasks, Some(500));
+        let c = change(json!({"taskHosts": "loopback"})).unwrap();
+        assert_eq!(c.task_hosts, Some(super::super::state::TaskHosts::Loopback));
         for (body, want) in [
             (
                 json!({"taskStartDelayMs": -5}),
@@ -295,6 +308,7 @@ mod tests {
             ),
             (json!({"secretsEnabled": "yes"}), "true or false"),
             (json!({"maxTasks": 0}), "maxTasks must be within"),
+            (json!({"taskHosts": "mars"}), "\"agents\" or \"loopback\""),
             (
                 json!({"taskStartDelay": 5}),
                 "unknown setting `taskStartDelay`",

@@ -36,6 +36,9 @@ pub fn restart_strategy(
 const MAX_LAUNCH_PER_TICK: usize = 1000;
 
 pub fn ip_of(host: &str) -> String {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return host.to_string();
+    }
     let n = host
         .trim_start_matches("agent-")
         .split('.')

@@ -40,6 +40,21 @@ pub struct Settings {
     /// Tasks (the sum of `instances`) it holds at most.
     #[serde(default = "default_max_tasks")]
     pub max_tasks: usize,
+    /// Where tasks run: simulated agents, or loopback addresses a test can
+    /// send from (as a task on that host would).
+    #[serde(default)]
+    pub task_hosts: TaskHosts,
+}
+
+/// `taskHosts` of `PUT /_sim/settings`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TaskHosts {
+    /// `agent-1.sim.local` … `agent-5.sim.local` (addresses 10.0.0.1 …).
+    #[default]
+    Agents,
+    /// `127.0.0.2` … `127.0.0.6`: real addresses on Linux's loopback.
+    Loopback,
 }
 
 fn default_max_apps() -> usize {
@@ -61,6 +76,7 @@ impl Default for Settings {
             max_running_deployments: 100,
             max_apps: default_max_apps(),
             max_tasks: default_max_tasks(),
+            task_hosts: TaskHosts::Agents,
         }
     }
 }
@@ -144,6 +160,15 @@ pub const HOSTS: [&str; 5] = [
     "agent-5.sim.local",
 ];
 
+/// Hosts under `taskHosts: loopback`.
+pub const LOOPBACK_HOSTS: [&str; 5] = [
+    "127.0.0.2",
+    "127.0.0.3",
+    "127.0.0.4",
+    "127.0.0.5",
+    "127.0.0.6",
+];
+
 impl SimState {
     pub fn new(now: Millis, settings: Settings) -> SimState {
         SimState {
@@ -209,8 +234,12 @@ impl SimState {
     }
 
     pub fn random_host(&mut self, avoid: Option<&str>) -> &'static str {
+        let hosts = match self.settings.task_hosts {
+            TaskHosts::Agents => &HOSTS,
+            TaskHosts::Loopback => &LOOPBACK_HOSTS,
+        };
         loop {
-            let h = HOSTS[self.rng.random_range(0..HOSTS.len())];
+            let h = hosts[self.rng.random_range(0..hosts.len())];
             if Some(h) != avoid {
                 return h;
             }

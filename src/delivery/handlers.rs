@@ -1,0 +1,454 @@
+//! The config server's HTTP side: parse, decide (the pure checks in
+//! [`super::login`] and [`super::token`]), answer. Bodies and headers are
+//! bounded; a watch waits on the bundles' change notification, at most
+//! [`MAX_WAIT`] plus jitter, outside the daemon's 30 s request timeout.
+
+use super::bundle::{Bundles, MAX_WAIT, jitter, parse_wait};
+use super::login::{self, LoginFacts, LoginRequest, PriorUse, Refusal};
+use super::token::{self, Claims, TokenError};
+use super::{Server, now_ms};
+use crate::render::RenderedApp;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+
+/// A login or renew body: two ids, far below this.
+const MAX_BODY_BYTES: usize = 4 * 1024;
+/// The longest file name asked for.
+const MAX_NAME_BYTES: usize = 256;
+/// Requests other than a watch end within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a file read waits while the loop renders a new commit.
+const RENDER_WAIT: Duration = Duration::from_secs(10);
+
+type Shared = Arc<Server>;
+
+/// The config server's routes. The watch (`GET /v1/config`) has its own
+/// bound (the capped `wait`); the others the usual request timeout.
+pub fn router(server: Arc<Server>) -> Router {
+    let bounded = Router::new()
+        .route("/v1/login", post(login))
+        .route("/v1/token/renew", post(renew))
+        .route("/v1/config/files/{name}", get(file))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    Router::new()
+        .route("/v1/config", get(config))
+        .merge(bounded)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .with_state(server)
+}
+
+/// A refusal: counted, logged without the token, answered as JSON.
+fn refuse(s: &Server, r: Refusal, task: Option<&str>, caller: Option<IpAddr>) -> Response {
+    s.metrics
+        .refusals
+        .get_or_create(&super::ReasonLabels {
+            reason: r.reason().into(),
+        })
+        .inc();
+    tracing::info!(
+        reason = r.reason(),
+        task = task.unwrap_or("-"),
+        caller = caller.map(|c| c.to_string()).as_deref().unwrap_or("-"),
+        "config request refused"
+    );
+    let code = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN);
+    (
+        code,
+        axum::Json(json!({"message": r.message(), "reason": r.reason()})),
+    )
+        .into_response()
+}
+
+fn unavailable(message: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, HeaderValue::from_static("2"))],
+        axum::Json(json!({"message": message})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LoginBody {
+    task_id: String,
+    app_id: String,
+}
+
+fn parse_login(body: &[u8]) -> Result<LoginRequest, Refusal> {
+    let b: LoginBody = serde_json::from_slice(body)
+        .map_err(|_| Refusal::BadRequest("the body is not a login request".into()))?;
+    login::check_id("taskId", &b.task_id).map_err(Refusal::BadRequest)?;
+    login::check_id("appId", &b.app_id).map_err(Refusal::BadRequest)?;
+    Ok(LoginRequest {
+        task_id: b.task_id,
+        app_id: b.app_id,
+    })
+}
+
+async fn login(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let caller = peer.ip().to_canonical();
+    let req = match parse_login(&body) {
+        Ok(r) => r,
+        Err(r) => return refuse(&s, r, None, Some(caller)),
+    };
+    let task = Some(req.task_id.as_str());
+    let bundles = s.bundles.borrow().clone();
+    let Some(bundle) = bundles.apps.get(&req.app_id).cloned() else {
+        return refuse(&s, Refusal::UnknownApp, task, Some(caller));
+    };
+    let Some(client) = s.marathon_of(&bundles, &bundle.env) else {
+        return unavailable(format!(
+            "environment {} has no usable Marathon URL",
+            bundle.env
+        ));
+    };
+    let app = match client.get_app(&req.app_id).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "config server: Marathon did not answer a login's check");
+            return unavailable("Marathon is not answering; try again".into());
+        }
+    };
+    let facts = app.map(|a| login::app_facts(&a, &req.task_id));
+    let mut task_addrs: Vec<IpAddr> = Vec::new();
+    if s.settings.check_address
+        && let Some(t) = facts.as_ref().and_then(|f| f.task.as_ref())
+    {
+        task_addrs.extend(s.resolver.addrs(&t.host).await.iter().copied());
+        task_addrs.extend(t.ip_addresses.iter().map(|ip| ip.to_canonical()));
+    }
+    let prior = s.used.prior(&req.task_id);
+    let now = now_ms();
+    let decided = login::decide(&LoginFacts {
+        request: &req,
+        env: &bundle.env,
+        app: facts.as_ref(),
+        now_ms: now,
+        caller,
+        task_addrs: &task_addrs,
+        prior: prior.as_ref(),
+        grace: s.settings.login_grace,
+        check_address: s.settings.check_address,
+    });
+    if let Err(r) = decided {
+        if let (Refusal::Replay, Some(p)) = (&r, &prior) {
+            replayed(&req.task_id, p, caller);
+        }
+        return refuse(&s, r, task, Some(caller));
+    }
+    // Recorded durably before the token goes out; the store has the last
+    // word when two logins of one id race.
+    let used = s.used.clone();
+    let (id, first) = (
+        req.task_id.clone(),
+        PriorUse {
+            at_ms: now,
+            addr: caller,
+        },
+    );
+    match tokio::task::spawn_blocking(move || used.record(&id, first)).await {
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(p))) => {
+            replayed(&req.task_id, &p, caller);
+            return refuse(&s, Refusal::Replay, task, Some(caller));
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "config server: cannot record a login");
+            return unavailable("the config server cannot record logins now".into());
+        }
+        Err(e) => return unavailable(format!("recording the login: {e}")),
+    }
+    s.remember(&req.task_id, true);
+    s.metrics.logins.inc();
+    tracing::info!(task = %req.task_id, app = %req.app_id, env = %bundle.env, %caller, "task logged in");
+    grant(&s, bundle.env.clone(), req.app_id, req.task_id)
+}
+
+/// A second login of one task id: someone else may hold its token.
+fn replayed(task: &str, prior: &PriorUse, caller: IpAddr) {
+    tracing::warn!(
+        task,
+        first_address = %prior.addr,
+        address = %caller,
+        "a second login of a task id refused"
+    );
+}
+
+/// A fresh token for the task, as the answer to a login or a renew.
+fn grant(s: &Server, env: String, app: String, task: String) -> Response {
+    let exp = now_ms() / 1000 + i64::try_from(s.settings.token_ttl.as_secs()).unwrap_or(3600);
+    let claims = Claims {
+        env,
+        app,
+        task,
+        exp,
+    };
+    let expires = chrono::DateTime::from_timestamp(exp, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    let token = token::sign(&s.key, &claims);
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(json!({
+            "token": token,
+            "expiresAt": expires,
+            "env": claims.env,
+            "appId": claims.app,
+            "taskId": claims.task,
+        })),
+    )
+        .into_response()
+}
+
+async fn renew(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    match authenticate(&s, &headers, true).await {
+        Ok(c) => grant(&s, c.env, c.app, c.task),
+        Err(resp) => resp,
+    }
+}
+
+/// The token's claims, once its signature, expiry and task are checked.
+/// `recheck`: ask Marathon now rather than trust a recent answer.
+async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<Claims, Response> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(refuse(s, Refusal::MissingToken, None, None));
+    };
+    let raw = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+    let Some(raw) = raw else {
+        return Err(refuse(s, Refusal::MissingToken, None, None));
+    };
+    let claims = match token::verify(&s.key, raw.trim(), now_ms() / 1000) {
+        Ok(c) => c,
+        Err(TokenError::Invalid) => return Err(refuse(s, Refusal::BadToken, None, None)),
+        Err(TokenError::Expired) => return Err(refuse(s, Refusal::ExpiredToken, None, None)),
+    };
+    let known = s.liveness.lock().get(&claims.task).copied();
+    match known {
+        Some((_, false)) => return Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None)),
+        Some((at, true)) if !recheck && at.elapsed() < s.settings.task_recheck => {
+            return Ok(claims);
+        }
+        _ => {}
+    }
+    let bundles = s.bundles.borrow().clone();
+    let Some(client) = s.marathon_of(&bundles, &claims.env) else {
+        return Err(unavailable(format!(
+            "environment {} has no usable Marathon URL",
+            claims.env
+        )));
+    };
+    match client.get_app(&claims.app).await {
+        Ok(app) => {
+            let alive = app
+                .map(|a| login::app_facts(&a, &claims.task))
+                .and_then(|f| f.task)
+                .is_some_and(|t| t.app_id == claims.app && login::is_live(&t.state));
+            s.remember(&claims.task, alive);
+            if !alive {
+                return Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None));
+            }
+            Ok(claims)
+        }
+        // A read is served on a good token while Marathon is away; a token
+        // is extended only when Marathon says the task runs.
+        Err(e) if !recheck => {
+            tracing::debug!(error = %e, "config server: Marathon did not answer a liveness check");
+            Ok(claims)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "config server: Marathon did not answer a renew's check");
+            Err(unavailable("Marathon is not answering; try again".into()))
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ConfigQuery {
+    index: Option<u64>,
+    wait: Option<String>,
+    /// The app the caller thinks it is: refused when it is not the token's.
+    app_id: Option<String>,
+}
+
+/// The token's claims, checked against the app the caller names.
+async fn caller(
+    s: &Server,
+    headers: &HeaderMap,
+    query: Result<Query<ConfigQuery>, QueryRejection>,
+) -> Result<(Claims, ConfigQuery), Response> {
+    let Ok(Query(q)) = query else {
+        return Err(refuse(
+            s,
+            Refusal::BadRequest("the query takes index, wait and appId only".into()),
+            None,
+            None,
+        ));
+    };
+    let claims = authenticate(s, headers, false).await?;
+    if q.app_id.as_ref().is_some_and(|a| *a != claims.app) {
+        return Err(refuse(s, Refusal::OtherApp, Some(&claims.task), None));
+    }
+    Ok((claims, q))
+}
+
+/// Counts a blocked watch while it waits.
+struct Watching<'a>(&'a Server);
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.watchers.dec();
+    }
+}
+
+async fn config(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<ConfigQuery>, QueryRejection>,
+) -> Response {
+    let (claims, q) = match caller(&s, &headers, query).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let wait = match q.wait.as_deref().map(parse_wait).transpose() {
+        Ok(w) => w.unwrap_or(MAX_WAIT),
+        Err(why) => return refuse(&s, Refusal::BadRequest(why), Some(&claims.task), None),
+    };
+    let mut rx = s.bundles.clone();
+    if let Some(n) = q.index.filter(|n| *n > 0) {
+        s.metrics.watchers.inc();
+        let _counted = Watching(&s);
+        let deadline = tokio::time::Instant::now() + wait + jitter(wait);
+        loop {
+            // An index past N, or below it (Consul: a reset), answers now.
+            let current = rx
+                .borrow_and_update()
+                .apps
+                .get(&claims.app)
+                .map(|b| b.index);
+            if current != Some(n) {
+                break;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    }
+    let bundles: Arc<Bundles> = rx.borrow().clone();
+    match bundles.apps.get(&claims.app) {
+        Some(b) if b.env == claims.env => {
+            let index = HeaderValue::from(b.index);
+            (
+                [
+                    (header::HeaderName::from_static("x-pacer-index"), index),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                axum::Json(&**b),
+            )
+                .into_response()
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": format!("no config bundle for {} in {}", claims.app, claims.env)})),
+        )
+            .into_response(),
+    }
+}
+
+async fn file(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    query: Result<Query<ConfigQuery>, QueryRejection>,
+) -> Response {
+    let (claims, _) = match caller(&s, &headers, query).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    if name.len() > MAX_NAME_BYTES {
+        return refuse(
+            &s,
+            Refusal::BadRequest(format!("a file name is at most {MAX_NAME_BYTES} bytes")),
+            Some(&claims.task),
+            None,
+        );
+    }
+    let mut reader = s.published.clone();
+    let deadline = tokio::time::Instant::now() + RENDER_WAIT;
+    let snap = loop {
+        let snap = reader.latest();
+        // While a render has the desired state on loan, wait for it.
+        if !(snap.desired.is_empty() && snap.commit.is_some()) {
+            break snap;
+        }
+        tokio::select! {
+            alive = reader.changed() => if !alive { break snap },
+            _ = tokio::time::sleep_until(deadline) => {
+                return unavailable("a new commit is being rendered; try again".into());
+            }
+        }
+    };
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({"message": format!("{}'s bundle has no file of that name", claims.app)}),
+            ),
+        )
+            .into_response()
+    };
+    let Some(env) = snap.desired.get(&claims.env) else {
+        return not_found();
+    };
+    let group = env.settings.group.trim_end_matches('/');
+    let Some(path) = claims
+        .app
+        .strip_prefix(group)
+        .and_then(|p| p.strip_prefix('/'))
+    else {
+        return not_found();
+    };
+    let Some(app) = env.apps.get(path) else {
+        return not_found();
+    };
+    let app: &RenderedApp = app;
+    let Some(f) = app.files.get(&name) else {
+        return not_found();
+    };
+    let hash = HeaderValue::from_str(&f.digest.0).unwrap_or(HeaderValue::from_static(""));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::HeaderName::from_static("x-pacer-hash"), hash),
+        ],
+        Bytes::copy_from_slice(&f.content),
+    )
+        .into_response()
+}

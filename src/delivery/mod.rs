@@ -1,0 +1,299 @@
+//! The config server inside `pacer serve`: running tasks prove who they
+//! are, get a short-lived token, and read (and watch) their own app's
+//! bundle of rendered config files.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /v1/login` | `{"taskId","appId"}` → `{"token","expiresAt",…}`; checks in [`login`] |
+//! | `POST /v1/token/renew` | a fresh token for a task Marathon still runs |
+//! | `GET /v1/config[?index=N&wait=60s]` | the caller's manifest ([`bundle`]); with `index`, a blocking query |
+//! | `GET /v1/config/files/{name}` | one file's content |
+//!
+//! Every refusal is 400, 401 or 403 with `{"message","reason"}`, counted in
+//! `pacer_config_refusals_total{reason}`; a token is never echoed or logged.
+//! Git is never on the request path: manifests come from the [`bundle`]
+//! tracker and file content from the published snapshot. Marathon is, for
+//! logins and (at most every `--task-recheck`) to see the token's task
+//! still runs.
+//!
+//! - [`token`]: HMAC-SHA256 tokens; [`keys`]: the signing key.
+//! - [`login`]: the login decision, pure, and every [`login::Refusal`].
+//! - [`used`]: the task ids that have logged in, kept across restarts.
+//! - [`resolve`]: a task's host as addresses.
+//! - [`handlers`]: the HTTP side.
+
+pub mod bundle;
+mod handlers;
+pub mod keys;
+pub mod login;
+pub mod resolve;
+pub mod token;
+pub mod used;
+
+use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
+use crate::status::published::Reader;
+use bundle::{Bundles, Tracker};
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+pub use handlers::router;
+
+/// The operator's settings (`pacer serve` flags).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where the signing key and the used task ids are kept; `None`: beside
+    /// the mirror (`<workdir>.state`).
+    pub state_dir: Option<PathBuf>,
+    /// A signing key shared by replicas; `None`: one generated in `state_dir`.
+    pub token_key_file: Option<PathBuf>,
+    /// How soon after it starts a task must log in.
+    pub login_grace: Duration,
+    /// How long a token lives (renewed while its task runs).
+    pub token_ttl: Duration,
+    /// Whether a login must come from the task's host.
+    pub check_address: bool,
+    /// How often, at most, a request asks Marathon whether its task still runs.
+    pub task_recheck: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            state_dir: None,
+            token_key_file: None,
+            login_grace: Duration::from_secs(120),
+            token_ttl: Duration::from_secs(900),
+            check_address: true,
+            task_recheck: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the config server reaches Marathon: the daemon's settings.
+#[derive(Clone, Debug)]
+pub struct MarathonAccess {
+    /// Overrides every environment's `marathon:`.
+    pub url: Option<String>,
+    pub auth: Auth,
+    pub timeout: Duration,
+}
+
+/// The most tasks whose liveness is remembered; past it the memory starts
+/// over (and tasks are asked about again).
+const MAX_LIVENESS: usize = 100_000;
+
+/// The config server's state, shared by its handlers.
+pub struct Server {
+    settings: Settings,
+    marathon: MarathonAccess,
+    key: token::Key,
+    used: Arc<dyn used::UsedIds>,
+    /// The published snapshots: file content.
+    published: Reader,
+    /// The manifests and their indexes.
+    bundles: watch::Receiver<Arc<Bundles>>,
+    clients: Mutex<HashMap<String, MarathonClient>>,
+    resolver: resolve::Resolver,
+    /// Per task id: when Marathon was last asked, and whether it ran then.
+    liveness: Mutex<HashMap<String, (Instant, bool)>>,
+    metrics: DeliveryMetrics,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("delivery::Server")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Server {
+    /// Loads the key and the used ids (making the state directory), starts
+    /// following `published`. `workdir`: the mirror's, beside which the
+    /// state lives by default. Needs a Tokio runtime.
+    pub fn start(
+        settings: Settings,
+        marathon: MarathonAccess,
+        workdir: &std::path::Path,
+        published: Reader,
+    ) -> anyhow::Result<Arc<Server>> {
+        let dir = settings.state_dir.clone().unwrap_or_else(|| {
+            let mut name = workdir.as_os_str().to_os_string();
+            name.push(".state");
+            PathBuf::from(name)
+        });
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|e| anyhow::anyhow!("the state directory {}: {e}", dir.display()))?;
+        let key = match &settings.token_key_file {
+            Some(path) => keys::read(path)?,
+            None => keys::load_or_create(&dir)?,
+        };
+        let used_path = dir.join("used-task-ids");
+        let used = used::FileStore::open(&used_path, settings.login_grace, now_ms())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", used_path.display()))?;
+        let start = u64::try_from(now_ms()).unwrap_or(0);
+        let mut tracker = Tracker::new(start);
+        tracker.update(&published.latest(), start);
+        let (tx, rx) = watch::channel(tracker.current());
+        tokio::spawn(follow(published.clone(), tracker, tx));
+        if !settings.check_address {
+            tracing::warn!(
+                "the config server does not check that a login comes from its task's host"
+            );
+        }
+        Ok(Arc::new(Server {
+            settings,
+            marathon,
+            key,
+            used: Arc::new(used),
+            published,
+            bundles: rx,
+            clients: Mutex::default(),
+            resolver: resolve::Resolver::default(),
+            liveness: Mutex::default(),
+            metrics: DeliveryMetrics::new(),
+        }))
+    }
+
+    /// What `/api/v1/status` shows of the config server.
+    pub fn status(&self) -> Value {
+        json!({
+            "addressCheck": self.settings.check_address,
+            "loginGraceSeconds": self.settings.login_grace.as_secs(),
+            "tokenTtlSeconds": self.settings.token_ttl.as_secs(),
+        })
+    }
+
+    /// Adds the config server's series to the daemon's OpenMetrics text
+    /// (before its `# EOF`).
+    pub fn append_metrics(&self, text: &mut String) {
+        let mut ours = String::new();
+        if prometheus_client::encoding::text::encode(&mut ours, &self.metrics.registry).is_err() {
+            return;
+        }
+        let ours = ours.strip_suffix("# EOF\n").unwrap_or(&ours);
+        match text.rfind("# EOF") {
+            Some(i) => text.insert_str(i, ours),
+            None => text.push_str(ours),
+        }
+    }
+
+    fn client(&self, url: &str) -> Option<MarathonClient> {
+        let mut clients = self.clients.lock();
+        if let Some(c) = clients.get(url) {
+            return Some(c.clone());
+        }
+        let c = MarathonClient::new(ClientConfig {
+            url: url.to_string(),
+            auth: self.marathon.auth.clone(),
+            timeout: self.marathon.timeout,
+            // A login waits on this: one quick retry, not a long backoff.
+            max_retries: 1,
+            events: false,
+            ..ClientConfig::default()
+        })
+        .ok()?;
+        clients.insert(url.to_string(), c.clone());
+        Some(c)
+    }
+
+    /// The Marathon of `env`: the daemon's override, else `pacer.yaml`'s.
+    fn marathon_of(&self, bundles: &Bundles, env: &str) -> Option<MarathonClient> {
+        let url = self
+            .marathon
+            .url
+            .clone()
+            .or_else(|| bundles.marathons.get(env).cloned().flatten())?;
+        self.client(&url)
+    }
+
+    fn remember(&self, task: &str, alive: bool) {
+        let mut l = self.liveness.lock();
+        if l.len() >= MAX_LIVENESS && !l.contains_key(task) {
+            // Dead tasks are kept: their tokens must stay dead.
+            l.retain(|_, (_, alive)| !*alive);
+            if l.len() >= MAX_LIVENESS {
+                l.clear();
+            }
+        }
+        l.insert(task.to_string(), (Instant::now(), alive));
+    }
+}
+
+/// Follows the published snapshots into the bundles, until the loop is gone.
+async fn follow(mut published: Reader, mut tracker: Tracker, tx: watch::Sender<Arc<Bundles>>) {
+    while published.changed().await {
+        let snap = published.latest();
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        if let Some(next) = tracker.update(&snap, now) {
+            tx.send_replace(next);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+struct DeliveryMetrics {
+    registry: Registry,
+    refusals: Family<ReasonLabels, Counter>,
+    logins: Counter,
+    watchers: Gauge,
+}
+
+impl DeliveryMetrics {
+    fn new() -> DeliveryMetrics {
+        let mut registry = Registry::default();
+        let refusals = Family::<ReasonLabels, Counter>::default();
+        let logins = Counter::default();
+        let watchers = Gauge::default();
+        registry.register(
+            "pacer_config_refusals",
+            "Config server requests refused, by reason",
+            refusals.clone(),
+        );
+        registry.register(
+            "pacer_config_logins",
+            "Task logins the config server accepted",
+            logins.clone(),
+        );
+        registry.register(
+            "pacer_config_watchers",
+            "Blocking config watches waiting now",
+            watchers.clone(),
+        );
+        for r in login::Refusal::REASONS {
+            // Every reason shows, at 0 until it happens.
+            let _ = refusals.get_or_create(&ReasonLabels { reason: r.into() });
+        }
+        DeliveryMetrics {
+            registry,
+            refusals,
+            logins,
+            watchers,
+        }
+    }
+}
