@@ -56,3 +56,6 @@ mod layering;
 
 /// The daemon's writes paused and resumed while its HTTP side serves.
 mod reconcile_writer;
+
+/// The HTTP listeners' budgets (a client that stops reading, an idle keep-alive) and the daemon's Host guard on writes.
+mod http_budgets;
