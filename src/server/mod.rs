@@ -148,8 +148,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// Serves [`router`] on `listener` within `limits` (a header read timeout
-/// and a connection cap, see [`crate::listen`]) until `shutdown`
+/// Serves [`router`] on `listener` within `limits` (timeouts and a
+/// connection cap, see [`crate::listen`]) until `shutdown`
 /// completes, then lets requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
