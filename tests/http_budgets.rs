@@ -221,3 +221,19 @@ async fn the_daemon_answers_writes_only_for_its_own_host_names() {
     .await
     .unwrap();
 }
+
+#[test]
+fn an_allowed_host_that_is_not_a_host_name_is_a_usage_error() {
+    let out = crate::util::pacer(&[
+        "serve",
+        "--repo-url",
+        "file:///nonexistent",
+        "--allowed-host",
+        "http://pacer.example/",
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("--allowed-host") && out.stderr.contains("is not a host name"),
+        "{out:?}"
+    );
+}
