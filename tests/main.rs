@@ -65,3 +65,5 @@ mod reconcile_writer;
 
 /// The config server in `pacer serve`: task logins checked with Marathon, tokens, bundles, watches.
 mod delivery;
+/// The HTTP listeners' budgets (a client that stops reading, an idle keep-alive) and the daemon's Host guard on writes.
+mod http_budgets;

@@ -10,7 +10,9 @@
 //!   [`Limits::header_read_timeout`] from that byte to the end of the head.
 //!
 //! While a response is being produced nothing is read on a timer: a long
-//! poll or an event stream may stay silent for minutes.
+//! poll or an event stream may stay silent for minutes. A request body is
+//! read by its handler, which bounds it (the daemon's request timeout, the
+//! simulator's body read timeout).
 //!
 //! Writes are budgeted by progress, never by total duration: a write the
 //! socket accepts no byte of for [`Limits::write_timeout`] fails, which

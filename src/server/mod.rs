@@ -158,8 +158,8 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-/// Serves [`router`] on `listener` within `limits` (a header read timeout
-/// and a connection cap, see [`crate::listen`]) until `shutdown`
+/// Serves [`router`] on `listener` within `limits` (timeouts and a
+/// connection cap, see [`crate::listen`]) until `shutdown`
 /// completes, then lets requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,

@@ -112,11 +112,31 @@ pub fn clean_path(raw: &str) -> (String, Vec<String>) {
     (format!("/{}", segs.join("/")), segs)
 }
 
+/// The longest a client may take to send a request body. The listener
+/// times only request heads (a handler may run as long as it likes); this
+/// keeps a body sent a byte a minute from holding a connection slot.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The whole body (at most 64 MiB) within `limit`.
+async fn read_body(body: Body, limit: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, 64 * 1024 * 1024)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(ApiError::new(413, "Request entity too large")),
+        Err(_) => Err(ApiError::new(
+            408,
+            format!(
+                "the request body took longer than {} s to arrive",
+                limit.as_secs_f64()
+            ),
+        )),
+    }
+}
+
 async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+    let body = match read_body(body, BODY_READ_TIMEOUT).await {
         Ok(b) => b,
-        Err(_) => return error_response(ApiError::new(413, "Request entity too large")),
+        Err(e) => return error_response(e),
     };
     let remote = parts
         .extensions
@@ -580,6 +600,20 @@ fn api_post_event(s: &mut SimState, r: &Req, out: &Outcome, now: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_is_cut() {
+        let never = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+        let limit = Duration::from_millis(100);
+        let read = read_body(Body::from_stream(never), limit);
+        let e = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the read ends")
+            .unwrap_err();
+        assert_eq!(e.status, 408);
+        let whole = read_body(Body::from("{}"), limit).await.unwrap();
+        assert_eq!(&whole[..], b"{}");
+    }
 
     #[test]
     fn lenient_paths() {
