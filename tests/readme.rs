@@ -56,3 +56,36 @@ fn the_demo_deploys_every_app_of_the_example() {
     assert!(kept.join("pacer.yaml").is_file(), "{}", kept.display());
     let _ = std::fs::remove_dir_all(kept.parent().unwrap());
 }
+
+/// A merge left half-done shows in the docs as conflict markers; nothing
+/// else would catch it, since Markdown renders them as text.
+#[test]
+fn no_document_holds_merge_conflict_markers() {
+    let dir = project_dir();
+    let mut docs = vec![dir.join("README.md")];
+    for d in ["docs", "deploy", "fuzz"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(d)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "md") {
+                docs.push(p);
+            }
+        }
+    }
+    assert!(docs.len() > 3, "the docs were not found: {docs:?}");
+    for p in docs {
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !["<<<<<<< ", "=======", ">>>>>>> "]
+                    .iter()
+                    .any(|m| line.starts_with(m) && (m.ends_with(' ') || line == *m)),
+                "{}:{}: a merge conflict marker: {line}",
+                p.display(),
+                n + 1
+            );
+        }
+    }
+}
