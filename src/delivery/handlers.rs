@@ -124,6 +124,9 @@ async fn login(
             bundle.env
         ));
     };
+    let Ok(_permit) = s.login_checks.try_acquire() else {
+        return unavailable("too many logins at once; try again".into());
+    };
     let app = match client.get_app(&req.app_id).await {
         Ok(a) => a,
         Err(e) => {
