@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A secret only the api's config file holds.
-const DB_PASSWORD: &str = "s3cr3t-e2e-7c1f9a";
+pub const DB_PASSWORD: &str = "s3cr3t-e2e-7c1f9a";
 
 /// An HTTP client sending from one address, as a task on that host would.
 struct Agent {
@@ -68,7 +68,7 @@ async fn answer(resp: reqwest::Response) -> (u16, Value) {
 }
 
 /// `(id, host)` of the running tasks of `app`, once there are `n`.
-async fn tasks(w: &World, app: &str, n: usize) -> Vec<(String, String)> {
+pub async fn tasks(w: &World, app: &str, n: usize) -> Vec<(String, String)> {
     wait_until(
         &format!("{n} running tasks of {app}"),
         Duration::from_secs(30),
@@ -98,7 +98,7 @@ async fn tasks(w: &World, app: &str, n: usize) -> Vec<(String, String)> {
 
 /// The examples repo with the api's secret replaced, tasks on loopback
 /// hosts, and `pacer serve` on dev once every app runs.
-async fn world() -> World {
+pub async fn world() -> World {
     let w = World::new().await;
     let (s, v) = w
         .sim
@@ -114,7 +114,7 @@ async fn world() -> World {
     w
 }
 
-fn serve(w: &World, extra: &[&str]) -> Daemon {
+pub fn serve(w: &World, extra: &[&str]) -> Daemon {
     let mut args = vec!["--task-recheck", "1"];
     args.extend_from_slice(extra);
     w.serve(1, 60, &args)

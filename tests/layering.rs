@@ -12,6 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("redact", &[]),
     ("listen", &[]),
+    ("agent", &[]),
     ("source", &["model", "redact"]),
     ("marathon", &["model", "redact"]),
     ("render", &["marathon", "model", "redact", "source"]),
@@ -48,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "agent",
             "apply",
             "delivery",
             "diff",

@@ -1,0 +1,273 @@
+//! `pacer agent`: runs inside a task. Logs in to the config server once
+//! (with Mesos's `MESOS_TASK_ID` and Marathon's `MARATHON_APP_ID`), writes
+//! the app's files where the manifest says (atomically, leaving unchanged
+//! files untouched), starts the app as its child, then watches the bundle:
+//! a changed `hot` file is written and the child gets SIGHUP. The token is
+//! renewed at half its life. The agent ends with its child, passing on
+//! SIGTERM and SIGINT, and exits with the child's code.
+
+pub mod files;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use files::{Manifest, hash, parse_mode, to_write, under_root, write_atomic};
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The config server: `pacer serve`'s address.
+    #[arg(long, env = "PACER_SERVER", value_name = "URL")]
+    pub server: String,
+    /// The task's id (Mesos sets MESOS_TASK_ID).
+    #[arg(long, env = "MESOS_TASK_ID", value_name = "ID")]
+    pub task_id: String,
+    /// The task's app (Marathon sets MARATHON_APP_ID).
+    #[arg(long, env = "MARATHON_APP_ID", value_name = "ID")]
+    pub app_id: String,
+    /// Where task paths are rooted: `/etc/app.conf` is written to
+    /// `<root>/etc/app.conf`.
+    #[arg(
+        long,
+        env = "PACER_AGENT_ROOT",
+        default_value = "/",
+        value_name = "DIR"
+    )]
+    pub root: PathBuf,
+    /// The address to send from, on a host with several.
+    #[arg(long, env = "PACER_AGENT_SOURCE_ADDRESS", value_name = "IP")]
+    pub source_address: Option<IpAddr>,
+    /// Write the files once and exit (no child, no watch).
+    #[arg(long)]
+    pub once: bool,
+    /// The app to run once the files are written, e.g. `-- nginx -g 'daemon off;'`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// How long a watch blocks on the server (its cap).
+const WAIT: Duration = Duration::from_secs(300);
+/// Login attempts while the server answers 503 or can't be reached.
+const LOGIN_ATTEMPTS: u32 = 10;
+
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    /// When to renew the token: half its life after it was issued.
+    renew_at: Instant,
+}
+
+pub fn run(a: AgentArgs) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(agent(a))
+}
+
+async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
+    let mut http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("pacer-agent/", env!("CARGO_PKG_VERSION")));
+    if let Some(ip) = a.source_address {
+        http = http.local_address(ip);
+    }
+    let mut s = Session {
+        http: http.build()?,
+        base: a.server.trim_end_matches('/').to_string(),
+        token: String::new(),
+        renew_at: Instant::now(),
+    };
+    login(&mut s, &a).await?;
+    let mut manifest = fetch_manifest(&s, None).await?;
+    sync(&s, &a, &manifest).await?;
+    if a.once {
+        return Ok(0);
+    }
+    let mut child = match a.command.split_first() {
+        Some((cmd, args)) => Some(
+            tokio::process::Command::new(cmd)
+                .args(args)
+                .spawn()
+                .with_context(|| format!("starting `{cmd}`"))?,
+        ),
+        None => None,
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        if Instant::now() >= s.renew_at {
+            renew(&mut s).await?;
+        }
+        let index = manifest.index;
+        let next = tokio::select! {
+            m = fetch_manifest(&s, Some(index)) => m,
+            status = wait_child(&mut child) => return Ok(exit_code(status?)),
+            _ = term.recv() => return stop(child).await,
+            _ = tokio::signal::ctrl_c() => return stop(child).await,
+        };
+        let next = match next {
+            Ok(m) => m,
+            Err(e) if e.is::<Refused>() => return Err(e),
+            Err(e) => {
+                tracing::warn!("watching the config: {e:#}; trying again");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        let hot = sync(&s, &a, &next).await?;
+        if hot && let Some(c) = &child {
+            signal(c, libc::SIGHUP);
+        }
+        manifest = next;
+    }
+}
+
+/// A refusal by the server (401/403): trying again can't help.
+#[derive(Debug, thiserror::Error)]
+#[error("the config server refused: {0}")]
+struct Refused(String);
+
+async fn send(rb: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+    let resp = rb.send().await?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if matches!(status, 401 | 403 | 400) {
+        return Err(Refused(body["message"].as_str().unwrap_or("").to_string()).into());
+    }
+    Ok((status, body))
+}
+
+async fn login(s: &mut Session, a: &AgentArgs) -> anyhow::Result<()> {
+    let body = json!({"taskId": a.task_id, "appId": a.app_id});
+    for attempt in 1..=LOGIN_ATTEMPTS {
+        let tried = send(s.http.post(format!("{}/v1/login", s.base)).json(&body)).await;
+        match tried {
+            Ok((200, v)) => return take_token(s, &v),
+            Err(e) if e.is::<Refused>() => return Err(e),
+            Ok((status, v)) => tracing::warn!(status, "login: {v}; trying again"),
+            Err(e) => tracing::warn!("login: {e:#}; trying again"),
+        }
+        // The grace window is short: retry quickly.
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+    }
+    bail!("the config server at {} did not accept a login", s.base)
+}
+
+fn take_token(s: &mut Session, v: &Value) -> anyhow::Result<()> {
+    s.token = v["token"]
+        .as_str()
+        .context("no token in the answer")?
+        .to_string();
+    let expires = v["expiresAt"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .context("no expiresAt in the answer")?;
+    let life = (expires.timestamp() - chrono::Utc::now().timestamp()).max(1) as u64;
+    s.renew_at = Instant::now() + Duration::from_millis(life * 500);
+    Ok(())
+}
+
+async fn renew(s: &mut Session) -> anyhow::Result<()> {
+    let rb = s
+        .http
+        .post(format!("{}/v1/token/renew", s.base))
+        .bearer_auth(&s.token);
+    match send(rb).await? {
+        (200, v) => take_token(s, &v),
+        (status, v) => bail!("renewing the token: {status} {v}"),
+    }
+}
+
+async fn fetch_manifest(s: &Session, index: Option<u64>) -> anyhow::Result<Manifest> {
+    let url = match index {
+        Some(i) => format!("{}/v1/config?index={i}&wait={}s", s.base, WAIT.as_secs()),
+        None => format!("{}/v1/config", s.base),
+    };
+    let rb = s
+        .http
+        .get(url)
+        .bearer_auth(&s.token)
+        .timeout(WAIT + Duration::from_secs(60));
+    let resp = rb.send().await?;
+    let status = resp.status().as_u16();
+    if matches!(status, 401 | 403) {
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        return Err(Refused(v["message"].as_str().unwrap_or("").to_string()).into());
+    }
+    if status != 200 {
+        bail!("GET /v1/config answered {status}");
+    }
+    Ok(resp.json().await?)
+}
+
+/// Writes the files that differ from disk; true when a hot one changed.
+async fn sync(s: &Session, a: &AgentArgs, m: &Manifest) -> anyhow::Result<bool> {
+    let root = a.root.clone();
+    let on_disk = |path: &str| {
+        let p = under_root(&root, path).ok()?;
+        std::fs::read(p).ok().map(|b| hash(&b))
+    };
+    let mut hot = false;
+    for f in to_write(m, on_disk) {
+        let target = under_root(&a.root, &f.path).map_err(anyhow::Error::msg)?;
+        let mode = parse_mode(&f.mode).unwrap_or(0o644);
+        let resp = s
+            .http
+            .get(format!("{}/v1/config/files/{}", s.base, f.name))
+            .bearer_auth(&s.token)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("GET file {}: {}", f.name, resp.status());
+        }
+        let content = resp.bytes().await?;
+        if hash(&content) != f.hash {
+            // The bundle moved on meanwhile: the next watch brings it.
+            tracing::info!(file = %f.name, "content changed while fetched; waiting for the next manifest");
+            continue;
+        }
+        let t = target.clone();
+        tokio::task::spawn_blocking(move || write_atomic(&t, &content, mode))
+            .await?
+            .with_context(|| format!("writing {}", target.display()))?;
+        tracing::info!(file = %f.name, path = %target.display(), reload = %f.reload, "config file written");
+        hot |= f.reload == "hot";
+    }
+    Ok(hot)
+}
+
+async fn wait_child(
+    child: &mut Option<tokio::process::Child>,
+) -> std::io::Result<std::process::ExitStatus> {
+    match child {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn signal(c: &tokio::process::Child, sig: libc::c_int) {
+    if let Some(pid) = c.id() {
+        // SAFETY: kill(2) on our own child's pid, which `Child` keeps from
+        // being reaped (and reused) until it has been waited for.
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+}
+
+/// Passes SIGTERM on to the child and waits for it.
+async fn stop(child: Option<tokio::process::Child>) -> anyhow::Result<u8> {
+    let Some(mut c) = child else { return Ok(0) };
+    signal(&c, libc::SIGTERM);
+    Ok(exit_code(c.wait().await?))
+}
+
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => u8::try_from(c).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
+        _ => 1,
+    }
+}

@@ -1,0 +1,152 @@
+//! `pacer agent` end to end: the real daemon and simulator (tasks on
+//! loopback hosts), the agent sending from its task's host.
+
+use crate::delivery::{DB_PASSWORD, serve, tasks, world};
+use crate::util::PACER;
+use crate::util::harness::{SECRET, wait_until};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running agent, killed when dropped.
+struct AgentProc(Child);
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent(server: &str, task: &(String, String), app: &str, root: &Path, log: &Path) -> Command {
+    let mut cmd = Command::new(PACER);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PACER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(["agent", "--server", server, "--root"])
+        .arg(root)
+        .args(["--source-address", &task.1])
+        .env("MESOS_TASK_ID", &task.0)
+        .env("MARATHON_APP_ID", app)
+        .env("PACER_LOG", "pacer=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change() {
+    let w = world().await;
+    let d = serve(&w, &[]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+
+    // Once: the api's secret-bearing file, private to the task.
+    let api = tasks(&w, "/dev/api", 1).await;
+    let api_root = w.scratch.path().join("api-task");
+    let log = w.scratch.path().join("agent-api.log");
+    let out = agent(&d.url, &api[0], "/dev/api", &api_root, &log)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{log_text}");
+    let file = api_root.join("etc/api/application.yaml");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(DB_PASSWORD)
+    );
+    assert_eq!(mode(&file), 0o600);
+    assert!(!log_text.contains(DB_PASSWORD), "{log_text}");
+
+    // Watching: the app starts after its file is there and gets SIGHUP
+    // when the hot file changes.
+    let web = tasks(&w, "/dev/web", 1).await;
+    let root = w.scratch.path().join("web-task");
+    std::fs::create_dir_all(&root).unwrap();
+    let conf = root.join("etc/nginx/nginx.conf");
+    let hups = root.join("hups");
+    let script = format!(
+        "test -f {conf} && echo up > {root}/started; trap 'echo hup >> {hups}' HUP; \
+         while kill -0 $PPID 2>/dev/null; do sleep 0.05; done",
+        conf = conf.display(),
+        root = root.display(),
+        hups = hups.display()
+    );
+    let log = w.scratch.path().join("agent-web.log");
+    let mut a = AgentProc(
+        agent(&d.url, &web[0], "/dev/web", &root, &log)
+            .args(["--", "sh", "-c", &script])
+            .spawn()
+            .unwrap(),
+    );
+    let started = root.join("started");
+    wait_until(
+        "the app started with its file",
+        Duration::from_secs(20),
+        || async {
+            if started.exists() {
+                Ok(())
+            } else {
+                Err(std::fs::read_to_string(&log).unwrap_or_default())
+            }
+        },
+    )
+    .await;
+    assert_eq!(mode(&conf), 0o644);
+    let before = std::fs::read_to_string(&conf).unwrap();
+    assert!(before.contains("keepalive_timeout 65"));
+
+    w.git.repo.edit(
+        "apps/web/files/nginx.conf",
+        "keepalive_timeout 65",
+        "keepalive_timeout 66",
+    );
+    let commit = w.git.commit_push("web: a longer keepalive");
+    d.github_push(&commit, SECRET).await;
+    wait_until(
+        "the new file written and the app told",
+        Duration::from_secs(20),
+        || async {
+            let now = std::fs::read_to_string(&conf).unwrap_or_default();
+            let told = std::fs::read_to_string(&hups).unwrap_or_default();
+            if now.contains("keepalive_timeout 66") && told.lines().count() == 1 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "hups: {told:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
+        },
+    )
+    .await;
+
+    // SIGTERM reaches the app; the agent exits with it.
+    let _ = Command::new("kill")
+        .args(["-TERM", &a.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = a.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the agent did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}
