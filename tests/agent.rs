@@ -46,7 +46,8 @@ fn mode(p: &Path) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change() {
     let w = world().await;
-    let d = serve(&w, &[]);
+    // Tokens live 2 s: the agent must renew them to keep watching.
+    let d = serve(&w, &["--token-ttl", "2"]);
     d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
 
     // Once: the api's secret-bearing file, private to the task.
@@ -106,6 +107,18 @@ async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change(
     let before = std::fs::read_to_string(&conf).unwrap();
     assert!(before.contains("keepalive_timeout 65"));
 
+    wait_until(
+        "the agent renews its token past its life",
+        Duration::from_secs(20),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            match text.matches("token renewed").count() {
+                n if n >= 5 => Ok(()),
+                n => Err(format!("{n} renewals:\n{text}")),
+            }
+        },
+    )
+    .await;
     w.git.repo.edit(
         "apps/web/files/nginx.conf",
         "keepalive_timeout 65",

@@ -96,11 +96,23 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         if Instant::now() >= s.renew_at {
-            renew(&mut s).await?;
+            match renew(&mut s).await {
+                Ok(()) => tracing::debug!("token renewed"),
+                Err(e) if e.is::<Refused>() => return Err(e),
+                // The token lives on a while: try again soon.
+                Err(e) => {
+                    tracing::warn!("renewing the token: {e:#}; trying again");
+                    s.renew_at = Instant::now() + Duration::from_secs(2);
+                }
+            }
         }
         let index = manifest.index;
+        // A watch ends in time for the next renewal, the server's jitter
+        // (up to a sixteenth of the wait) included.
+        let wait = (s.renew_at.saturating_duration_since(Instant::now()) * 15 / 16)
+            .clamp(Duration::from_millis(100), WAIT);
         let next = tokio::select! {
-            m = fetch_manifest(&s, Some(index)) => m,
+            m = fetch_manifest(&s, Some((index, wait))) => m,
             status = wait_child(&mut child) => return Ok(exit_code(status?)),
             _ = term.recv() => return stop(child).await,
             _ = tokio::signal::ctrl_c() => return stop(child).await,
@@ -162,8 +174,9 @@ fn take_token(s: &mut Session, v: &Value) -> anyhow::Result<()> {
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .context("no expiresAt in the answer")?;
-    let life = (expires.timestamp() - chrono::Utc::now().timestamp()).max(1) as u64;
-    s.renew_at = Instant::now() + Duration::from_millis(life * 500);
+    // In ms: with a short TTL, whole seconds would renew too late.
+    let life_ms = (expires.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+    s.renew_at = Instant::now() + Duration::from_millis(life_ms.unsigned_abs() / 2);
     Ok(())
 }
 
@@ -178,9 +191,10 @@ async fn renew(s: &mut Session) -> anyhow::Result<()> {
     }
 }
 
-async fn fetch_manifest(s: &Session, index: Option<u64>) -> anyhow::Result<Manifest> {
-    let url = match index {
-        Some(i) => format!("{}/v1/config?index={i}&wait={}s", s.base, WAIT.as_secs()),
+/// The manifest; with `(index, wait)`, a watch from that index.
+async fn fetch_manifest(s: &Session, watch: Option<(u64, Duration)>) -> anyhow::Result<Manifest> {
+    let url = match watch {
+        Some((i, wait)) => format!("{}/v1/config?index={i}&wait={}ms", s.base, wait.as_millis()),
         None => format!("{}/v1/config", s.base),
     };
     let rb = s

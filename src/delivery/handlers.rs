@@ -201,7 +201,9 @@ fn replayed(task: &str, prior: &PriorUse, caller: IpAddr) {
 
 /// A fresh token for the task, as the answer to a login or a renew.
 fn grant(s: &Server, env: String, app: String, task: String) -> Response {
-    let exp = now_ms() / 1000 + i64::try_from(s.settings.token_ttl.as_secs()).unwrap_or(3600);
+    // Rounded up to the second: a token lives at least the TTL.
+    let ttl_ms = i64::try_from(s.settings.token_ttl.as_millis()).unwrap_or(3_600_000);
+    let exp = (now_ms() + ttl_ms + 999) / 1000;
     let claims = Claims {
         env,
         app,
