@@ -162,4 +162,58 @@ async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change(
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
+
+    // A task Marathon stops: its token dies, and the agent stops the app
+    // and exits with an error (a refusal is not retried).
+    let api = tasks(&w, "/dev/api", 2).await;
+    let other = api
+        .iter()
+        .find(|t| t.0 != api[0].0)
+        .expect("a second api task")
+        .clone();
+    let root = w.scratch.path().join("api-task-2");
+    std::fs::create_dir_all(&root).unwrap();
+    let pid_file = root.join("pid");
+    let script = format!(
+        // Bounded, and blind to its parent: only the agent's SIGTERM ends it early.
+        "echo $$ > {pid}; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        pid = pid_file.display()
+    );
+    let log = w.scratch.path().join("agent-api-2.log");
+    let mut a = AgentProc(
+        agent(&d.url, &other, "/dev/api", &root, &log)
+            .args(["--", "sh", "-c", &script])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = wait_until("the app started", Duration::from_secs(20), || async {
+        match std::fs::read_to_string(&pid_file) {
+            Ok(p) if p.ends_with('\n') => Ok(p.trim().to_string()),
+            _ => Err(std::fs::read_to_string(&log).unwrap_or_default()),
+        }
+    })
+    .await;
+    let (s, v) = w
+        .sim
+        .post(
+            &format!("/_sim/tasks/{}/kill", other.0),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = a.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent went on: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    let alive = Command::new("kill").args(["-0", &pid]).status().unwrap();
+    assert!(!alive.success(), "the app was stopped with the agent");
 }

@@ -79,8 +79,8 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         renew_at: Instant::now(),
     };
     login(&mut s, &a).await?;
-    let mut manifest = fetch_manifest(&s, None).await?;
-    sync(&s, &a, &manifest).await?;
+    let manifest = fetch_manifest(&s, None).await?;
+    sync(&s, &a, &manifest, &mut false).await?;
     if a.once {
         return Ok(0);
     }
@@ -93,10 +93,40 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         ),
         None => None,
     };
+    let ran = watch(&mut s, &a, &mut child, manifest).await;
+    match ran {
+        Ok(Ended::Child(status)) => Ok(exit_code(status)),
+        Ok(Ended::Signal) => stop(child).await,
+        Err(e) => {
+            // The agent can't go on (a refusal: its token is dead): the
+            // app goes with it, so Marathon starts a fresh task.
+            let _ = stop(child).await;
+            Err(e)
+        }
+    }
+}
+
+/// Why the watch loop ended.
+enum Ended {
+    Child(std::process::ExitStatus),
+    /// SIGTERM or Ctrl-C.
+    Signal,
+}
+
+/// Renews the token, watches the bundle and writes what changed, until
+/// the child ends, a signal comes, or the server refuses.
+async fn watch(
+    s: &mut Session,
+    a: &AgentArgs,
+    child: &mut Option<tokio::process::Child>,
+    mut manifest: Manifest,
+) -> anyhow::Result<Ended> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // A hot file written but not yet signalled (a later file failed).
+    let mut hot = false;
     loop {
         if Instant::now() >= s.renew_at {
-            match renew(&mut s).await {
+            match renew(s).await {
                 Ok(()) => tracing::debug!("token renewed"),
                 Err(e) if e.is::<Refused>() => return Err(e),
                 // The token lives on a while: try again soon.
@@ -112,10 +142,10 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         let wait = (s.renew_at.saturating_duration_since(Instant::now()) * 15 / 16)
             .clamp(Duration::from_millis(100), WAIT);
         let next = tokio::select! {
-            m = fetch_manifest(&s, Some((index, wait))) => m,
-            status = wait_child(&mut child) => return Ok(exit_code(status?)),
-            _ = term.recv() => return stop(child).await,
-            _ = tokio::signal::ctrl_c() => return stop(child).await,
+            m = fetch_manifest(s, Some((index, wait))) => m,
+            status = wait_child(child) => return Ok(Ended::Child(status?)),
+            _ = term.recv() => return Ok(Ended::Signal),
+            _ = tokio::signal::ctrl_c() => return Ok(Ended::Signal),
         };
         let next = match next {
             Ok(m) => m,
@@ -126,11 +156,20 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        let hot = sync(&s, &a, &next).await?;
-        if hot && let Some(c) = &child {
-            signal(c, libc::SIGHUP);
+        match sync(s, a, &next, &mut hot).await {
+            // Only a complete bundle moves the index on: after a failure
+            // the next watch answers at once and the rest is tried again.
+            Ok(()) => manifest = next,
+            Err(e) if e.is::<Refused>() => return Err(e),
+            Err(e) => {
+                tracing::warn!("writing the config: {e:#}; trying again");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
         }
-        manifest = next;
+        if hot && let Some(c) = child.as_ref() {
+            signal(c, libc::SIGHUP);
+            hot = false;
+        }
     }
 }
 
@@ -214,14 +253,14 @@ async fn fetch_manifest(s: &Session, watch: Option<(u64, Duration)>) -> anyhow::
     Ok(resp.json().await?)
 }
 
-/// Writes the files that differ from disk; true when a hot one changed.
-async fn sync(s: &Session, a: &AgentArgs, m: &Manifest) -> anyhow::Result<bool> {
+/// Writes the files that differ from disk; sets `hot` when a hot one was
+/// written (even if a later one then fails).
+async fn sync(s: &Session, a: &AgentArgs, m: &Manifest, hot: &mut bool) -> anyhow::Result<()> {
     let root = a.root.clone();
     let on_disk = |path: &str| {
         let p = under_root(&root, path).ok()?;
         std::fs::read(p).ok().map(|b| hash(&b))
     };
-    let mut hot = false;
     for f in to_write(m, on_disk) {
         let target = under_root(&a.root, &f.path).map_err(anyhow::Error::msg)?;
         let mode = parse_mode(&f.mode).unwrap_or(0o644);
@@ -232,6 +271,9 @@ async fn sync(s: &Session, a: &AgentArgs, m: &Manifest) -> anyhow::Result<bool> 
             .timeout(Duration::from_secs(60))
             .send()
             .await?;
+        if matches!(resp.status().as_u16(), 401 | 403) {
+            return Err(Refused(format!("GET file {}: {}", f.name, resp.status())).into());
+        }
         if !resp.status().is_success() {
             bail!("GET file {}: {}", f.name, resp.status());
         }
@@ -246,9 +288,9 @@ async fn sync(s: &Session, a: &AgentArgs, m: &Manifest) -> anyhow::Result<bool> 
             .await?
             .with_context(|| format!("writing {}", target.display()))?;
         tracing::info!(file = %f.name, path = %target.display(), reload = %f.reload, "config file written");
-        hot |= f.reload == "hot";
+        *hot |= f.reload == "hot";
     }
-    Ok(hot)
+    Ok(())
 }
 
 async fn wait_child(
