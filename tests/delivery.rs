@@ -456,16 +456,46 @@ async fn logins_from_the_wrong_task_place_or_time_are_refused() {
     })
     .await;
 
+    // With the address check off (behind NAT), which the status says, a
+    // new task logs in from anywhere.
+    drop(d);
+    let d = serve(&w, &["--task-address-check", "false"]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let status = d.status().await;
+    assert_eq!(status["configServer"]["addressCheck"], false, "{status}");
+    let old_worker = tasks(&w, "/dev/worker", 1).await[0].0.clone();
+    let (s, v) = w
+        .sim
+        .post(&format!("/_sim/tasks/{old_worker}/kill"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let worker = wait_until("a new worker task", Duration::from_secs(30), || async {
+        let now = tasks(&w, "/dev/worker", 1).await;
+        now.into_iter()
+            .find(|(id, _)| *id != old_worker)
+            .ok_or_else(|| "only the killed task".to_string())
+    })
+    .await;
+    let (s, v) = agent_for(&d, "127.0.0.99")
+        .login(&worker.0, "/dev/worker")
+        .await;
+    assert_eq!(s, 200, "{v}");
+
     // Past the grace window, a task that never logged in is refused.
     drop(d);
     let d = serve(&w, &["--login-grace", "1"]);
-    let worker = tasks(&w, "/dev/worker", 1).await;
-    let worker_agent = agent_for(&d, &worker[0].1);
+    let api_now = tasks(&w, "/dev/api", 2).await;
+    let unused = api_now
+        .iter()
+        .find(|(id, _)| *id != api_task.0 && *id != dead)
+        .expect("the api task launched after the kill")
+        .clone();
+    let unused_agent = agent_for(&d, &unused.1);
     wait_until(
         "a login past the grace window refused",
         Duration::from_secs(10),
         || async {
-            match worker_agent.login(&worker[0].0, "/dev/worker").await {
+            match unused_agent.login(&unused.0, "/dev/api").await {
                 (403, v) if reason(&v) == "graceExpired" => Ok(()),
                 other => Err(format!("{other:?}")),
             }
