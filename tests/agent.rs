@@ -46,6 +46,16 @@ fn mode(p: &Path) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change() {
     let w = world().await;
+    // A second hot file for web, its name with a slash.
+    w.git
+        .repo
+        .write("apps/web/files/site.conf", "server_name {{ env }};\n");
+    w.git.repo.edit(
+        "apps/web/app.yaml",
+        "files:\n",
+        "files:\n  conf.d/site.conf:\n    source: site.conf\n    path: /etc/nginx/conf.d/site.conf\n    reload: hot\n",
+    );
+    w.git.commit_push("web: a second file");
     // Tokens live 2 s: the agent must renew them to keep watching.
     let d = serve(&w, &["--token-ttl", "2"]);
     d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
@@ -106,6 +116,12 @@ async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change(
     assert_eq!(mode(&conf), 0o644);
     let before = std::fs::read_to_string(&conf).unwrap();
     assert!(before.contains("keepalive_timeout 65"));
+    let site = root.join("etc/nginx/conf.d/site.conf");
+    assert_eq!(
+        std::fs::read_to_string(&site).unwrap(),
+        "server_name dev;\n"
+    );
+    let site_written = std::fs::metadata(&site).unwrap().modified().unwrap();
 
     wait_until(
         "the agent renews its token past its life",
@@ -143,6 +159,12 @@ async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change(
         },
     )
     .await;
+
+    assert_eq!(
+        std::fs::metadata(&site).unwrap().modified().unwrap(),
+        site_written,
+        "an unchanged file is left alone"
+    );
 
     // SIGTERM reaches the app; the agent exits with it.
     let _ = Command::new("kill")

@@ -266,7 +266,7 @@ async fn sync(s: &Session, a: &AgentArgs, m: &Manifest, hot: &mut bool) -> anyho
         let mode = parse_mode(&f.mode).unwrap_or(0o644);
         let resp = s
             .http
-            .get(format!("{}/v1/config/files/{}", s.base, f.name))
+            .get(file_url(&s.base, &f.name)?)
             .bearer_auth(&s.token)
             .timeout(Duration::from_secs(60))
             .send()
@@ -291,6 +291,15 @@ async fn sync(s: &Session, a: &AgentArgs, m: &Manifest, hot: &mut bool) -> anyho
         *hot |= f.reload == "hot";
     }
     Ok(())
+}
+
+/// `<base>/v1/config/files/<name>`, each part of the name escaped.
+fn file_url(base: &str, name: &str) -> anyhow::Result<reqwest::Url> {
+    let mut url = reqwest::Url::parse(&format!("{base}/v1/config/files"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("the server URL {base} can't take a path"))?
+        .extend(name.split('/'));
+    Ok(url)
 }
 
 async fn wait_child(
@@ -325,5 +334,17 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
         (Some(c), _) => u8::try_from(c).unwrap_or(1),
         (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn file_names_are_escaped_in_their_url() {
+        let u = super::file_url("http://pacer:8081", "conf.d/my site#1.conf").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "http://pacer:8081/v1/config/files/conf.d/my%20site%231.conf"
+        );
     }
 }

@@ -39,7 +39,8 @@ pub fn router(server: Arc<Server>) -> Router {
     let bounded = Router::new()
         .route("/v1/login", post(login))
         .route("/v1/token/renew", post(renew))
-        .route("/v1/config/files/{name}", get(file))
+        // A file's name may hold `/` (`conf.d/site.conf`).
+        .route("/v1/config/files/{*name}", get(file))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
