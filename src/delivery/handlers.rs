@@ -119,6 +119,9 @@ async fn login(
     let Some(bundle) = bundles.apps.get(&req.app_id).cloned() else {
         return refuse(&s, Refusal::UnknownApp, task, Some(caller));
     };
+    if !login::task_fits_app(&req.task_id, &req.app_id) {
+        return refuse(&s, Refusal::UnknownTask, task, Some(caller));
+    }
     let Some(client) = s.marathon_of(&bundles, &bundle.env) else {
         return unavailable(format!(
             "environment {} has no usable Marathon URL",
