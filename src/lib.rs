@@ -37,12 +37,15 @@
 //! - [`delivery`]: the config server inside it: task logins, tokens, and each
 //!   task's own bundle of config files (watchable).
 //! - [`sim`]: an in-memory Marathon 1.10 simulator (`pacer sim`).
+//! - [`agent`]: `pacer agent`, inside a task: writes its files from the
+//!   config server and signals its app.
 //! - [`cli`]: clap types and one function per subcommand.
 //!
 //! No stage imports `reconcile`, `server`, `cli` or `sim`, and no two
 //! top-level modules import each other, directly or not: the test
 //! `layering` checks every `crate::` path against its table.
 
+pub mod agent;
 pub mod apply;
 pub mod cli;
 pub mod delivery;

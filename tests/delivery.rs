@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A secret only the api's config file holds.
-const DB_PASSWORD: &str = "s3cr3t-e2e-7c1f9a";
+pub const DB_PASSWORD: &str = "s3cr3t-e2e-7c1f9a";
 
 /// An HTTP client sending from one address, as a task on that host would.
 struct Agent {
@@ -68,7 +68,7 @@ async fn answer(resp: reqwest::Response) -> (u16, Value) {
 }
 
 /// `(id, host)` of the running tasks of `app`, once there are `n`.
-async fn tasks(w: &World, app: &str, n: usize) -> Vec<(String, String)> {
+pub async fn tasks(w: &World, app: &str, n: usize) -> Vec<(String, String)> {
     wait_until(
         &format!("{n} running tasks of {app}"),
         Duration::from_secs(30),
@@ -98,7 +98,7 @@ async fn tasks(w: &World, app: &str, n: usize) -> Vec<(String, String)> {
 
 /// The examples repo with the api's secret replaced, tasks on loopback
 /// hosts, and `pacer serve` on dev once every app runs.
-async fn world() -> World {
+pub async fn world() -> World {
     let w = World::new().await;
     let (s, v) = w
         .sim
@@ -114,7 +114,7 @@ async fn world() -> World {
     w
 }
 
-fn serve(w: &World, extra: &[&str]) -> Daemon {
+pub fn serve(w: &World, extra: &[&str]) -> Daemon {
     let mut args = vec!["--task-recheck", "1"];
     args.extend_from_slice(extra);
     w.serve(1, 60, &args)
@@ -456,16 +456,46 @@ async fn logins_from_the_wrong_task_place_or_time_are_refused() {
     })
     .await;
 
+    // With the address check off (behind NAT), which the status says, a
+    // new task logs in from anywhere.
+    drop(d);
+    let d = serve(&w, &["--task-address-check", "false"]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let status = d.status().await;
+    assert_eq!(status["configServer"]["addressCheck"], false, "{status}");
+    let old_worker = tasks(&w, "/dev/worker", 1).await[0].0.clone();
+    let (s, v) = w
+        .sim
+        .post(&format!("/_sim/tasks/{old_worker}/kill"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let worker = wait_until("a new worker task", Duration::from_secs(30), || async {
+        let now = tasks(&w, "/dev/worker", 1).await;
+        now.into_iter()
+            .find(|(id, _)| *id != old_worker)
+            .ok_or_else(|| "only the killed task".to_string())
+    })
+    .await;
+    let (s, v) = agent_for(&d, "127.0.0.99")
+        .login(&worker.0, "/dev/worker")
+        .await;
+    assert_eq!(s, 200, "{v}");
+
     // Past the grace window, a task that never logged in is refused.
     drop(d);
     let d = serve(&w, &["--login-grace", "1"]);
-    let worker = tasks(&w, "/dev/worker", 1).await;
-    let worker_agent = agent_for(&d, &worker[0].1);
+    let api_now = tasks(&w, "/dev/api", 2).await;
+    let unused = api_now
+        .iter()
+        .find(|(id, _)| *id != api_task.0 && *id != dead)
+        .expect("the api task launched after the kill")
+        .clone();
+    let unused_agent = agent_for(&d, &unused.1);
     wait_until(
         "a login past the grace window refused",
         Duration::from_secs(10),
         || async {
-            match worker_agent.login(&worker[0].0, "/dev/worker").await {
+            match unused_agent.login(&unused.0, "/dev/api").await {
                 (403, v) if reason(&v) == "graceExpired" => Ok(()),
                 other => Err(format!("{other:?}")),
             }

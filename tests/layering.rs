@@ -12,6 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("redact", &[]),
     ("listen", &[]),
+    ("agent", &[]),
     ("source", &["model", "redact"]),
     ("marathon", &["model", "redact"]),
     ("render", &["marathon", "model", "redact", "source"]),
@@ -51,6 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "agent",
             "apply",
             "delivery",
             "diff",

@@ -67,3 +67,6 @@ mod reconcile_writer;
 mod delivery;
 /// The HTTP listeners' budgets (a client that stops reading, an idle keep-alive) and the daemon's Host guard on writes.
 mod http_budgets;
+
+/// `pacer agent` against the real daemon: files written, the app started and reloaded on a hot change.
+mod agent;

@@ -128,6 +128,13 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run an in-memory Marathon 1.10 simulator.
     Sim(crate::sim::SimArgs),
+    /// Inside a task: write its config files from `pacer serve` and run its app.
+    ///
+    /// Logs in once with MESOS_TASK_ID and MARATHON_APP_ID, writes the app's
+    /// files atomically where the manifest says, starts COMMAND, then
+    /// watches: a changed hot file is rewritten and COMMAND gets SIGHUP.
+    /// Exits with COMMAND's exit code. See docs/config-server.md.
+    Agent(crate::agent::AgentArgs),
     /// Run the bundled example repo end to end on embedded defaults.
     ///
     /// Writes the example repo (built into the binary) to a new Git repo,

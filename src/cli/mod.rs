@@ -94,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
         Command::Serve(a) => serve::run(*a),
+        Command::Agent(a) => crate::agent::run(a),
         Command::Sim(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(crate::sim::run(args)).map_err(|e| {

@@ -39,7 +39,8 @@ pub fn router(server: Arc<Server>) -> Router {
     let bounded = Router::new()
         .route("/v1/login", post(login))
         .route("/v1/token/renew", post(renew))
-        .route("/v1/config/files/{name}", get(file))
+        // A file's name may hold `/` (`conf.d/site.conf`).
+        .route("/v1/config/files/{*name}", get(file))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -118,11 +119,17 @@ async fn login(
     let Some(bundle) = bundles.apps.get(&req.app_id).cloned() else {
         return refuse(&s, Refusal::UnknownApp, task, Some(caller));
     };
+    if !login::task_fits_app(&req.task_id, &req.app_id) {
+        return refuse(&s, Refusal::UnknownTask, task, Some(caller));
+    }
     let Some(client) = s.marathon_of(&bundles, &bundle.env) else {
         return unavailable(format!(
             "environment {} has no usable Marathon URL",
             bundle.env
         ));
+    };
+    let Ok(_permit) = s.login_checks.try_acquire() else {
+        return unavailable("too many logins at once; try again".into());
     };
     let app = match client.get_app(&req.app_id).await {
         Ok(a) => a,
@@ -198,7 +205,9 @@ fn replayed(task: &str, prior: &PriorUse, caller: IpAddr) {
 
 /// A fresh token for the task, as the answer to a login or a renew.
 fn grant(s: &Server, env: String, app: String, task: String) -> Response {
-    let exp = now_ms() / 1000 + i64::try_from(s.settings.token_ttl.as_secs()).unwrap_or(3600);
+    // Rounded up to the second: a token lives at least the TTL.
+    let ttl_ms = i64::try_from(s.settings.token_ttl.as_millis()).unwrap_or(3_600_000);
+    let exp = (now_ms() + ttl_ms + 999) / 1000;
     let claims = Claims {
         env,
         app,

@@ -39,6 +39,17 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a task id can be one of the app's: Marathon names every task
+/// `<app id with / as _>.…` (1.10 `dev_web.instance-<uuid>._app.1`, 1.4
+/// `dev_web.<uuid>`). Checked before Marathon is asked, so made-up ids
+/// cost no Marathon read.
+pub fn task_fits_app(task_id: &str, app_id: &str) -> bool {
+    let safe = app_id.trim_start_matches('/').replace('/', "_");
+    task_id
+        .strip_prefix(safe.as_str())
+        .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1)
+}
+
 /// What Marathon says about one task of the app.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskFacts {
@@ -421,6 +432,19 @@ mod tests {
             check_address: false,
         };
         assert_eq!(decide(&f), Ok(()));
+    }
+
+    #[test]
+    fn task_ids_name_their_app() {
+        assert!(task_fits_app(TASK, "/dev/web"));
+        assert!(task_fits_app(
+            "dev_payments_ledger.5f1e",
+            "/dev/payments/ledger"
+        ));
+        assert!(!task_fits_app(TASK, "/dev/api"));
+        assert!(!task_fits_app("dev_webx.instance-1._app.1", "/dev/web"));
+        assert!(!task_fits_app("dev_web.", "/dev/web"));
+        assert!(!task_fits_app("dev_web", "/dev/web"));
     }
 
     #[test]

@@ -106,8 +106,14 @@ pub struct Server {
     resolver: resolve::Resolver,
     /// Per task id: when Marathon was last asked, and whether it ran then.
     liveness: Mutex<HashMap<String, (Instant, bool)>>,
+    /// Logins asking Marathon at once: anyone may call `/v1/login`, and a
+    /// flood of them must not become a flood of Marathon reads.
+    login_checks: tokio::sync::Semaphore,
     metrics: DeliveryMetrics,
 }
+
+/// Logins checked with Marathon at once; more are answered 503.
+const MAX_LOGIN_CHECKS: usize = 32;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,6 +178,7 @@ impl Server {
             clients: Mutex::default(),
             resolver: resolve::Resolver::default(),
             liveness: Mutex::default(),
+            login_checks: tokio::sync::Semaphore::new(MAX_LOGIN_CHECKS),
             metrics: DeliveryMetrics::new(),
         }))
     }

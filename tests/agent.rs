@@ -1,0 +1,241 @@
+//! `pacer agent` end to end: the real daemon and simulator (tasks on
+//! loopback hosts), the agent sending from its task's host.
+
+use crate::delivery::{DB_PASSWORD, serve, tasks, world};
+use crate::util::PACER;
+use crate::util::harness::{SECRET, wait_until};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running agent, killed when dropped.
+struct AgentProc(Child);
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent(server: &str, task: &(String, String), app: &str, root: &Path, log: &Path) -> Command {
+    let mut cmd = Command::new(PACER);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PACER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(["agent", "--server", server, "--root"])
+        .arg(root)
+        .args(["--source-address", &task.1])
+        .env("MESOS_TASK_ID", &task.0)
+        .env("MARATHON_APP_ID", app)
+        .env("PACER_LOG", "pacer=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change() {
+    let w = world().await;
+    // A second hot file for web, its name with a slash.
+    w.git
+        .repo
+        .write("apps/web/files/site.conf", "server_name {{ env }};\n");
+    w.git.repo.edit(
+        "apps/web/app.yaml",
+        "files:\n",
+        "files:\n  conf.d/site.conf:\n    source: site.conf\n    path: /etc/nginx/conf.d/site.conf\n    reload: hot\n",
+    );
+    w.git.commit_push("web: a second file");
+    // Tokens live 2 s: the agent must renew them to keep watching.
+    let d = serve(&w, &["--token-ttl", "2"]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+
+    // Once: the api's secret-bearing file, private to the task.
+    let api = tasks(&w, "/dev/api", 1).await;
+    let api_root = w.scratch.path().join("api-task");
+    let log = w.scratch.path().join("agent-api.log");
+    let out = agent(&d.url, &api[0], "/dev/api", &api_root, &log)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{log_text}");
+    let file = api_root.join("etc/api/application.yaml");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(DB_PASSWORD)
+    );
+    assert_eq!(mode(&file), 0o600);
+    assert!(!log_text.contains(DB_PASSWORD), "{log_text}");
+
+    // Watching: the app starts after its file is there and gets SIGHUP
+    // when the hot file changes.
+    let web = tasks(&w, "/dev/web", 1).await;
+    let root = w.scratch.path().join("web-task");
+    std::fs::create_dir_all(&root).unwrap();
+    let conf = root.join("etc/nginx/nginx.conf");
+    let hups = root.join("hups");
+    let script = format!(
+        "test -f {conf} && echo up > {root}/started; trap 'echo hup >> {hups}' HUP; \
+         while kill -0 $PPID 2>/dev/null; do sleep 0.05; done",
+        conf = conf.display(),
+        root = root.display(),
+        hups = hups.display()
+    );
+    let log = w.scratch.path().join("agent-web.log");
+    let mut a = AgentProc(
+        agent(&d.url, &web[0], "/dev/web", &root, &log)
+            .args(["--", "sh", "-c", &script])
+            .spawn()
+            .unwrap(),
+    );
+    let started = root.join("started");
+    wait_until(
+        "the app started with its file",
+        Duration::from_secs(20),
+        || async {
+            if started.exists() {
+                Ok(())
+            } else {
+                Err(std::fs::read_to_string(&log).unwrap_or_default())
+            }
+        },
+    )
+    .await;
+    assert_eq!(mode(&conf), 0o644);
+    let before = std::fs::read_to_string(&conf).unwrap();
+    assert!(before.contains("keepalive_timeout 65"));
+    let site = root.join("etc/nginx/conf.d/site.conf");
+    assert_eq!(
+        std::fs::read_to_string(&site).unwrap(),
+        "server_name dev;\n"
+    );
+    let site_written = std::fs::metadata(&site).unwrap().modified().unwrap();
+
+    wait_until(
+        "the agent renews its token past its life",
+        Duration::from_secs(20),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            match text.matches("token renewed").count() {
+                n if n >= 5 => Ok(()),
+                n => Err(format!("{n} renewals:\n{text}")),
+            }
+        },
+    )
+    .await;
+    w.git.repo.edit(
+        "apps/web/files/nginx.conf",
+        "keepalive_timeout 65",
+        "keepalive_timeout 66",
+    );
+    let commit = w.git.commit_push("web: a longer keepalive");
+    d.github_push(&commit, SECRET).await;
+    wait_until(
+        "the new file written and the app told",
+        Duration::from_secs(20),
+        || async {
+            let now = std::fs::read_to_string(&conf).unwrap_or_default();
+            let told = std::fs::read_to_string(&hups).unwrap_or_default();
+            if now.contains("keepalive_timeout 66") && told.lines().count() == 1 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "hups: {told:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
+        },
+    )
+    .await;
+
+    assert_eq!(
+        std::fs::metadata(&site).unwrap().modified().unwrap(),
+        site_written,
+        "an unchanged file is left alone"
+    );
+
+    // SIGTERM reaches the app; the agent exits with it.
+    let _ = Command::new("kill")
+        .args(["-TERM", &a.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = a.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the agent did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    // A task Marathon stops: its token dies, and the agent stops the app
+    // and exits with an error (a refusal is not retried).
+    let api = tasks(&w, "/dev/api", 2).await;
+    let other = api
+        .iter()
+        .find(|t| t.0 != api[0].0)
+        .expect("a second api task")
+        .clone();
+    let root = w.scratch.path().join("api-task-2");
+    std::fs::create_dir_all(&root).unwrap();
+    let pid_file = root.join("pid");
+    let script = format!(
+        // Bounded, and blind to its parent: only the agent's SIGTERM ends it early.
+        "echo $$ > {pid}; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        pid = pid_file.display()
+    );
+    let log = w.scratch.path().join("agent-api-2.log");
+    let mut a = AgentProc(
+        agent(&d.url, &other, "/dev/api", &root, &log)
+            .args(["--", "sh", "-c", &script])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = wait_until("the app started", Duration::from_secs(20), || async {
+        match std::fs::read_to_string(&pid_file) {
+            Ok(p) if p.ends_with('\n') => Ok(p.trim().to_string()),
+            _ => Err(std::fs::read_to_string(&log).unwrap_or_default()),
+        }
+    })
+    .await;
+    let (s, v) = w
+        .sim
+        .post(
+            &format!("/_sim/tasks/{}/kill", other.0),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = a.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent went on: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    let alive = Command::new("kill").args(["-0", &pid]).status().unwrap();
+    assert!(!alive.success(), "the app was stopped with the agent");
+}
