@@ -28,11 +28,13 @@
 //! - [`redact`]: masks credentials in URLs and in messages that quote them.
 //!
 //! Beside the pipeline:
-//! - [`reconcile`]: the daemon's loop (`pacer serve`).
+//! - [`reconcile`]: the daemon's loop (`pacer serve`): triggers, debounce,
+//!   the apps in flight, the records queue and the Marathon client pool.
 //! - [`status`]: what the daemon knows, published by the loop as read-only
 //!   snapshots (`status::published`) that [`server`] serves, and its liveness.
-//! - [`listen`]: HTTP listeners with a header timeout and a connection cap
-//!   (the daemon's and the simulator's).
+//! - [`listen`]: HTTP listeners with their budgets: header, idle and
+//!   stalled-write timeouts and a connection cap (the daemon's and the
+//!   simulator's).
 //! - [`server`]: the daemon's HTTP side: health, metrics, status, webhooks.
 //! - [`delivery`]: the config server inside it: task logins, tokens, and each
 //!   task's own bundle of config files (watchable).
@@ -44,6 +46,9 @@
 //! No stage imports `reconcile`, `server`, `cli` or `sim`, and no two
 //! top-level modules import each other, directly or not: the test
 //! `layering` checks every `crate::` path against its table.
+//!
+//! `docs/architecture.md` has each stage's input and output types, the
+//! published state and who reads it, and where the next capabilities plug in.
 
 pub mod agent;
 pub mod apply;
