@@ -2,7 +2,8 @@
 //! `--apps` apps in one environment (default 200), all in sync in a
 //! simulator started in this process.
 //!
-//! Run with `cargo bench --bench plan` (add `-- --apps 1000 --runs 21`).
+//! Run with `cargo bench --bench plan` (add `-- --apps 1000 --runs 21`;
+//! `-- --bin PATH` times another pacer binary, e.g. an earlier build).
 //! Prints medians beside two floors measured in the same run: the binary
 //! starting and exiting (`pacer --version`), and one
 //! `GET /v2/apps?embed=apps.deployments` of the same simulator with its
@@ -20,12 +21,14 @@ use std::time::{Duration, Instant};
 struct Opts {
     apps: usize,
     runs: usize,
+    bin: String,
 }
 
 fn opts() -> Opts {
     let mut o = Opts {
         apps: 200,
         runs: 15,
+        bin: env!("CARGO_BIN_EXE_pacer").into(),
     };
     let args: Vec<String> = std::env::args().collect();
     for w in args.windows(2) {
@@ -33,6 +36,7 @@ fn opts() -> Opts {
         match w[0].as_str() {
             "--apps" => o.apps = n(),
             "--runs" => o.runs = n(),
+            "--bin" => o.bin = w[1].clone(),
             _ => {} // cargo passes --bench
         }
     }
@@ -50,11 +54,11 @@ fn ms(d: Duration) -> String {
 
 /// The median wall time of `runs` runs of the release binary, each of
 /// which must end with `code`.
-fn binary(runs: usize, args: &[&str], code: i32) -> Duration {
+fn binary(bin: &str, runs: usize, args: &[&str], code: i32) -> Duration {
     let mut walls = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_pacer"))
+        let out = Command::new(bin)
             .args(args)
             .env("NO_COLOR", "1")
             .output()
@@ -110,7 +114,7 @@ async fn main() {
         "pacer plan benchmark: {} apps in one environment, in sync in the simulator",
         o.apps
     );
-    println!("median of {} runs each\n", o.runs);
+    println!("binary: {}; median of {} runs each\n", o.bin, o.runs);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim_url = format!("http://{}", listener.local_addr().unwrap());
@@ -158,11 +162,11 @@ async fn main() {
     let floor = median(floor);
 
     // The binary runs while this runtime serves the simulator.
-    let runs = o.runs;
+    let (runs, bin) = (o.runs, o.bin.clone());
     let repo_s = repo.to_str().unwrap().to_string();
     let url = sim_url.clone();
     let (start, plan) = tokio::task::spawn_blocking(move || {
-        let start = binary(runs, &["--version"], 0);
+        let start = binary(&bin, runs, &["--version"], 0);
         let args = [
             "plan",
             "--repo",
@@ -171,9 +175,12 @@ async fn main() {
             "HEAD",
             "--marathon",
             &url,
+            // Earlier builds need it; this repo has only this environment.
+            "--env",
+            "env0",
         ];
         // Exit 0: in sync, nothing to change.
-        let plan = binary(runs, &args, 0);
+        let plan = binary(&bin, runs, &args, 0);
         (start, plan)
     })
     .await
