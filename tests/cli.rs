@@ -322,3 +322,35 @@ fn a_bad_marathon_url_is_refused_without_quoting_its_password() {
         assert!(!run.stdout.contains("hunter2"), "{run:?}");
     }
 }
+
+#[test]
+fn plan_reports_a_repo_that_does_not_render_before_any_marathon_problem() {
+    // `plan --marathon` reads Marathon while the repo renders; a repo with
+    // problems is still reported as such, whatever Marathon answered.
+    let repo = TestRepo::examples();
+    repo.edit("apps/web/app.yaml", "instances:", "instancez:");
+    let url = format!("http://127.0.0.1:{}", crate::util::free_port());
+    for args in [
+        &["plan", "--repo", repo.path_str(), "--marathon", &url][..],
+        &[
+            "plan",
+            "--repo",
+            repo.path_str(),
+            "--marathon",
+            &url,
+            "--env",
+            "dev",
+        ][..],
+    ] {
+        let run = pacer(args);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stderr.contains("apps/web/app.yaml:"), "{run:?}");
+        assert!(run.stderr.contains("nothing was planned"), "{run:?}");
+        assert!(!run.stderr.contains("reading Marathon"), "{run:?}");
+    }
+    // A repo that renders meets the unreachable Marathon, named as before.
+    let good = TestRepo::examples();
+    let run = pacer(&["plan", "--repo", good.path_str(), "--marathon", &url]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("reading Marathon at"), "{run:?}");
+}

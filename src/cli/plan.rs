@@ -98,17 +98,44 @@ pub async fn plan_env(
     marathon: &MarathonArgs,
     overrides: plan::Overrides,
 ) -> anyhow::Result<EnvPlan> {
+    plan_env_in(loc, desired, app, marathon, overrides, &mut None).await
+}
+
+/// Marathon's apps and deployments as read before the repo rendered,
+/// shared by every environment planned against that Marathon (their
+/// groups don't overlap: each takes its own apps out).
+type Live = Result<gather::Snapshot, crate::marathon::client::Error>;
+
+/// [`plan_env`] from the read in `live` when there is one, else from a
+/// read of Marathon now.
+async fn plan_env_in(
+    loc: &RepoLocation,
+    desired: DesiredEnv,
+    app: Option<&str>,
+    marathon: &MarathonArgs,
+    overrides: plan::Overrides,
+    live: &mut Option<Live>,
+) -> anyhow::Result<EnvPlan> {
     let client = client_for(marathon, desired.settings.marathon.as_deref())?;
     let mut caches = Caches::default();
-    let mut observed = gather::observe(&client, Some(loc), &desired, &mut caches)
-        .await
-        .with_context(|| {
-            format!(
-                "reading Marathon at {} for `{}`",
-                client.url(),
-                desired.settings.name
-            )
-        })?;
+    let observed = match live.take() {
+        None => gather::observe(&client, Some(loc), &desired, &mut caches).await,
+        Some(Err(e)) => Err(e),
+        Some(Ok(mut snap)) => {
+            let none = BTreeMap::new();
+            let r = gather::observe_in(&client, &mut snap, Some(loc), &desired, &none, &mut caches)
+                .await;
+            *live = Some(Ok(snap));
+            r
+        }
+    };
+    let mut observed = observed.with_context(|| {
+        format!(
+            "reading Marathon at {} for `{}`",
+            client.url(),
+            desired.settings.name
+        )
+    })?;
     if let Some(app) = app {
         // Planning one app: apps it doesn't name are none of this run's business.
         let id = desired.settings.app_id(app);
@@ -301,18 +328,34 @@ pub fn render_plans(plans: &[EnvPlan], rev: &str, format: Format) -> String {
 }
 
 pub fn plan_cmd(a: PlanArgs) -> anyhow::Result<u8> {
-    let rendered = render_envs(&a.repo.repo, a.rev.as_deref(), &a.envs, a.app.as_deref())?;
     let rt = tokio::runtime::Runtime::new()?;
+    // With --marathon, every environment is planned against that one
+    // Marathon, known before the repo is read: its apps are read on the
+    // runtime's threads while this one renders. A repo that doesn't render
+    // is reported as before (the read is dropped); a client that can't be
+    // built is left to `plan_env_in`, to fail after the render as before.
+    let prefetch = match &a.marathon.marathon {
+        Some(_) => client_for(&a.marathon, None)
+            .ok()
+            .map(|client| rt.spawn(async move { gather::snapshot(&client).await })),
+        None => None,
+    };
+    let rendered = render_envs(&a.repo.repo, a.rev.as_deref(), &a.envs, a.app.as_deref())?;
     let plans = rt.block_on(async {
+        let mut live = match prefetch {
+            Some(read) => Some(read.await?),
+            None => None,
+        };
         let mut plans = Vec::new();
         for desired in rendered.envs.into_values() {
             plans.push(
-                plan_env(
+                plan_env_in(
                     &rendered.loc,
                     desired,
                     a.app.as_deref(),
                     &a.marathon,
                     plan::Overrides::default(),
+                    &mut live,
                 )
                 .await?,
             );

@@ -91,32 +91,33 @@ fn number(
     min: f64,
     max: Option<f64>,
 ) {
-    let path = format!("{base}/{key}");
+    // Built only for an error: most fields are fine.
+    let path = || format!("{base}/{key}");
     match obj.get(key) {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) => {
             let v = n.as_f64().unwrap_or(f64::NAN);
             if v.is_nan() || v < min {
-                s.add(path, "error.min");
+                s.add(path(), "error.min");
             } else if max.is_some_and(|m| v > m) {
-                s.add(path, "error.max");
+                s.add(path(), "error.max");
             }
         }
-        Some(_) => s.add(path, TYPE_NUMBER),
+        Some(_) => s.add(path(), TYPE_NUMBER),
     }
 }
 
 fn integer(s: &mut Sink, obj: &Map<String, Value>, base: &str, key: &str, min: i64) {
-    let path = format!("{base}/{key}");
+    let path = || format!("{base}/{key}");
     match obj.get(key) {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) if v >= min => {}
-            Some(_) => s.add(path, "error.min"),
+            Some(_) => s.add(path(), "error.min"),
             // Fractional or huge: Play reports an integer type mismatch.
-            None => s.add(path, "error.expected.int"),
+            None => s.add(path(), "error.expected.int"),
         },
-        Some(_) => s.add(path, TYPE_NUMBER),
+        Some(_) => s.add(path(), TYPE_NUMBER),
     }
 }
 

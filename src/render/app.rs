@@ -134,8 +134,9 @@ impl AppContext<'_> {
         for layer in self.layers {
             if let Some(m) = layer.get("/marathon") {
                 let mut m = m.clone();
-                self.expand(layer, "/marathon", &mut m, pass, diags);
-                merge::merge(&mut spec, &m);
+                let mut pointer = String::from("/marathon");
+                self.expand(layer, &mut pointer, &mut m, pass, diags);
+                merge::merge_owned(&mut spec, m);
             }
         }
         stringify_scalars(&mut spec, "env");
@@ -400,10 +401,13 @@ impl AppContext<'_> {
 
     /// Expands templates in every string under `value`, in place. In a
     /// shown pass (placeholders), a template that fails keeps its text.
+    /// `pointer` is where `value` is in `layer`, for diagnostics; it is one
+    /// buffer for the whole walk (each level appends its key and takes it
+    /// off again), as most values are no template and need none.
     fn expand(
         &self,
         layer: &Layer,
-        pointer: &str,
+        pointer: &mut String,
         value: &mut Value,
         pass: &Pass<'_>,
         diags: &mut Diagnostics,
@@ -473,19 +477,21 @@ impl AppContext<'_> {
                 }
             }
             Value::Object(m) => {
+                let len = pointer.len();
                 for (k, v) in m.iter_mut() {
-                    self.expand(
-                        layer,
-                        &format!("{pointer}/{}", schema::escape(k)),
-                        v,
-                        pass,
-                        diags,
-                    );
+                    pointer.push('/');
+                    schema::push_escaped(pointer, k);
+                    self.expand(layer, pointer, v, pass, diags);
+                    pointer.truncate(len);
                 }
             }
             Value::Array(a) => {
+                let len = pointer.len();
                 for (i, v) in a.iter_mut().enumerate() {
-                    self.expand(layer, &format!("{pointer}/{i}"), v, pass, diags);
+                    use std::fmt::Write;
+                    let _ = write!(pointer, "/{i}");
+                    self.expand(layer, pointer, v, pass, diags);
+                    pointer.truncate(len);
                 }
             }
             _ => {}

@@ -21,6 +21,39 @@ pub fn merge(bottom: &mut Value, top: &Value) {
     }
 }
 
+/// [`merge`] for a layer the caller owns: its values move into `bottom`
+/// instead of being copied (an app's expanded `marathon` is built, merged
+/// and dropped once per environment).
+pub fn merge_owned(bottom: &mut Value, top: Value) {
+    match (bottom, top) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, tv) in t {
+                if tv.is_null() {
+                    b.remove(&k);
+                } else if let Some(bv) = b.get_mut(&k) {
+                    merge_owned(bv, tv);
+                } else {
+                    b.insert(k, strip_nulls_owned(tv));
+                }
+            }
+        }
+        (b, t) => *b = strip_nulls_owned(t),
+    }
+}
+
+fn strip_nulls_owned(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls_owned(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls_owned).collect()),
+        other => other,
+    }
+}
+
 /// A `null` in a layer means "remove"; with nothing below to remove from, it
 /// must not leak into the output as a literal null.
 fn strip_nulls(v: &Value) -> Value {
@@ -102,6 +135,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn merging_an_owned_layer_gives_what_merging_a_borrowed_one_does(base in arb_json(), top in arb_json()) {
+            let mut borrowed = base.clone();
+            merge(&mut borrowed, &top);
+            let mut owned = base;
+            merge_owned(&mut owned, top);
+            prop_assert_eq!(borrowed, owned);
+        }
+
         #[test]
         fn merging_a_layer_twice_changes_nothing(base in arb_json(), top in arb_json()) {
             let mut once = base.clone();

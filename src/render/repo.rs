@@ -41,6 +41,7 @@ impl Repo {
         diags: &mut Diagnostics,
     ) -> Option<Repo> {
         let deadline = budgets.deadline_from(std::time::Instant::now());
+        schema::warm_up();
         let Some(config) = read_layer(&snapshot, CONFIG_FILE, schema::Kind::Pacer, budgets, diags)
         else {
             if !snapshot.contains(CONFIG_FILE) {

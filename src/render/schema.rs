@@ -124,6 +124,30 @@ fn validator(kind: Kind) -> &'static Validator {
     })
 }
 
+/// Compiles the app schemas on another core while the caller reads the
+/// repo: the Marathon schema is the largest to compile and the last one a
+/// render needs, so a render that reaches its first app rarely waits for
+/// it. Only the first call in a process starts anything; a process that
+/// ends first just drops the work.
+pub fn warm_up() {
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if STARTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    // Without a second core, compiling on first use costs the same.
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("pacer-schemas".into())
+        .spawn(|| {
+            validator(Kind::MarathonApp);
+            validator(Kind::App);
+        });
+    // A thread that can't start leaves the compiling to first use.
+    drop(spawned);
+}
+
 /// Every violation of the schema `kind` in `value`.
 pub fn check(kind: Kind, value: &Value) -> Vec<Violation> {
     let validator = validator(kind);
@@ -282,6 +306,15 @@ pub fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+/// Appends `key` to `pointer` as one segment, escaped as [`escape`] does.
+pub fn push_escaped(pointer: &mut String, key: &str) {
+    if key.contains(['~', '/']) {
+        pointer.push_str(&escape(key));
+    } else {
+        pointer.push_str(key);
+    }
+}
+
 pub fn unescape(seg: &str) -> String {
     seg.replace("~1", "/").replace("~0", "~")
 }
@@ -296,6 +329,15 @@ mod tests {
         assert_eq!(suggest("intances", &known), Some("instances"));
         assert_eq!(suggest("cpu", &known), Some("cpus"));
         assert_eq!(suggest("zzzzzz", &known), None);
+    }
+
+    #[test]
+    fn a_pushed_segment_is_escaped_as_escape_does() {
+        for key in ["port", "a/b", "~x", "a~1/", ""] {
+            let mut p = String::from("/marathon");
+            push_escaped(&mut p, key);
+            assert_eq!(p, format!("/marathon{}", escape(key)));
+        }
     }
 
     #[test]
