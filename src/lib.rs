@@ -14,7 +14,8 @@
 //!   into a [`source::Snapshot`]; `source::remote` keeps the daemon's mirror.
 //! - [`render`]: merges environment values, the app base and its overlay,
 //!   expands templates and checks the result. `Snapshot` → `Desired`, or every
-//!   problem found as a [`render::Diagnostic`].
+//!   problem found as a [`render::Diagnostic`]. `render::incremental` decides
+//!   which apps a new commit re-renders.
 //! - [`observe`]: live Marathon apps, normalised so that an app matching Git
 //!   never shows a diff.
 //! - [`diff`]: pure comparison of two desired states (offline `pacer diff`);
@@ -29,7 +30,9 @@
 //! Beside the pipeline:
 //! - [`reconcile`]: the daemon's loop (`pacer serve`).
 //! - [`status`]: what the daemon knows, published by the loop as read-only
-//!   snapshots (`status::published`) that [`server`] serves, and its liveness.
+//!   snapshots (`status::published`) that [`server`] serves (the status and
+//!   `/metrics`' gauges alike), the pure rules that project a reconcile into
+//!   it (`status::project`), and its liveness.
 //! - [`listen`]: HTTP listeners with a header timeout and a connection cap
 //!   (the daemon's and the simulator's).
 //! - [`server`]: the daemon's HTTP side: health, metrics, status, webhooks.

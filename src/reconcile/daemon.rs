@@ -11,16 +11,18 @@
 //! reads only that; writes to Marathon can be paused ([`super::writer`]).
 //! `cli::serve` binds the listener and opens the mirror before it starts.
 
+use super::clients::{self, Clients};
 use super::gather::{self, Caches};
 use super::health::{self, Health};
 use super::published::Publisher;
+use super::records::Records;
 use super::render_job::{self, short};
-use super::status::{AppStatus, LastAction, Problem};
+use super::status::{Problem, project};
 use super::writer::{Parts, Writer};
 use crate::apply::{self, LogProgress};
-use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
+use crate::marathon::client::{Auth, MarathonClient};
+use crate::model::Outcome;
 use crate::model::{AppPath, Digest, EnvName, Secret};
-use crate::model::{Outcome, SyncStatus};
 use crate::plan::{self, Action};
 use crate::record::notes;
 use crate::render;
@@ -38,10 +40,8 @@ use tokio::sync::mpsc;
 mod env;
 /// Fetching, rewind checks and rendering of a new head.
 mod head;
-/// What the loop reports: status, readiness, metrics, deployment records.
+/// What the loop reports: status, readiness, deployment records.
 mod report;
-
-use report::sync_counts;
 
 pub struct Config {
     pub remote: RemoteSpec,
@@ -100,7 +100,8 @@ struct Daemon {
     /// What the config server hands out: the hot files' digest per app.
     served_hot: BTreeMap<String, Digest>,
     retry: BTreeSet<String>,
-    clients: BTreeMap<String, MarathonClient>,
+    /// One Marathon client per URL.
+    clients: Clients,
     reached_marathon: bool,
     /// Apps that don't render at the newest commit, with their problems.
     invalid: BTreeMap<EnvName, BTreeMap<AppPath, Vec<render::Diagnostic>>>,
@@ -134,10 +135,7 @@ struct Daemon {
     writer: Writer,
     /// Deployment records (with the commit each annotates) not yet
     /// written and pushed.
-    records: Vec<(git2::Oid, notes::Record)>,
-    /// After a failed push of records: when to try again, and the pause
-    /// that led there (doubled on each failure).
-    records_retry: Option<(Instant, Duration)>,
+    records: Records,
 }
 
 /// The results of one background apply.
@@ -168,6 +166,19 @@ pub async fn run(
     } = parts;
     tokio::pin!(shutdown);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let clients = Clients::new(clients::Settings {
+        auth: match (&cfg.marathon_token, &cfg.marathon_user) {
+            (Some(t), _) => Auth::Token(t.clone()),
+            (None, Some(u)) => Auth::Basic {
+                user: u.clone(),
+                password: cfg.marathon_password.clone().unwrap_or_default(),
+            },
+            _ => Auth::None,
+        },
+        timeout: cfg.marathon_timeout,
+        events: cfg.marathon_events,
+    });
+    let records = Records::new(cfg.records);
     let mut d = Daemon {
         cfg,
         mirror,
@@ -180,7 +191,7 @@ pub async fn run(
         caches: Caches::default(),
         served_hot: BTreeMap::new(),
         retry: BTreeSet::new(),
-        clients: BTreeMap::new(),
+        clients,
         reached_marathon: false,
         invalid: BTreeMap::new(),
         refused: None,
@@ -195,8 +206,7 @@ pub async fn run(
         known_baselines: BTreeMap::new(),
         triggers: rx,
         writer,
-        records: Vec::new(),
-        records_retry: None,
+        records,
     };
 
     let mut wait = Duration::ZERO;
@@ -261,7 +271,7 @@ pub async fn run(
     while let Ok(f) = d.done_rx.try_recv() {
         d.record(f);
     }
-    d.records_retry = None;
+    d.records.retry_now();
     let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records()).await;
     Ok(())
 }
@@ -317,27 +327,7 @@ impl Daemon {
     }
 
     fn client_for(&mut self, url: &str) -> Option<MarathonClient> {
-        if let Some(c) = self.clients.get(url) {
-            return Some(c.clone());
-        }
-        let auth = match (&self.cfg.marathon_token, &self.cfg.marathon_user) {
-            (Some(t), _) => Auth::Token(t.clone()),
-            (None, Some(u)) => Auth::Basic {
-                user: u.clone(),
-                password: self.cfg.marathon_password.clone().unwrap_or_default(),
-            },
-            _ => Auth::None,
-        };
-        let client = MarathonClient::new(ClientConfig {
-            url: url.to_string(),
-            auth,
-            timeout: self.cfg.marathon_timeout,
-            events: self.cfg.marathon_events,
-            ..ClientConfig::default()
-        })
-        .ok()?;
-        self.clients.insert(url.to_string(), client.clone());
-        Some(client)
+        self.clients.get(url)
     }
 
     /// One run. Returns false when something external failed (Git or
@@ -446,7 +436,6 @@ impl Daemon {
                 continue;
             };
             self.reached_marathon = true;
-            self.metrics.marathon_up(&env, true);
             self.health.doing(format!("reconciling {env}"));
             if !self.reconcile_env(&env, &client, snap, &head).await {
                 healthy = false;

@@ -8,11 +8,15 @@
 //!   pauses and resumes the loop's writes.
 //! - [`render_job`]: renders a new commit off the loop, within a deadline.
 //! - [`gather`]: what a plan needs beyond the desired state.
+//! - [`records`]: deployment records waiting to be written, with backoff.
+//! - [`clients`]: one Marathon client per URL.
 //! - [`health`]: liveness (a stuck loop) and readiness, with the reason.
 //! - [`status`]: the data behind `/api/v1/status` (see docs/status.md).
 
+pub mod clients;
 pub mod daemon;
 pub mod gather;
+pub mod records;
 pub mod render_job;
 pub mod writer;
 // The status lives below the server, which reads it; the daemon writes it.

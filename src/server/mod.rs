@@ -187,7 +187,8 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static(metrics::CONTENT_TYPE),
         )],
-        state.metrics.render(),
+        // The gauges come from the same snapshot `/api/v1/status` serves.
+        state.metrics.render(&state.published.latest().status),
     )
         .into_response()
 }
