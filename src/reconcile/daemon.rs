@@ -133,6 +133,9 @@ struct Daemon {
     triggers: mpsc::Receiver<Trigger>,
     /// Whether writes to Marathon are paused.
     writer: Writer,
+    /// A push or retry was taken after the pass had gone by: another pass
+    /// follows at once.
+    pass_again: bool,
     /// Deployment records (with the commit each annotates) not yet
     /// written and pushed.
     records: Records,
@@ -207,6 +210,7 @@ pub async fn run(
         triggers: rx,
         writer,
         records,
+        pass_again: false,
     };
 
     let mut wait = Duration::ZERO;
@@ -261,7 +265,8 @@ pub async fn run(
         };
         // A background apply that ended during the pass may have had its
         // wake-up taken by the pass: record it now rather than a poll later.
-        if !d.done_rx.is_empty() {
+        // The same for a push or a retry taken at the end of the pass.
+        if !d.done_rx.is_empty() || std::mem::take(&mut d.pass_again) {
             wait = Duration::ZERO;
         }
         trigger = Trigger::Poll;
@@ -272,7 +277,7 @@ pub async fn run(
         d.record(f);
     }
     d.records.retry_now();
-    let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records(None)).await;
     Ok(())
 }
 
@@ -296,6 +301,17 @@ impl Daemon {
             for (env, apps) in rerendered {
                 self.fast_apply(env, apps, head).await;
             }
+        }
+    }
+
+    /// Takes a trigger that arrived while the pass awaits something slow
+    /// (reading Marathon, writing records): a push goes out at once, a
+    /// retry is marked.
+    pub(super) async fn take_trigger(&mut self, t: Trigger, head: &mut String) {
+        match t {
+            Trigger::Webhook { .. } => self.take_push(head).await,
+            Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
+            Trigger::Poll => {}
         }
     }
 
@@ -399,13 +415,7 @@ impl Daemon {
                 let result = loop {
                     tokio::select! {
                         r = &mut read => break r,
-                        Some(t) = self.triggers.recv() => {
-                            match t {
-                                Trigger::Webhook { .. } => self.take_push(&mut head).await,
-                                Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
-                                Trigger::Poll => {}
-                            }
-                        }
+                        Some(t) = self.triggers.recv() => self.take_trigger(t, &mut head).await,
                     }
                 };
                 let s = match result {
@@ -456,7 +466,7 @@ impl Daemon {
         }
         self.update_readiness();
         self.health.doing("writing deployment records");
-        self.publish_records().await;
+        self.publish_records(Some(&mut head)).await;
         self.caches.trim(50_000);
         if self.descends.len() > 100_000 {
             self.descends.clear();

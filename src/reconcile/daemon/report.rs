@@ -9,7 +9,10 @@ impl Daemon {
     /// the commits they deployed and pushes them. A failure keeps them for
     /// the next run; a repo that won't take them for long loses the oldest
     /// rather than growing without bound.
-    pub(super) async fn publish_records(&mut self) {
+    /// With `head` (during a pass), a push or retry that arrives while the
+    /// records are written is taken at once, not after the write (a push to
+    /// the config repo takes a while); another pass then follows.
+    pub(super) async fn publish_records(&mut self, mut head: Option<&mut String>) {
         // A remote that refuses (a read-only key, a server without push)
         // is asked again with backoff, not on every poll.
         let Some(pending) = self.records.due(Instant::now()) else {
@@ -22,9 +25,23 @@ impl Daemon {
             self.records.how(),
         );
         let count = pending.len();
-        let outcome =
-            tokio::task::spawn_blocking(move || notes::publish(&mirror, &spec, &pending, how))
-                .await;
+        let write =
+            tokio::task::spawn_blocking(move || notes::publish(&mirror, &spec, &pending, how));
+        tokio::pin!(write);
+        let outcome = loop {
+            let Some(head) = head.as_deref_mut() else {
+                break (&mut write).await;
+            };
+            tokio::select! {
+                r = &mut write => break r,
+                Some(t) = self.triggers.recv() => {
+                    if !matches!(t, Trigger::Poll) {
+                        self.pass_again = true;
+                    }
+                    self.take_trigger(t, head).await;
+                }
+            }
+        };
         let error = match outcome {
             Ok(Ok(added)) => {
                 self.metrics.records_written(added as u64);
@@ -192,5 +209,32 @@ fn full_put(action: &Action) -> bool {
             !matches!(class, crate::diff::Class::Scale | crate::diff::Class::Hot)
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Class;
+
+    #[test]
+    fn only_whole_app_puts_move_the_live_commit() {
+        let update = |class| Action::Update {
+            class,
+            changed: Vec::new(),
+            reverts: Vec::new(),
+        };
+        assert!(full_put(&Action::Create));
+        assert!(full_put(&update(Class::Redeploy)));
+        assert!(full_put(&update(Class::Restart)));
+        assert!(!full_put(&update(Class::Scale)));
+        assert!(!full_put(&update(Class::Hot)));
+        let drift = |heal| Action::Drifted {
+            heal,
+            changed: Vec::new(),
+        };
+        assert!(full_put(&drift(true)));
+        assert!(!full_put(&drift(false)));
+        assert!(!full_put(&Action::InSync));
     }
 }
