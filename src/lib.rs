@@ -14,7 +14,8 @@
 //!   into a [`source::Snapshot`]; `source::remote` keeps the daemon's mirror.
 //! - [`render`]: merges environment values, the app base and its overlay,
 //!   expands templates and checks the result. `Snapshot` → `Desired`, or every
-//!   problem found as a [`render::Diagnostic`].
+//!   problem found as a [`render::Diagnostic`]. `render::incremental` decides
+//!   which apps a new commit re-renders.
 //! - [`observe`]: live Marathon apps, normalised so that an app matching Git
 //!   never shows a diff; what a plan needs besides the desired state (the
 //!   live read, Git baselines, failed definitions from the version history).
@@ -31,7 +32,9 @@
 //! - [`reconcile`]: the daemon's loop (`pacer serve`): triggers, debounce,
 //!   the apps in flight, the records queue and the Marathon client pool.
 //! - [`status`]: what the daemon knows, published by the loop as read-only
-//!   snapshots (`status::published`) that [`server`] serves, and its liveness.
+//!   snapshots (`status::published`) that [`server`] serves (the status and
+//!   `/metrics`' gauges alike), the pure rules that project a reconcile into
+//!   it (`status::project`), and its liveness.
 //! - [`listen`]: HTTP listeners with their budgets: header, idle and
 //!   stalled-write timeouts and a connection cap (the daemon's and the
 //!   simulator's).

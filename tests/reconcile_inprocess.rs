@@ -95,7 +95,7 @@ fn apply_then_plan_is_always_in_sync() {
         };
         let desired = DesiredEnv {
             settings,
-            apps: [("app".to_string(), app)].into(),
+            apps: [("app".to_string(), app.into())].into(),
         };
         rt.block_on(async {
             let mut caches = Caches::default();
@@ -132,7 +132,7 @@ fn apply_then_plan_is_always_in_sync() {
 
             // And again for a change: a scale (partial PUT) and a redeploy.
             let mut desired = desired;
-            let a = desired.apps.get_mut("app").expect("the app");
+            let a = std::sync::Arc::make_mut(desired.apps.get_mut("app").expect("the app"));
             let instances = a
                 .marathon
                 .get("instances")
@@ -141,7 +141,7 @@ fn apply_then_plan_is_always_in_sync() {
             a.marathon["instances"] = json!(instances + 1);
             for change in ["scale", "redeploy"] {
                 if change == "redeploy" {
-                    let a = desired.apps.get_mut("app").expect("the app");
+                    let a = std::sync::Arc::make_mut(desired.apps.get_mut("app").expect("the app"));
                     a.marathon["env"]["PACER_PROP"] = json!("changed");
                 }
                 let observed = gather::observe(&client, None, &desired, &mut caches)
@@ -213,7 +213,7 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
     };
     DesiredEnv {
         settings,
-        apps: [("app".to_string(), app)].into(),
+        apps: [("app".to_string(), app.into())].into(),
     }
 }
 

@@ -109,8 +109,11 @@ pub async fn apply(
     progress: Arc<dyn Progress>,
 ) -> Vec<StepResult> {
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let by_id: BTreeMap<&str, &RenderedApp> =
-        desired.apps.values().map(|a| (a.id.as_str(), a)).collect();
+    let by_id: BTreeMap<&str, &RenderedApp> = desired
+        .apps
+        .values()
+        .map(|a| (a.id.as_str(), &**a))
+        .collect();
     let mut tasks = tokio::task::JoinSet::new();
     for step in &plan.steps {
         let adopt = matches!(step.action, Action::Wait { ours: true, .. });

@@ -386,7 +386,7 @@ pub fn compare(base: &Desired, head: &Desired) -> Report {
         let mut apps = Vec::new();
         let names: BTreeSet<&AppPath> = b_apps.keys().chain(h_apps.keys()).collect();
         for app in names {
-            let (o, n) = (b_apps.get(app), h_apps.get(app));
+            let (o, n) = (b_apps.get(app).map(|a| &**a), h_apps.get(app).map(|a| &**a));
             if o.is_some() && n.is_some() {
                 summary.rendered += 1;
             }

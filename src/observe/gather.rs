@@ -86,6 +86,11 @@ pub struct Caches {
     baselines: HashMap<(String, String, String), Option<Value>>,
     /// (id, live version) → the definition that failed and was rolled back.
     failed: HashMap<(String, String), Option<Value>>,
+    /// id → the desired app last fingerprinted, and its fingerprint. An
+    /// app a new commit didn't change is the same `Arc` (see
+    /// `render::incremental`), so a steady cycle walks no definition. A
+    /// `Weak` keeps the allocation, so its address is never reused.
+    fingerprints: HashMap<String, (std::sync::Weak<render::RenderedApp>, u64)>,
 }
 
 impl Caches {
@@ -101,6 +106,22 @@ impl Caches {
         if self.in_sync.len() > max {
             self.in_sync.clear();
         }
+        if self.fingerprints.len() > max {
+            self.fingerprints.clear();
+        }
+    }
+
+    /// [`fingerprint`] of `app`, computed once per version of it.
+    fn fingerprint(&mut self, app: &Arc<render::RenderedApp>) -> u64 {
+        if let Some((seen, f)) = self.fingerprints.get(&app.id)
+            && std::ptr::eq(seen.as_ptr(), Arc::as_ptr(app))
+        {
+            return *f;
+        }
+        let f = fingerprint(app);
+        self.fingerprints
+            .insert(app.id.clone(), (Arc::downgrade(app), f));
+        f
     }
 }
 
@@ -233,7 +254,7 @@ pub async fn observe_in(
         // Keyed by the definition itself (and what it leaves to others),
         // not by its inputs: whatever produced it, a different definition
         // is compared again.
-        let fingerprint = fingerprint(app);
+        let fingerprint = caches.fingerprint(app);
         let known = caches
             .in_sync
             .get(&app.id)
@@ -455,7 +476,7 @@ mod tests {
             },
             apps: ["same", "old", "nolabel", "known", "absent"]
                 .into_iter()
-                .map(|n| (n.to_string(), app(n)))
+                .map(|n| (n.to_string(), Arc::new(app(n))))
                 .collect(),
         };
         let live = |id: &str, cmd: &str, commit: Option<&str>| {
@@ -481,5 +502,38 @@ mod tests {
             baselines_needed(&desired, &observed, &in_sync),
             [("/prod/old".to_string(), "c0".to_string())]
         );
+    }
+
+    fn app(cmd: &str) -> Arc<render::RenderedApp> {
+        Arc::new(render::RenderedApp {
+            id: "/dev/web".into(),
+            app: "web".into(),
+            env: "dev".into(),
+            marathon: serde_json::json!({"id": "/dev/web", "cmd": cmd}),
+            files: BTreeMap::new(),
+            ignore: Vec::new(),
+            deploy_timeout_seconds: None,
+            secrets: Vec::new(),
+            shown: None,
+            inputs: crate::model::Digest(cmd.into()),
+        })
+    }
+
+    #[test]
+    fn a_fingerprint_is_kept_per_version_of_an_app() {
+        let mut c = Caches::default();
+        let v1 = app("a");
+        let f1 = c.fingerprint(&v1);
+        assert_eq!(c.fingerprint(&v1), f1);
+        assert_eq!(c.fingerprints["/dev/web"].1, f1);
+        // A new version is a new `Arc`: fingerprinted anew.
+        let v2 = app("b");
+        let f2 = c.fingerprint(&v2);
+        assert_ne!(f1, f2);
+        assert_eq!(f2, fingerprint(&v2));
+        // An equal definition in a new `Arc` fingerprints the same.
+        assert_eq!(c.fingerprint(&app("a")), f1);
+        c.trim(0);
+        assert!(c.fingerprints.is_empty());
     }
 }

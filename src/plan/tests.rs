@@ -40,7 +40,10 @@ fn spec(cmd: &str, instances: u64, hash: &str) -> Value {
 fn env(apps: Vec<RenderedApp>, prune: bool, self_heal: bool) -> DesiredEnv {
     DesiredEnv {
         settings: settings(prune, self_heal),
-        apps: apps.into_iter().map(|a| (a.app.clone(), a)).collect(),
+        apps: apps
+            .into_iter()
+            .map(|a| (a.app.clone(), std::sync::Arc::new(a)))
+            .collect(),
     }
 }
 

@@ -14,14 +14,14 @@
 use super::clients::{self, Clients};
 use super::health::{self, Health};
 use super::published::Publisher;
-use super::records::RecordQueue;
+use super::records::Records;
 use super::render_job::{self, short};
-use super::status::{AppStatus, LastAction, Problem};
+use super::status::{Problem, project};
 use super::writer::{Parts, Writer};
 use crate::apply::{self, LogProgress};
 use crate::marathon::client::MarathonClient;
+use crate::model::Outcome;
 use crate::model::{AppPath, Digest, EnvName, Secret};
-use crate::model::{Outcome, SyncStatus};
 use crate::observe::gather::{self, Caches};
 use crate::plan::{self, Action};
 use crate::record::notes;
@@ -40,10 +40,8 @@ use tokio::sync::mpsc;
 mod env;
 /// Fetching, rewind checks and rendering of a new head.
 mod head;
-/// What the loop reports: status, readiness, metrics, deployment records.
+/// What the loop reports: status, readiness, deployment records.
 mod report;
-
-use report::sync_counts;
 
 pub struct Config {
     pub remote: RemoteSpec,
@@ -105,7 +103,7 @@ struct Daemon {
     /// What the config server hands out: the hot files' digest per app.
     served_hot: BTreeMap<String, Digest>,
     retry: BTreeSet<String>,
-    /// A Marathon client per URL.
+    /// One Marathon client per URL.
     clients: Clients,
     reached_marathon: bool,
     /// Apps that don't render at the newest commit, with their problems.
@@ -138,9 +136,12 @@ struct Daemon {
     triggers: mpsc::Receiver<Trigger>,
     /// Whether writes to Marathon are paused.
     writer: Writer,
+    /// A push or retry was taken after the pass had gone by: another pass
+    /// follows at once.
+    pass_again: bool,
     /// Deployment records (with the commit each annotates) not yet
     /// written and pushed.
-    records: RecordQueue,
+    records: Records,
 }
 
 /// The results of one background apply.
@@ -181,6 +182,7 @@ pub async fn run(
         cfg.marathon_timeout,
         cfg.marathon_events,
     );
+    let records = Records::new(cfg.records);
     let mut d = Daemon {
         cfg,
         mirror,
@@ -208,7 +210,8 @@ pub async fn run(
         known_baselines: BTreeMap::new(),
         triggers: rx,
         writer,
-        records: RecordQueue::default(),
+        records,
+        pass_again: false,
     };
 
     let mut wait = Duration::ZERO;
@@ -263,7 +266,8 @@ pub async fn run(
         };
         // A background apply that ended during the pass may have had its
         // wake-up taken by the pass: record it now rather than a poll later.
-        if !d.done_rx.is_empty() {
+        // The same for a push or a retry taken at the end of the pass.
+        if !d.done_rx.is_empty() || std::mem::take(&mut d.pass_again) {
             wait = Duration::ZERO;
         }
         trigger = Trigger::Poll;
@@ -273,8 +277,8 @@ pub async fn run(
     while let Ok(f) = d.done_rx.try_recv() {
         d.record(f);
     }
-    d.records.hurry();
-    let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records()).await;
+    d.records.retry_now();
+    let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records(None)).await;
     Ok(())
 }
 
@@ -298,6 +302,17 @@ impl Daemon {
             for (env, apps) in rerendered {
                 self.fast_apply(env, apps, head).await;
             }
+        }
+    }
+
+    /// Takes a trigger that arrived while the pass awaits something slow
+    /// (reading Marathon, writing records): a push goes out at once, a
+    /// retry is marked.
+    pub(super) async fn take_trigger(&mut self, t: Trigger, head: &mut String) {
+        match t {
+            Trigger::Webhook { .. } => self.take_push(head).await,
+            Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
+            Trigger::Poll => {}
         }
     }
 
@@ -399,13 +414,7 @@ impl Daemon {
                 let result = loop {
                     tokio::select! {
                         r = &mut read => break r,
-                        Some(t) = self.triggers.recv() => {
-                            match t {
-                                Trigger::Webhook { .. } => self.take_push(&mut head).await,
-                                Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
-                                Trigger::Poll => {}
-                            }
-                        }
+                        Some(t) = self.triggers.recv() => self.take_trigger(t, &mut head).await,
                     }
                 };
                 let s = match result {
@@ -436,7 +445,6 @@ impl Daemon {
                 continue;
             };
             self.reached_marathon = true;
-            self.metrics.marathon_up(&env, true);
             self.health.doing(format!("reconciling {env}"));
             if !self.reconcile_env(&env, &client, snap, &head).await {
                 healthy = false;
@@ -457,7 +465,7 @@ impl Daemon {
         }
         self.update_readiness();
         self.health.doing("writing deployment records");
-        self.publish_records().await;
+        self.publish_records(Some(&mut head)).await;
         self.caches.trim(50_000);
         if self.descends.len() > 100_000 {
             self.descends.clear();

@@ -1,72 +1,57 @@
-//! The deployment records waiting to be written as Git notes on the commits
-//! they deployed, and pushed ([`notes::publish`]). A remote that refuses (a
-//! read-only key, a server without push) is asked again with backoff, not on
-//! every poll, and a repo that won't take them for long loses the oldest
-//! rather than letting the queue grow without bound.
-//!
-//! The queue's decisions take the clock as an argument; only
-//! [`RecordQueue::publish`] does I/O.
+//! Deployment records waiting to be written to the config repo's notes:
+//! a bounded queue with its own backoff. The daemon pushes what finished
+//! steps recorded, asks [`Records::due`] what to write, writes it off the
+//! loop, and reports how that went.
 
-use crate::record::notes::{self, Record};
-use crate::source::remote::{Mirror, RemoteSpec};
-use git2::Oid;
-use std::sync::Arc;
+use crate::record::notes::{self, Publish};
 use std::time::{Duration, Instant};
 
-/// The most records kept waiting; past it the oldest go.
+/// At most this many records wait; a repo that won't take them for long
+/// loses the oldest rather than growing without bound.
 pub const MAX_PENDING: usize = 10_000;
-/// The pause after the first failed push; doubled on each failure after it.
+/// The pause after a first failed write; it doubles on each failure.
 pub const FIRST_PAUSE: Duration = Duration::from_secs(30);
-/// The longest pause between two pushes while they fail.
+/// The longest pause between attempts.
 pub const MAX_PAUSE: Duration = Duration::from_secs(600);
 
-/// Records (with the commit each annotates) not yet written and pushed.
-#[derive(Debug)]
-pub struct RecordQueue {
-    pending: Vec<(Oid, Record)>,
-    /// After a failed push: when to try again, and the pause that led there.
+/// One record and the commit whose notes it goes into.
+pub type Pending = (git2::Oid, notes::Record);
+
+pub struct Records {
+    how: Publish,
+    pending: Vec<Pending>,
+    /// After a failed write: when to try again, and the pause that led
+    /// there.
     retry: Option<(Instant, Duration)>,
-    max_pending: usize,
 }
 
-impl Default for RecordQueue {
-    fn default() -> Self {
-        RecordQueue::with_capacity(MAX_PENDING)
-    }
-}
-
-/// What a [`RecordQueue::publish`] did.
+/// What a failed write left.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Published {
-    /// Nothing was waiting (or records are off and the queue was emptied).
-    Nothing,
-    /// A recent failure holds the next push back until its pause ends.
-    Waiting,
-    /// `records` went out, `added` of them new to the notes.
-    Written { records: usize, added: usize },
-    /// The push failed; the records stay for the next try, in `retry_in`.
-    /// `dropped`: the oldest ones let go to stay under the cap.
-    Failed {
-        error: String,
-        retry_in: Duration,
-        dropped: usize,
-    },
+pub struct Failed {
+    /// Until the next attempt.
+    pub pause: Duration,
+    /// The oldest records dropped to stay within [`MAX_PENDING`].
+    pub dropped: usize,
 }
 
-impl RecordQueue {
-    /// A queue that keeps at most `max_pending` records.
-    pub fn with_capacity(max_pending: usize) -> Self {
-        RecordQueue {
+impl Records {
+    pub fn new(how: Publish) -> Records {
+        Records {
+            how,
             pending: Vec::new(),
             retry: None,
-            max_pending,
         }
     }
 
-    pub fn push(&mut self, commit: Oid, record: Record) {
+    pub fn how(&self) -> Publish {
+        self.how
+    }
+
+    pub fn push(&mut self, commit: git2::Oid, record: notes::Record) {
         self.pending.push((commit, record));
     }
 
+    /// Records not written yet.
     pub fn len(&self) -> usize {
         self.pending.len()
     }
@@ -75,161 +60,132 @@ impl RecordQueue {
         self.pending.is_empty()
     }
 
-    /// Whether a push may be tried at `now`: no failure holds it back.
-    pub fn due(&self, now: Instant) -> bool {
-        self.retry.is_none_or(|(at, _)| now >= at)
+    /// What to write now: `None` when there is nothing, when records are
+    /// off (they are dropped), or while backing off after a failure.
+    pub fn due(&mut self, now: Instant) -> Option<Vec<Pending>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        if self.how == Publish::Off {
+            self.pending.clear();
+            return None;
+        }
+        if self.retry.is_some_and(|(at, _)| now < at) {
+            return None;
+        }
+        Some(self.pending.clone())
     }
 
-    /// Forgets the backoff: the next push is tried at once (at shutdown,
-    /// the last chance).
-    pub fn hurry(&mut self) {
+    /// The records [`Records::due`] handed out were written.
+    pub fn written(&mut self, count: usize) {
+        self.pending.drain(..count.min(self.pending.len()));
         self.retry = None;
     }
 
-    /// The records went out: the queue empties and the backoff resets.
-    pub fn written(&mut self) {
-        self.pending.clear();
-        self.retry = None;
-    }
-
-    /// A push failed at `now`: the pause before the next (30 s, doubled on
-    /// each failure, at most 10 min), and how many of the oldest records
-    /// were dropped to stay under the cap.
-    pub fn failed(&mut self, now: Instant) -> (Duration, usize) {
+    /// Writing failed: back off (doubling, up to [`MAX_PAUSE`]) and keep
+    /// at most [`MAX_PENDING`] records.
+    pub fn failed(&mut self, now: Instant) -> Failed {
         let pause = self
             .retry
             .map_or(FIRST_PAUSE, |(_, p)| (p * 2).min(MAX_PAUSE));
         self.retry = Some((now + pause, pause));
-        let dropped = self.pending.len().saturating_sub(self.max_pending);
+        let dropped = self.pending.len().saturating_sub(MAX_PENDING);
         self.pending.drain(..dropped);
-        (pause, dropped)
+        Failed { pause, dropped }
     }
 
-    /// Writes the waiting records into the mirror's notes (and pushes them,
-    /// per `how`), unless a recent failure holds the push back. Blocking Git
-    /// work runs off the async runtime.
-    pub async fn publish(
-        &mut self,
-        mirror: &Arc<Mirror>,
-        spec: &RemoteSpec,
-        how: notes::Publish,
-    ) -> Published {
-        if self.pending.is_empty() {
-            return Published::Nothing;
-        }
-        if how == notes::Publish::Off {
-            self.pending.clear();
-            return Published::Nothing;
-        }
-        if !self.due(Instant::now()) {
-            return Published::Waiting;
-        }
-        let (mirror, spec) = (mirror.clone(), spec.clone());
-        let pending = self.pending.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || notes::publish(&mirror, &spec, &pending, how))
-                .await;
-        let error = match outcome {
-            Ok(Ok(added)) => {
-                let records = self.pending.len();
-                self.written();
-                return Published::Written { records, added };
-            }
-            Ok(Err(e)) => crate::redact::text(&format!("{:#}", anyhow::Error::new(e))),
-            Err(e) => e.to_string(),
-        };
-        let (retry_in, dropped) = self.failed(Instant::now());
-        Published::Failed {
-            error,
-            retry_in,
-            dropped,
-        }
+    /// Tries again at the next [`Records::due`], backoff or not (at
+    /// shutdown).
+    pub fn retry_now(&mut self) {
+        self.retry = None;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::StepResult;
     use crate::model::Outcome;
 
-    fn record(app: &str) -> Record {
-        Record {
-            env: "prod".into(),
-            app: app.into(),
-            id: format!("/prod/{app}"),
+    fn record(i: usize) -> Pending {
+        let r = StepResult {
+            id: format!("/dev/app{i}"),
+            app: None,
             outcome: Outcome::Succeeded,
-            deployment: None,
+            deployment_id: None,
             version: None,
-            rollback: None,
-            at: "2026-01-01T00:00:00Z".into(),
-        }
-    }
-
-    #[test]
-    fn failures_back_off_doubling_up_to_the_cap_and_success_resets() {
-        let mut q = RecordQueue::default();
-        q.push(Oid::ZERO_SHA1, record("web"));
-        let t0 = Instant::now();
-        assert!(q.due(t0));
-        let mut pauses = Vec::new();
-        for _ in 0..8 {
-            pauses.push(q.failed(t0).0.as_secs());
-        }
-        assert_eq!(pauses, [30, 60, 120, 240, 480, 600, 600, 600]);
-        assert!(!q.due(t0 + Duration::from_secs(599)));
-        assert!(q.due(t0 + Duration::from_secs(600)));
-        assert_eq!(q.len(), 1, "a failure keeps the records");
-        q.written();
-        assert!(q.is_empty());
-        assert!(q.due(t0));
-        assert_eq!(q.failed(t0).0, FIRST_PAUSE, "the backoff starts over");
-    }
-
-    #[test]
-    fn hurry_lifts_the_backoff() {
-        let mut q = RecordQueue::default();
-        let t0 = Instant::now();
-        q.failed(t0);
-        assert!(!q.due(t0));
-        q.hurry();
-        assert!(q.due(t0));
-    }
-
-    #[test]
-    fn a_failure_over_the_cap_drops_the_oldest() {
-        let mut q = RecordQueue::with_capacity(2);
-        for app in ["a", "b", "c", "d"] {
-            q.push(Oid::ZERO_SHA1, record(app));
-        }
-        let (_, dropped) = q.failed(Instant::now());
-        assert_eq!(dropped, 2);
-        let left: Vec<&str> = q.pending.iter().map(|(_, r)| r.app.as_str()).collect();
-        assert_eq!(left, ["c", "d"]);
-        assert_eq!(q.failed(Instant::now()).1, 0);
-    }
-
-    #[tokio::test]
-    async fn records_off_empties_the_queue_without_touching_git() {
-        let mut q = RecordQueue::default();
-        q.push(Oid::ZERO_SHA1, record("web"));
-        let spec = RemoteSpec {
-            url: "file:///nowhere".into(),
-            branch: "main".into(),
-            auth: crate::source::remote::GitAuth::None,
-            ca_file: None,
-            known_hosts: None,
+            rollback_id: None,
+            message: None,
         };
-        // An empty mirror of a remote that doesn't exist: neither `Off` nor
-        // a push held back may reach it.
-        let dir = tempfile::tempdir().unwrap();
-        let mirror = Arc::new(Mirror::open_or_clone(&spec, &dir.path().join("m")).unwrap());
-        let out = q.publish(&mirror, &spec, notes::Publish::Off).await;
-        assert_eq!(out, Published::Nothing);
+        (
+            git2::Oid::from_str("1111111111111111111111111111111111111111").unwrap(),
+            notes::Record::of("dev", &r, chrono::Utc::now()),
+        )
+    }
+
+    fn queue(n: usize) -> Records {
+        let mut q = Records::new(Publish::Push);
+        for i in 0..n {
+            let (c, r) = record(i);
+            q.push(c, r);
+        }
+        q
+    }
+
+    #[test]
+    fn a_failure_backs_off_doubling_up_to_the_cap() {
+        let mut q = queue(2);
+        let t = Instant::now();
+        assert_eq!(q.due(t).map(|v| v.len()), Some(2));
+        assert_eq!(q.failed(t).pause, FIRST_PAUSE);
+        assert!(q.due(t + FIRST_PAUSE / 2).is_none(), "backing off");
+        assert!(q.due(t + FIRST_PAUSE).is_some());
+        let mut last = FIRST_PAUSE;
+        for _ in 0..10 {
+            last = q.failed(t).pause;
+        }
+        assert_eq!(last, MAX_PAUSE);
+        q.written(2);
         assert!(q.is_empty());
-        q.push(Oid::ZERO_SHA1, record("web"));
-        q.failed(Instant::now());
-        let out = q.publish(&mirror, &spec, notes::Publish::Local).await;
-        assert_eq!(out, Published::Waiting);
+        let (c, r) = record(9);
+        q.push(c, r);
+        assert!(q.due(t).is_some(), "a write that worked ends the backoff");
+    }
+
+    #[test]
+    fn records_pushed_during_a_write_stay_for_the_next() {
+        let mut q = queue(2);
+        let out = q.due(Instant::now()).unwrap();
+        let (c, r) = record(7);
+        q.push(c, r);
+        q.written(out.len());
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn too_many_waiting_drops_the_oldest() {
+        let mut q = queue(MAX_PENDING + 3);
+        let f = q.failed(Instant::now());
+        assert_eq!(f.dropped, 3);
+        assert_eq!(q.len(), MAX_PENDING);
+        assert_eq!(q.pending[0].1.id, "/dev/app3", "the oldest went");
+    }
+
+    #[test]
+    fn records_off_drops_them() {
+        let mut q = queue(1);
+        q.how = Publish::Off;
+        assert!(q.due(Instant::now()).is_none());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn retry_now_skips_the_backoff() {
+        let mut q = queue(1);
+        let t = Instant::now();
+        q.failed(t);
+        assert!(q.due(t).is_none());
+        q.retry_now();
+        assert!(q.due(t).is_some());
     }
 }

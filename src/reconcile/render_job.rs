@@ -12,12 +12,13 @@
 //! loop never renders that commit again (so at most one thread is left
 //! behind per pushed commit).
 //!
-//! The work in progress lives behind one lock ([`Slot`]) that the thread
-//! holds only to move results in; the unchanged apps are moved, never
-//! copied, so a 10,000-app environment costs no second copy.
+//! Which apps to render and which to keep is decided by
+//! [`render::incremental`]; kept apps are shared with the previous state
+//! (one `Arc` each), never copied. The work in progress lives behind one
+//! lock ([`Slot`]) that the thread holds only to move results in.
 
 use crate::model::{AppPath, EnvName};
-use crate::render::{self, Diagnostic, Diagnostics, RenderedApp};
+use crate::render::{self, Diagnostic, Diagnostics, RenderedApp, incremental};
 use crate::source::{RepoLocation, Snapshot};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,16 +45,15 @@ pub struct Rendered {
 }
 
 /// The daemon's desired state per environment before this render.
-pub type PreviousState = BTreeMap<EnvName, Arc<render::DesiredEnv>>;
+pub type PreviousState = incremental::Previous;
 
 /// How a render ended.
 pub enum Outcome {
     Rendered(Rendered),
     /// The repo as a whole doesn't load (pacer.yaml, an environment file,
-    /// or loading ran past the deadline); `previous` comes back untouched.
+    /// or loading ran past the deadline); the previous state stays.
     NotLoaded {
         problems: Vec<Diagnostic>,
-        previous: PreviousState,
     },
 }
 
@@ -86,14 +86,14 @@ struct Work {
     out: Rendered,
     /// Old versions of the apps being re-rendered, kept until their
     /// replacements render (or put back when they don't).
-    stale: BTreeMap<(EnvName, AppPath), RenderedApp>,
+    stale: BTreeMap<(EnvName, AppPath), Arc<RenderedApp>>,
     /// Apps still to render, with their environments.
     todo: BTreeMap<AppPath, Vec<EnvName>>,
     /// The app being rendered now, with its environments.
     current: Option<(AppPath, Vec<EnvName>)>,
 }
 
-/// Renders `job.head`, moving over apps of `previous` whose inputs are
+/// Renders `job.head`, sharing the apps of `previous` whose inputs are
 /// unchanged; never waits longer than `job.deadline`.
 pub async fn run(job: Job, previous: PreviousState) -> Outcome {
     let slot = Arc::new(Mutex::new(Slot::Previous(previous)));
@@ -105,16 +105,11 @@ pub async fn run(job: Job, previous: PreviousState) -> Outcome {
         .name("pacer-render".into())
         .spawn(move || work(job, shared, tx));
     if let Err(e) = spawned {
-        let previous = match std::mem::replace(&mut *slot.lock(), Slot::Taken) {
-            Slot::Previous(p) => p,
-            _ => PreviousState::new(),
-        };
         return Outcome::NotLoaded {
             problems: vec![Diagnostic::file(
                 "(repo)",
                 format!("cannot start a render thread: {e}"),
             )],
-            previous,
         };
     }
     if let Ok(Ok(outcome)) = tokio::time::timeout(deadline, &mut rx).await {
@@ -128,10 +123,9 @@ pub async fn run(job: Job, previous: PreviousState) -> Outcome {
             // It finished just now: the result was sent under the lock.
             rx.try_recv().unwrap_or_else(|_| Outcome::NotLoaded {
                 problems: vec![Diagnostic::file("(repo)", "the render ended abnormally")],
-                previous: PreviousState::new(),
             })
         }
-        Slot::Previous(previous) => {
+        Slot::Previous(_) => {
             ABANDONED.fetch_add(1, Ordering::Relaxed);
             Outcome::NotLoaded {
                 problems: vec![Diagnostic::file(
@@ -142,7 +136,6 @@ pub async fn run(job: Job, previous: PreviousState) -> Outcome {
                         deadline.as_secs_f64()
                     ),
                 )],
-                previous,
             }
         }
         Slot::Working(w) => {
@@ -218,8 +211,8 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
         Err(problems) => {
             let mut g = slot.lock();
             match std::mem::replace(&mut *g, Slot::Taken) {
-                Slot::Previous(previous) => {
-                    let _ = tx.send(Outcome::NotLoaded { problems, previous });
+                Slot::Previous(_) => {
+                    let _ = tx.send(Outcome::NotLoaded { problems });
                 }
                 _ => {
                     ABANDONED.fetch_sub(1, Ordering::Relaxed);
@@ -239,7 +232,7 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
         };
         *g = Slot::Working(Box::new(partition(
             &repo,
-            previous,
+            &previous,
             job.envs_filter.as_ref(),
         )));
     }
@@ -276,16 +269,9 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
             for (env, e) in d.envs {
                 for (name, a) in e.apps {
                     if let Some(old) = w.stale.remove(&(env.clone(), name.clone())) {
-                        let commit = old
-                            .marathon
-                            .get("labels")
-                            .and_then(|l| l.get(render::labels::COMMIT))
-                            .and_then(|c| c.as_str())
-                            .unwrap_or("")
-                            .to_string();
                         w.out
                             .replaced
-                            .insert(old.id.clone(), (commit, old.marathon));
+                            .insert(old.id.clone(), incremental::replaced(&old));
                     }
                     w.out
                         .rerendered
@@ -315,65 +301,21 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
     }
 }
 
-/// Splits the apps of every environment into those whose inputs are
-/// unchanged (moved over) and those to render.
+/// The kept apps in place, the rest to render (see [`incremental`]).
 fn partition(
     repo: &render::Repo,
-    previous: PreviousState,
+    previous: &PreviousState,
     envs_filter: Option<&BTreeSet<EnvName>>,
 ) -> Work {
-    let mut w = Work {
-        out: Rendered::default(),
-        stale: BTreeMap::new(),
-        todo: BTreeMap::new(),
+    let p = incremental::plan(repo, previous, envs_filter);
+    Work {
+        out: Rendered {
+            envs: p.envs,
+            changed: p.changed,
+            ..Rendered::default()
+        },
+        stale: p.stale,
+        todo: p.todo,
         current: None,
-    };
-    let envs: Vec<EnvName> = repo
-        .envs
-        .keys()
-        .filter(|e| envs_filter.is_none_or(|f| f.contains(*e)))
-        .cloned()
-        .collect();
-    // A background apply or the published snapshot (`status::published`)
-    // may still hold an environment; then it is copied, once per new
-    // commit. (Sharing each app as an `Arc` in `render::DesiredEnv` would
-    // save that copy.)
-    let mut previous: BTreeMap<EnvName, render::DesiredEnv> = previous
-        .into_iter()
-        .map(|(e, d)| (e, Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone())))
-        .collect();
-    for env in &envs {
-        let mut prev = previous.remove(env);
-        if prev.as_ref().is_none_or(|p| p.settings != repo.envs[env]) {
-            w.out.changed.insert(env.clone());
-        }
-        let mut apps = BTreeMap::new();
-        for app in repo.apps.keys() {
-            let old = prev.as_mut().and_then(|p| p.apps.remove(app));
-            match old {
-                Some(old) if old.inputs == repo.inputs(env, app) => {
-                    apps.insert(app.clone(), old);
-                }
-                old => {
-                    if let Some(old) = old {
-                        w.stale.insert((env.clone(), app.clone()), old);
-                    }
-                    w.out.changed.insert(env.clone());
-                    w.todo.entry(app.clone()).or_default().push(env.clone());
-                }
-            }
-        }
-        // Apps left over are gone from Git.
-        if prev.is_some_and(|p| !p.apps.is_empty()) {
-            w.out.changed.insert(env.clone());
-        }
-        w.out.envs.insert(
-            env.clone(),
-            render::DesiredEnv {
-                settings: repo.envs[env].clone(),
-                apps,
-            },
-        );
     }
-    w
 }

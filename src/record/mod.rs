@@ -149,7 +149,11 @@ impl Renders<'_> {
                 &[(self.env.to_string(), vec![self.app.to_string()])],
                 &mut diags,
             );
-            d.envs.get(self.env)?.apps.get(self.app).cloned()
+            d.envs
+                .get(self.env)?
+                .apps
+                .get(self.app)
+                .map(|a| (**a).clone())
         })();
         self.seen.insert(rev.to_string(), rendered.clone());
         rendered

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod checks;
 mod diagnostic;
 mod files;
+pub mod incremental;
 pub mod merge;
 mod pairs;
 mod repo;
@@ -234,7 +235,11 @@ impl RenderedApp {
 #[derive(Clone, Debug, Serialize)]
 pub struct DesiredEnv {
     pub settings: EnvSettings,
-    pub apps: BTreeMap<AppPath, RenderedApp>,
+    /// Each app behind its own `Arc`: a new commit's desired state shares
+    /// the apps it didn't change with the previous one, and a reader (the
+    /// published snapshot, a background apply) never holds up or copies
+    /// the others.
+    pub apps: BTreeMap<AppPath, Arc<RenderedApp>>,
 }
 
 /// The desired state of the environments that were rendered.

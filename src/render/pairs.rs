@@ -153,7 +153,7 @@ pub fn render_pairs(
             envs.get_mut(u.env)
                 .expect("every pair's environment")
                 .apps
-                .insert(u.app.clone(), r);
+                .insert(u.app.clone(), Arc::new(r));
         }
     }
     Desired {

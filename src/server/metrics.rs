@@ -1,5 +1,9 @@
-//! The daemon's Prometheus metrics: one explicit registry (no globals), written
-//! by the reconcile loop and the webhook handler, rendered by `GET /metrics`.
+//! The daemon's Prometheus metrics, rendered by `GET /metrics`. Counters and
+//! the histogram count events (written by the reconcile loop and the webhook
+//! handler into one explicit registry, no globals); the gauges describe a
+//! state and are built at each request from the published status snapshot
+//! the request reads ([`Metrics::render`]), so `/metrics` and
+//! `/api/v1/status` never disagree.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -16,13 +20,13 @@
 //! Label values are spelled as in the status JSON (`inSync`, `rolledBack`).
 
 use crate::model::{Outcome, SyncStatus};
+use crate::status::Status;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
@@ -61,14 +65,10 @@ fn reconcile_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     reconcile_duration: Family<EnvLabels, Histogram, fn() -> Histogram>,
-    apps: Family<AppsLabels, Gauge>,
     deployments: Family<DeploymentLabels, Counter>,
     git_fetch_errors: Counter,
     webhooks: Family<WebhookLabels, Counter>,
-    last_sync: Family<EnvLabels, FloatGauge>,
     marathon_errors: Counter,
-    marathon_up: Family<EnvLabels, Gauge>,
-    repo_loaded: Gauge,
     records_written: Counter,
     record_errors: Counter,
 }
@@ -92,14 +92,10 @@ impl Metrics {
             Family::<EnvLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 reconcile_histogram,
             );
-        let apps = Family::<AppsLabels, Gauge>::default();
         let deployments = Family::<DeploymentLabels, Counter>::default();
         let git_fetch_errors = Counter::default();
         let webhooks = Family::<WebhookLabels, Counter>::default();
-        let last_sync = Family::<EnvLabels, FloatGauge>::default();
         let marathon_errors = Counter::default();
-        let marathon_up = Family::<EnvLabels, Gauge>::default();
-        let repo_loaded = Gauge::default();
         let records_written = Counter::default();
         let record_errors = Counter::default();
         // Counters get their `_total` suffix from the encoder.
@@ -107,11 +103,6 @@ impl Metrics {
             "pacer_reconcile_duration_seconds",
             "Time one reconcile of an environment took",
             reconcile_duration.clone(),
-        );
-        registry.register(
-            "pacer_apps",
-            "Apps per environment by sync status",
-            apps.clone(),
         );
         registry.register(
             "pacer_deployments",
@@ -129,24 +120,9 @@ impl Metrics {
             webhooks.clone(),
         );
         registry.register(
-            "pacer_last_sync_timestamp_seconds",
-            "Unix time of the last reconcile that reached Marathon",
-            last_sync.clone(),
-        );
-        registry.register(
             "pacer_marathon_errors",
             "Failed requests to Marathon",
             marathon_errors.clone(),
-        );
-        registry.register(
-            "pacer_marathon_up",
-            "Whether the environment's Marathon answered on the last cycle (1) or not (0: its apps show as unknown)",
-            marathon_up.clone(),
-        );
-        registry.register(
-            "pacer_repo_loaded",
-            "Whether the newest commit fetched loads and is the one reconciled (1) or is refused (0)",
-            repo_loaded.clone(),
         );
         registry.register(
             "pacer_records_written",
@@ -161,14 +137,10 @@ impl Metrics {
         Metrics {
             registry,
             reconcile_duration,
-            apps,
             deployments,
             git_fetch_errors,
             webhooks,
-            last_sync,
             marathon_errors,
-            marathon_up,
-            repo_loaded,
             records_written,
             record_errors,
         }
@@ -178,20 +150,6 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&EnvLabels { env: env.into() })
             .observe(seconds);
-    }
-
-    /// Sets the gauge for every status, 0 for those absent from `counts`, so
-    /// an app moving from `outOfSync` to `inSync` leaves no stale 1 behind.
-    pub fn set_apps(&self, env: &str, counts: &BTreeMap<SyncStatus, u64>) {
-        for status in SyncStatus::ALL {
-            let n = counts.get(&status).copied().unwrap_or(0);
-            self.apps
-                .get_or_create(&AppsLabels {
-                    env: env.into(),
-                    status: status.as_str().into(),
-                })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
     }
 
     pub fn deployment(&self, env: &str, outcome: Outcome) {
@@ -218,24 +176,8 @@ impl Metrics {
             .inc();
     }
 
-    pub fn synced(&self, env: &str, unix_seconds: f64) {
-        self.last_sync
-            .get_or_create(&EnvLabels { env: env.into() })
-            .set(unix_seconds);
-    }
-
     pub fn marathon_error(&self) {
         self.marathon_errors.inc();
-    }
-
-    pub fn marathon_up(&self, env: &str, up: bool) {
-        self.marathon_up
-            .get_or_create(&EnvLabels { env: env.into() })
-            .set(i64::from(up));
-    }
-
-    pub fn repo_loaded(&self, loaded: bool) {
-        self.repo_loaded.set(i64::from(loaded));
     }
 
     pub fn records_written(&self, n: u64) {
@@ -246,18 +188,79 @@ impl Metrics {
         self.record_errors.inc();
     }
 
-    /// The OpenMetrics text exposition, served with [`CONTENT_TYPE`].
-    pub fn render(&self) -> String {
+    /// The OpenMetrics text exposition, served with [`CONTENT_TYPE`]: the
+    /// counted events, and the gauges of `status` (one published snapshot).
+    pub fn render(&self, status: &Status) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &state_gauges(status)))
+            .and_then(|()| encode_eof(&mut out))
             .expect("writing to a String cannot fail");
         out
     }
 }
 
+/// The gauges that describe `status`, in a registry of their own made for
+/// one request.
+fn state_gauges(status: &Status) -> Registry {
+    let mut registry = Registry::default();
+    let apps = Family::<AppsLabels, Gauge>::default();
+    let last_sync = Family::<EnvLabels, FloatGauge>::default();
+    let marathon_up = Family::<EnvLabels, Gauge>::default();
+    let repo_loaded: Gauge = Gauge::default();
+    for (env, e) in &status.environments {
+        let labels = EnvLabels { env: env.clone() };
+        // Every status, 0 for those absent, so an app moving from
+        // `outOfSync` to `inSync` leaves no stale 1 behind.
+        let counts = e.sync_counts();
+        for s in SyncStatus::ALL {
+            let n = counts.get(&s).copied().unwrap_or(0);
+            apps.get_or_create(&AppsLabels {
+                env: env.clone(),
+                status: s.as_str().into(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some(at) = e
+            .last_sync
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            last_sync
+                .get_or_create(&labels)
+                .set(at.timestamp_millis() as f64 / 1000.0);
+        }
+        if let Some(up) = e.marathon_up {
+            marathon_up.get_or_create(&labels).set(i64::from(up));
+        }
+    }
+    let loaded = status.repo.last_good.is_some() && status.repo.errors.is_empty();
+    repo_loaded.set(i64::from(loaded));
+    registry.register("pacer_apps", "Apps per environment by sync status", apps);
+    registry.register(
+        "pacer_last_sync_timestamp_seconds",
+        "Unix time of the last reconcile that reached Marathon",
+        last_sync,
+    );
+    registry.register(
+        "pacer_marathon_up",
+        "Whether the environment's Marathon answered on the last cycle (1) or not (0: its apps show as unknown)",
+        marathon_up,
+    );
+    registry.register(
+        "pacer_repo_loaded",
+        "Whether the newest commit fetched loads and is the one reconciled (1) or is refused (0)",
+        repo_loaded,
+    );
+    registry
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::{AppStatus, EnvStatus};
+    use std::sync::Arc;
 
     fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
         text.lines()
@@ -265,21 +268,51 @@ mod tests {
             .unwrap_or_else(|| panic!("no line starting {prefix:?} in\n{text}"))
     }
 
+    fn app(sync: SyncStatus) -> Arc<AppStatus> {
+        Arc::new(AppStatus {
+            id: "/x".into(),
+            sync,
+            live_commit: None,
+            last: None,
+            errors: Vec::new(),
+        })
+    }
+
+    fn status(apps: &[SyncStatus], up: Option<bool>) -> Status {
+        let mut env = EnvStatus {
+            last_sync: Some("2025-11-24T16:00:00.5+00:00".into()),
+            marathon_up: up,
+            ..EnvStatus::default()
+        };
+        for (i, s) in apps.iter().enumerate() {
+            env.apps.insert(format!("app{i}"), app(*s));
+        }
+        let mut status = Status::default();
+        status.repo.last_good = Some("abc".into());
+        status.environments.insert("prod".into(), Arc::new(env));
+        status
+    }
+
     #[test]
     fn renders_every_family_with_its_labels() {
         let m = Metrics::new();
         m.observe_reconcile("prod", 0.3);
-        m.set_apps(
-            "prod",
-            &BTreeMap::from([(SyncStatus::InSync, 3), (SyncStatus::Drifted, 1)]),
-        );
         m.deployment("prod", Outcome::RolledBack);
         m.git_fetch_error();
         m.webhook("accepted", "github");
-        m.synced("prod", 1_764_000_000.5);
         m.marathon_error();
-        let text = m.render();
+        let s = status(
+            &[
+                SyncStatus::InSync,
+                SyncStatus::InSync,
+                SyncStatus::InSync,
+                SyncStatus::Drifted,
+            ],
+            Some(true),
+        );
+        let text = m.render(&s);
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         line(
             &text,
             "pacer_reconcile_duration_seconds_count{env=\"prod\"} 1",
@@ -305,20 +338,39 @@ mod tests {
             "pacer_last_sync_timestamp_seconds{env=\"prod\"} 1764000000.5",
         );
         line(&text, "pacer_marathon_errors_total 1");
+        line(&text, "pacer_marathon_up{env=\"prod\"} 1");
+        line(&text, "pacer_repo_loaded 1");
     }
 
     #[test]
-    fn set_apps_drops_stale_statuses_to_zero() {
+    fn every_status_has_a_series_and_absent_ones_are_zero() {
         let m = Metrics::new();
-        m.set_apps("dev", &BTreeMap::from([(SyncStatus::OutOfSync, 2)]));
-        m.set_apps("dev", &BTreeMap::from([(SyncStatus::InSync, 2)]));
-        let text = m.render();
-        line(&text, "pacer_apps{env=\"dev\",status=\"outOfSync\"} 0");
-        line(&text, "pacer_apps{env=\"dev\",status=\"inSync\"} 2");
+        let text = m.render(&status(&[SyncStatus::InSync, SyncStatus::InSync], None));
+        line(&text, "pacer_apps{env=\"prod\",status=\"outOfSync\"} 0");
+        line(&text, "pacer_apps{env=\"prod\",status=\"inSync\"} 2");
         let series = text
             .lines()
             .filter(|l| l.starts_with("pacer_apps{"))
             .count();
         assert_eq!(series, SyncStatus::ALL.len());
+        assert!(
+            !text.contains("pacer_marathon_up{"),
+            "not asked yet: no series\n{text}"
+        );
+    }
+
+    #[test]
+    fn the_gauges_are_the_snapshots_own() {
+        let m = Metrics::new();
+        let mut s = status(&[SyncStatus::Failed], Some(false));
+        s.repo.errors = vec![crate::status::Problem::message("refused")];
+        let text = m.render(&s);
+        line(&text, "pacer_apps{env=\"prod\",status=\"failed\"} 1");
+        line(&text, "pacer_marathon_up{env=\"prod\"} 0");
+        line(&text, "pacer_repo_loaded 0");
+        // An environment gone from the status leaves no series behind.
+        let text = m.render(&Status::default());
+        assert!(!text.contains("env=\"prod\""), "{text}");
+        line(&text, "pacer_repo_loaded 0");
     }
 }

@@ -202,7 +202,8 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
             HeaderValue::from_static(metrics::CONTENT_TYPE),
         )],
         {
-            let mut text = state.metrics.render();
+            // The gauges come from the same snapshot `/api/v1/status` serves.
+            let mut text = state.metrics.render(&state.published.latest().status);
             if let Some(d) = &state.delivery {
                 d.append_metrics(&mut text);
             }

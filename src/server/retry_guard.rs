@@ -318,13 +318,13 @@ mod tests {
         let mut env = EnvStatus::default();
         env.apps.insert(
             "web".into(),
-            AppStatus {
+            std::sync::Arc::new(AppStatus {
                 id: "/dev/web".into(),
                 sync: SyncStatus::Failed,
                 live_commit: None,
                 last: None,
                 errors: Vec::new(),
-            },
+            }),
         );
         status
             .environments

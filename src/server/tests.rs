@@ -41,13 +41,13 @@ fn fixture(capacity: usize) -> Fixture {
     };
     prod.apps.insert(
         "web".into(),
-        AppStatus {
+        std::sync::Arc::new(AppStatus {
             id: "/prod/web".into(),
             sync: SyncStatus::Failed,
             live_commit: None,
             last: None,
             errors: Vec::new(),
-        },
+        }),
     );
     status
         .environments
@@ -170,6 +170,11 @@ async fn metrics_are_openmetrics_text() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], metrics::CONTENT_TYPE);
     assert!(body.contains("pacer_git_fetch_errors_total 1"), "{body}");
+    // The gauges are the published status's: its one failed app.
+    assert!(
+        body.contains("pacer_apps{env=\"prod\",status=\"failed\"} 1"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -220,7 +225,7 @@ async fn signed_github_push_triggers_a_run() {
     }
     assert!(
         f.metrics
-            .render()
+            .render(&Default::default())
             .contains("pacer_webhooks_total{decision=\"accepted\",provider=\"github\"} 1")
     );
 }
@@ -246,7 +251,7 @@ async fn bad_signature_is_rejected_and_counted() {
     assert!(f.rx.try_recv().is_err());
     assert!(
         f.metrics
-            .render()
+            .render(&Default::default())
             .contains("pacer_webhooks_total{decision=\"rejected\",provider=\"github\"} 1")
     );
 }
@@ -262,7 +267,7 @@ async fn other_branch_is_ignored_and_counted() {
     assert!(f.rx.try_recv().is_err());
     assert!(
         f.metrics
-            .render()
+            .render(&Default::default())
             .contains("pacer_webhooks_total{decision=\"ignored\",provider=\"github\"} 1")
     );
 }
@@ -275,7 +280,7 @@ async fn unknown_sender_is_rejected_as_unknown_provider() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(
         f.metrics
-            .render()
+            .render(&Default::default())
             .contains("pacer_webhooks_total{decision=\"rejected\",provider=\"unknown\"} 1")
     );
 }

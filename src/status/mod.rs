@@ -1,12 +1,18 @@
 //! What the daemon knows about each environment and app, as served by
 //! `/api/v1/status` and summarised in `/metrics`. Plain data, written by the
 //! reconcile loop and read by the HTTP server.
+//!
+//! - [`project`]: the pure rules that turn what a reconcile saw (plan
+//!   steps, apply results, an unreachable Marathon) into app statuses.
+//! - [`published`]: the snapshots readers take.
+//! - [`health`]: liveness and readiness.
 
 use crate::model::{AppPath, EnvName, Outcome, SyncStatus};
 use crate::render::Diagnostic;
 use serde::Serialize;
 
 pub mod health;
+pub mod project;
 pub mod published;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,7 +77,7 @@ impl std::fmt::Display for Problem {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LastAction {
     pub outcome: Outcome,
@@ -84,7 +90,7 @@ pub struct LastAction {
     pub message: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppStatus {
     pub id: String,
@@ -109,11 +115,29 @@ pub struct EnvStatus {
     /// RFC 3339 time of the last reconcile that reached Marathon.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<String>,
-    pub apps: BTreeMap<AppPath, AppStatus>,
+    /// Each app behind its own `Arc`: a one-app change copies one app's
+    /// status, not the environment's (see `published`).
+    pub apps: BTreeMap<AppPath, Arc<AppStatus>>,
     /// Problems that are not one app's: Marathon unreachable, the env file
     /// broken, a refused rewind.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Problem>,
+    /// Whether its Marathon answered on the last cycle (`None`: not asked
+    /// yet). The errors say why not; `/metrics` shows it as
+    /// `pacer_marathon_up`.
+    #[serde(skip)]
+    pub marathon_up: Option<bool>,
+}
+
+impl EnvStatus {
+    /// Apps per sync status (the `pacer_apps` gauge).
+    pub fn sync_counts(&self) -> BTreeMap<SyncStatus, u64> {
+        let mut counts: BTreeMap<SyncStatus, u64> = BTreeMap::new();
+        for a in self.apps.values() {
+            *counts.entry(a.sync).or_default() += 1;
+        }
+        counts
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

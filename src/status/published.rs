@@ -25,7 +25,10 @@ use tokio::sync::watch;
 /// desired state and the status are shared.
 #[derive(Clone, Debug)]
 pub struct Published {
-    /// The commit `desired` was rendered at (the newest that loaded).
+    /// Counts the snapshots published: a newer one has a larger number.
+    pub seq: u64,
+    /// The commit `desired` was rendered at (the newest that loaded); the
+    /// status's `lastGood` says the same in the same snapshot.
     pub commit: Option<String>,
     /// Per environment: its settings and apps, each with its rendered files.
     pub desired: BTreeMap<EnvName, Arc<DesiredEnv>>,
@@ -38,6 +41,7 @@ pub struct Published {
 impl Default for Published {
     fn default() -> Self {
         Published {
+            seq: 0,
             commit: None,
             desired: BTreeMap::new(),
             status: Arc::default(),
@@ -105,24 +109,21 @@ impl Publisher {
         self.working.lock()
     }
 
-    /// Publishes a new desired state (the maps hold `Arc`s: no app is copied).
-    pub fn set_desired(&self, commit: Option<String>, desired: BTreeMap<EnvName, Arc<DesiredEnv>>) {
+    /// Publishes the desired state rendered at `commit` and, in the same
+    /// snapshot, the status's `lastGood`: a reader never sees a new commit
+    /// with the old commit's apps. The maps hold `Arc`s: no app is copied.
+    pub fn set_desired(&self, commit: String, desired: BTreeMap<EnvName, Arc<DesiredEnv>>) {
+        let mut status = self.working.lock();
+        status.repo.last_good = Some(commit.clone());
+        let shared = Arc::new(status.clone());
         self.tx.send_modify(|p| {
-            let mut next = (**p).clone();
-            next.commit = commit;
-            next.desired = desired;
-            *p = Arc::new(next);
-        });
-    }
-
-    /// Takes the desired state out of the snapshot while a new commit
-    /// renders, so the render can move its apps instead of copying them;
-    /// [`Publisher::set_desired`] puts the result back.
-    pub fn lend_desired(&self) {
-        self.tx.send_modify(|p| {
-            let mut next = (**p).clone();
-            next.desired = BTreeMap::new();
-            *p = Arc::new(next);
+            *p = Arc::new(Published {
+                seq: p.seq + 1,
+                commit: Some(commit),
+                desired,
+                status: shared,
+                ready: p.ready.clone(),
+            });
         });
     }
 
@@ -133,6 +134,7 @@ impl Publisher {
                 return false;
             }
             let mut next = (**p).clone();
+            next.seq += 1;
             next.ready = ready;
             *p = Arc::new(next);
             true
@@ -161,10 +163,13 @@ impl std::ops::DerefMut for StatusGuard<'_> {
 
 impl Drop for StatusGuard<'_> {
     fn drop(&mut self) {
-        // One copy per change, made by the writer; readers share it.
+        // One copy per change, made by the writer; readers share it. The
+        // copy is shallow: environments and apps are `Arc`s, and a change
+        // copies only the ones it touched (`Arc::make_mut`).
         let status = Arc::new(self.status.clone());
         self.tx.send_modify(|p| {
             let mut next = (**p).clone();
+            next.seq += 1;
             next.status = status;
             *p = Arc::new(next);
         });
@@ -205,7 +210,7 @@ mod tests {
             apps: BTreeMap::new(),
         });
         p.set_desired(
-            Some("abc".into()),
+            "abc".into(),
             BTreeMap::from([("dev".to_string(), env.clone())]),
         );
         let snap = r.latest();
@@ -216,5 +221,61 @@ mod tests {
             Arc::ptr_eq(&r.latest().desired["dev"], &env),
             "a status change keeps the desired state"
         );
+    }
+
+    #[test]
+    fn a_new_desired_state_and_its_last_good_commit_are_one_snapshot() {
+        let p = Publisher::default();
+        let r = p.reader();
+        let before = r.latest().seq;
+        p.set_desired("abc".into(), BTreeMap::new());
+        let snap = r.latest();
+        // One snapshot, not two: no reader sees `lastGood` at the new
+        // commit with the old commit's apps, or the other way round.
+        assert_eq!(snap.seq, before + 1);
+        assert_eq!(snap.commit.as_deref(), Some("abc"));
+        assert_eq!(snap.status.repo.last_good.as_deref(), Some("abc"));
+        // The loop's working copy agrees, so a later status change keeps it.
+        p.write().repo.head = Some("def".into());
+        assert_eq!(r.latest().status.repo.last_good.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn a_change_to_one_app_shares_every_other_app_with_the_last_snapshot() {
+        use crate::model::SyncStatus;
+        use crate::status::{AppStatus, EnvStatus};
+        let p = Publisher::default();
+        let r = p.reader();
+        {
+            let mut s = p.write();
+            let mut env = EnvStatus::default();
+            for name in ["api", "web"] {
+                env.apps.insert(
+                    name.into(),
+                    Arc::new(AppStatus {
+                        id: format!("/dev/{name}"),
+                        sync: SyncStatus::InSync,
+                        live_commit: None,
+                        last: None,
+                        errors: Vec::new(),
+                    }),
+                );
+            }
+            s.environments.insert("dev".into(), Arc::new(env));
+        }
+        let before = r.latest();
+        {
+            let mut s = p.write();
+            let env = Arc::make_mut(s.environments.get_mut("dev").unwrap());
+            Arc::make_mut(env.apps.get_mut("web").unwrap()).sync = SyncStatus::Failed;
+        }
+        let after = r.latest();
+        let (old, new) = (
+            &before.status.environments["dev"],
+            &after.status.environments["dev"],
+        );
+        assert_eq!(old.apps["web"].sync, SyncStatus::InSync);
+        assert_eq!(new.apps["web"].sync, SyncStatus::Failed);
+        assert!(Arc::ptr_eq(&old.apps["api"], &new.apps["api"]));
     }
 }

@@ -209,39 +209,18 @@ impl Daemon {
             BTreeSet::new()
         };
         let now = chrono::Utc::now();
-        // The desired state comes from the newest commit that rendered, not
-        // from a head that doesn't load or is a refused rewind.
-        let reconciled_at = self.rendered_at.as_deref().unwrap_or(head).to_string();
-        let mut s = self.status.write();
-        let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
-        e.group = desired.settings.group.clone();
-        e.commit = Some(reconciled_at);
-        e.last_sync = Some(now.to_rfc3339());
+        let previous = self.status.read().environments.get(env).cloned();
+        let previous = previous.as_deref();
         if let Some(msg) = &rewind
-            && !e.errors.iter().any(|p| p.message == *msg)
+            && previous.is_none_or(|e| !e.errors.iter().any(|p| p.message == *msg))
         {
             tracing::error!(env = %env, "commit refused: {msg}");
         }
-        e.errors = self.head_problems.clone();
-        e.errors.extend(rewind.as_deref().map(Problem::message));
-        // Deletes held for a human (maxDeleteShare) are not sent; say why.
-        e.errors.extend(p.held().map(Problem::message));
-        let no_problems = BTreeMap::new();
-        let invalid = self.invalid.get(env).unwrap_or(&no_problems);
-        let mut apps: BTreeMap<AppPath, AppStatus> = BTreeMap::new();
+        let mut planned = Vec::with_capacity(p.steps.len());
         for step in &p.steps {
             let key = step.app.clone().unwrap_or_else(|| step.id.clone());
-            let live_commit = observed
-                .apps
-                .get(&step.id)
-                .and_then(|l| l.label(render::labels::COMMIT))
-                .map(String::from);
-            let previous = e.apps.get(&key).and_then(|a| a.last.clone());
-            let mut sync = step.action.sync_status();
             if let Action::Drifted { heal, changed } = &step.action
-                && e.apps
-                    .get(&key)
-                    .is_none_or(|a| a.sync != SyncStatus::Drifted)
+                && project::newly_drifted(previous, &key)
             {
                 tracing::info!(
                     env = %env,
@@ -252,49 +231,45 @@ impl Daemon {
                     if *heal { "; putting Git's version back" } else { "; reported only (selfHeal is off)" }
                 );
             }
-            // The deployment still running after a rollback at this commit
-            // is the rollback itself: the app failed; nothing is in progress.
-            let rolled_back_here = previous.as_ref().is_some_and(|l| {
-                matches!(l.outcome, Outcome::RolledBack | Outcome::Failed) && l.commit == head
-            });
-            if started.contains(&step.id) || inflight.contains(&step.id) {
-                sync = SyncStatus::Progressing;
-            } else if rolled_back_here && matches!(step.action, Action::Wait { ours: false, .. }) {
-                sync = SyncStatus::Failed;
-            }
-            let errors: Vec<Problem> = invalid
-                .get(&key)
-                .map(|d| d.iter().map(Problem::from).collect())
-                .unwrap_or_default();
-            if !errors.is_empty() {
-                sync = SyncStatus::Invalid;
-            }
-            apps.insert(
+            planned.push(project::Planned {
                 key,
-                AppStatus {
-                    id: step.id.clone(),
-                    sync,
-                    live_commit,
-                    last: previous,
-                    errors,
-                },
-            );
-        }
-        // Apps that never rendered have no step: list them with their problems.
-        for (app, errors) in invalid {
-            apps.entry(app.clone()).or_insert_with(|| AppStatus {
-                id: desired.settings.app_id(app),
-                sync: SyncStatus::Invalid,
-                live_commit: None,
-                last: None,
-                errors: errors.iter().map(Problem::from).collect(),
+                id: step.id.clone(),
+                sync: step.action.sync_status(),
+                foreign_deployment: matches!(step.action, Action::Wait { ours: false, .. }),
+                running: started.contains(&step.id) || inflight.contains(&step.id),
+                live_commit: observed
+                    .apps
+                    .get(&step.id)
+                    .and_then(|l| l.label(render::labels::COMMIT))
+                    .map(String::from),
             });
         }
-        e.apps = apps;
-        let counts = sync_counts(e);
-        drop(s);
-        self.metrics.set_apps(env, &counts);
-        self.metrics.synced(env, now.timestamp() as f64);
+        let mut errors = self.head_problems.clone();
+        errors.extend(rewind.as_deref().map(Problem::message));
+        // Deletes held for a human (maxDeleteShare) are not sent; say why.
+        errors.extend(p.held().map(Problem::message));
+        let no_problems = BTreeMap::new();
+        let status = project::env_status(
+            previous,
+            project::EnvReport {
+                settings: &desired.settings,
+                // The desired state comes from the newest commit that
+                // rendered, not from a head that doesn't load or is a
+                // refused rewind.
+                commit: self.rendered_at.as_deref().unwrap_or(head).to_string(),
+                head,
+                at: now.to_rfc3339(),
+                errors,
+                planned,
+                invalid: self.invalid.get(env).unwrap_or(&no_problems),
+            },
+        );
+        // A new environment status, not a copy of the published one
+        // changed in place.
+        self.status
+            .write()
+            .environments
+            .insert(env.to_string(), Arc::new(status));
         true
     }
 }

@@ -30,9 +30,17 @@ impl Daemon {
         match result {
             Ok(Ok(oid)) => {
                 let head = oid.to_string();
-                let mut s = self.status.write();
-                s.repo.head = Some(head.clone());
-                s.repo.last_fetch_error = None;
+                // Published only when it changes: a poll that finds nothing
+                // new makes no new snapshot.
+                let s = self.status.read();
+                let same = s.repo.head.as_deref() == Some(head.as_str())
+                    && s.repo.last_fetch_error.is_none();
+                drop(s);
+                if !same {
+                    let mut s = self.status.write();
+                    s.repo.head = Some(head.clone());
+                    s.repo.last_fetch_error = None;
+                }
                 Some(head)
             }
             Ok(Err(e)) => {
@@ -88,8 +96,9 @@ impl Daemon {
             (None, Some((h, problems))) if h == head => problems.clone(),
             _ => Vec::new(),
         };
-        self.metrics.repo_loaded(self.head_problems.is_empty());
-        self.status.write().repo.errors = self.head_problems.clone();
+        if self.status.read().repo.errors != self.head_problems {
+            self.status.write().repo.errors = self.head_problems.clone();
+        }
         out
     }
 
@@ -125,17 +134,10 @@ impl Daemon {
             envs_filter: self.cfg.envs.clone(),
             deadline: self.cfg.render_timeout,
         };
-        // Handed over, not copied: unchanged apps move into the new state.
-        // The published snapshot lends its share too, or every app would be
-        // copied once per commit (no reader uses the desired state yet; the
-        // config server will need each app as an `Arc` instead).
-        let previous = std::mem::take(&mut self.desired);
-        self.status.lend_desired();
-        match render_job::run(job, previous).await {
-            render_job::Outcome::NotLoaded { problems, previous } => {
-                self.desired = previous;
-                self.status
-                    .set_desired(self.rendered_at.clone(), self.desired.clone());
+        // Shared, not copied: each app is an `Arc`, and the unchanged ones
+        // go into the new state as they are.
+        match render_job::run(job, self.desired.clone()).await {
+            render_job::Outcome::NotLoaded { problems } => {
                 // pacer.yaml or an environment file is broken: everything
                 // stays at the last good commit.
                 let problems: Vec<Problem> = problems.iter().map(Problem::from).collect();
@@ -183,10 +185,10 @@ impl Daemon {
                 );
                 self.rendered_at = Some(head.to_string());
                 self.refused = None;
-                self.status.write().repo.last_good = Some(head.to_string());
                 self.desired = r.envs.into_iter().map(|(e, d)| (e, Arc::new(d))).collect();
+                // The commit and its apps in one snapshot.
                 self.status
-                    .set_desired(self.rendered_at.clone(), self.desired.clone());
+                    .set_desired(head.to_string(), self.desired.clone());
                 self.invalid = r.invalid;
                 if self.known_baselines.len() > 100_000 {
                     self.known_baselines.clear();

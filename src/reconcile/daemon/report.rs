@@ -1,52 +1,91 @@
-//! What the loop reports: the status per environment and app, readiness,
-//! metrics, and the deployment records written to the config repo.
+//! What the loop reports: the status per environment and app (by the rules
+//! in `status::project`), readiness, and the deployment records written to
+//! the config repo. `/metrics` is built from the published status.
 
 use super::*;
 
 impl Daemon {
     /// Writes the deployment records gathered so far into the notes of
     /// the commits they deployed and pushes them. A failure keeps them for
-    /// the next run (see [`RecordQueue`](crate::reconcile::records::RecordQueue)).
-    pub(super) async fn publish_records(&mut self) {
-        use crate::reconcile::records::Published;
-        let how = self.cfg.records;
-        let error = match self
-            .records
-            .publish(&self.mirror, &self.cfg.remote, how)
-            .await
-        {
-            Published::Nothing => return,
-            Published::Waiting => {
-                self.status.write().repo.pending_records = self.records.len();
-                return;
-            }
-            Published::Written { records, added } => {
-                self.metrics.records_written(added as u64);
-                tracing::info!(records, how = ?how, "deployment records written to {}", notes::REF);
-                None
-            }
-            Published::Failed {
-                error,
-                retry_in,
-                dropped,
-            } => {
-                self.metrics.record_error();
-                tracing::warn!(
-                    retry_in_s = retry_in.as_secs(),
-                    "deployment records not written yet: {error}"
-                );
-                if dropped > 0 {
-                    tracing::warn!(
-                        dropped,
-                        "too many deployment records waiting; dropped the oldest"
-                    );
+    /// the next run; a repo that won't take them for long loses the oldest
+    /// rather than growing without bound.
+    /// With `head` (during a pass), a push or retry that arrives while the
+    /// records are written is taken at once, not after the write (a push to
+    /// the config repo takes a while); another pass then follows.
+    pub(super) async fn publish_records(&mut self, mut head: Option<&mut String>) {
+        // A remote that refuses (a read-only key, a server without push)
+        // is asked again with backoff, not on every poll.
+        let Some(pending) = self.records.due(Instant::now()) else {
+            self.set_pending_records(None);
+            return;
+        };
+        let (mirror, spec, how) = (
+            self.mirror.clone(),
+            self.cfg.remote.clone(),
+            self.records.how(),
+        );
+        let count = pending.len();
+        let write =
+            tokio::task::spawn_blocking(move || notes::publish(&mirror, &spec, &pending, how));
+        tokio::pin!(write);
+        let outcome = loop {
+            let Some(head) = head.as_deref_mut() else {
+                break (&mut write).await;
+            };
+            tokio::select! {
+                r = &mut write => break r,
+                Some(t) = self.triggers.recv() => {
+                    if !matches!(t, Trigger::Poll) {
+                        self.pass_again = true;
+                    }
+                    self.take_trigger(t, head).await;
                 }
-                Some(error)
             }
         };
-        let mut s = self.status.write();
-        s.repo.pending_records = self.records.len();
-        s.repo.last_record_error = error;
+        let error = match outcome {
+            Ok(Ok(added)) => {
+                self.metrics.records_written(added as u64);
+                tracing::info!(records = count, how = ?how, "deployment records written to {}", notes::REF);
+                self.records.written(count);
+                None
+            }
+            Ok(Err(e)) => Some(crate::redact::text(&format!("{:#}", anyhow::Error::new(e)))),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = &error {
+            self.metrics.record_error();
+            let failed = self.records.failed(Instant::now());
+            tracing::warn!(
+                retry_in_s = failed.pause.as_secs(),
+                "deployment records not written yet: {e}"
+            );
+            if failed.dropped > 0 {
+                tracing::warn!(
+                    dropped = failed.dropped,
+                    "too many deployment records waiting; dropped the oldest"
+                );
+            }
+        }
+        self.set_pending_records(Some(error));
+    }
+
+    /// Shows the records waiting (and, when given, how the last write
+    /// went); publishes only a change.
+    fn set_pending_records(&self, error: Option<Option<String>>) {
+        let pending = self.records.len();
+        let s = self.status.read();
+        let same = s.repo.pending_records == pending
+            && error
+                .as_ref()
+                .is_none_or(|e| *e == s.repo.last_record_error);
+        drop(s);
+        if !same {
+            let mut s = self.status.write();
+            s.repo.pending_records = pending;
+            if let Some(e) = error {
+                s.repo.last_record_error = e;
+            }
+        }
     }
 
     pub(super) fn env_error(&self, env: &str, message: &str) {
@@ -56,35 +95,17 @@ impl Daemon {
         e.errors.push(Problem::message(message));
     }
 
-    /// `env`'s Marathon didn't answer: what it runs can't be observed, so
-    /// its apps show as `unknown` (not as they were last seen).
+    /// `env`'s Marathon didn't answer: its apps show as `unknown`.
     pub(super) fn env_unreachable(&self, env: &str, url: &str, why: &str) {
         let mut message = format!("Marathon at {} is not answering", crate::redact::url(url));
         if !why.is_empty() {
             message = format!("{message}: {why}");
         }
-        self.env_error(env, &message);
+        let mut errors = self.head_problems.clone();
+        errors.push(Problem::message(message));
         let mut s = self.status.write();
         let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
-        for app in e.apps.values_mut() {
-            app.sync = SyncStatus::Unknown;
-        }
-        // Apps never observed yet (Marathon down since the start) too.
-        if let Some(desired) = self.desired.get(env) {
-            for (path, app) in &desired.apps {
-                e.apps.entry(path.clone()).or_insert_with(|| AppStatus {
-                    id: app.id.clone(),
-                    sync: SyncStatus::Unknown,
-                    live_commit: None,
-                    last: None,
-                    errors: Vec::new(),
-                });
-            }
-        }
-        let counts = sync_counts(e);
-        drop(s);
-        self.metrics.set_apps(env, &counts);
-        self.metrics.marathon_up(env, false);
+        project::unreachable(e, self.desired.get(env).map(|d| &**d), errors);
     }
 
     /// Tells `/readyz` what this cycle saw.
@@ -146,67 +167,74 @@ impl Daemon {
             self.retry.remove(&r.id);
             let step = f.steps.iter().find(|s| s.id == r.id);
             let app = f.desired.apps.values().find(|a| a.id == r.id);
-            let sync = match r.outcome {
-                Outcome::Succeeded => SyncStatus::InSync,
-                Outcome::Hot => {
-                    if let Some(a) = app {
-                        self.served_hot.insert(a.id.clone(), plan::served_digest(a));
-                    }
-                    SyncStatus::InSync
-                }
-                Outcome::Failed | Outcome::RolledBack => SyncStatus::Failed,
-            };
-            // After a full PUT that succeeded, Marathon runs the desired
-            // app's commit label; a scale or a hot update keeps the old one,
-            // as Marathon does.
-            let full_put = step.is_some_and(|s| {
-                matches!(s.action, Action::Create | Action::Drifted { heal: true, .. })
-                    || matches!(&s.action, Action::Update { class, .. } if !matches!(class, crate::diff::Class::Scale | crate::diff::Class::Hot))
-            });
-            let new_commit = app
-                .filter(|_| full_put && r.outcome == Outcome::Succeeded)
-                .and_then(|a| {
-                    a.marathon
-                        .get("labels")?
-                        .get(render::labels::COMMIT)?
-                        .as_str()
-                        .map(String::from)
-                });
-            let key = r.app.clone().unwrap_or_else(|| r.id.clone());
-            let entry = e.apps.entry(key).or_insert_with(|| AppStatus {
-                id: r.id.clone(),
-                sync,
-                live_commit: None,
-                last: None,
-                errors: Vec::new(),
-            });
-            if entry.errors.is_empty() {
-                entry.sync = sync;
-            }
-            if let Some(c) = new_commit {
-                entry.live_commit = Some(c);
+            if r.outcome == Outcome::Hot
+                && let Some(a) = app
+            {
+                self.served_hot.insert(a.id.clone(), plan::served_digest(a));
             }
             if let Ok(commit) = git2::Oid::from_str(&f.head) {
                 self.records.push(commit, notes::Record::of(&f.env, r, now));
             }
-            entry.last = Some(LastAction {
-                outcome: r.outcome,
-                commit: f.head.clone(),
-                at: now.to_rfc3339(),
-                deployment_id: r.deployment_id.clone(),
-                message: r.message.clone(),
-            });
+            project::record_result(
+                e,
+                project::Finished {
+                    key: r.app.clone().unwrap_or_else(|| r.id.clone()),
+                    id: r.id.clone(),
+                    outcome: r.outcome,
+                    full_put: step.is_some_and(|s| full_put(&s.action)),
+                    desired_commit: app.and_then(|a| {
+                        a.marathon
+                            .get("labels")?
+                            .get(render::labels::COMMIT)?
+                            .as_str()
+                            .map(String::from)
+                    }),
+                    head: f.head.clone(),
+                    at: now.to_rfc3339(),
+                    deployment_id: r.deployment_id.clone(),
+                    message: r.message.clone(),
+                },
+            );
         }
-        let counts = sync_counts(e);
-        drop(s);
-        self.metrics.set_apps(&f.env, &counts);
     }
 }
 
-pub(super) fn sync_counts(e: &crate::reconcile::status::EnvStatus) -> BTreeMap<SyncStatus, u64> {
-    let mut counts: BTreeMap<SyncStatus, u64> = BTreeMap::new();
-    for a in e.apps.values() {
-        *counts.entry(a.sync).or_default() += 1;
+/// Whether `action` PUTs the whole app (so Marathon then runs the desired
+/// app's commit label): a create, a healed drift, an update that is not a
+/// scale or a hot update.
+fn full_put(action: &Action) -> bool {
+    match action {
+        Action::Create | Action::Drifted { heal: true, .. } => true,
+        Action::Update { class, .. } => {
+            !matches!(class, crate::diff::Class::Scale | crate::diff::Class::Hot)
+        }
+        _ => false,
     }
-    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Class;
+
+    #[test]
+    fn only_whole_app_puts_move_the_live_commit() {
+        let update = |class| Action::Update {
+            class,
+            changed: Vec::new(),
+            reverts: Vec::new(),
+        };
+        assert!(full_put(&Action::Create));
+        assert!(full_put(&update(Class::Redeploy)));
+        assert!(full_put(&update(Class::Restart)));
+        assert!(!full_put(&update(Class::Scale)));
+        assert!(!full_put(&update(Class::Hot)));
+        let drift = |heal| Action::Drifted {
+            heal,
+            changed: Vec::new(),
+        };
+        assert!(full_put(&drift(true)));
+        assert!(!full_put(&drift(false)));
+        assert!(!full_put(&Action::InSync));
+    }
 }

@@ -90,8 +90,11 @@ impl<'a> Exchange<'a> {
 
     pub(super) fn fetch_options(&'a self) -> FetchOptions<'a> {
         let mut opts = FetchOptions::new();
+        // No FETCH_HEAD: nothing reads it, and the daemon fetches the branch
+        // while a records write fetches the notes; both would lock it.
         opts.remote_callbacks(self.callbacks())
             .download_tags(AutotagOption::None)
+            .update_fetchhead(false)
             .proxy_options(proxy());
         opts
     }
