@@ -209,6 +209,10 @@ async fn main() {
         settings: pacer::sim::Settings {
             start_delay_ms: 0,
             healthy_delay_ms: 0,
+            // 10,000 apps go in at once; on a busy machine more than
+            // Marathon's default 100 deployments are still running, and its
+            // 403 would end the bench before it measures anything.
+            max_running_deployments: 100_000,
             ..pacer::sim::Settings::default()
         },
         state_file: None,
