@@ -198,7 +198,9 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct ConfigServerArgs {
     /// Where the token signing key and the task ids that logged in are
-    /// kept. Default: beside the mirror, `<workdir>.state`.
+    /// kept: a persistent directory of the daemon's own (mode 0700, made if
+    /// absent; refused when another user owns it or group/others may read
+    /// it). Default: beside the mirror, `<workdir>.state`.
     #[arg(
         long,
         env = "PACER_STATE_DIR",
@@ -206,8 +208,9 @@ pub struct ConfigServerArgs {
         help_heading = "Config server"
     )]
     pub state_dir: Option<PathBuf>,
-    /// A file holding the token signing key (at least 32 bytes, e.g.
-    /// `openssl rand -hex 32`); replicas share it. Default: one generated
+    /// A file holding the token signing key, hex or base64 (at least 32
+    /// bytes decoded, e.g. `openssl rand -hex 32`; mode 0600 or 0400);
+    /// replicas share it. Default: one generated
     /// in the state directory at first start.
     #[arg(
         long,

@@ -16,7 +16,8 @@
 //! logins and (at most every `--task-recheck`) to see the token's task
 //! still runs.
 //!
-//! - [`token`]: HMAC-SHA256 tokens; [`keys`]: the signing key.
+//! - [`token`]: HMAC-SHA256 tokens; [`keys`]: the signing key; `private`:
+//!   the state directory and key file are ours alone.
 //! - [`login`]: the login decision, pure, and every [`login::Refusal`].
 //! - [`used`]: the task ids that have logged in, kept across restarts.
 //! - [`resolve`]: a task's host as addresses.
@@ -26,6 +27,7 @@ pub mod bundle;
 mod handlers;
 pub mod keys;
 pub mod login;
+mod private;
 pub mod resolve;
 pub mod token;
 pub mod used;
@@ -144,13 +146,7 @@ impl Server {
             name.push(".state");
             PathBuf::from(name)
         });
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&dir)
-            .map_err(|e| anyhow::anyhow!("the state directory {}: {e}", dir.display()))?;
+        private::ensure_dir(&dir)?;
         let key = match &settings.token_key_file {
             Some(path) => keys::read(path)?,
             None => keys::load_or_create(&dir)?,
