@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 pub const DB_PASSWORD: &str = "s3cr3t-e2e-7c1f9a";
 
 /// An HTTP client sending from one address, as a task on that host would.
-struct Agent {
-    http: reqwest::Client,
-    base: String,
+pub struct Agent {
+    pub http: reqwest::Client,
+    pub base: String,
 }
 
 impl Agent {
-    fn on(host: &str, d: &Daemon) -> Agent {
+    pub fn on(host: &str, d: &Daemon) -> Agent {
         let ip: IpAddr = host.parse().expect("a loopback address");
         Agent {
             http: reqwest::Client::builder()
@@ -28,7 +28,7 @@ impl Agent {
         }
     }
 
-    async fn login(&self, task: &str, app: &str) -> (u16, Value) {
+    pub async fn login(&self, task: &str, app: &str) -> (u16, Value) {
         let resp = self
             .http
             .post(format!("{}/v1/login", self.base))
@@ -40,13 +40,13 @@ impl Agent {
     }
 
     /// A token from a login that must succeed.
-    async fn token(&self, task: &str, app: &str) -> String {
+    pub async fn token(&self, task: &str, app: &str) -> String {
         let (s, v) = self.login(task, app).await;
         assert_eq!(s, 200, "login of {task}: {v}");
         v["token"].as_str().expect("a token").to_string()
     }
 
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -58,7 +58,7 @@ impl Agent {
     }
 }
 
-async fn answer(resp: reqwest::Response) -> (u16, Value) {
+pub async fn answer(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     (
@@ -120,7 +120,7 @@ pub fn serve(w: &World, extra: &[&str]) -> Daemon {
     w.serve(1, 60, &args)
 }
 
-fn reason(v: &Value) -> &str {
+pub fn reason(v: &Value) -> &str {
     v["reason"].as_str().unwrap_or("")
 }
 

@@ -59,6 +59,7 @@ mod reconcile_writer;
 
 /// The config server in `pacer serve`: task logins checked with Marathon, tokens, bundles, watches.
 mod delivery;
+mod delivery_limits;
 
 /// `pacer agent` against the real daemon: files written, the app started and reloaded on a hot change.
 mod agent;

@@ -69,20 +69,34 @@ fn refuse(s: &Server, r: Refusal, task: Option<&str>, caller: Option<IpAddr>) ->
         "config request refused"
     );
     let code = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN);
-    (
+    let mut resp = (
         code,
         axum::Json(json!({"message": r.message(), "reason": r.reason()})),
     )
-        .into_response()
+        .into_response();
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    resp
 }
 
-fn unavailable(message: String) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, HeaderValue::from_static("2"))],
-        axum::Json(json!({"message": message})),
-    )
-        .into_response()
+/// A 503 (`busy`): try again shortly.
+fn unavailable(s: &Server, why: impl Into<String>) -> Response {
+    refuse(s, Refusal::Busy(why.into()), None, None)
+}
+
+/// Takes one login or renewal from the caller's budget: a 429 with
+/// `Retry-After` when it is spent.
+fn throttle(s: &Server, caller: IpAddr) -> Option<Response> {
+    let wait = s.limiter.lock().take(caller, std::time::Instant::now());
+    wait.err().map(|wait| {
+        let mut resp = refuse(s, Refusal::RateLimited, None, Some(caller));
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        resp
+    })
 }
 
 #[derive(Deserialize)]
@@ -109,6 +123,9 @@ async fn login(
     body: Bytes,
 ) -> Response {
     let caller = peer.ip().to_canonical();
+    if let Some(resp) = throttle(&s, caller) {
+        return resp;
+    }
     let req = match parse_login(&body) {
         Ok(r) => r,
         Err(r) => return refuse(&s, r, None, Some(caller)),
@@ -118,21 +135,29 @@ async fn login(
     let Some(bundle) = bundles.apps.get(&req.app_id).cloned() else {
         return refuse(&s, Refusal::UnknownApp, task, Some(caller));
     };
+    // A made-up id costs no Marathon read.
+    if !login::task_fits_app(&req.task_id, &req.app_id) {
+        return refuse(&s, Refusal::UnknownTask, task, Some(caller));
+    }
     let Some(client) = s.marathon_of(&bundles, &bundle.env) else {
-        return unavailable(format!(
-            "environment {} has no usable Marathon URL",
-            bundle.env
-        ));
+        return unavailable(
+            &s,
+            format!("environment {} has no usable Marathon URL", bundle.env),
+        );
     };
-    let Ok(_permit) = s.login_checks.try_acquire() else {
-        return unavailable("too many logins at once; try again".into());
-    };
-    let app = match client.get_app(&req.app_id).await {
-        Ok(a) => a,
-        Err(e) => {
+    let shows = |a: &serde_json::Value| login::app_facts(a, &req.task_id).task.is_some();
+    let read = s.app_reads.read(&req.app_id, shows, || async {
+        let Ok(_permit) = s.login_checks.try_acquire() else {
+            return Err("too many logins at once".to_string());
+        };
+        client.get_app(&req.app_id).await.map_err(|e| {
             tracing::warn!(error = %e, "config server: Marathon did not answer a login's check");
-            return unavailable("Marathon is not answering; try again".into());
-        }
+            "Marathon is not answering".to_string()
+        })
+    });
+    let app = match read.await {
+        Ok(a) => a,
+        Err(why) => return unavailable(&s, why),
     };
     let facts = app.map(|a| login::app_facts(&a, &req.task_id));
     let mut task_addrs: Vec<IpAddr> = Vec::new();
@@ -179,9 +204,9 @@ async fn login(
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "config server: cannot record a login");
-            return unavailable("the config server cannot record logins now".into());
+            return unavailable(&s, "the config server cannot record logins now");
         }
-        Err(e) => return unavailable(format!("recording the login: {e}")),
+        Err(e) => return unavailable(&s, format!("recording the login: {e}")),
     }
     s.remember(&req.task_id, true);
     s.metrics.logins.inc();
@@ -225,7 +250,14 @@ fn grant(s: &Server, env: String, app: String, task: String) -> Response {
         .into_response()
 }
 
-async fn renew(State(s): State<Shared>, headers: HeaderMap) -> Response {
+async fn renew(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(resp) = throttle(&s, peer.ip().to_canonical()) {
+        return resp;
+    }
     match authenticate(&s, &headers, true).await {
         Ok(c) => grant(&s, c.env, c.app, c.task),
         Err(resp) => resp,
@@ -257,10 +289,10 @@ async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<
     }
     let bundles = s.bundles.borrow().clone();
     let Some(client) = s.marathon_of(&bundles, &claims.env) else {
-        return Err(unavailable(format!(
-            "environment {} has no usable Marathon URL",
-            claims.env
-        )));
+        return Err(unavailable(
+            s,
+            format!("environment {} has no usable Marathon URL", claims.env),
+        ));
     };
     match client.get_app(&claims.app).await {
         Ok(app) => {
@@ -282,7 +314,7 @@ async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<
         }
         Err(e) => {
             tracing::warn!(error = %e, "config server: Marathon did not answer a renew's check");
-            Err(unavailable("Marathon is not answering; try again".into()))
+            Err(unavailable(s, "Marathon is not answering"))
         }
     }
 }
@@ -410,7 +442,7 @@ async fn file(
         tokio::select! {
             alive = reader.changed() => if !alive { break snap },
             _ = tokio::time::sleep_until(deadline) => {
-                return unavailable("a new commit is being rendered; try again".into());
+                return unavailable(&s, "a new commit is being rendered");
             }
         }
     };

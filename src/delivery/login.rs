@@ -39,6 +39,19 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `task` can be a task id of `app` at all: Marathon names a task
+/// `<app id, leading / dropped, / as _>.<…>` (1.10:
+/// `dev_web.instance-<uuid>._app.1`, 1.4: `dev_web.<uuid>`). Checked before
+/// Marathon is asked, so a made-up id costs no Marathon read.
+pub fn task_fits_app(task: &str, app: &str) -> bool {
+    let safe = app.trim_start_matches('/').replace('/', "_");
+    !safe.is_empty()
+        && task
+            .strip_prefix(safe.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| !rest.is_empty())
+}
+
 /// What Marathon says about one task of the app.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskFacts {
@@ -155,6 +168,11 @@ pub enum Refusal {
     TaskGone,
     /// The token is good but not for what was asked.
     OtherApp,
+    /// Too many logins are asking Marathon now, or Marathon is not
+    /// answering: try again (503).
+    Busy(String),
+    /// This address sent too many logins or renewals (429).
+    RateLimited,
 }
 
 impl Refusal {
@@ -174,11 +192,13 @@ impl Refusal {
             Refusal::ExpiredToken => "expiredToken",
             Refusal::TaskGone => "taskGone",
             Refusal::OtherApp => "otherApp",
+            Refusal::Busy(_) => "busy",
+            Refusal::RateLimited => "rateLimited",
         }
     }
 
     /// Every reason, for metrics that show 0 before the first refusal.
-    pub const REASONS: [&'static str; 13] = [
+    pub const REASONS: [&'static str; 15] = [
         "badRequest",
         "unknownApp",
         "unknownTask",
@@ -192,13 +212,18 @@ impl Refusal {
         "expiredToken",
         "taskGone",
         "otherApp",
+        "busy",
+        "rateLimited",
     ];
 
     /// 400 for a malformed request, 401 for a missing or dead token, 403
-    /// for a caller who is not who or where it says.
+    /// for a caller who is not who or where it says; 503 and 429 to try
+    /// again later.
     pub fn status(&self) -> u16 {
         match self {
             Refusal::BadRequest(_) => 400,
+            Refusal::Busy(_) => 503,
+            Refusal::RateLimited => 429,
             Refusal::MissingToken
             | Refusal::BadToken
             | Refusal::ExpiredToken
@@ -240,6 +265,11 @@ impl Refusal {
             }
             Refusal::TaskGone => "Marathon no longer runs the token's task".into(),
             Refusal::OtherApp => "the token is for another app's config".into(),
+            Refusal::Busy(why) => format!("{why}; try again"),
+            Refusal::RateLimited => {
+                "too many logins or renewals from this address; try again after Retry-After seconds"
+                    .into()
+            }
         }
     }
 }
@@ -431,6 +461,23 @@ mod tests {
         assert!(check_id("taskId", "a\nb").is_err());
         assert!(check_id("taskId", "a b").is_err());
         assert!(check_id("taskId", &"a".repeat(MAX_ID_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn only_ids_of_the_apps_form_can_be_its_tasks() {
+        assert!(task_fits_app(TASK, "/dev/web"));
+        assert!(task_fits_app("dev_web.1f2e3d4c-aaaa", "/dev/web"));
+        assert!(task_fits_app("pay_ledger_db.x", "/pay/ledger/db"));
+        for (task, app) in [
+            ("dev_api.instance-1._app.1", "/dev/web"),
+            ("dev_webx.instance-1._app.1", "/dev/web"),
+            ("dev_web.", "/dev/web"),
+            ("dev_web", "/dev/web"),
+            ("made-up-123", "/dev/web"),
+            ("x.y", "/"),
+        ] {
+            assert!(!task_fits_app(task, app), "{task} of {app}");
+        }
     }
 
     #[test]

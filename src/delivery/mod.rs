@@ -9,7 +9,7 @@
 //! | `GET /v1/config[?index=N&wait=60s]` | the caller's manifest ([`bundle`]); with `index`, a blocking query |
 //! | `GET /v1/config/files/{name}` | one file's content |
 //!
-//! Every refusal is 400, 401 or 403 with `{"message","reason"}`, counted in
+//! Every refusal is 400, 401, 403, 429 or 503 with `{"message","reason"}`, counted in
 //! `pacer_config_refusals_total{reason}`; a token is never echoed or logged.
 //! Git is never on the request path: manifests come from the [`bundle`]
 //! tracker and file content from the published snapshot. Marathon is, for
@@ -21,11 +21,15 @@
 //! - [`login`]: the login decision, pure, and every [`login::Refusal`].
 //! - [`used`]: the task ids that have logged in, kept across restarts.
 //! - [`resolve`]: a task's host as addresses.
+//! - [`limit`]: logins and renewals per source address; `flight`: one
+//!   Marathon read per app serves concurrent logins.
 //! - [`handlers`]: the HTTP side.
 
 pub mod bundle;
+mod flight;
 mod handlers;
 pub mod keys;
+pub mod limit;
 pub mod login;
 mod private;
 pub mod resolve;
@@ -111,6 +115,10 @@ pub struct Server {
     /// Logins asking Marathon at once: anyone may call `/v1/login`, and a
     /// flood of them must not become a flood of Marathon reads.
     login_checks: tokio::sync::Semaphore,
+    /// Marathon's answers about an app, shared by concurrent logins.
+    app_reads: flight::AppReads,
+    /// Logins and renewals per source address.
+    limiter: Mutex<limit::Limiter>,
     metrics: DeliveryMetrics,
 }
 
@@ -175,6 +183,8 @@ impl Server {
             resolver: resolve::Resolver::default(),
             liveness: Mutex::default(),
             login_checks: tokio::sync::Semaphore::new(MAX_LOGIN_CHECKS),
+            app_reads: flight::AppReads::default(),
+            limiter: Mutex::new(limit::Limiter::new(limit::LOGIN)),
             metrics: DeliveryMetrics::new(),
         }))
     }

@@ -1,0 +1,53 @@
+//! The config server's budgets end to end: logins per source address, and
+//! which Marathon may vouch for a login.
+
+use crate::delivery::{Agent, reason, serve, tasks, world};
+use crate::util::harness::metric_value;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_looping_logins_is_rate_limited_and_tasks_still_log_in() {
+    let w = world().await;
+    let d = serve(&w, &[]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let web = tasks(&w, "/dev/web", 1).await;
+
+    // One address looping logins with made-up ids (of the app's form, so
+    // each would ask Marathon): its budget runs out.
+    let flood = Agent::on("127.0.9.9", &d);
+    let mut limited = None;
+    for i in 0..2000 {
+        let resp = flood
+            .http
+            .post(format!("{}/v1/login", flood.base))
+            .json(&serde_json::json!({"taskId": format!("dev_web.instance-fake{i}._app.1"), "appId": "/dev/web"}))
+            .send()
+            .await
+            .expect("POST /v1/login");
+        if resp.status().as_u16() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("a caller looping logins is never answered 429");
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "Retry-After: {retry}");
+    let (_, v) = crate::delivery::answer(resp).await;
+    assert_eq!(reason(&v), "rateLimited", "{v}");
+
+    // A task on its own host is not held up by it.
+    let (task, host) = &web[0];
+    Agent::on(host, &d).token(task, "/dev/web").await;
+    let metrics = d.metrics().await;
+    assert!(
+        metric_value(
+            &metrics,
+            "pacer_config_refusals_total{reason=\"rateLimited\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+}
