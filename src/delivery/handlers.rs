@@ -139,11 +139,9 @@ async fn login(
     if !login::task_fits_app(&req.task_id, &req.app_id) {
         return refuse(&s, Refusal::UnknownTask, task, Some(caller));
     }
-    let Some(client) = s.marathon_of(&bundles, &bundle.env) else {
-        return unavailable(
-            &s,
-            format!("environment {} has no usable Marathon URL", bundle.env),
-        );
+    let client = match s.marathon_of(&bundle.env) {
+        Ok(c) => c,
+        Err(r) => return refuse(&s, r, task, Some(caller)),
     };
     let shows = |a: &serde_json::Value| login::app_facts(a, &req.task_id).task.is_some();
     let read = s.app_reads.read(&req.app_id, shows, || async {
@@ -287,12 +285,9 @@ async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<
         }
         _ => {}
     }
-    let bundles = s.bundles.borrow().clone();
-    let Some(client) = s.marathon_of(&bundles, &claims.env) else {
-        return Err(unavailable(
-            s,
-            format!("environment {} has no usable Marathon URL", claims.env),
-        ));
+    let client = match s.marathon_of(&claims.env) {
+        Ok(c) => c,
+        Err(r) => return Err(refuse(s, r, Some(&claims.task), None)),
     };
     match client.get_app(&claims.app).await {
         Ok(app) => {

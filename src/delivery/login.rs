@@ -173,6 +173,9 @@ pub enum Refusal {
     Busy(String),
     /// This address sent too many logins or renewals (429).
     RateLimited,
+    /// No operator-given Marathon for the environment (503: the operator
+    /// must set a flag).
+    NoTrustedMarathon(String),
 }
 
 impl Refusal {
@@ -194,11 +197,12 @@ impl Refusal {
             Refusal::OtherApp => "otherApp",
             Refusal::Busy(_) => "busy",
             Refusal::RateLimited => "rateLimited",
+            Refusal::NoTrustedMarathon(_) => "noTrustedMarathon",
         }
     }
 
     /// Every reason, for metrics that show 0 before the first refusal.
-    pub const REASONS: [&'static str; 15] = [
+    pub const REASONS: [&'static str; 16] = [
         "badRequest",
         "unknownApp",
         "unknownTask",
@@ -214,6 +218,7 @@ impl Refusal {
         "otherApp",
         "busy",
         "rateLimited",
+        "noTrustedMarathon",
     ];
 
     /// 400 for a malformed request, 401 for a missing or dead token, 403
@@ -222,7 +227,7 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Refusal::BadRequest(_) => 400,
-            Refusal::Busy(_) => 503,
+            Refusal::Busy(_) | Refusal::NoTrustedMarathon(_) => 503,
             Refusal::RateLimited => 429,
             Refusal::MissingToken
             | Refusal::BadToken
@@ -266,6 +271,11 @@ impl Refusal {
             Refusal::TaskGone => "Marathon no longer runs the token's task".into(),
             Refusal::OtherApp => "the token is for another app's config".into(),
             Refusal::Busy(why) => format!("{why}; try again"),
+            Refusal::NoTrustedMarathon(env) => format!(
+                "the config server is disabled for environment {env}: no Marathon the operator vouches for; \
+                 start pacer serve with --marathon URL or --config-server-marathon {env}=URL \
+                 (pacer.yaml's marathon is not trusted for logins)"
+            ),
             Refusal::RateLimited => {
                 "too many logins or renewals from this address; try again after Retry-After seconds"
                     .into()

@@ -46,7 +46,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -70,6 +70,9 @@ pub struct Settings {
     pub check_address: bool,
     /// How often, at most, a request asks Marathon whether its task still runs.
     pub task_recheck: Duration,
+    /// `--config-server-marathon`: per environment, the Marathon that
+    /// vouches for its logins when `--marathon` is not given.
+    pub marathons: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -81,15 +84,23 @@ impl Default for Settings {
             token_ttl: Duration::from_secs(900),
             check_address: true,
             task_recheck: Duration::from_secs(30),
+            marathons: BTreeMap::new(),
         }
     }
 }
 
 /// How the config server reaches Marathon: the daemon's settings.
-#[derive(Clone, Debug)]
+///
+/// Only an operator-given URL vouches for a login: `pacer.yaml`'s
+/// `marathon:` is the config repo's word, and a hostile committer could
+/// point it at a fake Marathon that approves anything (and receives the
+/// daemon's Marathon credentials).
+#[derive(Clone, Debug, Default)]
 pub struct MarathonAccess {
-    /// Overrides every environment's `marathon:`.
+    /// `--marathon`: every environment's Marathon.
     pub url: Option<String>,
+    /// `--config-server-marathon ENV=URL`: one environment's.
+    pub per_env: BTreeMap<String, String>,
     pub auth: Auth,
     pub timeout: Duration,
 }
@@ -145,10 +156,11 @@ impl Server {
     /// state lives by default. Needs a Tokio runtime.
     pub fn start(
         settings: Settings,
-        marathon: MarathonAccess,
+        mut marathon: MarathonAccess,
         workdir: &std::path::Path,
         published: Reader,
     ) -> anyhow::Result<Arc<Server>> {
+        marathon.per_env.extend(settings.marathons.clone());
         let dir = settings.state_dir.clone().unwrap_or_else(|| {
             let mut name = workdir.as_os_str().to_os_string();
             name.push(".state");
@@ -191,7 +203,17 @@ impl Server {
 
     /// What `/api/v1/status` shows of the config server.
     pub fn status(&self) -> Value {
+        // Environments whose logins are refused: no operator-given Marathon.
+        let disabled: Vec<String> = self
+            .bundles
+            .borrow()
+            .marathons
+            .keys()
+            .filter(|env| trusted_marathon(&self.marathon, env).is_err())
+            .cloned()
+            .collect();
         json!({
+            "disabledEnvs": disabled,
             "addressCheck": self.settings.check_address,
             "loginGraceSeconds": self.settings.login_grace.as_secs(),
             "tokenTtlSeconds": self.settings.token_ttl.as_secs(),
@@ -231,14 +253,12 @@ impl Server {
         Some(c)
     }
 
-    /// The Marathon of `env`: the daemon's override, else `pacer.yaml`'s.
-    fn marathon_of(&self, bundles: &Bundles, env: &str) -> Option<MarathonClient> {
-        let url = self
-            .marathon
-            .url
-            .clone()
-            .or_else(|| bundles.marathons.get(env).cloned().flatten())?;
-        self.client(&url)
+    /// The Marathon that vouches for `env`'s tasks: one the operator gave.
+    fn marathon_of(&self, env: &str) -> Result<MarathonClient, login::Refusal> {
+        let url = trusted_marathon(&self.marathon, env)?;
+        self.client(url).ok_or_else(|| {
+            login::Refusal::Busy(format!("environment {env} has no usable Marathon URL"))
+        })
     }
 
     fn remember(&self, task: &str, alive: bool) {
@@ -254,6 +274,16 @@ impl Server {
     }
 }
 
+/// The operator-given Marathon URL for `env`: `--marathon`, else its
+/// `--config-server-marathon`. Never `pacer.yaml`'s, which the config repo
+/// (anyone who can commit) decides.
+pub fn trusted_marathon<'a>(m: &'a MarathonAccess, env: &str) -> Result<&'a str, login::Refusal> {
+    m.url
+        .as_deref()
+        .or_else(|| m.per_env.get(env).map(String::as_str))
+        .ok_or_else(|| login::Refusal::NoTrustedMarathon(env.to_string()))
+}
+
 /// Follows the published snapshots into the bundles, until the loop is gone.
 async fn follow(mut published: Reader, mut tracker: Tracker, tx: watch::Sender<Arc<Bundles>>) {
     while published.changed().await {
@@ -262,6 +292,28 @@ async fn follow(mut published: Reader, mut tracker: Tracker, tx: watch::Sender<A
         if let Some(next) = tracker.update(&snap, now) {
             tx.send_replace(next);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_operator_given_marathon_vouches_for_logins() {
+        let mut m = MarathonAccess::default();
+        let e = trusted_marathon(&m, "dev").unwrap_err();
+        assert_eq!(e.reason(), "noTrustedMarathon");
+        assert!(
+            e.message().contains("--config-server-marathon dev="),
+            "{}",
+            e.message()
+        );
+        m.per_env.insert("dev".into(), "http://m-dev".into());
+        assert_eq!(trusted_marathon(&m, "dev"), Ok("http://m-dev"));
+        assert!(trusted_marathon(&m, "prod").is_err());
+        m.url = Some("http://m".into());
+        assert_eq!(trusted_marathon(&m, "prod"), Ok("http://m"));
     }
 }
 
