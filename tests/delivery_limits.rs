@@ -1,8 +1,9 @@
-//! The config server's budgets end to end: logins per source address, and
-//! which Marathon may vouch for a login.
+//! The config server under pressure, end to end: a caller looping logins,
+//! and Marathon answering nonsense for a while.
 
 use crate::delivery::{Agent, reason, serve, tasks, world};
-use crate::util::harness::metric_value;
+use crate::util::harness::{metric_value, wait_until};
+use serde_json::{Value, json};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,4 +51,60 @@ async fn a_caller_looping_logins_is_rate_limited_and_tasks_still_log_in() {
         ) >= 1.0,
         "{metrics}"
     );
+}
+
+impl Agent {
+    async fn renew(&self, token: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/token/renew", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("POST /v1/token/renew");
+        crate::delivery::answer(resp).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_marathon_answer_does_not_kill_a_token() {
+    let w = world().await;
+    let d = serve(&w, &[]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let web = tasks(&w, "/dev/web", 1).await;
+    let (task, host) = &web[0];
+    let agent = Agent::on(host, &d);
+    let token = agent.token(task, "/dev/web").await;
+
+    // Marathon answers 404 for everything, as mid-failover: a renewal
+    // waits (503), a read goes on; neither kills the token.
+    let (s, v) = w
+        .sim
+        .put(
+            "/_sim/faults",
+            json!({"errorRate": 1.0, "errorStatus": 404}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // (A live answer of the last second is reused: renew until Marathon
+    // is asked.)
+    wait_until(
+        "a renewal that asks Marathon",
+        Duration::from_secs(30),
+        || async {
+            match agent.renew(&token).await {
+                (503, v) if reason(&v) == "busy" => Ok(()),
+                (200, _) => Err("reused".to_string()),
+                other => panic!("a renewal during a failover: {other:?}"),
+            }
+        },
+    )
+    .await;
+    let (s, v) = agent.get("/v1/config", &token).await;
+    assert_eq!(s, 200, "{v}");
+
+    let (s, v) = w.sim.delete("/_sim/faults").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = agent.renew(&token).await;
+    assert_eq!(s, 200, "renewed once Marathon is back: {v}");
 }

@@ -4,6 +4,7 @@
 //! [`MAX_WAIT`] plus jitter, outside the daemon's 30 s request timeout.
 
 use super::bundle::{Bundles, MAX_WAIT, jitter, parse_wait};
+use super::liveness::{self, Known, Seen};
 use super::login::{self, LoginFacts, LoginRequest, PriorUse, Refusal};
 use super::token::{self, Claims, TokenError};
 use super::{Server, now_ms};
@@ -206,7 +207,7 @@ async fn login(
         }
         Err(e) => return unavailable(&s, format!("recording the login: {e}")),
     }
-    s.remember(&req.task_id, true);
+    s.remember(&req.task_id, Seen::Live);
     s.metrics.logins.inc();
     tracing::info!(task = %req.task_id, app = %req.app_id, env = %bundle.env, %caller, "task logged in");
     grant(&s, bundle.env.clone(), req.app_id, req.task_id)
@@ -279,8 +280,11 @@ async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<
     };
     let known = s.liveness.lock().get(&claims.task).copied();
     match known {
-        Some((_, false)) => return Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None)),
-        Some((at, true)) if !recheck && at.elapsed() < s.settings.task_recheck => {
+        Some((_, Known::Dead)) => {
+            return Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None));
+        }
+        // A doubt is asked about again on the same schedule as a live task.
+        Some((at, _)) if !recheck && at.elapsed() < s.settings.task_recheck => {
             return Ok(claims);
         }
         _ => {}
@@ -289,17 +293,26 @@ async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<
         Ok(c) => c,
         Err(r) => return Err(refuse(s, r, Some(&claims.task), None)),
     };
-    match client.get_app(&claims.app).await {
+    // A renewal reuses an answer of the last second that shows the task
+    // live, and shares a read in flight.
+    let shows_live =
+        |a: &serde_json::Value| liveness::seen(Some(a), &claims.app, &claims.task) == Seen::Live;
+    let read = s.app_reads.read(&claims.app, shows_live, || async {
+        client.get_app(&claims.app).await.map_err(|e| e.to_string())
+    });
+    match read.await {
         Ok(app) => {
-            let alive = app
-                .map(|a| login::app_facts(&a, &claims.task))
-                .and_then(|f| f.task)
-                .is_some_and(|t| t.app_id == claims.app && login::is_live(&t.state));
-            s.remember(&claims.task, alive);
-            if !alive {
-                return Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None));
+            let seen = liveness::seen(app.as_deref(), &claims.app, &claims.task);
+            match s.remember(&claims.task, seen) {
+                Known::Live => Ok(claims),
+                Known::Dead => Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None)),
+                // A read goes on; a token is extended only for a live task.
+                Known::Doubt { .. } if !recheck => Ok(claims),
+                Known::Doubt { .. } => Err(unavailable(
+                    s,
+                    "Marathon does not list the task as running now",
+                )),
             }
-            Ok(claims)
         }
         // A read is served on a good token while Marathon is away; a token
         // is extended only when Marathon says the task runs.

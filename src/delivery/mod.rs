@@ -20,7 +20,8 @@
 //!   the state directory and key file are ours alone.
 //! - [`login`]: the login decision, pure, and every [`login::Refusal`].
 //! - [`used`]: the task ids that have logged in, kept across restarts.
-//! - [`resolve`]: a task's host as addresses.
+//! - [`resolve`]: a task's host as addresses; [`liveness`]: whether a
+//!   token's task still runs.
 //! - [`limit`]: logins and renewals per source address; `flight`: one
 //!   Marathon read per app serves concurrent logins.
 //! - [`handlers`]: the HTTP side.
@@ -30,6 +31,7 @@ mod flight;
 mod handlers;
 pub mod keys;
 pub mod limit;
+pub mod liveness;
 pub mod login;
 mod private;
 pub mod resolve;
@@ -122,7 +124,7 @@ pub struct Server {
     clients: Mutex<HashMap<String, MarathonClient>>,
     resolver: resolve::Resolver,
     /// Per task id: when Marathon was last asked, and whether it ran then.
-    liveness: Mutex<HashMap<String, (Instant, bool)>>,
+    liveness: Mutex<HashMap<String, (Instant, liveness::Known)>>,
     /// Logins asking Marathon at once: anyone may call `/v1/login`, and a
     /// flood of them must not become a flood of Marathon reads.
     login_checks: tokio::sync::Semaphore,
@@ -261,16 +263,19 @@ impl Server {
         })
     }
 
-    fn remember(&self, task: &str, alive: bool) {
+    /// Folds one Marathon answer about `task` into what is known of it.
+    fn remember(&self, task: &str, seen: liveness::Seen) -> liveness::Known {
         let mut l = self.liveness.lock();
         if l.len() >= MAX_LIVENESS && !l.contains_key(task) {
             // Dead tasks are kept: their tokens must stay dead.
-            l.retain(|_, (_, alive)| !*alive);
+            l.retain(|_, (_, k)| *k == liveness::Known::Dead);
             if l.len() >= MAX_LIVENESS {
                 l.clear();
             }
         }
-        l.insert(task.to_string(), (Instant::now(), alive));
+        let known = liveness::next(l.get(task).map(|(_, k)| *k), seen);
+        l.insert(task.to_string(), (Instant::now(), known));
+        known
     }
 }
 
