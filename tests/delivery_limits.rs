@@ -108,3 +108,28 @@ async fn a_transient_marathon_answer_does_not_kill_a_token() {
     let (s, v) = agent.renew(&token).await;
     assert_eq!(s, 200, "renewed once Marathon is back: {v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_works_only_from_the_address_that_logged_in() {
+    let w = world().await;
+    let d = serve(&w, &[]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let web = tasks(&w, "/dev/web", 1).await;
+    let (task, host) = &web[0];
+    let token = Agent::on(host, &d).token(task, "/dev/web").await;
+
+    // Copied off the host, the token reads and renews nothing.
+    let elsewhere = Agent::on("127.0.9.8", &d);
+    let (s, v) = elsewhere.get("/v1/config", &token).await;
+    assert_eq!((s, reason(&v)), (403, "addressMismatch"), "{v}");
+    let (s, v) = elsewhere.renew(&token).await;
+    assert_eq!((s, reason(&v)), (403, "addressMismatch"), "{v}");
+    // From the task's host, and renewed, it does.
+    let (s, v) = Agent::on(host, &d).renew(&token).await;
+    assert_eq!(s, 200, "{v}");
+    let renewed = v["token"].as_str().unwrap().to_string();
+    let (s, v) = Agent::on(host, &d).get("/v1/config", &renewed).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = elsewhere.get("/v1/config", &renewed).await;
+    assert_eq!((s, reason(&v)), (403, "addressMismatch"), "{v}");
+}

@@ -210,7 +210,9 @@ async fn login(
     s.remember(&req.task_id, Seen::Live);
     s.metrics.logins.inc();
     tracing::info!(task = %req.task_id, app = %req.app_id, env = %bundle.env, %caller, "task logged in");
-    grant(&s, bundle.env.clone(), req.app_id, req.task_id)
+    // Bound to the login's address: a token copied off the host is useless.
+    let addr = s.settings.check_address.then_some(caller);
+    grant(&s, bundle.env.clone(), req.app_id, req.task_id, addr)
 }
 
 /// A second login of one task id: someone else may hold its token.
@@ -224,13 +226,14 @@ fn replayed(task: &str, prior: &PriorUse, caller: IpAddr) {
 }
 
 /// A fresh token for the task, as the answer to a login or a renew.
-fn grant(s: &Server, env: String, app: String, task: String) -> Response {
+fn grant(s: &Server, env: String, app: String, task: String, addr: Option<IpAddr>) -> Response {
     let exp = now_ms() / 1000 + i64::try_from(s.settings.token_ttl.as_secs()).unwrap_or(3600);
     let claims = Claims {
         env,
         app,
         task,
         exp,
+        addr,
     };
     let expires = chrono::DateTime::from_timestamp(exp, 0)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -254,18 +257,24 @@ async fn renew(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(resp) = throttle(&s, peer.ip().to_canonical()) {
+    let caller = peer.ip().to_canonical();
+    if let Some(resp) = throttle(&s, caller) {
         return resp;
     }
-    match authenticate(&s, &headers, true).await {
-        Ok(c) => grant(&s, c.env, c.app, c.task),
+    match authenticate(&s, &headers, caller, true).await {
+        Ok(c) => grant(&s, c.env, c.app, c.task, c.addr),
         Err(resp) => resp,
     }
 }
 
 /// The token's claims, once its signature, expiry and task are checked.
 /// `recheck`: ask Marathon now rather than trust a recent answer.
-async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<Claims, Response> {
+async fn authenticate(
+    s: &Server,
+    headers: &HeaderMap,
+    caller: IpAddr,
+    recheck: bool,
+) -> Result<Claims, Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(refuse(s, Refusal::MissingToken, None, None));
     };
@@ -278,6 +287,15 @@ async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<
         Err(TokenError::Invalid) => return Err(refuse(s, Refusal::BadToken, None, None)),
         Err(TokenError::Expired) => return Err(refuse(s, Refusal::ExpiredToken, None, None)),
     };
+    // A token without an address was issued with the check off.
+    if s.settings.check_address && claims.addr.is_some_and(|a| a != caller) {
+        return Err(refuse(
+            s,
+            Refusal::AddressMismatch,
+            Some(&claims.task),
+            Some(caller),
+        ));
+    }
     let known = s.liveness.lock().get(&claims.task).copied();
     match known {
         Some((_, Known::Dead)) => {
@@ -339,6 +357,7 @@ struct ConfigQuery {
 /// The token's claims, checked against the app the caller names.
 async fn caller(
     s: &Server,
+    peer: SocketAddr,
     headers: &HeaderMap,
     query: Result<Query<ConfigQuery>, QueryRejection>,
 ) -> Result<(Claims, ConfigQuery), Response> {
@@ -350,7 +369,7 @@ async fn caller(
             None,
         ));
     };
-    let claims = authenticate(s, headers, false).await?;
+    let claims = authenticate(s, headers, peer.ip().to_canonical(), false).await?;
     if q.app_id.as_ref().is_some_and(|a| *a != claims.app) {
         return Err(refuse(s, Refusal::OtherApp, Some(&claims.task), None));
     }
@@ -368,10 +387,11 @@ impl Drop for Watching<'_> {
 
 async fn config(
     State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     query: Result<Query<ConfigQuery>, QueryRejection>,
 ) -> Response {
-    let (claims, q) = match caller(&s, &headers, query).await {
+    let (claims, q) = match caller(&s, peer, &headers, query).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -423,11 +443,12 @@ async fn config(
 
 async fn file(
     State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(name): Path<String>,
     query: Result<Query<ConfigQuery>, QueryRejection>,
 ) -> Response {
-    let (claims, _) = match caller(&s, &headers, query).await {
+    let (claims, _) = match caller(&s, peer, &headers, query).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };

@@ -104,6 +104,7 @@ mod tests {
             app: "/dev/web".into(),
             task: "t".into(),
             exp: 10,
+            addr: None,
         };
         let t = super::super::token::sign(&a, &claims);
         assert!(
