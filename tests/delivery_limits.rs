@@ -133,3 +133,57 @@ async fn a_token_works_only_from_the_address_that_logged_in() {
     let (s, v) = elsewhere.get("/v1/config", &renewed).await;
     assert_eq!((s, reason(&v)), (403, "addressMismatch"), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_are_capped_per_task_and_answer_when_the_daemon_stops() {
+    let w = world().await;
+    let mut d = serve(&w, &[]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let web = tasks(&w, "/dev/web", 1).await;
+    let (task, host) = &web[0];
+    let agent = Agent::on(host, &d);
+    let token = agent.token(task, "/dev/web").await;
+    let (s, m) = agent.get("/v1/config", &token).await;
+    assert_eq!(s, 200, "{m}");
+    let watch = format!("/v1/config?index={}&wait=5m", m["index"]);
+
+    // Two watches of the task wait; a third is refused at once.
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let (agent, token, watch) = (Agent::on(host, &d), token.clone(), watch.clone());
+        waiting.push(tokio::spawn(async move { agent.get(&watch, &token).await }));
+    }
+    wait_until("two watches waiting", Duration::from_secs(30), || async {
+        let m = d.metrics().await;
+        if metric_value(&m, "pacer_config_watchers") == 2.0 {
+            Ok(())
+        } else {
+            Err(m)
+        }
+    })
+    .await;
+    let third = Agent {
+        http: reqwest::Client::builder()
+            .local_address(host.parse::<std::net::IpAddr>().unwrap())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        base: d.url.clone(),
+    };
+    let (s, v) = third.get(&watch, &token).await;
+    assert_eq!((s, reason(&v)), (429, "tooManyWatches"), "{v}");
+
+    // SIGTERM: the waiting watches answer (the current bundle) rather than
+    // hold the daemon's drain until they are cut.
+    let stopped = tokio::task::spawn_blocking(move || {
+        let ok = d.proc.terminate(Duration::from_secs(60));
+        (ok, d)
+    });
+    for w in waiting {
+        let (s, v) = w.await.unwrap();
+        assert_eq!(s, 200, "a watch as the daemon stops: {v}");
+        assert_eq!(v["appId"], "/dev/web");
+    }
+    let (ok, _d) = stopped.await.unwrap();
+    assert!(ok, "the daemon did not stop");
+}

@@ -312,6 +312,8 @@ impl ConfigServerArgs {
             token_ttl: Duration::from_secs(self.token_ttl),
             check_address: self.task_address_check,
             task_recheck: Duration::from_secs(self.task_recheck),
+            // Set from the listener's connection cap when it starts.
+            ..crate::delivery::Settings::default()
         })
     }
 }
@@ -432,7 +434,9 @@ pub async fn start_with(
     );
     let parts = Parts::new(&cfg);
     let mut app_state = parts.app_state(&cfg);
-    if let Some(settings) = delivery {
+    if let Some(mut settings) = delivery {
+        // Watches hold connections: they get half the listener's.
+        settings.max_watches = (cfg.http.max_connections / 2).max(1);
         app_state.delivery = Some(crate::delivery::Server::start(
             settings,
             marathon_access(&cfg),
@@ -441,10 +445,15 @@ pub async fn start_with(
         )?);
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let config_server = app_state.delivery.clone();
     let server = tokio::spawn(server::serve(listener, app_state, cfg.http, {
         let mut stop = stop_rx;
         async move {
             let _ = stop.changed().await;
+            // Watches answer now rather than hold the drain for minutes.
+            if let Some(d) = config_server {
+                d.shutdown();
+            }
         }
     }));
     let (writer, reader) = (parts.writer.clone(), parts.reader());

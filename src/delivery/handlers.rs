@@ -401,9 +401,17 @@ async fn config(
     };
     let mut rx = s.bundles.clone();
     if let Some(n) = q.index.filter(|n| *n > 0) {
+        let Some(_slot) = s.watches.enter(&claims.task) else {
+            let mut resp = refuse(&s, Refusal::TooManyWatches, Some(&claims.task), None);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return resp;
+        };
         s.metrics.watchers.inc();
         let _counted = Watching(&s);
+        let mut stopping = s.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + wait + jitter(wait);
+        let mut waited = false;
         loop {
             // An index past N, or below it (Consul: a reset), answers now.
             let current = rx
@@ -411,13 +419,22 @@ async fn config(
                 .apps
                 .get(&claims.app)
                 .map(|b| b.index);
-            if current != Some(n) {
+            if current != Some(n) || *stopping.borrow_and_update() {
                 break;
             }
+            waited = true;
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { break },
+                _ = stopping.changed() => {},
                 _ = tokio::time::sleep_until(deadline) => break,
             }
+        }
+        // Minutes may have passed: the token may have expired, or its task
+        // ended, meanwhile.
+        if waited
+            && let Err(resp) = authenticate(&s, &headers, peer.ip().to_canonical(), false).await
+        {
+            return resp;
         }
     }
     let bundles: Arc<Bundles> = rx.borrow().clone();

@@ -176,6 +176,8 @@ pub enum Refusal {
     /// No operator-given Marathon for the environment (503: the operator
     /// must set a flag).
     NoTrustedMarathon(String),
+    /// The task, or the server, has as many watches waiting as it may (429).
+    TooManyWatches,
 }
 
 impl Refusal {
@@ -198,11 +200,12 @@ impl Refusal {
             Refusal::Busy(_) => "busy",
             Refusal::RateLimited => "rateLimited",
             Refusal::NoTrustedMarathon(_) => "noTrustedMarathon",
+            Refusal::TooManyWatches => "tooManyWatches",
         }
     }
 
     /// Every reason, for metrics that show 0 before the first refusal.
-    pub const REASONS: [&'static str; 16] = [
+    pub const REASONS: [&'static str; 17] = [
         "badRequest",
         "unknownApp",
         "unknownTask",
@@ -219,6 +222,7 @@ impl Refusal {
         "busy",
         "rateLimited",
         "noTrustedMarathon",
+        "tooManyWatches",
     ];
 
     /// 400 for a malformed request, 401 for a missing or dead token, 403
@@ -228,7 +232,7 @@ impl Refusal {
         match self {
             Refusal::BadRequest(_) => 400,
             Refusal::Busy(_) | Refusal::NoTrustedMarathon(_) => 503,
-            Refusal::RateLimited => 429,
+            Refusal::RateLimited | Refusal::TooManyWatches => 429,
             Refusal::MissingToken
             | Refusal::BadToken
             | Refusal::ExpiredToken
@@ -275,6 +279,10 @@ impl Refusal {
                 "the config server is disabled for environment {env}: no Marathon the operator vouches for; \
                  start pacer serve with --marathon URL or --config-server-marathon {env}=URL \
                  (pacer.yaml's marathon is not trusted for logins)"
+            ),
+            Refusal::TooManyWatches => format!(
+                "a task watches its bundle on one connection ({} at most), and the server has its fill of watches; try again after Retry-After seconds",
+                super::watches::PER_TASK
             ),
             Refusal::RateLimited => {
                 "too many logins or renewals from this address; try again after Retry-After seconds"

@@ -37,6 +37,7 @@ mod private;
 pub mod resolve;
 pub mod token;
 pub mod used;
+pub mod watches;
 
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
 use crate::status::published::Reader;
@@ -75,6 +76,9 @@ pub struct Settings {
     /// `--config-server-marathon`: per environment, the Marathon that
     /// vouches for its logins when `--marathon` is not given.
     pub marathons: BTreeMap<String, String>,
+    /// Blocking watches waiting at once, all tasks together (half the
+    /// listener's connection cap).
+    pub max_watches: usize,
 }
 
 impl Default for Settings {
@@ -87,6 +91,7 @@ impl Default for Settings {
             check_address: true,
             task_recheck: Duration::from_secs(30),
             marathons: BTreeMap::new(),
+            max_watches: 512,
         }
     }
 }
@@ -132,6 +137,10 @@ pub struct Server {
     app_reads: flight::AppReads,
     /// Logins and renewals per source address.
     limiter: Mutex<limit::Limiter>,
+    /// The watches waiting now, capped.
+    watches: watches::Watches,
+    /// Set when the daemon stops: every watch answers at once.
+    stopping: watch::Sender<bool>,
     metrics: DeliveryMetrics,
 }
 
@@ -186,6 +195,7 @@ impl Server {
                 "the config server does not check that a login comes from its task's host"
             );
         }
+        let max_watches = settings.max_watches;
         Ok(Arc::new(Server {
             settings,
             marathon,
@@ -199,8 +209,16 @@ impl Server {
             login_checks: tokio::sync::Semaphore::new(MAX_LOGIN_CHECKS),
             app_reads: flight::AppReads::default(),
             limiter: Mutex::new(limit::Limiter::new(limit::LOGIN)),
+            watches: watches::Watches::new(max_watches),
+            stopping: watch::channel(false).0,
             metrics: DeliveryMetrics::new(),
         }))
+    }
+
+    /// Ends every watch now (they answer with the current bundle), as the
+    /// daemon stops: a watch must not hold the shutdown for minutes.
+    pub fn shutdown(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// What `/api/v1/status` shows of the config server.
