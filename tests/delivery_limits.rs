@@ -187,3 +187,47 @@ async fn watches_are_capped_per_task_and_answer_when_the_daemon_stops() {
     let (ok, _d) = stopped.await.unwrap();
     assert!(ok, "the daemon did not stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_cannot_be_made_to_log_in_or_renew() {
+    let w = world().await;
+    let d = serve(&w, &[]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let web = tasks(&w, "/dev/web", 1).await;
+    let (task, host) = &web[0];
+    let agent = Agent::on(host, &d);
+    let body = json!({"taskId": task, "appId": "/dev/web"}).to_string();
+    let post = |path: &str| agent.http.post(format!("{}{path}", agent.base));
+
+    // A form-encoded or text body, as a cross-site form sends it.
+    let resp = post("/v1/login")
+        .header("Content-Type", "text/plain")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = crate::delivery::answer(resp).await;
+    assert_eq!((s, reason(&v)), (415, "notJson"), "{v}");
+    let resp = post("/v1/login")
+        .header("Content-Type", "application/json")
+        .header("Origin", "http://evil.example")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = crate::delivery::answer(resp).await;
+    assert_eq!((s, reason(&v)), (403, "crossSite"), "{v}");
+
+    // Neither used up the task's one login.
+    let token = agent.token(task, "/dev/web").await;
+    let resp = post("/v1/token/renew")
+        .bearer_auth(&token)
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = crate::delivery::answer(resp).await;
+    assert_eq!((s, reason(&v)), (403, "crossSite"), "{v}");
+    let (s, v) = agent.renew(&token).await;
+    assert_eq!(s, 200, "{v}");
+}

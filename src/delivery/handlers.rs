@@ -118,14 +118,28 @@ fn parse_login(body: &[u8]) -> Result<LoginRequest, Refusal> {
     })
 }
 
+/// A login or renewal a browser could be made to send from another site.
+fn cross_site(s: &Server, headers: &HeaderMap, caller: IpAddr) -> Option<Response> {
+    let why = crate::server::retry_guard::same_origin(headers).err()?;
+    Some(refuse(s, Refusal::CrossSite(why), None, Some(caller)))
+}
+
 async fn login(
     State(s): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let caller = peer.ip().to_canonical();
     if let Some(resp) = throttle(&s, caller) {
         return resp;
+    }
+    if let Some(resp) = cross_site(&s, &headers, caller) {
+        return resp;
+    }
+    // A JSON body needs a CORS preflight, which this server never grants.
+    if !crate::server::retry_guard::is_json(&headers) {
+        return refuse(&s, Refusal::NotJson, None, Some(caller));
     }
     let req = match parse_login(&body) {
         Ok(r) => r,
@@ -259,6 +273,11 @@ async fn renew(
 ) -> Response {
     let caller = peer.ip().to_canonical();
     if let Some(resp) = throttle(&s, caller) {
+        return resp;
+    }
+    // (No body, so no Content-Type: its Bearer header already needs a
+    // preflight a browser never gets.)
+    if let Some(resp) = cross_site(&s, &headers, caller) {
         return resp;
     }
     match authenticate(&s, &headers, caller, true).await {

@@ -178,6 +178,10 @@ pub enum Refusal {
     NoTrustedMarathon(String),
     /// The task, or the server, has as many watches waiting as it may (429).
     TooManyWatches,
+    /// A login body not declared `application/json` (415).
+    NotJson,
+    /// A request a browser sent from another site.
+    CrossSite(String),
 }
 
 impl Refusal {
@@ -201,11 +205,13 @@ impl Refusal {
             Refusal::RateLimited => "rateLimited",
             Refusal::NoTrustedMarathon(_) => "noTrustedMarathon",
             Refusal::TooManyWatches => "tooManyWatches",
+            Refusal::NotJson => "notJson",
+            Refusal::CrossSite(_) => "crossSite",
         }
     }
 
     /// Every reason, for metrics that show 0 before the first refusal.
-    pub const REASONS: [&'static str; 17] = [
+    pub const REASONS: [&'static str; 19] = [
         "badRequest",
         "unknownApp",
         "unknownTask",
@@ -223,6 +229,8 @@ impl Refusal {
         "rateLimited",
         "noTrustedMarathon",
         "tooManyWatches",
+        "notJson",
+        "crossSite",
     ];
 
     /// 400 for a malformed request, 401 for a missing or dead token, 403
@@ -233,6 +241,7 @@ impl Refusal {
             Refusal::BadRequest(_) => 400,
             Refusal::Busy(_) | Refusal::NoTrustedMarathon(_) => 503,
             Refusal::RateLimited | Refusal::TooManyWatches => 429,
+            Refusal::NotJson => 415,
             Refusal::MissingToken
             | Refusal::BadToken
             | Refusal::ExpiredToken
@@ -280,6 +289,10 @@ impl Refusal {
                  start pacer serve with --marathon URL or --config-server-marathon {env}=URL \
                  (pacer.yaml's marathon is not trusted for logins)"
             ),
+            Refusal::NotJson => {
+                "send the login as JSON, with `Content-Type: application/json`".into()
+            }
+            Refusal::CrossSite(why) => why.clone(),
             Refusal::TooManyWatches => format!(
                 "a task watches its bundle on one connection ({} at most), and the server has its fill of watches; try again after Retry-After seconds",
                 super::watches::PER_TASK
