@@ -175,10 +175,11 @@ async fn login(
     let facts = app.map(|a| login::app_facts(&a, &req.task_id));
     let mut task_addrs: Vec<IpAddr> = Vec::new();
     if s.settings.check_address
-        && let Some(t) = facts.as_ref().and_then(|f| f.task.as_ref())
+        && let Some(f) = facts.as_ref()
+        && let Some(t) = f.task.as_ref()
     {
-        task_addrs.extend(s.resolver.addrs(&t.host).await.iter().copied());
-        task_addrs.extend(t.ip_addresses.iter().map(|ip| ip.to_canonical()));
+        let host = s.resolver.addrs(&t.host).await;
+        task_addrs = login::task_addresses(f, t, &host);
     }
     let prior = s.used.prior(&req.task_id);
     let now = now_ms();

@@ -74,6 +74,11 @@ pub struct AppFacts {
     pub env_label: Option<String>,
     /// The claimed task, if it is one of the app's.
     pub task: Option<TaskFacts>,
+    /// Whether the app's tasks have addresses of their own (a `container`
+    /// network: USER networking). On `host` and `container/bridge` networks
+    /// a task's `ipAddresses` are the agent's or a private bridge address
+    /// that another host may hold too: only its `host` counts then.
+    pub ip_per_task: bool,
 }
 
 /// Reads [`AppFacts`] out of `GET /v2/apps/{id}`'s app (which embeds its tasks).
@@ -87,7 +92,33 @@ pub fn app_facts(app: &Value, task_id: &str) -> AppFacts {
         .and_then(Value::as_array)
         .and_then(|ts| ts.iter().find(|t| t["id"].as_str() == Some(task_id)))
         .map(task_facts);
-    AppFacts { env_label, task }
+    AppFacts {
+        env_label,
+        task,
+        ip_per_task: ip_per_task(app),
+    }
+}
+
+/// A `container` network (1.5+ `networks[].mode`), or 1.4's IP-per-task
+/// `ipAddress` / Docker `USER` network.
+fn ip_per_task(app: &Value) -> bool {
+    let container_network = app
+        .get("networks")
+        .and_then(Value::as_array)
+        .is_some_and(|ns| ns.iter().any(|n| n["mode"] == "container"));
+    container_network
+        || app.get("ipAddress").is_some_and(Value::is_object)
+        || app.pointer("/container/docker/network") == Some(&Value::from("USER"))
+}
+
+/// The addresses a login of `task` may come from: its host's (resolved)
+/// and, with IP-per-task networking only, the task's own.
+pub fn task_addresses(app: &AppFacts, task: &TaskFacts, host: &[IpAddr]) -> Vec<IpAddr> {
+    let mut addrs: Vec<IpAddr> = host.iter().map(|ip| ip.to_canonical()).collect();
+    if app.ip_per_task {
+        addrs.extend(task.ip_addresses.iter().map(|ip| ip.to_canonical()));
+    }
+    addrs
 }
 
 fn task_facts(t: &Value) -> TaskFacts {
@@ -492,6 +523,32 @@ mod tests {
         assert!(check_id("taskId", "a\nb").is_err());
         assert!(check_id("taskId", "a b").is_err());
         assert!(check_id("taskId", &"a".repeat(MAX_ID_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn a_tasks_own_addresses_count_on_container_networks_only() {
+        let host: Vec<IpAddr> = vec!["192.168.1.9".parse().unwrap()];
+        let own: IpAddr = "10.0.0.1".parse().unwrap();
+        for (networks, counts) in [
+            (json!([{"mode": "container", "name": "dcos"}]), true),
+            (json!([{"mode": "container/bridge"}]), false),
+            (json!([{"mode": "host"}]), false),
+            (json!(null), false),
+        ] {
+            let a = app_facts(
+                &json!({"networks": networks, "tasks": [{"id": TASK, "appId": "/dev/web", "state": "TASK_RUNNING",
+                    "host": "agent-1", "ipAddresses": [{"ipAddress": "10.0.0.1", "protocol": "IPv4"}]}]}),
+                TASK,
+            );
+            let addrs = task_addresses(&a, a.task.as_ref().unwrap(), &host);
+            assert_eq!(addrs.contains(&own), counts, "{networks}");
+            assert!(addrs.contains(&host[0]));
+        }
+        // 1.4: IP-per-task is the app's ipAddress.
+        let a = app_facts(&json!({"ipAddress": {"networkName": "dcos"}}), TASK);
+        assert!(a.ip_per_task);
+        let a = app_facts(&json!({"ipAddress": null}), TASK);
+        assert!(!a.ip_per_task);
     }
 
     #[test]
