@@ -334,20 +334,34 @@ async fn logins_from_the_wrong_task_place_or_time_are_refused() {
     let (task, host) = web[0].clone();
     let agent = Agent::on(&host, &d);
 
+    // A caller not on a running task's host learns no reason (the metric
+    // and the log have it).
     let (s, v) = agent
         .login("dev_web.instance-forged._app.1", "/dev/web")
         .await;
-    assert_eq!((s, reason(&v)), (403, "unknownTask"), "{v}");
+    assert_eq!((s, reason(&v)), (403, "refused"), "{v}");
+    // Another app's task id: refused by its form, which tells nothing.
     let (s, v) = agent.login(&api[0].0, "/dev/web").await;
     assert_eq!(
         (s, reason(&v)),
         (403, "unknownTask"),
         "another app's task: {v}"
     );
+    assert_eq!(
+        d.metric("pacer_config_refusals_total{reason=\"unknownTask\"}")
+            .await,
+        2.0
+    );
     let (s, v) = agent.login(&task, "/dev/nothing").await;
     assert_eq!((s, reason(&v)), (403, "unknownApp"), "{v}");
     let (s, v) = Agent::on("127.0.0.99", &d).login(&task, "/dev/web").await;
-    assert_eq!((s, reason(&v)), (403, "addressMismatch"), "{v}");
+    assert_eq!((s, reason(&v)), (403, "refused"), "{v}");
+    assert!(!v.to_string().contains("addressMismatch"), "{v}");
+    assert_eq!(
+        d.metric("pacer_config_refusals_total{reason=\"addressMismatch\"}")
+            .await,
+        1.0
+    );
     let (s, v) = agent.login("a\nb", "/dev/web").await;
     assert_eq!((s, reason(&v)), (400, "badRequest"), "{v}");
     // (Its own client: the server closes a connection whose body it refused.)
@@ -382,10 +396,7 @@ async fn logins_from_the_wrong_task_place_or_time_are_refused() {
     assert_eq!(s, 200, "{v}");
     let (s, v) = Agent::on(&dead_host, &d).login(&dead, "/dev/api").await;
     assert_eq!(s, 403, "{v}");
-    assert!(
-        ["unknownTask", "taskNotRunning"].contains(&reason(&v)),
-        "{v}"
-    );
+    assert!(["refused", "taskNotRunning"].contains(&reason(&v)), "{v}");
     let (s, v) = w
         .sim
         .post(&format!("/_sim/tasks/{task}/kill"), json!({}))

@@ -82,6 +82,31 @@ fn refuse(s: &Server, r: Refusal, task: Option<&str>, caller: Option<IpAddr>) ->
     resp
 }
 
+/// A login refused to a caller not on the task's host: counted and logged
+/// (warn) with its reason, answered with none.
+fn refuse_quietly(s: &Server, r: &Refusal, task: Option<&str>, caller: IpAddr) -> Response {
+    s.metrics
+        .refusals
+        .get_or_create(&super::ReasonLabels {
+            reason: r.reason().into(),
+        })
+        .inc();
+    tracing::warn!(
+        reason = r.reason(),
+        task = task.unwrap_or("-"),
+        %caller,
+        "a login from off the task's host refused"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({
+            "message": "the login is refused: it must come from the task's host, for a task that runs; the server's log says more",
+            "reason": "refused",
+        })),
+    )
+        .into_response()
+}
+
 /// A 503 (`busy`): try again shortly.
 fn unavailable(s: &Server, why: impl Into<String>) -> Response {
     refuse(s, Refusal::Busy(why.into()), None, None)
@@ -197,6 +222,11 @@ async fn login(
     if let Err(r) = decided {
         if let (Refusal::Replay, Some(p)) = (&r, &prior) {
             replayed(&req.task_id, p, caller);
+        }
+        // Only a caller on the task's host learns why: anyone else would
+        // learn which task ids exist, their state and age.
+        if s.settings.check_address && !task_addrs.contains(&caller) {
+            return refuse_quietly(&s, &r, task, caller);
         }
         return refuse(&s, r, task, Some(caller));
     }
