@@ -145,7 +145,7 @@ fn parse_login(body: &[u8]) -> Result<LoginRequest, Refusal> {
 
 /// A login or renewal a browser could be made to send from another site.
 fn cross_site(s: &Server, headers: &HeaderMap, caller: IpAddr) -> Option<Response> {
-    let why = crate::server::retry_guard::same_origin(headers).err()?;
+    let why = super::browser::same_origin(headers).err()?;
     Some(refuse(s, Refusal::CrossSite(why), None, Some(caller)))
 }
 
@@ -163,7 +163,7 @@ async fn login(
         return resp;
     }
     // A JSON body needs a CORS preflight, which this server never grants.
-    if !crate::server::retry_guard::is_json(&headers) {
+    if !super::browser::is_json(&headers) {
         return refuse(&s, Refusal::NotJson, None, Some(caller));
     }
     let req = match parse_login(&body) {

@@ -1,10 +1,11 @@
 //! Whether a token's task still runs, from Marathon's answers: pure.
 //!
 //! Only a terminal answer kills a token: the task in a terminal Mesos
-//! state, or absent from its app in [`ABSENT_CHECKS`] answers in a row.
-//! A Marathon failover, a 404 mid-redeploy or `TASK_UNREACHABLE` is a
-//! doubt: reads go on, a renewal waits (503), and the task is asked about
-//! again, as a live one is.
+//! state, or absent (its app lists no such task, or Marathon has no such
+//! app: a 404) in [`ABSENT_CHECKS`] answers in a row. A Marathon failover,
+//! a 404 mid-redeploy or `TASK_UNREACHABLE` is a doubt: reads go on, a
+//! renewal waits (503), and the task is asked about again, as a live one
+//! is. (A deleted app's tasks are gone after those answers, not at once.)
 
 use super::login;
 use serde_json::Value;
@@ -29,9 +30,9 @@ pub enum Seen {
     Live,
     /// In a terminal state, or listed under another app.
     Dead,
-    /// The app lists no such task.
+    /// No such app (404), or the app lists no such task.
     Absent,
-    /// No app (404), or a state that may pass (`TASK_UNREACHABLE`, …).
+    /// A state that may pass (`TASK_UNREACHABLE`, …).
     Unsure,
 }
 
@@ -49,7 +50,7 @@ pub enum Known {
 /// Reads one answer (`GET /v2/apps/{app}`'s app, `None` for a 404).
 pub fn seen(app: Option<&Value>, app_id: &str, task: &str) -> Seen {
     let Some(app) = app else {
-        return Seen::Unsure;
+        return Seen::Absent;
     };
     let Some(t) = login::app_facts(app, task).task else {
         return Seen::Absent;
@@ -117,7 +118,7 @@ mod tests {
         ] {
             assert_eq!(seen(Some(&app(s)), "/dev/web", TASK), Seen::Unsure, "{s}");
         }
-        assert_eq!(seen(None, "/dev/web", TASK), Seen::Unsure, "a 404");
+        assert_eq!(seen(None, "/dev/web", TASK), Seen::Absent, "a 404");
         let other = json!({"tasks": []});
         assert_eq!(seen(Some(&other), "/dev/web", TASK), Seen::Absent);
         assert_eq!(

@@ -26,6 +26,7 @@
 //!   Marathon read per app serves concurrent logins.
 //! - [`handlers`]: the HTTP side.
 
+mod browser;
 pub mod bundle;
 mod flight;
 mod handlers;

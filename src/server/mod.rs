@@ -15,7 +15,7 @@
 //! [`Trigger`] on the loop's channel, and the loop does the work.
 
 pub mod metrics;
-pub(crate) mod retry_guard;
+mod retry_guard;
 pub mod webhook;
 
 pub use metrics::Metrics;
