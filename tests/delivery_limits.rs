@@ -231,3 +231,20 @@ async fn a_browser_cannot_be_made_to_log_in_or_renew() {
     let (s, v) = agent.renew(&token).await;
     assert_eq!(s, 200, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_outlives_its_token_is_refused_when_it_wakes() {
+    let w = world().await;
+    let d = serve(&w, &["--token-ttl", "4"]);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let web = tasks(&w, "/dev/web", 1).await;
+    let (task, host) = &web[0];
+    let agent = Agent::on(host, &d);
+    let token = agent.token(task, "/dev/web").await;
+    let (s, m) = agent.get("/v1/config", &token).await;
+    assert_eq!(s, 200, "{m}");
+    // The watch starts with a good token and wakes past its expiry.
+    let watch = format!("/v1/config?index={}&wait=8s", m["index"]);
+    let (s, v) = agent.get(&watch, &token).await;
+    assert_eq!((s, reason(&v)), (401, "expiredToken"), "{v}");
+}
