@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 pub const DB_PASSWORD: &str = "s3cr3t-e2e-7c1f9a";
 
 /// An HTTP client sending from one address, as a task on that host would.
-struct Agent {
-    http: reqwest::Client,
-    base: String,
+pub struct Agent {
+    pub http: reqwest::Client,
+    pub base: String,
 }
 
 impl Agent {
-    fn on(host: &str, d: &Daemon) -> Agent {
+    pub fn on(host: &str, d: &Daemon) -> Agent {
         let ip: IpAddr = host.parse().expect("a loopback address");
         Agent {
             http: reqwest::Client::builder()
@@ -28,7 +28,7 @@ impl Agent {
         }
     }
 
-    async fn login(&self, task: &str, app: &str) -> (u16, Value) {
+    pub async fn login(&self, task: &str, app: &str) -> (u16, Value) {
         let resp = self
             .http
             .post(format!("{}/v1/login", self.base))
@@ -40,13 +40,13 @@ impl Agent {
     }
 
     /// A token from a login that must succeed.
-    async fn token(&self, task: &str, app: &str) -> String {
+    pub async fn token(&self, task: &str, app: &str) -> String {
         let (s, v) = self.login(task, app).await;
         assert_eq!(s, 200, "login of {task}: {v}");
         v["token"].as_str().expect("a token").to_string()
     }
 
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -58,7 +58,7 @@ impl Agent {
     }
 }
 
-async fn answer(resp: reqwest::Response) -> (u16, Value) {
+pub async fn answer(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     (
@@ -120,7 +120,7 @@ pub fn serve(w: &World, extra: &[&str]) -> Daemon {
     w.serve(1, 60, &args)
 }
 
-fn reason(v: &Value) -> &str {
+pub fn reason(v: &Value) -> &str {
     v["reason"].as_str().unwrap_or("")
 }
 
@@ -334,20 +334,34 @@ async fn logins_from_the_wrong_task_place_or_time_are_refused() {
     let (task, host) = web[0].clone();
     let agent = Agent::on(&host, &d);
 
+    // A caller not on a running task's host learns no reason (the metric
+    // and the log have it).
     let (s, v) = agent
         .login("dev_web.instance-forged._app.1", "/dev/web")
         .await;
-    assert_eq!((s, reason(&v)), (403, "unknownTask"), "{v}");
+    assert_eq!((s, reason(&v)), (403, "refused"), "{v}");
+    // Another app's task id: refused by its form, which tells nothing.
     let (s, v) = agent.login(&api[0].0, "/dev/web").await;
     assert_eq!(
         (s, reason(&v)),
         (403, "unknownTask"),
         "another app's task: {v}"
     );
+    assert_eq!(
+        d.metric("pacer_config_refusals_total{reason=\"unknownTask\"}")
+            .await,
+        2.0
+    );
     let (s, v) = agent.login(&task, "/dev/nothing").await;
     assert_eq!((s, reason(&v)), (403, "unknownApp"), "{v}");
     let (s, v) = Agent::on("127.0.0.99", &d).login(&task, "/dev/web").await;
-    assert_eq!((s, reason(&v)), (403, "addressMismatch"), "{v}");
+    assert_eq!((s, reason(&v)), (403, "refused"), "{v}");
+    assert!(!v.to_string().contains("addressMismatch"), "{v}");
+    assert_eq!(
+        d.metric("pacer_config_refusals_total{reason=\"addressMismatch\"}")
+            .await,
+        1.0
+    );
     let (s, v) = agent.login("a\nb", "/dev/web").await;
     assert_eq!((s, reason(&v)), (400, "badRequest"), "{v}");
     // (Its own client: the server closes a connection whose body it refused.)
@@ -382,10 +396,7 @@ async fn logins_from_the_wrong_task_place_or_time_are_refused() {
     assert_eq!(s, 200, "{v}");
     let (s, v) = Agent::on(&dead_host, &d).login(&dead, "/dev/api").await;
     assert_eq!(s, 403, "{v}");
-    assert!(
-        ["unknownTask", "taskNotRunning"].contains(&reason(&v)),
-        "{v}"
-    );
+    assert!(["refused", "taskNotRunning"].contains(&reason(&v)), "{v}");
     let (s, v) = w
         .sim
         .post(&format!("/_sim/tasks/{task}/kill"), json!({}))

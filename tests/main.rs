@@ -65,6 +65,8 @@ mod reconcile_writer;
 
 /// The config server in `pacer serve`: task logins checked with Marathon, tokens, bundles, watches.
 mod delivery;
+/// The config server's limits: rate limits, watch caps, browsers refused, tokens bound to their address.
+mod delivery_limits;
 /// The HTTP listeners' budgets (a client that stops reading, an idle keep-alive) and the daemon's Host guard on writes.
 mod http_budgets;
 

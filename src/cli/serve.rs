@@ -11,6 +11,7 @@ use crate::reconcile::writer::{Parts, Writer};
 use crate::server;
 use crate::source::remote::{GitAuth, Mirror, RemoteSpec};
 use clap::Args;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -229,7 +230,9 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct ConfigServerArgs {
     /// Where the token signing key and the task ids that logged in are
-    /// kept. Default: beside the mirror, `<workdir>.state`.
+    /// kept: a persistent directory of the daemon's own (mode 0700, made if
+    /// absent; refused when another user owns it or group/others may read
+    /// it). Default: beside the mirror, `<workdir>.state`.
     #[arg(
         long,
         env = "PACER_STATE_DIR",
@@ -237,8 +240,9 @@ pub struct ConfigServerArgs {
         help_heading = "Config server"
     )]
     pub state_dir: Option<PathBuf>,
-    /// A file holding the token signing key (at least 32 bytes, e.g.
-    /// `openssl rand -hex 32`); replicas share it. Default: one generated
+    /// A file holding the token signing key, hex or base64 (at least 32
+    /// bytes decoded, e.g. `openssl rand -hex 32`; mode 0600 or 0400);
+    /// replicas share it. Default: one generated
     /// in the state directory at first start.
     #[arg(
         long,
@@ -288,18 +292,60 @@ pub struct ConfigServerArgs {
         help_heading = "Config server"
     )]
     pub task_recheck: u64,
+    /// `ENV=URL`: the Marathon that vouches for ENV's task logins, when
+    /// `--marathon` is not given (repeat per environment). pacer.yaml's
+    /// `marathon:` is never trusted for logins: without one of these the
+    /// config server refuses ENV's logins.
+    #[arg(
+        long,
+        env = "PACER_CONFIG_SERVER_MARATHON",
+        value_name = "ENV=URL",
+        value_delimiter = ',',
+        help_heading = "Config server"
+    )]
+    pub config_server_marathon: Vec<String>,
+}
+
+/// `--config-server-marathon`'s `ENV=URL`s; an error never quotes a URL
+/// (it may hold a password).
+fn env_marathons(values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let Some((env, url)) = v.split_once('=') else {
+            anyhow::bail!(
+                "--config-server-marathon takes ENV=URL (e.g. dev=http://marathon.dev:8080)"
+            );
+        };
+        let env = env.trim();
+        if env.is_empty() {
+            anyhow::bail!("--config-server-marathon: the environment before `=` is empty");
+        }
+        let url = super::args::http_url(url.trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "--config-server-marathon {env}={}: {e}",
+                crate::redact::url(url)
+            )
+        })?;
+        if out.insert(env.to_string(), url).is_some() {
+            anyhow::bail!("--config-server-marathon: environment {env} is given twice");
+        }
+    }
+    Ok(out)
 }
 
 impl ConfigServerArgs {
-    pub(crate) fn settings(&self) -> crate::delivery::Settings {
-        crate::delivery::Settings {
+    pub(crate) fn settings(&self) -> anyhow::Result<crate::delivery::Settings> {
+        Ok(crate::delivery::Settings {
+            marathons: env_marathons(&self.config_server_marathon)?,
             state_dir: self.state_dir.clone(),
             token_key_file: self.token_key_file.clone(),
             login_grace: Duration::from_secs(self.login_grace),
             token_ttl: Duration::from_secs(self.token_ttl),
             check_address: self.task_address_check,
             task_recheck: Duration::from_secs(self.task_recheck),
-        }
+            // Set from the listener's connection cap when it starts.
+            ..crate::delivery::Settings::default()
+        })
     }
 }
 
@@ -367,7 +413,7 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
             a.git_timeout.max(1).into(),
         ));
     }
-    let delivery = a.config_server.settings();
+    let delivery = a.config_server.settings()?;
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(async {
         let started = start_with(config(a), Some(delivery), shutdown_signal()).await?;
@@ -422,7 +468,9 @@ pub async fn start_with(
     );
     let parts = Parts::new(&cfg);
     let mut app_state = parts.app_state(&cfg);
-    if let Some(settings) = delivery {
+    if let Some(mut settings) = delivery {
+        // Watches hold connections: they get half the listener's.
+        settings.max_watches = (cfg.http.max_connections / 2).max(1);
         app_state.delivery = Some(crate::delivery::Server::start(
             settings,
             marathon_access(&cfg),
@@ -431,10 +479,15 @@ pub async fn start_with(
         )?);
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let config_server = app_state.delivery.clone();
     let server = tokio::spawn(server::serve(listener, app_state, cfg.http, {
         let mut stop = stop_rx;
         async move {
             let _ = stop.changed().await;
+            // Watches answer now rather than hold the drain for minutes.
+            if let Some(d) = config_server {
+                d.shutdown();
+            }
         }
     }));
     let (writer, reader) = (parts.writer.clone(), parts.reader());
@@ -472,6 +525,7 @@ fn marathon_access(cfg: &Config) -> crate::delivery::MarathonAccess {
         url: cfg.marathon_url.clone(),
         auth,
         timeout: cfg.marathon_timeout,
+        per_env: BTreeMap::new(),
     }
 }
 
@@ -531,4 +585,23 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env_marathons;
+
+    #[test]
+    fn config_server_marathons_are_env_equals_url_and_errors_hide_passwords() {
+        let m = env_marathons(&["dev=http://m-dev:8080".into(), "prod=m-prod".into()]).unwrap();
+        assert_eq!(m["dev"], "http://m-dev:8080");
+        assert!(m["prod"].starts_with("http://m-prod"), "{m:?}");
+        assert!(env_marathons(&["http://m".into()]).is_err());
+        assert!(env_marathons(&["=http://m".into()]).is_err());
+        assert!(env_marathons(&["dev=http://a".into(), "dev=http://b".into()]).is_err());
+        let e = env_marathons(&["dev=ftp://u:hunter2@m".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 }

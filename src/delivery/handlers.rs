@@ -4,6 +4,7 @@
 //! [`MAX_WAIT`] plus jitter, outside the daemon's 30 s request timeout.
 
 use super::bundle::{Bundles, MAX_WAIT, jitter, parse_wait};
+use super::liveness::{self, Known, Seen};
 use super::login::{self, LoginFacts, LoginRequest, PriorUse, Refusal};
 use super::token::{self, Claims, TokenError};
 use super::{Server, now_ms};
@@ -70,20 +71,59 @@ fn refuse(s: &Server, r: Refusal, task: Option<&str>, caller: Option<IpAddr>) ->
         "config request refused"
     );
     let code = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN);
-    (
+    let mut resp = (
         code,
         axum::Json(json!({"message": r.message(), "reason": r.reason()})),
+    )
+        .into_response();
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    resp
+}
+
+/// A login refused to a caller not on the task's host: counted and logged
+/// (warn) with its reason, answered with none.
+fn refuse_quietly(s: &Server, r: &Refusal, task: Option<&str>, caller: IpAddr) -> Response {
+    s.metrics
+        .refusals
+        .get_or_create(&super::ReasonLabels {
+            reason: r.reason().into(),
+        })
+        .inc();
+    tracing::warn!(
+        reason = r.reason(),
+        task = task.unwrap_or("-"),
+        %caller,
+        "a login from off the task's host refused"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({
+            "message": "the login is refused: it must come from the task's host, for a task that runs; the server's log says more",
+            "reason": "refused",
+        })),
     )
         .into_response()
 }
 
-fn unavailable(message: String) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, HeaderValue::from_static("2"))],
-        axum::Json(json!({"message": message})),
-    )
-        .into_response()
+/// A 503 (`busy`): try again shortly.
+fn unavailable(s: &Server, why: impl Into<String>) -> Response {
+    refuse(s, Refusal::Busy(why.into()), None, None)
+}
+
+/// Takes one login or renewal from the caller's budget: a 429 with
+/// `Retry-After` when it is spent.
+fn throttle(s: &Server, caller: IpAddr) -> Option<Response> {
+    let wait = s.limiter.lock().take(caller, std::time::Instant::now());
+    wait.err().map(|wait| {
+        let mut resp = refuse(s, Refusal::RateLimited, None, Some(caller));
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        resp
+    })
 }
 
 #[derive(Deserialize)]
@@ -104,12 +144,29 @@ fn parse_login(body: &[u8]) -> Result<LoginRequest, Refusal> {
     })
 }
 
+/// A login or renewal a browser could be made to send from another site.
+fn cross_site(s: &Server, headers: &HeaderMap, caller: IpAddr) -> Option<Response> {
+    let why = super::browser::same_origin(headers).err()?;
+    Some(refuse(s, Refusal::CrossSite(why), None, Some(caller)))
+}
+
 async fn login(
     State(s): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let caller = peer.ip().to_canonical();
+    if let Some(resp) = throttle(&s, caller) {
+        return resp;
+    }
+    if let Some(resp) = cross_site(&s, &headers, caller) {
+        return resp;
+    }
+    // A JSON body needs a CORS preflight, which this server never grants.
+    if !super::browser::is_json(&headers) {
+        return refuse(&s, Refusal::NotJson, None, Some(caller));
+    }
     let req = match parse_login(&body) {
         Ok(r) => r,
         Err(r) => return refuse(&s, r, None, Some(caller)),
@@ -119,32 +176,36 @@ async fn login(
     let Some(bundle) = bundles.apps.get(&req.app_id).cloned() else {
         return refuse(&s, Refusal::UnknownApp, task, Some(caller));
     };
+    // A made-up id costs no Marathon read.
     if !login::task_fits_app(&req.task_id, &req.app_id) {
         return refuse(&s, Refusal::UnknownTask, task, Some(caller));
     }
-    let Some(client) = s.marathon_of(&bundles, &bundle.env) else {
-        return unavailable(format!(
-            "environment {} has no usable Marathon URL",
-            bundle.env
-        ));
+    let client = match s.marathon_of(&bundle.env) {
+        Ok(c) => c,
+        Err(r) => return refuse(&s, r, task, Some(caller)),
     };
-    let Ok(_permit) = s.login_checks.try_acquire() else {
-        return unavailable("too many logins at once; try again".into());
-    };
-    let app = match client.get_app(&req.app_id).await {
-        Ok(a) => a,
-        Err(e) => {
+    let shows = |a: &serde_json::Value| login::app_facts(a, &req.task_id).task.is_some();
+    let read = s.app_reads.read(&req.app_id, shows, || async {
+        let Ok(_permit) = s.login_checks.try_acquire() else {
+            return Err("too many logins at once".to_string());
+        };
+        client.get_app(&req.app_id).await.map_err(|e| {
             tracing::warn!(error = %e, "config server: Marathon did not answer a login's check");
-            return unavailable("Marathon is not answering; try again".into());
-        }
+            "Marathon is not answering".to_string()
+        })
+    });
+    let app = match read.await {
+        Ok(a) => a,
+        Err(why) => return unavailable(&s, why),
     };
     let facts = app.map(|a| login::app_facts(&a, &req.task_id));
     let mut task_addrs: Vec<IpAddr> = Vec::new();
     if s.settings.check_address
-        && let Some(t) = facts.as_ref().and_then(|f| f.task.as_ref())
+        && let Some(f) = facts.as_ref()
+        && let Some(t) = f.task.as_ref()
     {
-        task_addrs.extend(s.resolver.addrs(&t.host).await.iter().copied());
-        task_addrs.extend(t.ip_addresses.iter().map(|ip| ip.to_canonical()));
+        let host = s.resolver.addrs(&t.host).await;
+        task_addrs = login::task_addresses(f, t, &host);
     }
     let prior = s.used.prior(&req.task_id);
     let now = now_ms();
@@ -162,6 +223,11 @@ async fn login(
     if let Err(r) = decided {
         if let (Refusal::Replay, Some(p)) = (&r, &prior) {
             replayed(&req.task_id, p, caller);
+        }
+        // Only a caller on the task's host learns why: anyone else would
+        // learn which task ids exist, their state and age.
+        if s.settings.check_address && !task_addrs.contains(&caller) {
+            return refuse_quietly(&s, &r, task, caller);
         }
         return refuse(&s, r, task, Some(caller));
     }
@@ -183,14 +249,16 @@ async fn login(
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "config server: cannot record a login");
-            return unavailable("the config server cannot record logins now".into());
+            return unavailable(&s, "the config server cannot record logins now");
         }
-        Err(e) => return unavailable(format!("recording the login: {e}")),
+        Err(e) => return unavailable(&s, format!("recording the login: {e}")),
     }
-    s.remember(&req.task_id, true);
+    s.remember(&req.task_id, Seen::Live);
     s.metrics.logins.inc();
     tracing::info!(task = %req.task_id, app = %req.app_id, env = %bundle.env, %caller, "task logged in");
-    grant(&s, bundle.env.clone(), req.app_id, req.task_id)
+    // Bound to the login's address: a token copied off the host is useless.
+    let addr = s.settings.check_address.then_some(caller);
+    grant(&s, bundle.env.clone(), req.app_id, req.task_id, addr)
 }
 
 /// A second login of one task id: someone else may hold its token.
@@ -204,7 +272,7 @@ fn replayed(task: &str, prior: &PriorUse, caller: IpAddr) {
 }
 
 /// A fresh token for the task, as the answer to a login or a renew.
-fn grant(s: &Server, env: String, app: String, task: String) -> Response {
+fn grant(s: &Server, env: String, app: String, task: String, addr: Option<IpAddr>) -> Response {
     // Rounded up to the second: a token lives at least the TTL.
     let ttl_ms = i64::try_from(s.settings.token_ttl.as_millis()).unwrap_or(3_600_000);
     let exp = (now_ms() + ttl_ms + 999) / 1000;
@@ -213,6 +281,7 @@ fn grant(s: &Server, env: String, app: String, task: String) -> Response {
         app,
         task,
         exp,
+        addr,
     };
     let expires = chrono::DateTime::from_timestamp(exp, 0)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -231,16 +300,34 @@ fn grant(s: &Server, env: String, app: String, task: String) -> Response {
         .into_response()
 }
 
-async fn renew(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    match authenticate(&s, &headers, true).await {
-        Ok(c) => grant(&s, c.env, c.app, c.task),
+async fn renew(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = peer.ip().to_canonical();
+    if let Some(resp) = throttle(&s, caller) {
+        return resp;
+    }
+    // (No body, so no Content-Type: its Bearer header already needs a
+    // preflight a browser never gets.)
+    if let Some(resp) = cross_site(&s, &headers, caller) {
+        return resp;
+    }
+    match authenticate(&s, &headers, caller, true).await {
+        Ok(c) => grant(&s, c.env, c.app, c.task, c.addr),
         Err(resp) => resp,
     }
 }
 
 /// The token's claims, once its signature, expiry and task are checked.
 /// `recheck`: ask Marathon now rather than trust a recent answer.
-async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<Claims, Response> {
+async fn authenticate(
+    s: &Server,
+    headers: &HeaderMap,
+    caller: IpAddr,
+    recheck: bool,
+) -> Result<Claims, Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(refuse(s, Refusal::MissingToken, None, None));
     };
@@ -253,32 +340,50 @@ async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<
         Err(TokenError::Invalid) => return Err(refuse(s, Refusal::BadToken, None, None)),
         Err(TokenError::Expired) => return Err(refuse(s, Refusal::ExpiredToken, None, None)),
     };
+    // A token without an address was issued with the check off.
+    if s.settings.check_address && claims.addr.is_some_and(|a| a != caller) {
+        return Err(refuse(
+            s,
+            Refusal::AddressMismatch,
+            Some(&claims.task),
+            Some(caller),
+        ));
+    }
     let known = s.liveness.lock().get(&claims.task).copied();
     match known {
-        Some((_, false)) => return Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None)),
-        Some((at, true)) if !recheck && at.elapsed() < s.settings.task_recheck => {
+        Some((_, Known::Dead)) => {
+            return Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None));
+        }
+        // A doubt is asked about again on the same schedule as a live task.
+        Some((at, _)) if !recheck && at.elapsed() < s.settings.task_recheck => {
             return Ok(claims);
         }
         _ => {}
     }
-    let bundles = s.bundles.borrow().clone();
-    let Some(client) = s.marathon_of(&bundles, &claims.env) else {
-        return Err(unavailable(format!(
-            "environment {} has no usable Marathon URL",
-            claims.env
-        )));
+    let client = match s.marathon_of(&claims.env) {
+        Ok(c) => c,
+        Err(r) => return Err(refuse(s, r, Some(&claims.task), None)),
     };
-    match client.get_app(&claims.app).await {
+    // A renewal reuses an answer of the last second that shows the task
+    // live, and shares a read in flight.
+    let shows_live =
+        |a: &serde_json::Value| liveness::seen(Some(a), &claims.app, &claims.task) == Seen::Live;
+    let read = s.app_reads.read(&claims.app, shows_live, || async {
+        client.get_app(&claims.app).await.map_err(|e| e.to_string())
+    });
+    match read.await {
         Ok(app) => {
-            let alive = app
-                .map(|a| login::app_facts(&a, &claims.task))
-                .and_then(|f| f.task)
-                .is_some_and(|t| t.app_id == claims.app && login::is_live(&t.state));
-            s.remember(&claims.task, alive);
-            if !alive {
-                return Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None));
+            let seen = liveness::seen(app.as_deref(), &claims.app, &claims.task);
+            match s.remember(&claims.task, seen) {
+                Known::Live => Ok(claims),
+                Known::Dead => Err(refuse(s, Refusal::TaskGone, Some(&claims.task), None)),
+                // A read goes on; a token is extended only for a live task.
+                Known::Doubt { .. } if !recheck => Ok(claims),
+                Known::Doubt { .. } => Err(unavailable(
+                    s,
+                    "Marathon does not list the task as running now",
+                )),
             }
-            Ok(claims)
         }
         // A read is served on a good token while Marathon is away; a token
         // is extended only when Marathon says the task runs.
@@ -288,7 +393,7 @@ async fn authenticate(s: &Server, headers: &HeaderMap, recheck: bool) -> Result<
         }
         Err(e) => {
             tracing::warn!(error = %e, "config server: Marathon did not answer a renew's check");
-            Err(unavailable("Marathon is not answering; try again".into()))
+            Err(unavailable(s, "Marathon is not answering"))
         }
     }
 }
@@ -305,6 +410,7 @@ struct ConfigQuery {
 /// The token's claims, checked against the app the caller names.
 async fn caller(
     s: &Server,
+    peer: SocketAddr,
     headers: &HeaderMap,
     query: Result<Query<ConfigQuery>, QueryRejection>,
 ) -> Result<(Claims, ConfigQuery), Response> {
@@ -316,7 +422,7 @@ async fn caller(
             None,
         ));
     };
-    let claims = authenticate(s, headers, false).await?;
+    let claims = authenticate(s, headers, peer.ip().to_canonical(), false).await?;
     if q.app_id.as_ref().is_some_and(|a| *a != claims.app) {
         return Err(refuse(s, Refusal::OtherApp, Some(&claims.task), None));
     }
@@ -334,10 +440,11 @@ impl Drop for Watching<'_> {
 
 async fn config(
     State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     query: Result<Query<ConfigQuery>, QueryRejection>,
 ) -> Response {
-    let (claims, q) = match caller(&s, &headers, query).await {
+    let (claims, q) = match caller(&s, peer, &headers, query).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -347,9 +454,17 @@ async fn config(
     };
     let mut rx = s.bundles.clone();
     if let Some(n) = q.index.filter(|n| *n > 0) {
+        let Some(_slot) = s.watches.enter(&claims.task) else {
+            let mut resp = refuse(&s, Refusal::TooManyWatches, Some(&claims.task), None);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return resp;
+        };
         s.metrics.watchers.inc();
         let _counted = Watching(&s);
+        let mut stopping = s.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + wait + jitter(wait);
+        let mut waited = false;
         loop {
             // An index past N, or below it (Consul: a reset), answers now.
             let current = rx
@@ -357,13 +472,22 @@ async fn config(
                 .apps
                 .get(&claims.app)
                 .map(|b| b.index);
-            if current != Some(n) {
+            if current != Some(n) || *stopping.borrow_and_update() {
                 break;
             }
+            waited = true;
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { break },
+                _ = stopping.changed() => {},
                 _ = tokio::time::sleep_until(deadline) => break,
             }
+        }
+        // Minutes may have passed: the token may have expired, or its task
+        // ended, meanwhile.
+        if waited
+            && let Err(resp) = authenticate(&s, &headers, peer.ip().to_canonical(), false).await
+        {
+            return resp;
         }
     }
     let bundles: Arc<Bundles> = rx.borrow().clone();
@@ -389,11 +513,12 @@ async fn config(
 
 async fn file(
     State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(name): Path<String>,
     query: Result<Query<ConfigQuery>, QueryRejection>,
 ) -> Response {
-    let (claims, _) = match caller(&s, &headers, query).await {
+    let (claims, _) = match caller(&s, peer, &headers, query).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -416,7 +541,7 @@ async fn file(
         tokio::select! {
             alive = reader.changed() => if !alive { break snap },
             _ = tokio::time::sleep_until(deadline) => {
-                return unavailable("a new commit is being rendered; try again".into());
+                return unavailable(&s, "a new commit is being rendered");
             }
         }
     };

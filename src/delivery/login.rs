@@ -39,15 +39,17 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a task id can be one of the app's: Marathon names every task
-/// `<app id with / as _>.…` (1.10 `dev_web.instance-<uuid>._app.1`, 1.4
-/// `dev_web.<uuid>`). Checked before Marathon is asked, so made-up ids
-/// cost no Marathon read.
-pub fn task_fits_app(task_id: &str, app_id: &str) -> bool {
-    let safe = app_id.trim_start_matches('/').replace('/', "_");
-    task_id
-        .strip_prefix(safe.as_str())
-        .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1)
+/// Whether `task` can be a task id of `app` at all: Marathon names a task
+/// `<app id, leading / dropped, / as _>.<…>` (1.10:
+/// `dev_web.instance-<uuid>._app.1`, 1.4: `dev_web.<uuid>`). Checked before
+/// Marathon is asked, so a made-up id costs no Marathon read.
+pub fn task_fits_app(task: &str, app: &str) -> bool {
+    let safe = app.trim_start_matches('/').replace('/', "_");
+    !safe.is_empty()
+        && task
+            .strip_prefix(safe.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| !rest.is_empty())
 }
 
 /// What Marathon says about one task of the app.
@@ -72,6 +74,11 @@ pub struct AppFacts {
     pub env_label: Option<String>,
     /// The claimed task, if it is one of the app's.
     pub task: Option<TaskFacts>,
+    /// Whether the app's tasks have addresses of their own (a `container`
+    /// network: USER networking). On `host` and `container/bridge` networks
+    /// a task's `ipAddresses` are the agent's or a private bridge address
+    /// that another host may hold too: only its `host` counts then.
+    pub ip_per_task: bool,
 }
 
 /// Reads [`AppFacts`] out of `GET /v2/apps/{id}`'s app (which embeds its tasks).
@@ -85,7 +92,33 @@ pub fn app_facts(app: &Value, task_id: &str) -> AppFacts {
         .and_then(Value::as_array)
         .and_then(|ts| ts.iter().find(|t| t["id"].as_str() == Some(task_id)))
         .map(task_facts);
-    AppFacts { env_label, task }
+    AppFacts {
+        env_label,
+        task,
+        ip_per_task: ip_per_task(app),
+    }
+}
+
+/// A `container` network (1.5+ `networks[].mode`), or 1.4's IP-per-task
+/// `ipAddress` / Docker `USER` network.
+fn ip_per_task(app: &Value) -> bool {
+    let container_network = app
+        .get("networks")
+        .and_then(Value::as_array)
+        .is_some_and(|ns| ns.iter().any(|n| n["mode"] == "container"));
+    container_network
+        || app.get("ipAddress").is_some_and(Value::is_object)
+        || app.pointer("/container/docker/network") == Some(&Value::from("USER"))
+}
+
+/// The addresses a login of `task` may come from: its host's (resolved)
+/// and, with IP-per-task networking only, the task's own.
+pub fn task_addresses(app: &AppFacts, task: &TaskFacts, host: &[IpAddr]) -> Vec<IpAddr> {
+    let mut addrs: Vec<IpAddr> = host.iter().map(|ip| ip.to_canonical()).collect();
+    if app.ip_per_task {
+        addrs.extend(task.ip_addresses.iter().map(|ip| ip.to_canonical()));
+    }
+    addrs
 }
 
 fn task_facts(t: &Value) -> TaskFacts {
@@ -166,6 +199,20 @@ pub enum Refusal {
     TaskGone,
     /// The token is good but not for what was asked.
     OtherApp,
+    /// Too many logins are asking Marathon now, or Marathon is not
+    /// answering: try again (503).
+    Busy(String),
+    /// This address sent too many logins or renewals (429).
+    RateLimited,
+    /// No operator-given Marathon for the environment (503: the operator
+    /// must set a flag).
+    NoTrustedMarathon(String),
+    /// The task, or the server, has as many watches waiting as it may (429).
+    TooManyWatches,
+    /// A login body not declared `application/json` (415).
+    NotJson,
+    /// A request a browser sent from another site.
+    CrossSite(String),
 }
 
 impl Refusal {
@@ -185,11 +232,17 @@ impl Refusal {
             Refusal::ExpiredToken => "expiredToken",
             Refusal::TaskGone => "taskGone",
             Refusal::OtherApp => "otherApp",
+            Refusal::Busy(_) => "busy",
+            Refusal::RateLimited => "rateLimited",
+            Refusal::NoTrustedMarathon(_) => "noTrustedMarathon",
+            Refusal::TooManyWatches => "tooManyWatches",
+            Refusal::NotJson => "notJson",
+            Refusal::CrossSite(_) => "crossSite",
         }
     }
 
     /// Every reason, for metrics that show 0 before the first refusal.
-    pub const REASONS: [&'static str; 13] = [
+    pub const REASONS: [&'static str; 19] = [
         "badRequest",
         "unknownApp",
         "unknownTask",
@@ -203,13 +256,23 @@ impl Refusal {
         "expiredToken",
         "taskGone",
         "otherApp",
+        "busy",
+        "rateLimited",
+        "noTrustedMarathon",
+        "tooManyWatches",
+        "notJson",
+        "crossSite",
     ];
 
     /// 400 for a malformed request, 401 for a missing or dead token, 403
-    /// for a caller who is not who or where it says.
+    /// for a caller who is not who or where it says; 503 and 429 to try
+    /// again later.
     pub fn status(&self) -> u16 {
         match self {
             Refusal::BadRequest(_) => 400,
+            Refusal::Busy(_) | Refusal::NoTrustedMarathon(_) => 503,
+            Refusal::RateLimited | Refusal::TooManyWatches => 429,
+            Refusal::NotJson => 415,
             Refusal::MissingToken
             | Refusal::BadToken
             | Refusal::ExpiredToken
@@ -251,6 +314,24 @@ impl Refusal {
             }
             Refusal::TaskGone => "Marathon no longer runs the token's task".into(),
             Refusal::OtherApp => "the token is for another app's config".into(),
+            Refusal::Busy(why) => format!("{why}; try again"),
+            Refusal::NoTrustedMarathon(env) => format!(
+                "the config server is disabled for environment {env}: no Marathon the operator vouches for; \
+                 start pacer serve with --marathon URL or --config-server-marathon {env}=URL \
+                 (pacer.yaml's marathon is not trusted for logins)"
+            ),
+            Refusal::NotJson => {
+                "send the login as JSON, with `Content-Type: application/json`".into()
+            }
+            Refusal::CrossSite(why) => why.clone(),
+            Refusal::TooManyWatches => format!(
+                "a task watches its bundle on one connection ({} at most), and the server has its fill of watches; try again after Retry-After seconds",
+                super::watches::PER_TASK
+            ),
+            Refusal::RateLimited => {
+                "too many logins or renewals from this address; try again after Retry-After seconds"
+                    .into()
+            }
         }
     }
 }
@@ -455,6 +536,49 @@ mod tests {
         assert!(check_id("taskId", "a\nb").is_err());
         assert!(check_id("taskId", "a b").is_err());
         assert!(check_id("taskId", &"a".repeat(MAX_ID_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn a_tasks_own_addresses_count_on_container_networks_only() {
+        let host: Vec<IpAddr> = vec!["192.168.1.9".parse().unwrap()];
+        let own: IpAddr = "10.0.0.1".parse().unwrap();
+        for (networks, counts) in [
+            (json!([{"mode": "container", "name": "dcos"}]), true),
+            (json!([{"mode": "container/bridge"}]), false),
+            (json!([{"mode": "host"}]), false),
+            (json!(null), false),
+        ] {
+            let a = app_facts(
+                &json!({"networks": networks, "tasks": [{"id": TASK, "appId": "/dev/web", "state": "TASK_RUNNING",
+                    "host": "agent-1", "ipAddresses": [{"ipAddress": "10.0.0.1", "protocol": "IPv4"}]}]}),
+                TASK,
+            );
+            let addrs = task_addresses(&a, a.task.as_ref().unwrap(), &host);
+            assert_eq!(addrs.contains(&own), counts, "{networks}");
+            assert!(addrs.contains(&host[0]));
+        }
+        // 1.4: IP-per-task is the app's ipAddress.
+        let a = app_facts(&json!({"ipAddress": {"networkName": "dcos"}}), TASK);
+        assert!(a.ip_per_task);
+        let a = app_facts(&json!({"ipAddress": null}), TASK);
+        assert!(!a.ip_per_task);
+    }
+
+    #[test]
+    fn only_ids_of_the_apps_form_can_be_its_tasks() {
+        assert!(task_fits_app(TASK, "/dev/web"));
+        assert!(task_fits_app("dev_web.1f2e3d4c-aaaa", "/dev/web"));
+        assert!(task_fits_app("pay_ledger_db.x", "/pay/ledger/db"));
+        for (task, app) in [
+            ("dev_api.instance-1._app.1", "/dev/web"),
+            ("dev_webx.instance-1._app.1", "/dev/web"),
+            ("dev_web.", "/dev/web"),
+            ("dev_web", "/dev/web"),
+            ("made-up-123", "/dev/web"),
+            ("x.y", "/"),
+        ] {
+            assert!(!task_fits_app(task, app), "{task} of {app}");
+        }
     }
 
     #[test]

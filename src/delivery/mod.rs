@@ -9,26 +9,36 @@
 //! | `GET /v1/config[?index=N&wait=60s]` | the caller's manifest ([`bundle`]); with `index`, a blocking query |
 //! | `GET /v1/config/files/{name}` | one file's content |
 //!
-//! Every refusal is 400, 401 or 403 with `{"message","reason"}`, counted in
+//! Every refusal is 400, 401, 403, 429 or 503 with `{"message","reason"}`, counted in
 //! `pacer_config_refusals_total{reason}`; a token is never echoed or logged.
 //! Git is never on the request path: manifests come from the [`bundle`]
 //! tracker and file content from the published snapshot. Marathon is, for
 //! logins and (at most every `--task-recheck`) to see the token's task
 //! still runs.
 //!
-//! - [`token`]: HMAC-SHA256 tokens; [`keys`]: the signing key.
+//! - [`token`]: HMAC-SHA256 tokens; [`keys`]: the signing key; `private`:
+//!   the state directory and key file are ours alone.
 //! - [`login`]: the login decision, pure, and every [`login::Refusal`].
 //! - [`used`]: the task ids that have logged in, kept across restarts.
-//! - [`resolve`]: a task's host as addresses.
+//! - [`resolve`]: a task's host as addresses; [`liveness`]: whether a
+//!   token's task still runs.
+//! - [`limit`]: logins and renewals per source address; `flight`: one
+//!   Marathon read per app serves concurrent logins.
 //! - [`handlers`]: the HTTP side.
 
+mod browser;
 pub mod bundle;
+mod flight;
 mod handlers;
 pub mod keys;
+pub mod limit;
+pub mod liveness;
 pub mod login;
+mod private;
 pub mod resolve;
 pub mod token;
 pub mod used;
+pub mod watches;
 
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
 use crate::status::published::Reader;
@@ -40,7 +50,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,6 +74,12 @@ pub struct Settings {
     pub check_address: bool,
     /// How often, at most, a request asks Marathon whether its task still runs.
     pub task_recheck: Duration,
+    /// `--config-server-marathon`: per environment, the Marathon that
+    /// vouches for its logins when `--marathon` is not given.
+    pub marathons: BTreeMap<String, String>,
+    /// Blocking watches waiting at once, all tasks together (half the
+    /// listener's connection cap).
+    pub max_watches: usize,
 }
 
 impl Default for Settings {
@@ -75,15 +91,24 @@ impl Default for Settings {
             token_ttl: Duration::from_secs(900),
             check_address: true,
             task_recheck: Duration::from_secs(30),
+            marathons: BTreeMap::new(),
+            max_watches: 512,
         }
     }
 }
 
 /// How the config server reaches Marathon: the daemon's settings.
-#[derive(Clone, Debug)]
+///
+/// Only an operator-given URL vouches for a login: `pacer.yaml`'s
+/// `marathon:` is the config repo's word, and a hostile committer could
+/// point it at a fake Marathon that approves anything (and receives the
+/// daemon's Marathon credentials).
+#[derive(Clone, Debug, Default)]
 pub struct MarathonAccess {
-    /// Overrides every environment's `marathon:`.
+    /// `--marathon`: every environment's Marathon.
     pub url: Option<String>,
+    /// `--config-server-marathon ENV=URL`: one environment's.
+    pub per_env: BTreeMap<String, String>,
     pub auth: Auth,
     pub timeout: Duration,
 }
@@ -105,10 +130,18 @@ pub struct Server {
     clients: Mutex<HashMap<String, MarathonClient>>,
     resolver: resolve::Resolver,
     /// Per task id: when Marathon was last asked, and whether it ran then.
-    liveness: Mutex<HashMap<String, (Instant, bool)>>,
+    liveness: Mutex<HashMap<String, (Instant, liveness::Known)>>,
     /// Logins asking Marathon at once: anyone may call `/v1/login`, and a
     /// flood of them must not become a flood of Marathon reads.
     login_checks: tokio::sync::Semaphore,
+    /// Marathon's answers about an app, shared by concurrent logins.
+    app_reads: flight::AppReads,
+    /// Logins and renewals per source address.
+    limiter: Mutex<limit::Limiter>,
+    /// The watches waiting now, capped.
+    watches: watches::Watches,
+    /// Set when the daemon stops: every watch answers at once.
+    stopping: watch::Sender<bool>,
     metrics: DeliveryMetrics,
 }
 
@@ -135,22 +168,17 @@ impl Server {
     /// state lives by default. Needs a Tokio runtime.
     pub fn start(
         settings: Settings,
-        marathon: MarathonAccess,
+        mut marathon: MarathonAccess,
         workdir: &std::path::Path,
         published: Reader,
     ) -> anyhow::Result<Arc<Server>> {
+        marathon.per_env.extend(settings.marathons.clone());
         let dir = settings.state_dir.clone().unwrap_or_else(|| {
             let mut name = workdir.as_os_str().to_os_string();
             name.push(".state");
             PathBuf::from(name)
         });
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&dir)
-            .map_err(|e| anyhow::anyhow!("the state directory {}: {e}", dir.display()))?;
+        private::ensure_dir(&dir)?;
         let key = match &settings.token_key_file {
             Some(path) => keys::read(path)?,
             None => keys::load_or_create(&dir)?,
@@ -168,6 +196,7 @@ impl Server {
                 "the config server does not check that a login comes from its task's host"
             );
         }
+        let max_watches = settings.max_watches;
         Ok(Arc::new(Server {
             settings,
             marathon,
@@ -179,13 +208,33 @@ impl Server {
             resolver: resolve::Resolver::default(),
             liveness: Mutex::default(),
             login_checks: tokio::sync::Semaphore::new(MAX_LOGIN_CHECKS),
+            app_reads: flight::AppReads::default(),
+            limiter: Mutex::new(limit::Limiter::new(limit::LOGIN)),
+            watches: watches::Watches::new(max_watches),
+            stopping: watch::channel(false).0,
             metrics: DeliveryMetrics::new(),
         }))
     }
 
+    /// Ends every watch now (they answer with the current bundle), as the
+    /// daemon stops: a watch must not hold the shutdown for minutes.
+    pub fn shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
     /// What `/api/v1/status` shows of the config server.
     pub fn status(&self) -> Value {
+        // Environments whose logins are refused: no operator-given Marathon.
+        let disabled: Vec<String> = self
+            .bundles
+            .borrow()
+            .marathons
+            .keys()
+            .filter(|env| trusted_marathon(&self.marathon, env).is_err())
+            .cloned()
+            .collect();
         json!({
+            "disabledEnvs": disabled,
             "addressCheck": self.settings.check_address,
             "loginGraceSeconds": self.settings.login_grace.as_secs(),
             "tokenTtlSeconds": self.settings.token_ttl.as_secs(),
@@ -225,27 +274,38 @@ impl Server {
         Some(c)
     }
 
-    /// The Marathon of `env`: the daemon's override, else `pacer.yaml`'s.
-    fn marathon_of(&self, bundles: &Bundles, env: &str) -> Option<MarathonClient> {
-        let url = self
-            .marathon
-            .url
-            .clone()
-            .or_else(|| bundles.marathons.get(env).cloned().flatten())?;
-        self.client(&url)
+    /// The Marathon that vouches for `env`'s tasks: one the operator gave.
+    fn marathon_of(&self, env: &str) -> Result<MarathonClient, login::Refusal> {
+        let url = trusted_marathon(&self.marathon, env)?;
+        self.client(url).ok_or_else(|| {
+            login::Refusal::Busy(format!("environment {env} has no usable Marathon URL"))
+        })
     }
 
-    fn remember(&self, task: &str, alive: bool) {
+    /// Folds one Marathon answer about `task` into what is known of it.
+    fn remember(&self, task: &str, seen: liveness::Seen) -> liveness::Known {
         let mut l = self.liveness.lock();
         if l.len() >= MAX_LIVENESS && !l.contains_key(task) {
             // Dead tasks are kept: their tokens must stay dead.
-            l.retain(|_, (_, alive)| !*alive);
+            l.retain(|_, (_, k)| *k == liveness::Known::Dead);
             if l.len() >= MAX_LIVENESS {
                 l.clear();
             }
         }
-        l.insert(task.to_string(), (Instant::now(), alive));
+        let known = liveness::next(l.get(task).map(|(_, k)| *k), seen);
+        l.insert(task.to_string(), (Instant::now(), known));
+        known
     }
+}
+
+/// The operator-given Marathon URL for `env`: `--marathon`, else its
+/// `--config-server-marathon`. Never `pacer.yaml`'s, which the config repo
+/// (anyone who can commit) decides.
+pub fn trusted_marathon<'a>(m: &'a MarathonAccess, env: &str) -> Result<&'a str, login::Refusal> {
+    m.url
+        .as_deref()
+        .or_else(|| m.per_env.get(env).map(String::as_str))
+        .ok_or_else(|| login::Refusal::NoTrustedMarathon(env.to_string()))
 }
 
 /// Follows the published snapshots into the bundles, until the loop is gone.
@@ -256,6 +316,28 @@ async fn follow(mut published: Reader, mut tracker: Tracker, tx: watch::Sender<A
         if let Some(next) = tracker.update(&snap, now) {
             tx.send_replace(next);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_operator_given_marathon_vouches_for_logins() {
+        let mut m = MarathonAccess::default();
+        let e = trusted_marathon(&m, "dev").unwrap_err();
+        assert_eq!(e.reason(), "noTrustedMarathon");
+        assert!(
+            e.message().contains("--config-server-marathon dev="),
+            "{}",
+            e.message()
+        );
+        m.per_env.insert("dev".into(), "http://m-dev".into());
+        assert_eq!(trusted_marathon(&m, "dev"), Ok("http://m-dev"));
+        assert!(trusted_marathon(&m, "prod").is_err());
+        m.url = Some("http://m".into());
+        assert_eq!(trusted_marathon(&m, "prod"), Ok("http://m"));
     }
 }
 

@@ -2,7 +2,8 @@
 //! request carries as `Authorization: Bearer …`.
 //!
 //! A token is `v1.<payload>.<mac>`, both parts unpadded base64url: the
-//! payload is JSON `{"env","app","task","exp"}` (`exp` in Unix seconds) and
+//! payload is JSON `{"env","app","task","exp","addr"}` (`exp` in Unix
+//! seconds; `addr`, the login's address, only with the address check) and
 //! the mac is HMAC-SHA256 of `v1.<payload>` under the daemon's key. Nothing
 //! is stored per token: any replica holding the key can check one, and a
 //! restart with the same key keeps agents logged in.
@@ -33,6 +34,10 @@ pub struct Claims {
     pub task: String,
     /// Expiry, Unix seconds.
     pub exp: i64,
+    /// The address the task logged in from, when the address check is on:
+    /// renewals and reads must come from it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<std::net::IpAddr>,
 }
 
 /// Why a token is refused.
@@ -126,6 +131,7 @@ mod tests {
             app: "/dev/web".into(),
             task: "dev_web.instance-1._app.1".into(),
             exp: 1_000,
+            addr: Some("127.0.0.2".parse().unwrap()),
         }
     }
 

@@ -11,7 +11,9 @@
 use super::login::PriorUse;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
+#[cfg(test)]
+use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,12 +57,10 @@ impl FileStore {
             .unwrap_or(i64::MAX / 2)
             .saturating_add(MARGIN_MS);
         let mut ids = HashMap::new();
-        match File::open(path) {
+        match super::private::open_read(path) {
             Ok(f) => {
-                // A line is short; a longer one is junk and is skipped.
-                for line in BufReader::new(f).lines() {
-                    let line = line?;
-                    if let Some((task, u)) = parse(&line)
+                for line in Lines::new(f) {
+                    if let Some((task, u)) = parse(&line?)
                         && now_ms.saturating_sub(u.at_ms) <= keep_ms
                     {
                         ids.entry(task).or_insert(u);
@@ -96,26 +96,82 @@ fn line(task: &str, u: &PriorUse) -> String {
     format!("{} {} {task}\n", u.at_ms, u.addr)
 }
 
-/// Writes the live entries to a new file and puts it in place (temp file,
-/// fsync, rename), then opens it for appending.
-fn rewrite(path: &Path, ids: &HashMap<String, PriorUse>) -> io::Result<File> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        let mut text = String::with_capacity(ids.len() * 64);
-        for (task, u) in ids {
-            text.push_str(&line(task, u));
+/// The longest line kept: a time, an address and a bounded id.
+const MAX_LINE_BYTES: usize = 512;
+
+/// The file's lines, each read with a bound: an overlong or undecodable
+/// line (a torn write, junk) is skipped, never loaded whole nor fatal.
+struct Lines<R> {
+    reader: BufReader<R>,
+    buf: Vec<u8>,
+}
+
+impl<R: io::Read> Lines<R> {
+    fn new(r: R) -> Lines<R> {
+        Lines {
+            reader: BufReader::new(r),
+            buf: Vec::with_capacity(MAX_LINE_BYTES),
         }
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
     }
+}
+
+impl<R: io::Read> Iterator for Lines<R> {
+    type Item = io::Result<String>;
+
+    fn next(&mut self) -> Option<io::Result<String>> {
+        loop {
+            self.buf.clear();
+            let mut overlong = false;
+            // Reads up to a newline, keeping at most MAX_LINE_BYTES of it.
+            loop {
+                let chunk = match self.reader.fill_buf() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Some(Err(e)),
+                };
+                if chunk.is_empty() {
+                    if self.buf.is_empty() && !overlong {
+                        return None;
+                    }
+                    break;
+                }
+                let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+                    Some(i) => (&chunk[..i], Some(i + 1)),
+                    None => (chunk, None),
+                };
+                if self.buf.len() + part.len() > MAX_LINE_BYTES {
+                    overlong = true;
+                    self.buf.clear();
+                } else if !overlong {
+                    self.buf.extend_from_slice(part);
+                }
+                let used = done.unwrap_or(chunk.len());
+                self.reader.consume(used);
+                if done.is_some() {
+                    break;
+                }
+            }
+            if overlong {
+                continue;
+            }
+            if let Ok(line) = std::str::from_utf8(&self.buf) {
+                return Some(Ok(line.to_string()));
+            }
+        }
+    }
+}
+
+/// Writes the live entries to a new file and puts it in place (temp file,
+/// fsync, rename; never through a symlink), then opens it for appending.
+fn rewrite(path: &Path, ids: &HashMap<String, PriorUse>) -> io::Result<File> {
+    let mut text = String::with_capacity(ids.len() * 64);
+    for (task, u) in ids {
+        text.push_str(&line(task, u));
+    }
+    let tmp = super::private::write_temp(path, text.as_bytes())?;
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    OpenOptions::new().append(true).open(path)
+    super::private::sync_parent(path);
+    super::private::open_append(path)
 }
 
 impl UsedIds for FileStore {
@@ -209,5 +265,19 @@ mod tests {
             }
         }
         assert!(s.record("one-more", at(100_001)).is_err());
+    }
+
+    #[test]
+    fn overlong_or_undecodable_lines_are_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("used-task-ids");
+        let mut text = b"1000 127.0.0.2 t1\n".to_vec();
+        text.extend(vec![b'x'; 1 << 20]);
+        text.extend(b"\n\xff\xfe junk\n1001 127.0.0.2 t2\n1002 127.0.0.2 t3".iter());
+        std::fs::write(&path, text).unwrap();
+        let s = FileStore::open(&path, Duration::from_secs(120), 2_000).unwrap();
+        assert_eq!(s.prior("t1"), Some(at(1000)));
+        assert_eq!(s.prior("t2"), Some(at(1001)));
+        assert_eq!(s.prior("t3"), Some(at(1002)), "a last line without newline");
     }
 }
