@@ -59,6 +59,20 @@ impl AppContext<'_> {
                 Some("hot") => Reload::Hot,
                 _ => Reload::Restart,
             };
+            let actions = match file_actions::parse(&spec) {
+                Ok(a) => a,
+                Err(e) => {
+                    diags.push(
+                        self.diag_at(
+                            &format!("{ptr}/{}", e.field),
+                            Target::Value,
+                            format!("file `{name}`: `{}` {}", e.field, e.message),
+                        )
+                        .with_hint(e.hint),
+                    );
+                    continue;
+                }
+            };
             let templated = spec
                 .get("template")
                 .and_then(Value::as_bool)
@@ -174,6 +188,7 @@ impl AppContext<'_> {
                     reload,
                     digest: Digest::of(&content),
                     content,
+                    actions,
                 },
             );
         }

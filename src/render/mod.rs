@@ -10,6 +10,7 @@ mod app;
 pub mod budget;
 pub mod checks;
 mod diagnostic;
+pub mod file_actions;
 mod files;
 pub mod merge;
 mod pairs;
@@ -169,6 +170,9 @@ pub struct RenderedFile {
     pub digest: Digest,
     #[serde(skip)]
     pub content: Vec<u8>,
+    /// The agent's `check` and `onReload` for this file.
+    #[serde(flatten)]
+    pub actions: file_actions::FileActions,
 }
 
 /// One app's desired state in one environment.
