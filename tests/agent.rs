@@ -240,6 +240,35 @@ async fn the_agent_writes_the_files_runs_the_app_and_reloads_it_on_a_hot_change(
     assert!(!alive.success(), "the app was stopped with the agent");
 }
 
+#[test]
+fn the_agent_fields_are_checked_at_render_time_with_their_line() {
+    let repo = crate::util::TestRepo::examples();
+    repo.write("apps/web/files/app.env", "GOOD=1\nBAD NAME=2\n");
+    repo.edit(
+        "apps/web/app.yaml",
+        "files:\n",
+        "files:\n  app.env:\n    env: true\n  x.conf:\n    source: app.env\n    path: /etc/x\n    onReload: {signal: KILL}\n",
+    );
+    repo.commit("bad agent fields");
+    let run = crate::util::pacer(&["validate", "--repo", repo.path_str()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("apps/web/files/app.env:2")
+            && run.stderr.contains("`BAD NAME` is not a variable name"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("`KILL` is not a signal the agent sends")
+            && run.stderr.contains("apps/web/app.yaml:"),
+        "{run:?}"
+    );
+    assert!(
+        !run.stderr.contains("=2"),
+        "values are never quoted: {run:?}"
+    );
+}
+
 /// A port free on loopback now (bound, then let go).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -293,6 +322,7 @@ async fn a_check_or_reload_that_fails_keeps_the_old_file_and_other_reloads_run()
     let (url, calls) = reload_endpoint();
     let cmd_conf = root.join("etc/app/cmd.conf");
     for (name, content) in [
+        ("app.env", "# for the app only\nGREETING=hello {{ env }}\n"),
         ("check.conf", "ok 1\n"),
         ("cmd.conf", "good 1\n"),
         ("http.conf", "v1\n"),
@@ -303,7 +333,7 @@ async fn a_check_or_reload_that_fails_keeps_the_old_file_and_other_reloads_run()
         "apps/web/app.yaml",
         "files:\n",
         &format!(
-            "files:\n  check.conf:\n    path: /etc/app/check.conf\n    reload: hot\n    check: grep -q ok {{path}}\n    onReload: {{signal: USR1}}\n  \
+            "files:\n  app.env:\n    env: true\n  check.conf:\n    path: /etc/app/check.conf\n    reload: hot\n    check: grep -q ok {{path}}\n    onReload: {{signal: USR1}}\n  \
              cmd.conf:\n    path: /etc/app/cmd.conf\n    reload: hot\n    onReload: {{command: [grep, -q, good, '{}']}}\n  \
              http.conf:\n    path: /etc/app/http.conf\n    reload: hot\n    onReload: {{http: {{url: '{url}', method: PUT}}}}\n",
             cmd_conf.display()
@@ -317,7 +347,7 @@ async fn a_check_or_reload_that_fails_keeps_the_old_file_and_other_reloads_run()
 
     let (usr1, hups) = (root.join("usr1"), root.join("hups"));
     let script = format!(
-        "echo up > {root}/started; trap 'echo usr1 >> {usr1}' USR1; trap 'echo hup >> {hups}' HUP; \
+        "echo \"$GREETING\" > {root}/greeting; echo up > {root}/started; trap 'echo usr1 >> {usr1}' USR1; trap 'echo hup >> {hups}' HUP; \
          while kill -0 $PPID 2>/dev/null; do sleep 0.05; done",
         root = root.display(),
         usr1 = usr1.display(),
@@ -356,6 +386,13 @@ async fn a_check_or_reload_that_fails_keeps_the_old_file_and_other_reloads_run()
     .await;
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_default();
     assert_eq!(read("etc/app/check.conf"), "ok 1\n");
+    assert_eq!(
+        read("greeting"),
+        "hello dev\n",
+        "the env entry reaches the app"
+    );
+    assert!(!root.join("env:app.env").exists() && !root.join("app.env").exists());
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("hello dev"));
     assert!(
         calls.lock().unwrap().is_empty(),
         "nothing to reload before the app runs"
@@ -486,7 +523,8 @@ async fn the_agent_outlives_the_server_and_catches_up_when_it_is_back() {
     std::fs::create_dir_all(&root).unwrap();
     let conf = root.join("etc/nginx/nginx.conf");
     let script = format!(
-        "echo up > {root}/started; while kill -0 $PPID 2>/dev/null; do sleep 0.05; done",
+        "echo up > {root}/started; trap 'echo hup >> {root}/hups' HUP; \
+         while kill -0 $PPID 2>/dev/null; do sleep 0.05; done",
         root = root.display()
     );
     let hport = free_port();
@@ -551,7 +589,8 @@ async fn the_agent_outlives_the_server_and_catches_up_when_it_is_back() {
     let _d = crate::util::harness::Daemon::start(w.scratch.path(), &args);
     wait_until("the agent caught up", Duration::from_secs(90), || async {
         let now = std::fs::read_to_string(&conf).unwrap_or_default();
-        if now.contains("keepalive_timeout 67") {
+        let hups = std::fs::read_to_string(root.join("hups")).unwrap_or_default();
+        if now.contains("keepalive_timeout 67") && hups.lines().count() == 1 {
             Ok(())
         } else {
             Err(std::fs::read_to_string(&log).unwrap_or_default())

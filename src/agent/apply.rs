@@ -11,7 +11,7 @@ use super::files::{
 use super::health::Failure;
 use super::{AgentArgs, Refused, Session, file_url};
 use anyhow::{Context, bail};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,6 +26,11 @@ pub struct SyncState {
     /// Content a check or reload refused, by file name: skipped until the
     /// manifest's entry for it changes.
     rejected: HashMap<String, FileMeta>,
+    /// The variables of the env entries, for the app when it starts (never
+    /// logged).
+    pub env: BTreeMap<String, String>,
+    /// Each env entry's hash as read; a later change waits for a new task.
+    env_read: HashMap<String, String>,
 }
 
 /// How a sync ended.
@@ -64,8 +69,12 @@ pub async fn sync(
     };
     st.rejected
         .retain(|name, meta| m.files.iter().any(|f| f.name == *name && f == meta));
+    read_env(s, m, st, started, &mut out).await?;
     let mut written = Vec::new();
     for f in to_write(m, on_disk) {
+        if f.actions.env {
+            continue;
+        }
         let target = under_root(&a.root, &f.path).map_err(anyhow::Error::msg)?;
         if st.rejected.contains_key(&f.name) {
             out.refused = true;
@@ -117,6 +126,49 @@ pub async fn sync(
         out.refused |= reload(s, &written, st, child).await;
     }
     Ok(out)
+}
+
+/// Reads the env entries before the app starts; after, a change is only
+/// noted: the app's environment is set when its task starts (and a change
+/// rolls the tasks).
+async fn read_env(
+    s: &Session,
+    m: &Manifest,
+    st: &mut SyncState,
+    started: bool,
+    out: &mut Synced,
+) -> anyhow::Result<()> {
+    for f in m.files.iter().filter(|f| f.actions.env) {
+        if st.env_read.get(&f.name) == Some(&f.hash) {
+            continue;
+        }
+        if started {
+            tracing::info!(entry = %f.name, "env entry changed; the app sees it when its task restarts");
+            st.env_read.insert(f.name.clone(), f.hash.clone());
+            continue;
+        }
+        let content = fetch(s, f).await?;
+        if hash(&content) != f.hash {
+            out.complete = false;
+            continue;
+        }
+        match crate::render::file_actions::parse_env(&content) {
+            Ok(vars) => {
+                st.env.extend(vars);
+                st.env_read.insert(f.name.clone(), f.hash.clone());
+            }
+            Err((line, why)) => {
+                // The server validated it: a bad entry here is a bug or
+                // tampering. Never quote a value.
+                tracing::error!(entry = %f.name, line, "env entry refused: {why}");
+                s.health
+                    .failed(Failure::Check, &format!("{}: line {line}: {why}", f.name));
+                out.complete = false;
+                out.refused = true;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn fetch(s: &Session, f: &FileMeta) -> anyhow::Result<bytes::Bytes> {

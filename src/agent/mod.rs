@@ -147,6 +147,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         Some((cmd, args)) => Some(
             tokio::process::Command::new(cmd)
                 .args(args)
+                .envs(&st.env)
                 .spawn()
                 .with_context(|| format!("starting `{cmd}`"))?,
         ),

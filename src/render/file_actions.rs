@@ -27,12 +27,69 @@ pub struct FileActions {
     /// What tells the app; `None`: the default for the file's `reload`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_reload: Option<OnReload>,
+    /// Not a file but environment variables (`NAME=value` lines) the
+    /// agent passes to the app it starts; never written to disk.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub env: bool,
 }
 
 impl FileActions {
     pub fn is_empty(&self) -> bool {
-        self.check.is_none() && self.on_reload.is_none()
+        self.check.is_none() && self.on_reload.is_none() && !self.env
     }
+}
+
+/// The most variables one env entry may set.
+pub const MAX_ENV_VARS: usize = 256;
+
+/// Whether `name` can be an environment variable: non-empty, letters,
+/// digits and `_`, not starting with a digit (POSIX's portable names,
+/// lower case allowed), at most 256 bytes.
+pub fn env_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An env entry's variables: one `NAME=value` a line (the value is the
+/// rest of the line, as it is); blank lines and `#` comments skipped.
+/// An error names the line (1-based) and never quotes a value.
+pub fn parse_env(content: &[u8]) -> Result<Vec<(String, String)>, (usize, String)> {
+    let text = std::str::from_utf8(content).map_err(|_| (1, "is not UTF-8 text".to_string()))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err((line_no, "is not `NAME=value`".into()));
+        };
+        if !env_name_ok(name) {
+            return Err((
+                line_no,
+                format!(
+                    "`{:.64}` is not a variable name (letters, digits and _, not starting with a digit)",
+                    name.escape_debug()
+                ),
+            ));
+        }
+        if value.contains(['\0', '\r']) {
+            return Err((
+                line_no,
+                format!("{name}'s value holds a NUL or carriage return"),
+            ));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err((line_no, format!("{name} is set twice")));
+        }
+        if out.len() == MAX_ENV_VARS {
+            return Err((line_no, format!("more than {MAX_ENV_VARS} variables")));
+        }
+        out.push((name.to_string(), value.to_string()));
+    }
+    Ok(out)
 }
 
 /// How the agent tells the running app that a file changed.
@@ -92,7 +149,29 @@ pub fn parse(spec: &Value) -> Result<FileActions, FieldError> {
         None | Some(Value::Null) => None,
         Some(v) => Some(on_reload(v)?),
     };
-    Ok(FileActions { check, on_reload })
+    let env = match spec.get("env") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => {
+            return Err(err(
+                "env",
+                "must be true or false",
+                "set `env: true` for environment variables",
+            ));
+        }
+    };
+    if env && (check.is_some() || on_reload.is_some()) {
+        return Err(err(
+            "env",
+            "an env entry has no `check` or `onReload`",
+            "remove them: the variables reach the app when its task (re)starts",
+        ));
+    }
+    Ok(FileActions {
+        check,
+        on_reload,
+        env,
+    })
 }
 
 /// A command as a string (split as a shell would, no shell run) or a list.
@@ -273,10 +352,45 @@ mod tests {
     }
 
     #[test]
+    fn env_names_are_posix_ish() {
+        for good in ["PATH", "db_password", "_X1"] {
+            assert!(env_name_ok(good), "{good}");
+        }
+        for bad in ["", "1X", "A=B", "A B", "A\0", "A\n", "Ä", &"X".repeat(257)] {
+            assert!(!env_name_ok(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn env_entries_are_name_value_lines_and_errors_quote_no_value() {
+        let vars = parse_env(b"# comment\n\nDB_URL=postgres://u:p@h/db?x=1\nEMPTY=\n").unwrap();
+        assert_eq!(
+            vars,
+            [
+                ("DB_URL".to_string(), "postgres://u:p@h/db?x=1".to_string()),
+                ("EMPTY".to_string(), String::new())
+            ]
+        );
+        let (line, msg) = parse_env(b"A=1\nno equals s3cret\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(!msg.contains("s3cret"), "{msg}");
+        assert_eq!(parse_env(b"A=1\nA=2\n").unwrap_err().0, 2);
+        assert_eq!(parse_env(b"1A=x\n").unwrap_err().0, 1);
+        assert!(parse_env(b"A=x\0y\n").is_err());
+        assert!(parse_env(b"\xff").is_err());
+        let many: String = (0..=MAX_ENV_VARS).map(|i| format!("V{i}=x\n")).collect();
+        assert!(parse_env(many.as_bytes()).is_err());
+        let e = parse(&json!({"env": true, "check": "true"})).unwrap_err();
+        assert_eq!(e.field, "env");
+        assert!(parse(&json!({"env": true})).unwrap().env);
+    }
+
+    #[test]
     fn actions_round_trip_as_the_manifest_spells_them() {
         let a = FileActions {
             check: Some(vec!["true".into()]),
             on_reload: Some(OnReload::Signal("USR2".into())),
+            env: false,
         };
         let v = serde_json::to_value(&a).unwrap();
         assert_eq!(
