@@ -347,7 +347,7 @@ async fn a_check_or_reload_that_fails_keeps_the_old_file_and_other_reloads_run()
 
     let (usr1, hups) = (root.join("usr1"), root.join("hups"));
     let script = format!(
-        "echo \"$GREETING\" > {root}/greeting; echo up > {root}/started; trap 'echo usr1 >> {usr1}' USR1; trap 'echo hup >> {hups}' HUP; \
+        "echo \"$GREETING\" > {root}/greeting; echo up > {root}/started; trap 'echo usr1 >> {usr1}' USR1; trap 'echo usr2 >> {root}/usr2' USR2; trap 'echo hup >> {hups}' HUP; \
          while kill -0 $PPID 2>/dev/null; do sleep 0.05; done",
         root = root.display(),
         usr1 = usr1.display(),
@@ -475,6 +475,17 @@ async fn a_check_or_reload_that_fails_keeps_the_old_file_and_other_reloads_run()
     )
     .await;
     assert!(!hups.exists(), "USR1, not HUP");
+    // A signal the agent gets is passed on to the app.
+    let _ = std::process::Command::new("kill")
+        .args(["-USR2", &_a.0.id().to_string()])
+        .status();
+    wait_until("USR2 passed on", Duration::from_secs(20), || async {
+        match read("usr2").lines().count() {
+            1 => Ok(()),
+            n => Err(format!("{n}")),
+        }
+    })
+    .await;
     let m = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap()
@@ -602,4 +613,20 @@ async fn the_agent_outlives_the_server_and_catches_up_when_it_is_back() {
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
+}
+
+#[test]
+fn the_deploy_examples_are_valid_marathon_apps_run_under_the_agent() {
+    for name in ["myapp.marathon.json", "nginx-docker.marathon.json"] {
+        let path = crate::util::project_dir().join("deploy/agent").join(name);
+        let app: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let violations = pacer::marathon::validate::validate_app(&app);
+        assert!(violations.is_empty(), "{name}: {violations:#?}");
+    }
+    let fetch = std::fs::read_to_string(
+        crate::util::project_dir().join("deploy/agent/myapp.marathon.json"),
+    )
+    .unwrap();
+    assert!(fetch.contains("./pacer agent --server http://pacer.marathon.mesos:8080"));
 }

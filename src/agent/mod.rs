@@ -156,11 +156,11 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
     let ran = watch(&mut s, &a, &mut child, manifest, st).await;
     match ran {
         Ok(Ended::Child(status)) => Ok(exit_code(status)),
-        Ok(Ended::Signal) => stop(child).await,
+        Ok(Ended::Signal(sig)) => stop(child, sig).await,
         Err(e) => {
             // The agent can't go on (a refusal: its token is dead): the
             // app goes with it, so Marathon starts a fresh task.
-            let _ = stop(child).await;
+            let _ = stop(child, libc::SIGTERM).await;
             Err(e)
         }
     }
@@ -169,8 +169,8 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
 /// Why the watch loop ended.
 enum Ended {
     Child(std::process::ExitStatus),
-    /// SIGTERM or Ctrl-C.
-    Signal,
+    /// SIGTERM, SIGINT or SIGQUIT: passed on to the app, which ends.
+    Signal(libc::c_int),
 }
 
 /// Renews the token, watches the bundle and writes what changed, until
@@ -182,7 +182,7 @@ async fn watch(
     mut manifest: Manifest,
     mut st: apply::SyncState,
 ) -> anyhow::Result<Ended> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut signals = Signals::new()?;
     // Failures in a row: how long to wait before the next try.
     let mut attempt = 0;
     loop {
@@ -206,8 +206,10 @@ async fn watch(
         let next = tokio::select! {
             m = fetch_manifest(s, Some((index, wait))) => m,
             status = wait_child(child) => return Ok(Ended::Child(status?)),
-            _ = term.recv() => return Ok(Ended::Signal),
-            _ = tokio::signal::ctrl_c() => return Ok(Ended::Signal),
+            sig = signals.next() => match forward(child, sig) {
+                Some(end) => return Ok(end),
+                None => continue,
+            },
         };
         let next = match next {
             Ok(m) => m,
@@ -216,8 +218,8 @@ async fn watch(
                 attempt += 1;
                 s.health.failed(Failure::Server, &format!("{e:#}"));
                 tracing::warn!("watching the config: {e:#}; trying again");
-                if pause(backoff(attempt), child, &mut term).await? {
-                    return Ok(Ended::Signal);
+                if let Some(end) = pause(backoff(attempt), child, &mut signals).await {
+                    return Ok(end);
                 }
                 continue;
             }
@@ -237,28 +239,77 @@ async fn watch(
                 attempt += 1;
                 s.health.failed(Failure::Write, &format!("{e:#}"));
                 tracing::warn!("writing the config: {e:#}; trying again");
-                if pause(backoff(attempt), child, &mut term).await? {
-                    return Ok(Ended::Signal);
+                if let Some(end) = pause(backoff(attempt), child, &mut signals).await {
+                    return Ok(end);
                 }
             }
         }
     }
 }
 
-/// Waits `d`; true when a signal came meanwhile (the child's end is
-/// noticed by the next turn of the loop).
+/// Waits `d`, passing signals on; `Some` when one ends the agent (the
+/// child's end is noticed by the next turn of the loop).
 async fn pause(
     d: Duration,
     child: &mut Option<tokio::process::Child>,
-    term: &mut tokio::signal::unix::Signal,
-) -> anyhow::Result<bool> {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => Ok(false),
-        // tokio keeps the status: the loop's next wait sees it at once.
-        _ = wait_child(child) => Ok(false),
-        _ = term.recv() => Ok(true),
-        _ = tokio::signal::ctrl_c() => Ok(true),
+    signals: &mut Signals,
+) -> Option<Ended> {
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return None,
+            // tokio keeps the status: the loop's next wait sees it at once.
+            _ = wait_child(child) => return None,
+            sig = signals.next() => if let Some(end) = forward(child, sig) {
+                return Some(end);
+            },
+        }
     }
+}
+
+/// The signals the agent passes on to the app. It may be PID 1 in a
+/// container, where the kernel delivers only the signals a process handles.
+struct Signals(Vec<(libc::c_int, tokio::signal::unix::Signal)>);
+
+/// Passed on and then the app is waited for: they end it.
+const ENDING: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+/// Passed on only: the app reloads, rotates its logs, and so on.
+const PASSED: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        let mut all = Vec::new();
+        for sig in ENDING.into_iter().chain(PASSED) {
+            let kind = tokio::signal::unix::SignalKind::from_raw(sig);
+            all.push((sig, tokio::signal::unix::signal(kind)?));
+        }
+        Ok(Signals(all))
+    }
+
+    /// The next signal that came.
+    async fn next(&mut self) -> libc::c_int {
+        let waits = self.0.iter_mut().map(|(sig, s)| {
+            let sig = *sig;
+            Box::pin(async move {
+                s.recv().await;
+                sig
+            })
+        });
+        futures::future::select_all(waits).await.0
+    }
+}
+
+/// Passes `sig` on to the app; `Some` when it is one that ends the agent.
+fn forward(child: &Option<tokio::process::Child>, sig: libc::c_int) -> Option<Ended> {
+    if ENDING.contains(&sig) {
+        return Some(Ended::Signal(sig));
+    }
+    if let Some(c) = child {
+        tracing::info!(signal = sig, "passing a signal on to the app");
+        let _ = signal(c, sig);
+    }
+    None
 }
 
 /// A refusal by the server (401/403): trying again can't help.
@@ -381,10 +432,10 @@ fn signal(c: &tokio::process::Child, sig: libc::c_int) -> Result<(), String> {
     }
 }
 
-/// Passes SIGTERM on to the child and waits for it.
-async fn stop(child: Option<tokio::process::Child>) -> anyhow::Result<u8> {
+/// Passes `sig` on to the child and waits for it.
+async fn stop(child: Option<tokio::process::Child>, sig: libc::c_int) -> anyhow::Result<u8> {
     let Some(mut c) = child else { return Ok(0) };
-    let _ = signal(&c, libc::SIGTERM);
+    let _ = signal(&c, sig);
     Ok(exit_code(c.wait().await?))
 }
 
