@@ -118,6 +118,9 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
             Err(e) => Err(e),
         };
         match tried {
+            Ok((_, r)) if a.once && r.refused => {
+                bail!("a check refused a file; the old one stays (see above)")
+            }
             Ok((m, r)) if r.complete => {
                 if !r.refused {
                     s.health.synced(m.index);
