@@ -152,7 +152,7 @@ async fn read_env(
             out.complete = false;
             continue;
         }
-        match crate::render::file_actions::parse_env(&content) {
+        match crate::model::file_actions::parse_env(&content) {
             Ok(vars) => {
                 st.env.extend(vars);
                 st.env_read.insert(f.name.clone(), f.hash.clone());

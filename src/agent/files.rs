@@ -1,7 +1,7 @@
 //! The agent's side of a bundle on disk: which files need writing (pure),
 //! where a task path lands under the root, and the atomic write itself.
 
-pub use crate::render::file_actions::{FileActions, HttpReload, OnReload};
+pub use crate::model::file_actions::{FileActions, HttpReload, OnReload};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use std::io::Write;
@@ -146,7 +146,7 @@ pub fn check_argv(check: &[String], staged: &Path) -> Vec<String> {
     let staged = staged.to_string_lossy();
     check
         .iter()
-        .map(|a| a.replace(crate::render::file_actions::STAGED_PLACEHOLDER, &staged))
+        .map(|a| a.replace(crate::model::file_actions::STAGED_PLACEHOLDER, &staged))
         .collect()
 }
 
@@ -196,7 +196,7 @@ mod tests {
             Path::new("/etc/nginx/.pacer-x"),
         );
         assert_eq!(argv, ["nginx", "-t", "-c", "/etc/nginx/.pacer-x"]);
-        for s in crate::render::file_actions::SIGNALS {
+        for s in crate::model::file_actions::SIGNALS {
             assert!(signal_number(s).is_some(), "{s}");
         }
         assert_eq!(signal_number("SIGUSR2"), Some(libc::SIGUSR2));

@@ -10,7 +10,7 @@ mod app;
 pub mod budget;
 pub mod checks;
 mod diagnostic;
-pub mod file_actions;
+pub use crate::model::file_actions;
 mod files;
 pub mod merge;
 mod pairs;

@@ -2,7 +2,9 @@
 //! staged file before it replaces the live one, and the `onReload` action
 //! run once it has. Both are literal (never templates), so they read no
 //! secret and can be shown as they are. Parsing is pure: the caller turns
-//! an error into a diagnostic at the field.
+//! an error into a diagnostic at the field. Shared by render (which parses
+//! and validates), the config server (which serves it) and the agent (which
+//! acts on it), so it lives with the plain data.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
