@@ -1,5 +1,7 @@
 //! Plain data shared by every pipeline stage. No I/O, no async.
 
+pub mod file_actions;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;

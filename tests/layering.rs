@@ -12,7 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("redact", &[]),
     ("listen", &[]),
-    ("agent", &[]),
+    ("agent", &["listen", "model"]),
     ("source", &["model", "redact"]),
     ("marathon", &["model", "redact"]),
     ("render", &["marathon", "model", "redact", "source"]),

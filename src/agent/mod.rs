@@ -1,18 +1,25 @@
 //! `pacer agent`: runs inside a task. Logs in to the config server once
 //! (with Mesos's `MESOS_TASK_ID` and Marathon's `MARATHON_APP_ID`), writes
 //! the app's files where the manifest says (atomically, leaving unchanged
-//! files untouched), starts the app as its child, then watches the bundle:
-//! a changed `hot` file is written and the child gets SIGHUP. The token is
-//! renewed at half its life. The agent ends with its child, passing on
-//! SIGTERM and SIGINT, and exits with the child's code.
+//! files untouched, each checked by its `check` first: see [`apply`]),
+//! starts the app as its child once every file is in place, then watches
+//! the bundle: a changed file is written and its reload action run (SIGHUP
+//! for a `hot` file by default). The token is renewed at half its life.
+//! While the server is away the agent keeps the last good files and tries
+//! again with capped backoff, for as long as it takes; only a refusal (its
+//! token dead) ends it. The agent ends with its child, passing on SIGTERM
+//! and SIGINT, and exits with the child's code.
 
+mod apply;
 pub mod files;
+pub mod health;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use files::{Manifest, hash, parse_mode, to_write, under_root, write_atomic};
+use files::{Manifest, backoff};
+use health::{Failure, Health};
 use serde_json::{Value, json};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -37,8 +44,17 @@ pub struct AgentArgs {
     )]
     pub root: PathBuf,
     /// The address to send from, on a host with several.
-    #[arg(long, env = "PACER_AGENT_SOURCE_ADDRESS", value_name = "IP")]
+    #[arg(
+        long,
+        alias = "bind",
+        env = "PACER_AGENT_SOURCE_ADDRESS",
+        value_name = "IP"
+    )]
     pub source_address: Option<IpAddr>,
+    /// Serve `/healthz` and `/metrics` here (how stale the files are, the
+    /// bundle index applied, failures by kind), e.g. 0.0.0.0:9102.
+    #[arg(long, env = "PACER_AGENT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Write the files once and exit (no child, no watch).
     #[arg(long)]
     pub once: bool,
@@ -49,15 +65,13 @@ pub struct AgentArgs {
 
 /// How long a watch blocks on the server (its cap).
 const WAIT: Duration = Duration::from_secs(300);
-/// Login attempts while the server answers 503 or can't be reached.
-const LOGIN_ATTEMPTS: u32 = 10;
-
 struct Session {
     http: reqwest::Client,
     base: String,
     token: String,
     /// When to renew the token: half its life after it was issued.
     renew_at: Instant,
+    health: Health,
 }
 
 pub fn run(a: AgentArgs) -> anyhow::Result<u8> {
@@ -77,10 +91,58 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         base: a.server.trim_end_matches('/').to_string(),
         token: String::new(),
         renew_at: Instant::now(),
+        health: Health::default(),
     };
+    if let Some(addr) = a.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let router = health::router(s.health.clone());
+        tokio::spawn(crate::listen::serve(
+            listener,
+            router,
+            crate::listen::Limits::default(),
+            std::future::pending(),
+        ));
+    }
     login(&mut s, &a).await?;
-    let manifest = fetch_manifest(&s, None).await?;
-    sync(&s, &a, &manifest, &mut false).await?;
+    let mut st = apply::SyncState::default();
+    // The app starts only once every file is in place: until then, try
+    // again (a check refused a file with no older one, or the server left).
+    let mut attempt = 0;
+    let manifest = loop {
+        let tried = match fetch_manifest(&s, None).await {
+            Ok(m) => apply::sync(&s, &a, &m, &mut st, None, false)
+                .await
+                .map(|r| (m, r)),
+            Err(e) => Err(e),
+        };
+        match tried {
+            Ok((_, r)) if a.once && r.refused => {
+                bail!("a check refused a file; the old one stays (see above)")
+            }
+            Ok((m, r)) if r.complete => {
+                if !r.refused {
+                    s.health.synced(m.index);
+                }
+                break m;
+            }
+            Err(e) if e.is::<Refused>() => return Err(e),
+            Ok(_) if a.once => bail!("some files could not be written; see above"),
+            Ok(_) => tracing::warn!("not every file is in place yet; waiting to start the app"),
+            Err(e) => {
+                s.health.failed(Failure::Server, &format!("{e:#}"));
+                tracing::warn!("fetching the config: {e:#}; trying again");
+            }
+        }
+        attempt += 1;
+        tokio::time::sleep(backoff(attempt)).await;
+        if Instant::now() >= s.renew_at {
+            let _ = renew(&mut s)
+                .await
+                .inspect_err(|e| tracing::warn!("renewing the token: {e:#}"));
+        }
+    };
     if a.once {
         return Ok(0);
     }
@@ -88,19 +150,20 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         Some((cmd, args)) => Some(
             tokio::process::Command::new(cmd)
                 .args(args)
+                .envs(&st.env)
                 .spawn()
                 .with_context(|| format!("starting `{cmd}`"))?,
         ),
         None => None,
     };
-    let ran = watch(&mut s, &a, &mut child, manifest).await;
+    let ran = watch(&mut s, &a, &mut child, manifest, st).await;
     match ran {
         Ok(Ended::Child(status)) => Ok(exit_code(status)),
-        Ok(Ended::Signal) => stop(child).await,
+        Ok(Ended::Signal(sig)) => stop(child, sig).await,
         Err(e) => {
             // The agent can't go on (a refusal: its token is dead): the
             // app goes with it, so Marathon starts a fresh task.
-            let _ = stop(child).await;
+            let _ = stop(child, libc::SIGTERM).await;
             Err(e)
         }
     }
@@ -109,8 +172,8 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
 /// Why the watch loop ended.
 enum Ended {
     Child(std::process::ExitStatus),
-    /// SIGTERM or Ctrl-C.
-    Signal,
+    /// SIGTERM, SIGINT or SIGQUIT: passed on to the app, which ends.
+    Signal(libc::c_int),
 }
 
 /// Renews the token, watches the bundle and writes what changed, until
@@ -120,10 +183,11 @@ async fn watch(
     a: &AgentArgs,
     child: &mut Option<tokio::process::Child>,
     mut manifest: Manifest,
+    mut st: apply::SyncState,
 ) -> anyhow::Result<Ended> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // A hot file written but not yet signalled (a later file failed).
-    let mut hot = false;
+    let mut signals = Signals::new()?;
+    // Failures in a row: how long to wait before the next try.
+    let mut attempt = 0;
     loop {
         if Instant::now() >= s.renew_at {
             match renew(s).await {
@@ -132,7 +196,8 @@ async fn watch(
                 // The token lives on a while: try again soon.
                 Err(e) => {
                     tracing::warn!("renewing the token: {e:#}; trying again");
-                    s.renew_at = Instant::now() + Duration::from_secs(2);
+                    s.health.failed(Failure::Server, &format!("{e:#}"));
+                    s.renew_at = Instant::now() + backoff(attempt + 1);
                 }
             }
         }
@@ -144,33 +209,110 @@ async fn watch(
         let next = tokio::select! {
             m = fetch_manifest(s, Some((index, wait))) => m,
             status = wait_child(child) => return Ok(Ended::Child(status?)),
-            _ = term.recv() => return Ok(Ended::Signal),
-            _ = tokio::signal::ctrl_c() => return Ok(Ended::Signal),
+            sig = signals.next() => match forward(child, sig) {
+                Some(end) => return Ok(end),
+                None => continue,
+            },
         };
         let next = match next {
             Ok(m) => m,
             Err(e) if e.is::<Refused>() => return Err(e),
             Err(e) => {
+                attempt += 1;
+                s.health.failed(Failure::Server, &format!("{e:#}"));
                 tracing::warn!("watching the config: {e:#}; trying again");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Some(end) = pause(backoff(attempt), child, &mut signals).await {
+                    return Ok(end);
+                }
                 continue;
             }
         };
-        match sync(s, a, &next, &mut hot).await {
+        match apply::sync(s, a, &next, &mut st, child.as_ref(), true).await {
             // Only a complete bundle moves the index on: after a failure
             // the next watch answers at once and the rest is tried again.
-            Ok(()) => manifest = next,
+            Ok(r) => {
+                attempt = 0;
+                if !r.refused {
+                    s.health.synced(next.index);
+                }
+                manifest = next;
+            }
             Err(e) if e.is::<Refused>() => return Err(e),
             Err(e) => {
+                attempt += 1;
+                s.health.failed(Failure::Write, &format!("{e:#}"));
                 tracing::warn!("writing the config: {e:#}; trying again");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Some(end) = pause(backoff(attempt), child, &mut signals).await {
+                    return Ok(end);
+                }
             }
         }
-        if hot && let Some(c) = child.as_ref() {
-            signal(c, libc::SIGHUP);
-            hot = false;
+    }
+}
+
+/// Waits `d`, passing signals on; `Some` when one ends the agent (the
+/// child's end is noticed by the next turn of the loop).
+async fn pause(
+    d: Duration,
+    child: &mut Option<tokio::process::Child>,
+    signals: &mut Signals,
+) -> Option<Ended> {
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return None,
+            // tokio keeps the status: the loop's next wait sees it at once.
+            _ = wait_child(child) => return None,
+            sig = signals.next() => if let Some(end) = forward(child, sig) {
+                return Some(end);
+            },
         }
     }
+}
+
+/// The signals the agent passes on to the app. It may be PID 1 in a
+/// container, where the kernel delivers only the signals a process handles.
+struct Signals(Vec<(libc::c_int, tokio::signal::unix::Signal)>);
+
+/// Passed on and then the app is waited for: they end it.
+const ENDING: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+/// Passed on only: the app reloads, rotates its logs, and so on.
+const PASSED: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        let mut all = Vec::new();
+        for sig in ENDING.into_iter().chain(PASSED) {
+            let kind = tokio::signal::unix::SignalKind::from_raw(sig);
+            all.push((sig, tokio::signal::unix::signal(kind)?));
+        }
+        Ok(Signals(all))
+    }
+
+    /// The next signal that came.
+    async fn next(&mut self) -> libc::c_int {
+        let waits = self.0.iter_mut().map(|(sig, s)| {
+            let sig = *sig;
+            Box::pin(async move {
+                s.recv().await;
+                sig
+            })
+        });
+        futures::future::select_all(waits).await.0
+    }
+}
+
+/// Passes `sig` on to the app; `Some` when it is one that ends the agent.
+fn forward(child: &Option<tokio::process::Child>, sig: libc::c_int) -> Option<Ended> {
+    if ENDING.contains(&sig) {
+        return Some(Ended::Signal(sig));
+    }
+    if let Some(c) = child {
+        tracing::info!(signal = sig, "passing a signal on to the app");
+        let _ = signal(c, sig);
+    }
+    None
 }
 
 /// A refusal by the server (401/403): trying again can't help.
@@ -188,20 +330,28 @@ async fn send(rb: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
     Ok((status, body))
 }
 
+/// Logs in, trying again with capped backoff for as long as the server is
+/// away or busy; only a refusal ends it.
 async fn login(s: &mut Session, a: &AgentArgs) -> anyhow::Result<()> {
     let body = json!({"taskId": a.task_id, "appId": a.app_id});
-    for attempt in 1..=LOGIN_ATTEMPTS {
+    for attempt in 1.. {
         let tried = send(s.http.post(format!("{}/v1/login", s.base)).json(&body)).await;
         match tried {
             Ok((200, v)) => return take_token(s, &v),
             Err(e) if e.is::<Refused>() => return Err(e),
-            Ok((status, v)) => tracing::warn!(status, "login: {v}; trying again"),
-            Err(e) => tracing::warn!("login: {e:#}; trying again"),
+            Ok((status, v)) => {
+                s.health
+                    .failed(Failure::Server, &format!("login answered {status}"));
+                tracing::warn!(status, "login: {v}; trying again");
+            }
+            Err(e) => {
+                s.health.failed(Failure::Server, &format!("{e:#}"));
+                tracing::warn!("login: {e:#}; trying again");
+            }
         }
-        // The grace window is short: retry quickly.
-        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        tokio::time::sleep(backoff(attempt)).await;
     }
-    bail!("the config server at {} did not accept a login", s.base)
+    unreachable!("the login loop ends only by returning")
 }
 
 fn take_token(s: &mut Session, v: &Value) -> anyhow::Result<()> {
@@ -253,46 +403,6 @@ async fn fetch_manifest(s: &Session, watch: Option<(u64, Duration)>) -> anyhow::
     Ok(resp.json().await?)
 }
 
-/// Writes the files that differ from disk; sets `hot` when a hot one was
-/// written (even if a later one then fails).
-async fn sync(s: &Session, a: &AgentArgs, m: &Manifest, hot: &mut bool) -> anyhow::Result<()> {
-    let root = a.root.clone();
-    let on_disk = |path: &str| {
-        let p = under_root(&root, path).ok()?;
-        std::fs::read(p).ok().map(|b| hash(&b))
-    };
-    for f in to_write(m, on_disk) {
-        let target = under_root(&a.root, &f.path).map_err(anyhow::Error::msg)?;
-        let mode = parse_mode(&f.mode).unwrap_or(0o644);
-        let resp = s
-            .http
-            .get(file_url(&s.base, &f.name)?)
-            .bearer_auth(&s.token)
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await?;
-        if matches!(resp.status().as_u16(), 401 | 403) {
-            return Err(Refused(format!("GET file {}: {}", f.name, resp.status())).into());
-        }
-        if !resp.status().is_success() {
-            bail!("GET file {}: {}", f.name, resp.status());
-        }
-        let content = resp.bytes().await?;
-        if hash(&content) != f.hash {
-            // The bundle moved on meanwhile: the next watch brings it.
-            tracing::info!(file = %f.name, "content changed while fetched; waiting for the next manifest");
-            continue;
-        }
-        let t = target.clone();
-        tokio::task::spawn_blocking(move || write_atomic(&t, &content, mode))
-            .await?
-            .with_context(|| format!("writing {}", target.display()))?;
-        tracing::info!(file = %f.name, path = %target.display(), reload = %f.reload, "config file written");
-        *hot |= f.reload == "hot";
-    }
-    Ok(())
-}
-
 /// `<base>/v1/config/files/<name>`, each part of the name escaped.
 fn file_url(base: &str, name: &str) -> anyhow::Result<reqwest::Url> {
     let mut url = reqwest::Url::parse(&format!("{base}/v1/config/files"))?;
@@ -311,20 +421,24 @@ async fn wait_child(
     }
 }
 
-fn signal(c: &tokio::process::Child, sig: libc::c_int) {
-    if let Some(pid) = c.id() {
-        // SAFETY: kill(2) on our own child's pid, which `Child` keeps from
-        // being reaped (and reused) until it has been waited for.
-        unsafe {
-            libc::kill(pid as libc::pid_t, sig);
-        }
+fn signal(c: &tokio::process::Child, sig: libc::c_int) -> Result<(), String> {
+    let Some(pid) = c.id() else {
+        return Err("the app has ended".into());
+    };
+    // SAFETY: kill(2) on our own child's pid, which `Child` keeps from
+    // being reaped (and reused) until it has been waited for.
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(format!("kill: {}", std::io::Error::last_os_error()))
     }
 }
 
-/// Passes SIGTERM on to the child and waits for it.
-async fn stop(child: Option<tokio::process::Child>) -> anyhow::Result<u8> {
+/// Passes `sig` on to the child and waits for it.
+async fn stop(child: Option<tokio::process::Child>, sig: libc::c_int) -> anyhow::Result<u8> {
     let Some(mut c) = child else { return Ok(0) };
-    signal(&c, libc::SIGTERM);
+    let _ = signal(&c, sig);
     Ok(exit_code(c.wait().await?))
 }
 

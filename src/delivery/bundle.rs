@@ -14,6 +14,7 @@
 //! it never keeps the reconcile loop from moving apps into the next render.
 
 use crate::model::{Digest, EnvName};
+use crate::render::file_actions::FileActions;
 use crate::render::{DesiredEnv, Reload, RenderedApp};
 use crate::status::published::Published;
 use serde::Serialize;
@@ -33,6 +34,9 @@ pub struct FileMeta {
     /// `sha256:<hex>` of the content.
     pub hash: Digest,
     pub reload: Reload,
+    /// The agent's `check` and `onReload`, when the repo sets them.
+    #[serde(flatten)]
+    pub actions: FileActions,
 }
 
 /// One app's manifest (`GET /v1/config`).
@@ -149,6 +153,7 @@ fn manifest(env: &str, app: &RenderedApp, commit: Option<&str>) -> Bundle {
             },
             hash: f.digest.clone(),
             reload: f.reload,
+            actions: f.actions.clone(),
         })
         .collect();
     let parts: Vec<(String, Vec<u8>)> = files
@@ -158,9 +163,11 @@ fn manifest(env: &str, app: &RenderedApp, commit: Option<&str>) -> Bundle {
                 Reload::Hot => "hot",
                 Reload::Restart => "restart",
             };
+            // The actions change what the agent does: a change is a new index.
+            let actions = serde_json::to_string(&f.actions).unwrap_or_default();
             (
                 f.name.clone(),
-                format!("{}\0{}\0{reload}\0{}", f.path, f.mode, f.hash).into_bytes(),
+                format!("{}\0{}\0{reload}\0{}\0{actions}", f.path, f.mode, f.hash).into_bytes(),
             )
         })
         .collect();
@@ -230,6 +237,7 @@ mod tests {
                         reload: *reload,
                         digest: Digest::of(content.as_bytes()),
                         content: content.as_bytes().to_vec(),
+                        actions: Default::default(),
                     },
                 )
             })
@@ -298,6 +306,17 @@ mod tests {
         let reload = env(&[("nginx.conf", "c", Reload::Restart)]);
         let b = t.update(&snap("c5", Some(reload)), 10).unwrap();
         assert_eq!(b.apps["/dev/web"].index, 5_002);
+        // And so is a changed check: the agent must learn of it.
+        let checked = env(&[("nginx.conf", "c", Reload::Restart)]);
+        let mut e = Arc::try_unwrap(checked).unwrap();
+        let app = e.apps.get_mut("web").unwrap();
+        app.files.get_mut("nginx.conf").unwrap().actions.check = Some(vec!["true".into()]);
+        let b = t.update(&snap("c6", Some(Arc::new(e))), 10).unwrap();
+        assert_eq!(b.apps["/dev/web"].index, 5_003);
+        assert_eq!(
+            b.apps["/dev/web"].files[0].actions.check.as_deref(),
+            Some(&["true".to_string()][..])
+        );
     }
 
     #[test]

@@ -204,6 +204,7 @@ fn hot_files_update_without_a_deployment() {
     desired.files.insert(
         "nginx.conf".into(),
         RenderedFile {
+            actions: Default::default(),
             path: "/etc/nginx.conf".into(),
             reload: Reload::Hot,
             digest: Digest::of(b"new"),

@@ -38,21 +38,56 @@ impl AppContext<'_> {
                 );
                 continue;
             }
-            let Some(path) = spec.get("path").and_then(Value::as_str) else {
-                diags.push(
-                    self.diag_at(&ptr, Target::Key, format!("file `{name}` has no `path`"))
-                        .with_hint("set `path:` to where the agent should write it in the task, e.g. /etc/app/config.yaml"),
-                );
-                continue;
-            };
-            let path = match checks::normalise_task_path(path) {
-                Ok(p) => p,
-                Err(why) => {
+            let actions = match file_actions::parse(&spec) {
+                Ok(a) => a,
+                Err(e) => {
                     diags.push(
-                        self.diag_at(&format!("{ptr}/path"), Target::Value, format!("file `{name}`: {why}"))
-                            .with_hint("give the absolute path the agent writes to inside the task, without `..`, e.g. /etc/app/config.yaml"),
+                        self.diag_at(
+                            &format!("{ptr}/{}", e.field),
+                            Target::Value,
+                            format!("file `{name}`: `{}` {}", e.field, e.message),
+                        )
+                        .with_hint(e.hint),
                     );
                     continue;
+                }
+            };
+            let env_path = format!("env:{name}");
+            if actions.env {
+                if spec.get("path").is_some_and(|p| !p.is_null()) {
+                    diags.push(
+                        self.diag_at(&format!("{ptr}/path"), Target::Key, format!("file `{name}`: an env entry is not written to disk and has no `path`"))
+                            .with_hint("remove `path:`, or remove `env: true` to deliver a file"),
+                    );
+                    continue;
+                }
+                if spec.get("reload").and_then(Value::as_str) == Some("hot") {
+                    diags.push(
+                        self.diag_at(&format!("{ptr}/reload"), Target::Value, format!("file `{name}`: an env entry can't be `hot`: a running app's environment can't change"))
+                            .with_hint("remove `reload: hot`: a change rolls the tasks, which start with the new variables"),
+                    );
+                    continue;
+                }
+            }
+            let path = if actions.env {
+                env_path
+            } else {
+                let Some(path) = spec.get("path").and_then(Value::as_str) else {
+                    diags.push(
+                        self.diag_at(&ptr, Target::Key, format!("file `{name}` has no `path`"))
+                            .with_hint("set `path:` to where the agent should write it in the task, e.g. /etc/app/config.yaml (or `env: true` for environment variables)"),
+                    );
+                    continue;
+                };
+                match checks::normalise_task_path(path) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        diags.push(
+                            self.diag_at(&format!("{ptr}/path"), Target::Value, format!("file `{name}`: {why}"))
+                                .with_hint("give the absolute path the agent writes to inside the task, without `..`, e.g. /etc/app/config.yaml"),
+                        );
+                        continue;
+                    }
                 }
             };
             let reload = match spec.get("reload").and_then(Value::as_str) {
@@ -158,6 +193,15 @@ impl AppContext<'_> {
             } else {
                 bytes
             };
+            if actions.env
+                && let Err((line, why)) = file_actions::parse_env(&content)
+            {
+                diags.push(
+                    Diagnostic::at(&file, line, 1, format!("env entry `{name}`, rendered line {line}: {why}"))
+                        .with_hint("write one `NAME=value` a line; names are letters, digits and _, not starting with a digit"),
+                );
+                continue;
+            }
             used.insert(name.clone(), pass.secrets.take_used());
             self.spend(content.len());
             if self.spent.get() > self.repo.budgets.app_bytes {
@@ -174,6 +218,7 @@ impl AppContext<'_> {
                     reload,
                     digest: Digest::of(&content),
                     content,
+                    actions,
                 },
             );
         }

@@ -10,6 +10,7 @@ mod app;
 pub mod budget;
 pub mod checks;
 mod diagnostic;
+pub use crate::model::file_actions;
 mod files;
 pub mod incremental;
 pub mod merge;
@@ -170,6 +171,9 @@ pub struct RenderedFile {
     pub digest: Digest,
     #[serde(skip)]
     pub content: Vec<u8>,
+    /// The agent's `check` and `onReload` for this file.
+    #[serde(flatten)]
+    pub actions: file_actions::FileActions,
 }
 
 /// One app's desired state in one environment.
