@@ -49,6 +49,8 @@ pub struct Opts {
     pub commits: usize,
     pub conns: usize,
     pub secs: u64,
+    /// `pacer serve --task-recheck`; `None`: its default (30 s).
+    pub task_recheck: Option<u64>,
 }
 
 fn opts() -> Opts {
@@ -58,6 +60,7 @@ fn opts() -> Opts {
         commits: 7,
         conns: 256,
         secs: 5,
+        task_recheck: None,
     };
     let args: Vec<String> = std::env::args().collect();
     for w in args.windows(2) {
@@ -68,6 +71,7 @@ fn opts() -> Opts {
             "--commits" => o.commits = n(),
             "--conns" => o.conns = n(),
             "--secs" => o.secs = n() as u64,
+            "--task-recheck" => o.task_recheck = Some(n() as u64),
             _ => {}
         }
     }
@@ -228,12 +232,21 @@ async fn main() {
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "synthetic repo"]);
     println!(
-        "pacer config server benchmark: {} watchers ({} apps × {per_app} tasks), open-file limit {fds}",
-        o.watchers, o.apps
+        "pacer config server benchmark: {} watchers ({} apps × {per_app} tasks), open-file limit {fds}, --task-recheck {}",
+        o.watchers,
+        o.apps,
+        o.task_recheck
+            .map_or("30 (default)".into(), |s| s.to_string())
     );
 
     let sim_url = load::start_sim(&repo, tasks).await;
-    let daemon = Daemon::start(&repo, &sim_url, &dir.path().join("mirror"), o.watchers);
+    let daemon = Daemon::start(
+        &repo,
+        &sim_url,
+        &dir.path().join("mirror"),
+        o.watchers,
+        o.task_recheck,
+    );
     let http = reqwest::Client::new();
     let clients = Arc::new(Clients::loopback());
     let t = Instant::now();
@@ -248,7 +261,7 @@ async fn main() {
     // Fan-out.
     let rss_before = load::rss_kb(daemon.pid());
     let (tx, mut seen) = mpsc::unbounded_channel();
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let errors = Arc::new(load::Errors::default());
     let mut watchers = load::watch_all(&daemon, &clients, &logins, tx, &errors);
     load::wait_watchers(&http, &daemon, o.watchers).await;
     let rss_with = load::rss_kb(daemon.pid());
@@ -299,7 +312,7 @@ async fn main() {
     };
     println!(
         "  watcher requests that failed (retried)         {}",
-        errors.load(std::sync::atomic::Ordering::Relaxed)
+        errors.summary()
     );
     println!(
         "server memory per watcher                        {:.1} KB   (RSS {} → {} MB); target ≤ 16 KB",

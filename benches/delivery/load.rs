@@ -129,8 +129,17 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
-    pub fn start(repo: &Path, marathon: &str, workdir: &Path, watchers: usize) -> Daemon {
+    pub fn start(
+        repo: &Path,
+        marathon: &str,
+        workdir: &Path,
+        watchers: usize,
+        task_recheck: Option<u64>,
+    ) -> Daemon {
         let conns = (watchers + 1_000).to_string();
+        let recheck: Vec<String> = task_recheck
+            .map(|s| vec!["--task-recheck".into(), s.to_string()])
+            .unwrap_or_default();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
             .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0"])
             .args(["--poll", "1", "--max-connections", &conns])
@@ -139,6 +148,7 @@ impl Daemon {
             .args(["--repo-url", &format!("file://{}", repo.display())])
             .args(["--marathon", marathon, "--webhook-secret", super::SECRET])
             .args(["--workdir", workdir.to_str().unwrap()])
+            .args(&recheck)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -273,7 +283,7 @@ pub fn watch_all(
     clients: &Arc<Clients>,
     logins: &[Login],
     seen: mpsc::UnboundedSender<Instant>,
-    errors: &Arc<AtomicU64>,
+    errors: &Arc<Errors>,
 ) -> JoinSet<()> {
     // The first reads go a few hundred at a time, so 10,000 connects don't
     // overflow the listener's accept queue.
@@ -304,14 +314,21 @@ pub fn watch_all(
                             .headers()
                             .get("x-pacer-index")
                             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                        r.bytes().await.ok().and(i)
+                        match r.bytes().await {
+                            Ok(_) => i.ok_or_else(|| "no X-Pacer-Index".to_string()),
+                            Err(e) => Err(format!("reading the body: {}", kind(&e))),
+                        }
                     }
-                    _ => None,
+                    Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+                    Err(e) => Err(kind(&e)),
                 };
-                let Some(i) = got else {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                let i = match got {
+                    Ok(i) => i,
+                    Err(what) => {
+                        errors.add(what);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 // The long polls hold no permit.
                 if permit.take().is_none() && i != index {
@@ -322,6 +339,48 @@ pub fn watch_all(
         });
     }
     set
+}
+
+/// Failed requests, by kind.
+#[derive(Default)]
+pub struct Errors(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl Errors {
+    fn add(&self, what: String) {
+        *self.0.lock().unwrap().entry(what).or_default() += 1;
+    }
+
+    pub fn summary(&self) -> String {
+        let m = self.0.lock().unwrap();
+        if m.is_empty() {
+            return "0".into();
+        }
+        m.iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn kind(e: &reqwest::Error) -> String {
+    let what = if e.is_connect() {
+        "connect"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        "other"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut last = String::new();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    format!("{what} error ({last})")
 }
 
 /// The daemon's `pacer_config_watchers`.
