@@ -42,6 +42,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub const SECRET: &str = "bench-webhook-secret";
+/// Idle connections opened to weigh a connection apart from its watch.
+const IDLE: usize = 2_000;
 
 pub struct Opts {
     pub watchers: usize,
@@ -266,6 +268,13 @@ async fn main() {
     load::wait_watchers(&http, &daemon, o.watchers).await;
     let rss_with = load::rss_kb(daemon.pid());
     let per_watcher = (rss_with.saturating_sub(rss_before)) as f64 * 1024.0 / o.watchers as f64;
+    // What a kept-alive connection alone costs, apart from a watch: a few
+    // thousand more, opened while the watches wait, so no memory the
+    // allocator kept from earlier work is reused.
+    let idle = load::idle_connections(&daemon, IDLE).await;
+    let per_conn =
+        load::rss_kb(daemon.pid()).saturating_sub(rss_with) as f64 * 1024.0 / IDLE as f64;
+    drop(idle);
     let mut rounds = Vec::new();
     for k in 1..=o.commits {
         match round(k, &repo, &daemon, &http, &mut seen, o.watchers).await {
@@ -319,6 +328,10 @@ async fn main() {
         per_watcher / 1024.0,
         rss_before / 1024,
         rss_with / 1024
+    );
+    println!(
+        "  of which an idle kept-alive connection         {:.1} KB   ({IDLE} more, one GET /healthz each, then nothing)",
+        per_conn / 1024.0
     );
 
     // Reads, then the floor.

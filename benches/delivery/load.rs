@@ -136,7 +136,7 @@ impl Daemon {
         watchers: usize,
         task_recheck: Option<u64>,
     ) -> Daemon {
-        let conns = (watchers + 1_000).to_string();
+        let conns = (watchers + 1_000 + super::IDLE).to_string();
         let recheck: Vec<String> = task_recheck
             .map(|s| vec!["--task-recheck".into(), s.to_string()])
             .unwrap_or_default();
@@ -381,6 +381,26 @@ fn kind(e: &reqwest::Error) -> String {
         source = s.source();
     }
     format!("{what} error ({last})")
+}
+
+/// Opens `n` connections that each send one `GET /healthz` and then stay
+/// open, idle: what a connection alone costs the server.
+pub async fn idle_connections(d: &Daemon, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: bench\r\n\r\n")
+            .await
+            .unwrap();
+        // The whole answer is small: one read holds its head.
+        let mut buf = [0u8; 1024];
+        let got = s.read(&mut buf).await.unwrap();
+        assert!(buf[..got].starts_with(b"HTTP/1.1 200"), "GET /healthz");
+        out.push(s);
+    }
+    out
 }
 
 /// The daemon's `pacer_config_watchers`.
