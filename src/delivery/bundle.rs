@@ -309,7 +309,7 @@ mod tests {
         // And so is a changed check: the agent must learn of it.
         let checked = env(&[("nginx.conf", "c", Reload::Restart)]);
         let mut e = Arc::try_unwrap(checked).unwrap();
-        let app = e.apps.get_mut("web").unwrap();
+        let app = Arc::make_mut(e.apps.get_mut("web").unwrap());
         app.files.get_mut("nginx.conf").unwrap().actions.check = Some(vec!["true".into()]);
         let b = t.update(&snap("c6", Some(Arc::new(e))), 10).unwrap();
         assert_eq!(b.apps["/dev/web"].index, 5_003);
