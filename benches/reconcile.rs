@@ -89,7 +89,7 @@ fn start_daemon(repo: &Path, marathon: &str, workdir: &Path) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
         .args([
             "--log",
-            "warn,pacer::reconcile=debug",
+            "warn,pacer::reconcile=debug,pacer::server=info,pacer::apply=debug,pacer::marathon=debug",
             "serve",
             "--listen",
             "127.0.0.1:0",

@@ -94,6 +94,9 @@ struct Daemon {
     health: Arc<Health>,
     /// The newest commit that loaded (pacer.yaml and environment files).
     rendered_at: Option<String>,
+    /// Its files: the next commit is read from them (only the trees that
+    /// differ).
+    snapshot: Option<Arc<crate::source::Snapshot>>,
     /// Per environment and app: the newest version that rendered.
     desired: BTreeMap<EnvName, Arc<render::DesiredEnv>>,
     /// The commit the environments were last reconciled at; a head that
@@ -190,6 +193,7 @@ pub async fn run(
         metrics,
         health,
         rendered_at: None,
+        snapshot: None,
         desired: BTreeMap::new(),
         applied: None,
         caches: Caches::default(),
@@ -286,12 +290,21 @@ impl Daemon {
     /// Fetches a pushed commit mid-pass and sends its changed apps out at
     /// once; the rest of the pass then works on the new head.
     async fn take_push(&mut self, head: &mut String) {
+        let started = Instant::now();
         let Some(h) = self.fetch().await else { return };
         if self.rendered_at.as_deref() == Some(h.as_str()) {
             return;
         }
+        let fetched = started.elapsed();
         let (_, rerendered) = self.advance(&h).await;
+        let rendered = started.elapsed();
         self.send_first(&rerendered, &h).await;
+        tracing::debug!(
+            fetch_ms = fetched.as_millis() as u64,
+            render_ms = (rendered - fetched).as_millis() as u64,
+            send_ms = (started.elapsed() - rendered).as_millis() as u64,
+            "push taken mid-pass"
+        );
         *head = h;
     }
 
@@ -367,10 +380,12 @@ impl Daemon {
         };
         let fetch_ms = started.elapsed().as_millis() as u64;
         let (changed_envs, rerendered) = self.advance(&head).await;
+        let render_ms = started.elapsed().as_millis() as u64 - fetch_ms;
         self.send_first(&rerendered, &head).await;
         tracing::debug!(
             fetch_ms,
-            render_ms = started.elapsed().as_millis() as u64 - fetch_ms,
+            render_ms,
+            send_ms = started.elapsed().as_millis() as u64 - fetch_ms - render_ms,
             changed = changed_envs.len(),
             "fetched and rendered"
         );
@@ -382,6 +397,9 @@ impl Daemon {
         let mut snapshots: BTreeMap<String, Option<gather::Snapshot>> = BTreeMap::new();
         let mut head = head;
         for env in order {
+            // Applies this pass spawned wait in this worker's own slot until
+            // the pass yields; an environment's planning may not await at all.
+            tokio::task::yield_now().await;
             // A push that arrives during a long pass goes out now, not after it.
             if self.push_arrived() {
                 self.take_push(&mut head).await;

@@ -19,6 +19,7 @@
 
 use crate::model::{AppPath, EnvName};
 use crate::render::{self, Diagnostic, Diagnostics, RenderedApp, incremental};
+use crate::source::delta::Delta;
 use crate::source::{RepoLocation, Snapshot};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +43,8 @@ pub struct Rendered {
     pub replaced: BTreeMap<String, (String, serde_json::Value)>,
     /// Set when the render ran past its deadline: the app it was stuck on.
     pub timed_out: Option<AppPath>,
+    /// The new commit's files, to read the next commit from.
+    pub snapshot: Option<Arc<Snapshot>>,
 }
 
 /// The daemon's desired state per environment before this render.
@@ -64,6 +67,10 @@ pub struct Job {
     pub head: String,
     pub envs_filter: Option<BTreeSet<EnvName>>,
     pub deadline: Duration,
+    /// The files of the last commit read, if any: only the trees that
+    /// differ from it are read, and apps none of whose inputs changed are
+    /// kept without digesting them again.
+    pub since: Option<Arc<Snapshot>>,
 }
 
 /// Render threads abandoned at their deadline and still running.
@@ -196,10 +203,19 @@ fn keep_last_good(w: &mut Work, env: &EnvName, app: &AppPath, problems: Vec<Diag
 /// The render thread.
 fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
     let loc = RepoLocation::bare(&job.git_dir, &job.prefix);
-    let loaded = match loc.at_rev(&job.head) {
-        Ok(s) => {
+    let read = match &job.since {
+        Some(prev) => loc.at_rev_since(&job.head, prev),
+        None => loc.at_rev(&job.head).map(|s| (s, Delta::everything())),
+    };
+    let mut delta = Delta::everything();
+    let mut snapshot = None;
+    let loaded = match read {
+        Ok((s, d)) => {
+            delta = d;
+            let s = Arc::new(s);
+            snapshot = Some(s.clone());
             let mut diags = Diagnostics::default();
-            match render::Repo::load(Arc::new(s) as Arc<Snapshot>, &mut diags) {
+            match render::Repo::load(s, &mut diags) {
                 Some(r) if diags.is_empty() => Ok(r),
                 _ => Err(diags.finish()),
             }
@@ -230,11 +246,9 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
                 return;
             }
         };
-        *g = Slot::Working(Box::new(partition(
-            &repo,
-            &previous,
-            job.envs_filter.as_ref(),
-        )));
+        let mut w = partition(&repo, &previous, job.envs_filter.as_ref(), &delta);
+        w.out.snapshot = snapshot;
+        *g = Slot::Working(Box::new(w));
     }
     loop {
         // Take the next app under the lock; render it without.
@@ -306,8 +320,9 @@ fn partition(
     repo: &render::Repo,
     previous: &PreviousState,
     envs_filter: Option<&BTreeSet<EnvName>>,
+    delta: &Delta,
 ) -> Work {
-    let p = incremental::plan(repo, previous, envs_filter);
+    let p = incremental::plan(repo, previous, envs_filter, delta);
     Work {
         out: Rendered {
             envs: p.envs,

@@ -133,10 +133,17 @@ impl Daemon {
             head: head.to_string(),
             envs_filter: self.cfg.envs.clone(),
             deadline: self.cfg.render_timeout,
+            since: self.snapshot.clone(),
         };
         // Shared, not copied: each app is an `Arc`, and the unchanged ones
         // go into the new state as they are.
-        match render_job::run(job, self.desired.clone()).await {
+        let started = Instant::now();
+        let outcome = render_job::run(job, self.desired.clone()).await;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "render job done"
+        );
+        match outcome {
             render_job::Outcome::NotLoaded { problems } => {
                 // pacer.yaml or an environment file is broken: everything
                 // stays at the last good commit.
@@ -185,6 +192,9 @@ impl Daemon {
                 );
                 self.rendered_at = Some(head.to_string());
                 self.refused = None;
+                if r.snapshot.is_some() {
+                    self.snapshot = r.snapshot;
+                }
                 self.desired = r.envs.into_iter().map(|(e, d)| (e, Arc::new(d))).collect();
                 // The commit and its apps in one snapshot.
                 self.status
