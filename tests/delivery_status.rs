@@ -407,6 +407,23 @@ async fn a_report_counts_only_for_its_tokens_own_task_and_app() {
     assert!(apps["web"].get("delivery").is_none(), "{apps:#}");
     assert_eq!(d.metric("pacer_config_reports_total").await, 0.0);
 
+    // A failure is listed for the bundle's own files only.
+    let behind = json!({"index": 0, "latest": index, "failed": [
+        {"file": "no-such.conf", "stage": "check"},
+        {"file": "application.yaml", "stage": "write"}]});
+    let (s, v) = post_report(&agent, Some(&token), behind.to_string(), &[]).await;
+    assert_eq!(s, 204, "{v}");
+    let v = d.status().await["environments"]["dev"]["apps"]["api"]["delivery"].clone();
+    assert_eq!(
+        v["state"], "delivering",
+        "a failed write is tried again: {v:#}"
+    );
+    assert_eq!(
+        v["failedFiles"],
+        json!([{"task": api[0].0, "file": "application.yaml", "stage": "write"}]),
+        "{v:#}"
+    );
+
     // Its own report counts, for its own app only.
     let own = json!({"appId": "/dev/api", "taskId": api[0].0, "index": index, "failed": []});
     let (s, v) = post_report(&agent, Some(&token), own.to_string(), &[]).await;
@@ -423,7 +440,7 @@ async fn a_report_counts_only_for_its_tokens_own_task_and_app() {
     );
     assert!(apps["web"].get("delivery").is_none(), "{apps:#}");
     let m = d.metrics().await;
-    assert_eq!(metric_value(&m, "pacer_config_reports_total"), 1.0, "{m}");
+    assert_eq!(metric_value(&m, "pacer_config_reports_total"), 2.0, "{m}");
     assert_eq!(
         metric_value(&m, "pacer_config_refusals_total{reason=\"otherApp\"}"),
         2.0,

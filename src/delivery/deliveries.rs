@@ -51,9 +51,16 @@ impl Server {
     /// Reads the running tasks of the deliveries in progress whose list is
     /// stale, then decides them.
     pub(super) async fn follow_once(&self) {
+        use futures::StreamExt;
         let stale = self.tracks.lock().stale(now_ms());
-        for (env, app) in stale {
-            if let Some(list) = self.running_tasks(&env, &app).await {
+        let mut reads = futures::stream::iter(stale)
+            .map(|(env, app)| async move {
+                let list = self.running_tasks(&env, &app).await;
+                (app, list)
+            })
+            .buffer_unordered(MAX_READS);
+        while let Some((app, list)) = reads.next().await {
+            if let Some(list) = list {
                 let live: std::collections::BTreeSet<String> = list.tasks.iter().cloned().collect();
                 self.reports.lock().keep_only(&app, &live, list.read_ms);
                 self.tracks.lock().listed(&app, list);
@@ -62,7 +69,7 @@ impl Server {
         let bundles = self.bundles.borrow().clone();
         let now = now_ms();
         let mut reports = self.reports.lock();
-        reports.expire(now / 1000);
+        reports.sweep(now / 1000);
         let mut tracks = self.tracks.lock();
         let ended = tracks.evaluate(&bundles, &reports, now, self.settings.delivery_timeout);
         if !ended.is_empty() {
@@ -101,12 +108,14 @@ impl Server {
                 return None;
             }
         };
-        let tasks = answer
-            .as_deref()
-            .and_then(|a| a.get("tasks"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+        let tasks = match answer.as_deref() {
+            // No such app: no task of it runs.
+            None => Vec::new(),
+            // An answer without its tasks says nothing of them.
+            Some(a) => a.get("tasks")?.as_array()?.clone(),
+        };
+        let tasks = tasks
+            .iter()
             .filter(|t| t["appId"].as_str() == Some(app))
             .filter(|t| t["state"].as_str().is_some_and(login::is_live))
             .filter_map(|t| t["id"].as_str().map(str::to_string))
@@ -114,6 +123,9 @@ impl Server {
         Some(track::Listed { read_ms, tasks })
     }
 }
+
+/// Marathon reads of the deliveries in progress at once.
+const MAX_READS: usize = 8;
 
 /// How often deliveries in progress are looked at (their timeouts, the
 /// running tasks), besides when a report or a hot update comes.

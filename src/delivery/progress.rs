@@ -56,6 +56,8 @@ pub struct Report {
     pub failed: Vec<FailedFile>,
     /// When the report came, Unix ms.
     pub at_ms: i64,
+    /// Since when the task reports `index` (its first report of it), Unix ms.
+    pub since_ms: i64,
 }
 
 /// Which tasks a delivery must reach.
@@ -117,7 +119,8 @@ pub struct Delivery {
 }
 
 /// The delivery of bundle `target` to the tasks `running`, `reports` being
-/// the app's (by task id), started at `started_ms`, seen at `now_ms`.
+/// the app's (by task id), started at `started_ms`, seen at `now_ms`. A
+/// `timeout` of `Duration::MAX` never fails it for time.
 pub fn progress(
     target: u64,
     running: Running<'_>,
@@ -149,7 +152,7 @@ pub fn progress(
         *d.by_index.entry(r.index).or_default() += 1;
         if r.index >= target {
             holding += 1;
-            last_held = last_held.max(r.at_ms);
+            last_held = last_held.max(r.since_ms);
             continue;
         }
         // Failures of an older bundle say nothing about this one.
@@ -165,7 +168,7 @@ pub fn progress(
                 });
             }
             if f.stage.is_final() {
-                refused.push((task, f, r.at_ms));
+                refused.push((task, f, r.since_ms));
             }
         }
     }
@@ -232,6 +235,7 @@ mod tests {
                 })
                 .collect(),
             at_ms,
+            since_ms: at_ms,
         }
     }
 

@@ -95,25 +95,30 @@ async fn report(
     {
         return refuse(&s, Refusal::OtherApp, Some(&claims.task), Some(caller));
     }
-    let served = s
+    let bundle = s
         .bundles
         .borrow()
         .apps
         .get(&claims.app)
-        .is_some_and(|bundle| bundle.env == claims.env);
-    if !served {
+        .filter(|bundle| bundle.env == claims.env)
+        .cloned();
+    let Some(bundle) = bundle else {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(json!({"message": format!("no config bundle for {} in {}", claims.app, claims.env)})),
         )
             .into_response();
-    }
+    };
+    // Only the bundle's own files: the status lists no made-up names.
+    let mut failed = b.failed;
+    failed.retain(|f| bundle.files.iter().any(|m| m.name == f.file));
     let now = now_ms();
     let report = Report {
         index: b.index,
         latest: b.latest.unwrap_or(b.index).max(b.index),
-        failed: b.failed,
+        failed,
         at_ms: now,
+        since_ms: now,
     };
     let kept = s.reports.lock().put(
         &claims.env,
@@ -127,7 +132,10 @@ async fn report(
         return unavailable(&s, "the config server holds as many reports as it may");
     }
     s.metrics.reports.inc();
-    s.wake.notify_one();
+    // Only a delivery in progress waits on reports; the status reads them live.
+    if s.tracks.lock().busy() {
+        s.wake.notify_one();
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -28,7 +28,12 @@ struct Held {
 pub struct Reports {
     tasks: HashMap<String, Held>,
     apps: HashMap<String, BTreeSet<String>>,
+    /// When [`Reports::sweep`] looks at every entry next, Unix s.
+    next_sweep: i64,
 }
+
+/// Seconds between sweeps of the expired entries (reads skip them anyway).
+const SWEEP_EVERY: i64 = 30;
 
 /// Why a report was not kept.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,6 +56,13 @@ impl Reports {
             if self.tasks.len() >= MAX_TASKS {
                 return Err(Full);
             }
+        }
+        let mut report = report;
+        if let Some(old) = self.tasks.get(task)
+            && old.report.index == report.index
+        {
+            // The same bundle again: held since the first report of it.
+            report.since_ms = report.since_ms.min(old.report.since_ms);
         }
         let held = Held {
             env: env.to_string(),
@@ -82,6 +94,15 @@ impl Reports {
     pub fn remove(&mut self, task: &str) {
         if let Some(old) = self.tasks.remove(task) {
             self.unlink(&old.app, task);
+        }
+    }
+
+    /// [`Reports::expire`], at most every [`SWEEP_EVERY`] seconds: it
+    /// looks at every entry.
+    pub fn sweep(&mut self, now_s: i64) {
+        if now_s >= self.next_sweep {
+            self.next_sweep = now_s + SWEEP_EVERY;
+            self.expire(now_s);
         }
     }
 
@@ -176,7 +197,19 @@ mod tests {
             latest: index,
             failed: Vec::new(),
             at_ms,
+            since_ms: at_ms,
         }
+    }
+
+    #[test]
+    fn a_task_holds_an_index_since_its_first_report_of_it() {
+        let mut s = Reports::default();
+        s.put("dev", "/dev/web", "t1", r(1, 100), 99, 0).unwrap();
+        s.put("dev", "/dev/web", "t1", r(1, 500), 99, 0).unwrap();
+        let got = &s.of_app("dev", "/dev/web", 0)["t1"];
+        assert_eq!((got.at_ms, got.since_ms), (500, 100));
+        s.put("dev", "/dev/web", "t1", r(2, 900), 99, 0).unwrap();
+        assert_eq!(s.of_app("dev", "/dev/web", 0)["t1"].since_ms, 900);
     }
 
     #[test]

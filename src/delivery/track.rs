@@ -149,7 +149,18 @@ impl Tracks {
         timeout: Duration,
     ) -> Vec<Resolution> {
         let mut done = Vec::new();
-        self.by_app.retain(|id, _| bundles.apps.contains_key(id));
+        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        self.by_app.retain(|id, t| {
+            // Past its time and never served: a later commit replaced the
+            // app's bundle first. No delivery of it to decide (nor record).
+            let superseded = t.target.is_none()
+                && now_ms.saturating_sub(t.started_ms) >= timeout_ms
+                && bundles.apps.get(id).is_none_or(|b| b.index <= t.after);
+            if superseded {
+                tracing::debug!(app = %id, commit = %t.hot.commit, "hot update superseded before it was served");
+            }
+            bundles.apps.contains_key(id) && !superseded
+        });
         for t in self.by_app.values_mut() {
             if t.resolved.is_some() {
                 continue;
@@ -230,7 +241,16 @@ impl Tracks {
                 continue;
             }
             let since = i64::try_from(b.since_ms).unwrap_or(now_ms);
-            let d = progress::progress(b.index, Running::Reporting, &mine, since, now_ms, timeout);
+            // No time limit here: a task Marathon has replaced keeps its
+            // report until its token expires, and must not fail a bundle.
+            let d = progress::progress(
+                b.index,
+                Running::Reporting,
+                &mine,
+                since,
+                now_ms,
+                Duration::MAX,
+            );
             let view = View {
                 index: b.index,
                 commit: b.commit.clone(),
@@ -328,6 +348,7 @@ mod tests {
             latest: index,
             failed: Vec::new(),
             at_ms,
+            since_ms: at_ms,
         };
         reports.put("dev", "/dev/web", task, r, 9_999, 0).unwrap();
     }
@@ -412,5 +433,23 @@ mod tests {
         assert_eq!(v.delivery.state, State::Delivered);
         assert!(!v.from_marathon);
         assert_eq!(v.commit.as_deref(), Some("c1"));
+        // A task behind (say one Marathon replaced, its token alive) keeps
+        // it delivering, never failed for time.
+        report(&mut reports, "old", 40, 900);
+        let v = &t.views(&b, &reports, 9_000_000, MIN)["/dev/web"];
+        assert_eq!(v.delivery.state, State::Delivering);
+    }
+
+    #[test]
+    fn a_hot_update_whose_bundle_was_replaced_first_is_dropped_unrecorded() {
+        let b = bundles(40, "c3", 500);
+        let mut t = Tracks::default();
+        t.start(hot("c2"), &b, 1_000);
+        t.evaluate(&b, &Reports::default(), 60_999, MIN);
+        assert!(t.busy());
+        let r = t.evaluate(&b, &Reports::default(), 61_000, MIN);
+        assert!(r.is_empty() && t.take_resolved().is_empty());
+        assert!(!t.busy(), "nothing left to follow");
+        assert!(t.views(&b, &Reports::default(), 61_000, MIN).is_empty());
     }
 }
