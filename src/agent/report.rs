@@ -20,13 +20,13 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 pub const RETRY: Duration = Duration::from_secs(2);
 
 /// A busy answer (429: `rateLimited`, `tooManyWatches`; 503): try again
-/// after the wait, not a refusal.
+/// after the wait it asks for (else the usual backoff), not a refusal.
 #[derive(Debug, thiserror::Error)]
-#[error("the config server is busy ({status} {reason}); trying again in {}s", wait.as_secs_f32())]
+#[error("the config server is busy ({status} {reason})")]
 pub struct Busy {
     pub status: u16,
     pub reason: String,
-    pub wait: Duration,
+    pub wait: Option<Duration>,
 }
 
 /// The wait a busy answer asks for: its `Retry-After` in seconds, capped;
@@ -52,17 +52,16 @@ pub fn busy(status: u16, headers: &reqwest::header::HeaderMap, body: &Value) -> 
             .chars()
             .take(64)
             .collect(),
-        wait: retry_after(header).unwrap_or(Duration::from_secs(1)),
+        wait: retry_after(header),
     })
 }
 
 /// How long to wait after `e`, the `attempt`th failure in a row: what a
 /// busy server asked for, else the capped backoff.
 pub fn wait_after(e: &anyhow::Error, attempt: u32) -> Duration {
-    match e.downcast_ref::<Busy>() {
-        Some(b) => b.wait,
-        None => super::files::backoff(attempt),
-    }
+    e.downcast_ref::<Busy>()
+        .and_then(|b| b.wait)
+        .unwrap_or_else(|| super::files::backoff(attempt))
 }
 
 /// What the agent holds, for the server.
@@ -102,7 +101,8 @@ pub async fn send(s: &Session, h: &Holding<'_>) -> anyhow::Result<()> {
         .post(format!("{}/v1/report", s.base))
         .bearer_auth(&s.token)
         .json(&body(h))
-        .timeout(Duration::from_secs(30))
+        // Short: the loop passes no signal on meanwhile.
+        .timeout(Duration::from_secs(10))
         .send()
         .await?;
     let status = resp.status().as_u16();
@@ -136,7 +136,7 @@ mod tests {
         let b = busy(429, &h, &json!({"reason": "tooManyWatches"})).unwrap();
         assert_eq!(
             (b.wait, b.reason.as_str()),
-            (Duration::from_secs(7), "tooManyWatches")
+            (Some(Duration::from_secs(7)), "tooManyWatches")
         );
         assert!(
             busy(403, &h, &Value::Null).is_none(),
@@ -145,7 +145,13 @@ mod tests {
         let e = anyhow::Error::from(b);
         assert_eq!(wait_after(&e, 1), Duration::from_secs(7));
         let other = anyhow::anyhow!("connection refused");
-        assert_eq!(wait_after(&other, 1), super::super::files::backoff(1));
+        assert_eq!(wait_after(&other, 3), super::super::files::backoff(3));
+        // A 503 without Retry-After (a proxy's, say) backs off as usual.
+        let proxy = busy(503, &reqwest::header::HeaderMap::new(), &Value::Null).unwrap();
+        assert_eq!(
+            wait_after(&proxy.into(), 3),
+            super::super::files::backoff(3)
+        );
     }
 
     #[test]
