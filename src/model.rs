@@ -185,9 +185,16 @@ pub enum Outcome {
         alias = "rolled-back"
     )]
     RolledBack,
-    /// Only hot-reload files changed: delivered without a deployment.
+    /// Only hot-reload files changed: sent to the config server without a
+    /// deployment. The delivery's end is recorded apart (below); older
+    /// records say `hot` alone.
     #[serde(alias = "Hot", alias = "HOT")]
     Hot,
+    /// A hot update every running task reported it holds.
+    Delivered,
+    /// A hot update some running task did not take: a check or reload
+    /// refused it, or the delivery timed out.
+    DeliveryFailed,
 }
 
 impl Outcome {
@@ -199,6 +206,8 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::RolledBack => "rolledBack",
             Outcome::Hot => "hot",
+            Outcome::Delivered => "delivered",
+            Outcome::DeliveryFailed => "deliveryFailed",
         }
     }
 }

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running agent, killed when dropped.
-struct AgentProc(Child);
+pub struct AgentProc(pub Child);
 
 impl Drop for AgentProc {
     fn drop(&mut self) {
@@ -18,7 +18,8 @@ impl Drop for AgentProc {
     }
 }
 
-fn agent(server: &str, task: &(String, String), app: &str, root: &Path, log: &Path) -> Command {
+/// `pacer agent` for `task` (id, host) of `app`, sending from its host.
+pub fn agent(server: &str, task: &(String, String), app: &str, root: &Path, log: &Path) -> Command {
     let mut cmd = Command::new(PACER);
     for (k, _) in std::env::vars() {
         if k.starts_with("PACER_") {

@@ -72,3 +72,5 @@ mod http_budgets;
 
 /// `pacer agent` against the real daemon: files written, the app started and reloaded on a hot change.
 mod agent;
+/// A hot change followed to the tasks: agents report, the status says delivering, delivered or failed, the history records it.
+mod delivery_status;

@@ -12,8 +12,9 @@ const DEV_APPS: [&str; 3] = ["/dev/api", "/dev/web", "/dev/worker"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_webhook_deploys_the_new_commit() {
     let w = World::new().await;
-    // A long poll: only the webhook can trigger the second run.
-    let d = w.serve(3600, 60, &[]);
+    // A long poll: only the webhook can trigger the second run. No task
+    // runs `pacer agent`: the hot change's delivery fails after 2 s.
+    let d = w.serve(3600, 60, &["--delivery-timeout", "2"]);
     let first = d.wait_all("dev", "inSync", Duration::from_secs(20)).await;
     for id in DEV_APPS {
         let app = w
@@ -179,9 +180,18 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
     assert_eq!(worker_rec["outcome"], "succeeded");
     assert_eq!(worker_rec["deployment"], deployment.as_str());
     assert_eq!(worker_rec["version"], app["version"], "{worker_rec:#}");
+    // Sent, but no task took it: recorded as such, never as delivered.
     let web_rec = records.iter().find(|r| r["app"] == "web").unwrap();
-    assert_eq!(web_rec["outcome"], "hot");
+    assert_eq!(web_rec["outcome"], "deliveryFailed", "{web_rec:#}");
     assert!(web_rec.get("deployment").is_none(), "{web_rec:#}");
+    let web = &d.status().await["environments"]["dev"]["apps"]["web"];
+    assert_eq!(web["delivery"]["state"], "failed", "{web:#}");
+    assert!(
+        web["delivery"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("0 of 1 running tasks hold it: 1 never reported")),
+        "{web:#}"
+    );
     assert!(
         d.metric("pacer_records_written_total").await >= 2.0,
         "{}",
@@ -206,7 +216,8 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
         first["deployment"].as_str().is_some_and(|d| !d.is_empty()),
         "{h:#}"
     );
-    // The hot update has no Marathon version, but its time of delivery.
+    // The hot update has no Marathon version, but the time its delivery
+    // ended, and history does not claim it reached the task.
     let h = w.history_json("web");
     let hot = h
         .as_array()
@@ -214,7 +225,7 @@ async fn a_signed_push_webhook_deploys_the_new_commit() {
         .iter()
         .find(|e| e["commit"] == commit.as_str())
         .unwrap_or_else(|| panic!("no entry for {commit}: {h:#}"));
-    assert_eq!(hot["outcome"], "hot", "{h:#}");
+    assert_eq!(hot["outcome"], "deliveryFailed", "{h:#}");
     assert_eq!(hot["appliedAt"], web_rec["at"], "{h:#}");
     assert!(hot.get("version").is_none(), "{h:#}");
 }

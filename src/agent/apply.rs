@@ -10,7 +10,7 @@ use super::files::{
 };
 use super::health::Failure;
 use super::{AgentArgs, Refused, Session, file_url};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,14 +23,33 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the agent remembers between syncs.
 #[derive(Default)]
 pub struct SyncState {
-    /// Content a check or reload refused, by file name: skipped until the
-    /// manifest's entry for it changes.
-    rejected: HashMap<String, FileMeta>,
+    /// Content a check or reload refused, by file name, with the stage
+    /// that refused it: skipped until the manifest's entry for it changes.
+    rejected: HashMap<String, (FileMeta, &'static str)>,
+    /// The file the last sync could not write (tried again on the next).
+    write_failed: Option<String>,
+    /// The newest index applied in full (0: none yet).
+    pub applied: u64,
     /// The variables of the env entries, for the app when it starts (never
     /// logged).
     pub env: BTreeMap<String, String>,
     /// Each env entry's hash as read; a later change waits for a new task.
     env_read: HashMap<String, String>,
+}
+
+impl SyncState {
+    /// The files of the last manifest not applied, with the stage that
+    /// stopped each (for the report).
+    pub fn failed(&self) -> Vec<(String, &'static str)> {
+        let mut out: Vec<(String, &'static str)> = self
+            .rejected
+            .iter()
+            .map(|(name, (_, stage))| (name.clone(), *stage))
+            .collect();
+        out.extend(self.write_failed.iter().map(|n| (n.clone(), "write")));
+        out.sort();
+        out
+    }
 }
 
 /// How a sync ended.
@@ -68,7 +87,8 @@ pub async fn sync(
         refused: false,
     };
     st.rejected
-        .retain(|name, meta| m.files.iter().any(|f| f.name == *name && f == meta));
+        .retain(|name, (meta, _)| m.files.iter().any(|f| f.name == *name && f == meta));
+    st.write_failed = None;
     read_env(s, m, st, started, &mut out).await?;
     let mut written = Vec::new();
     for f in to_write(m, on_disk) {
@@ -90,9 +110,13 @@ pub async fn sync(
             continue;
         }
         let t = target.clone();
-        let staged = tokio::task::spawn_blocking(move || stage(&t, &content, mode))
-            .await?
-            .with_context(|| format!("staging {}", target.display()))?;
+        let staged = match tokio::task::spawn_blocking(move || stage(&t, &content, mode)).await? {
+            Ok(staged) => staged,
+            Err(e) => {
+                st.write_failed = Some(f.name.clone());
+                return Err(anyhow::Error::new(e).context(format!("staging {}", target.display())));
+            }
+        };
         if let Some(check) = &f.actions.check {
             let argv = check_argv(check, staged.path());
             let env = [("PACER_STAGED_PATH", staged.path().as_os_str())];
@@ -100,7 +124,7 @@ pub async fn sync(
                 tracing::error!(file = %f.name, path = %target.display(), "check refused the new content ({why}); the old file stays");
                 s.health
                     .failed(Failure::Check, &format!("{}: {why}", f.name));
-                st.rejected.insert(f.name.clone(), f.clone());
+                st.rejected.insert(f.name.clone(), (f.clone(), "check"));
                 out.refused = true;
                 out.complete &= target.exists();
                 continue;
@@ -112,9 +136,12 @@ pub async fn sync(
             Some((bytes, md.permissions().mode() & 0o7777))
         });
         let t = target.clone();
-        tokio::task::spawn_blocking(move || super::files::persist(staged, &t))
-            .await?
-            .with_context(|| format!("writing {}", target.display()))?;
+        let persisted =
+            tokio::task::spawn_blocking(move || super::files::persist(staged, &t)).await?;
+        if let Err(e) = persisted {
+            st.write_failed = Some(f.name.clone());
+            return Err(anyhow::Error::new(e).context(format!("writing {}", target.display())));
+        }
         tracing::info!(file = %f.name, path = %target.display(), reload = %f.reload, "config file written");
         written.push(Written {
             meta: f.clone(),
@@ -163,6 +190,7 @@ async fn read_env(
                 tracing::error!(entry = %f.name, line, "env entry refused: {why}");
                 s.health
                     .failed(Failure::Check, &format!("{}: line {line}: {why}", f.name));
+                st.rejected.insert(f.name.clone(), (f.clone(), "check"));
                 out.complete = false;
                 out.refused = true;
             }
@@ -223,7 +251,8 @@ async fn reload(
             tracing::error!(file = %w.meta.name, path = %w.target.display(), "reload failed ({why}); the previous file is put back");
             s.health
                 .failed(Failure::Reload, &format!("{}: {why}", w.meta.name));
-            st.rejected.insert(w.meta.name.clone(), w.meta.clone());
+            st.rejected
+                .insert(w.meta.name.clone(), (w.meta.clone(), "reload"));
             if let Err(e) = restore(&w.target, w.previous.as_ref()) {
                 tracing::error!(path = %w.target.display(), "putting the previous file back: {e}");
                 s.health.failed(Failure::Write, &e.to_string());

@@ -4,7 +4,10 @@
 //! files untouched, each checked by its `check` first: see [`apply`]),
 //! starts the app as its child once every file is in place, then watches
 //! the bundle: a changed file is written and its reload action run (SIGHUP
-//! for a `hot` file by default). The token is renewed at half its life.
+//! for a `hot` file by default). After each pass it reports what it holds
+//! ([`report`]): the server counts which tasks have which bundle. The
+//! token is renewed at half its life; a busy server (429, 503) is waited
+//! out as its `Retry-After` asks.
 //! While the server is away the agent keeps the last good files and tries
 //! again with capped backoff, for as long as it takes; only a refusal (its
 //! token dead) ends it. The agent ends with its child, passing on SIGTERM
@@ -13,6 +16,7 @@
 mod apply;
 pub mod files;
 pub mod health;
+mod report;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -72,6 +76,8 @@ struct Session {
     /// When to renew the token: half its life after it was issued.
     renew_at: Instant,
     health: Health,
+    /// When to report again, after a report failed.
+    report_retry: Option<Instant>,
 }
 
 pub fn run(a: AgentArgs) -> anyhow::Result<u8> {
@@ -92,6 +98,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         token: String::new(),
         renew_at: Instant::now(),
         health: Health::default(),
+        report_retry: None,
     };
     if let Some(addr) = a.listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -112,11 +119,14 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
     let mut attempt = 0;
     let manifest = loop {
         let tried = match fetch_manifest(&s, None).await {
-            Ok(m) => apply::sync(&s, &a, &m, &mut st, None, false)
-                .await
-                .map(|r| (m, r)),
+            Ok(m) => {
+                let r = apply::sync(&s, &a, &m, &mut st, None, false).await;
+                passed(&mut s, &a, &m, &mut st, &r).await;
+                r.map(|r| (m, r))
+            }
             Err(e) => Err(e),
         };
+        let mut wait = backoff(attempt + 1);
         match tried {
             Ok((_, r)) if a.once && r.refused => {
                 bail!("a check refused a file; the old one stays (see above)")
@@ -131,12 +141,13 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
             Ok(_) if a.once => bail!("some files could not be written; see above"),
             Ok(_) => tracing::warn!("not every file is in place yet; waiting to start the app"),
             Err(e) => {
+                wait = report::wait_after(&e, attempt + 1);
                 s.health.failed(Failure::Server, &format!("{e:#}"));
                 tracing::warn!("fetching the config: {e:#}; trying again");
             }
         }
         attempt += 1;
-        tokio::time::sleep(backoff(attempt)).await;
+        tokio::time::sleep(wait).await;
         if Instant::now() >= s.renew_at {
             let _ = renew(&mut s)
                 .await
@@ -197,15 +208,22 @@ async fn watch(
                 Err(e) => {
                     tracing::warn!("renewing the token: {e:#}; trying again");
                     s.health.failed(Failure::Server, &format!("{e:#}"));
-                    s.renew_at = Instant::now() + backoff(attempt + 1);
+                    s.renew_at = Instant::now() + report::wait_after(&e, attempt + 1);
                 }
             }
         }
         let index = manifest.index;
         // A watch ends in time for the next renewal, the server's jitter
         // (up to a sixteenth of the wait) included.
-        let wait = (s.renew_at.saturating_duration_since(Instant::now()) * 15 / 16)
+        let mut wait = (s.renew_at.saturating_duration_since(Instant::now()) * 15 / 16)
             .clamp(Duration::from_millis(100), WAIT);
+        // A report that failed is sent again after a short watch.
+        if let Some(at) = s.report_retry {
+            wait = wait.min(
+                at.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(100)),
+            );
+        }
         let next = tokio::select! {
             m = fetch_manifest(s, Some((index, wait))) => m,
             status = wait_child(child) => return Ok(Ended::Child(status?)),
@@ -221,13 +239,16 @@ async fn watch(
                 attempt += 1;
                 s.health.failed(Failure::Server, &format!("{e:#}"));
                 tracing::warn!("watching the config: {e:#}; trying again");
-                if let Some(end) = pause(backoff(attempt), child, &mut signals).await {
+                let wait = report::wait_after(&e, attempt);
+                if let Some(end) = pause(wait, child, &mut signals).await {
                     return Ok(end);
                 }
                 continue;
             }
         };
-        match apply::sync(s, a, &next, &mut st, child.as_ref(), true).await {
+        let synced = apply::sync(s, a, &next, &mut st, child.as_ref(), true).await;
+        passed(s, a, &next, &mut st, &synced).await;
+        match synced {
             // Only a complete bundle moves the index on: after a failure
             // the next watch answers at once and the rest is tried again.
             Ok(r) => {
@@ -246,6 +267,38 @@ async fn watch(
                     return Ok(end);
                 }
             }
+        }
+    }
+}
+
+/// After a pass over `m`: what was applied in full, told to the server. A
+/// report that fails is sent again on a pass soon, never ends the agent.
+async fn passed(
+    s: &mut Session,
+    a: &AgentArgs,
+    m: &Manifest,
+    st: &mut apply::SyncState,
+    r: &anyhow::Result<apply::Synced>,
+) {
+    match r {
+        Ok(r) if r.complete && !r.refused => st.applied = st.applied.max(m.index),
+        // A dead token is the watch's to handle.
+        Err(e) if e.is::<Refused>() => return,
+        _ => {}
+    }
+    let holding = report::Holding {
+        app: &a.app_id,
+        task: &a.task_id,
+        index: st.applied,
+        latest: m.index,
+        failed: st.failed(),
+    };
+    match report::send(s, &holding).await {
+        Ok(()) => s.report_retry = None,
+        Err(e) => {
+            tracing::warn!("reporting to the config server: {e:#}; again soon");
+            let wait = report::wait_after(&e, 1).max(report::RETRY);
+            s.report_retry = Some(Instant::now() + wait);
         }
     }
 }
@@ -320,12 +373,18 @@ fn forward(child: &Option<tokio::process::Child>, sig: libc::c_int) -> Option<En
 #[error("the config server refused: {0}")]
 struct Refused(String);
 
+/// A login or renewal: a refusal (400, 401, 403) and a busy answer (429,
+/// 503: waited out as it asks) are errors.
 async fn send(rb: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
     let resp = rb.send().await?;
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if matches!(status, 401 | 403 | 400) {
         return Err(Refused(body["message"].as_str().unwrap_or("").to_string()).into());
+    }
+    if let Some(busy) = report::busy(status, &headers, &body) {
+        return Err(busy.into());
     }
     Ok((status, body))
 }
@@ -336,20 +395,22 @@ async fn login(s: &mut Session, a: &AgentArgs) -> anyhow::Result<()> {
     let body = json!({"taskId": a.task_id, "appId": a.app_id});
     for attempt in 1.. {
         let tried = send(s.http.post(format!("{}/v1/login", s.base)).json(&body)).await;
-        match tried {
+        let wait = match tried {
             Ok((200, v)) => return take_token(s, &v),
             Err(e) if e.is::<Refused>() => return Err(e),
             Ok((status, v)) => {
                 s.health
                     .failed(Failure::Server, &format!("login answered {status}"));
                 tracing::warn!(status, "login: {v}; trying again");
+                backoff(attempt)
             }
             Err(e) => {
                 s.health.failed(Failure::Server, &format!("{e:#}"));
                 tracing::warn!("login: {e:#}; trying again");
+                report::wait_after(&e, attempt)
             }
-        }
-        tokio::time::sleep(backoff(attempt)).await;
+        };
+        tokio::time::sleep(wait).await;
     }
     unreachable!("the login loop ends only by returning")
 }
@@ -393,11 +454,15 @@ async fn fetch_manifest(s: &Session, watch: Option<(u64, Duration)>) -> anyhow::
         .timeout(WAIT + Duration::from_secs(60));
     let resp = rb.send().await?;
     let status = resp.status().as_u16();
-    if matches!(status, 401 | 403) {
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        return Err(Refused(v["message"].as_str().unwrap_or("").to_string()).into());
-    }
     if status != 200 {
+        let headers = resp.headers().clone();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if matches!(status, 401 | 403) {
+            return Err(Refused(v["message"].as_str().unwrap_or("").to_string()).into());
+        }
+        if let Some(busy) = report::busy(status, &headers, &v) {
+            return Err(busy.into());
+        }
         bail!("GET /v1/config answered {status}");
     }
     Ok(resp.json().await?)

@@ -287,8 +287,8 @@ impl Progress for TtyProgress {
     fn finished(&self, r: &StepResult) {
         if let Some(b) = self.by_id.lock().get(&r.id) {
             let mark = match r.outcome {
-                Outcome::Succeeded | Outcome::Hot => "done",
-                Outcome::Failed => "FAILED",
+                Outcome::Succeeded | Outcome::Hot | Outcome::Delivered => "done",
+                Outcome::Failed | Outcome::DeliveryFailed => "FAILED",
                 Outcome::RolledBack => "ROLLED BACK",
             };
             b.finish_with_message(format!("{mark} {}", r.message.clone().unwrap_or_default()));

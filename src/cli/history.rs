@@ -43,7 +43,7 @@ pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
         for e in &entries {
             let short = &e.commit[..e.commit.len().min(12)];
             outln!(
-                "{:<12} {:<11} {:<25} {} {}{}",
+                "{:<12} {:<14} {:<25} {} {}{}",
                 short,
                 serde_json::to_value(e.outcome)?.as_str().unwrap_or(""),
                 e.applied_at

@@ -8,6 +8,7 @@ pub(crate) mod output;
 mod apply;
 mod args;
 mod commands;
+mod config_server;
 mod demo;
 mod docs;
 mod history;

@@ -227,6 +227,9 @@ fn render(status: &Value, md: bool) -> String {
                     text(&err["message"])
                 ));
             }
+            if a["delivery"].is_object() {
+                out.push_str(&delivery_line(&a["delivery"]));
+            }
         }
         for err in e["errors"].as_array().into_iter().flatten() {
             // The daemon's are strings; ours are {message} objects.
@@ -239,6 +242,45 @@ fn render(status: &Value, md: bool) -> String {
         out.push('\n');
     }
     out
+}
+
+/// An app's config delivery: its state, how many tasks hold the bundle,
+/// and why it failed.
+fn delivery_line(d: &Value) -> String {
+    let index = d["index"].as_u64().unwrap_or(0);
+    let count = d["tasks"]["count"].as_u64().unwrap_or(0);
+    let holding: u64 = d["tasks"]["byIndex"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(i, _)| i.parse::<u64>().is_ok_and(|i| i >= index))
+        .filter_map(|(_, n)| n.as_u64())
+        .sum();
+    let mut line = format!("      delivery: {} (bundle {index}", text(&d["state"]),);
+    if !d["commit"].is_null() {
+        line.push_str(&format!(" at {}", short(&d["commit"])));
+    }
+    line.push_str(&format!(
+        ") since {}: {holding} of {count} tasks hold it",
+        text(&d["since"])
+    ));
+    match d["tasks"]["unreported"].as_u64() {
+        Some(n) if n > 0 => line.push_str(&format!(", {n} never reported")),
+        _ => {}
+    }
+    line.push('\n');
+    if let Some(why) = d["reason"].as_str() {
+        line.push_str(&format!("        {why}\n"));
+    }
+    for f in d["failedFiles"].as_array().into_iter().flatten() {
+        line.push_str(&format!(
+            "        {} on {}: {} failed\n",
+            text(&f["file"]),
+            text(&f["task"]),
+            text(&f["stage"])
+        ));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -281,5 +323,24 @@ mod tests {
         );
         let md = render(&sample(), true);
         assert!(md.contains("| `web` | `/dev/web` | inSync |"), "{md}");
+    }
+
+    #[test]
+    fn status_text_shows_a_delivery_and_why_it_failed() {
+        let mut v = sample();
+        v["environments"]["dev"]["apps"]["web"]["delivery"] = json!({
+            "index": 20, "commit": "abcdef0123456789", "state": "failed",
+            "since": "2026-12-03T10:05:00.000Z",
+            "tasks": {"count": 2, "byIndex": {"10": 1, "20": 1}, "unreported": 0},
+            "reason": "task t2: nginx.conf: its check refused the new content",
+            "failedFiles": [{"task": "t2", "file": "nginx.conf", "stage": "check"}]
+        });
+        let s = render(&v, false);
+        assert!(
+            s.contains("delivery: failed (bundle 20 at abcdef012345) since 2026-12-03T10:05:00.000Z: 1 of 2 tasks hold it"),
+            "{s}"
+        );
+        assert!(s.contains("its check refused"), "{s}");
+        assert!(s.contains("nginx.conf on t2: check failed"), "{s}");
     }
 }

@@ -53,6 +53,10 @@ pub struct Bundle {
     /// Of the files' names, paths, reloads and hashes: what an index follows.
     #[serde(skip)]
     pub digest: Digest,
+    /// When the index was given, Unix ms (the start, for a bundle first
+    /// seen then): when its delivery began.
+    #[serde(skip)]
+    pub since_ms: u64,
 }
 
 /// Every app's bundle, by Marathon app id, and each environment's Marathon.
@@ -119,10 +123,14 @@ impl Tracker {
                 }
                 let mut b = manifest(name, app, snap.commit.as_deref());
                 match self.current.apps.get(&b.app_id) {
-                    Some(old) if old.digest == b.digest => b.index = old.index,
+                    Some(old) if old.digest == b.digest => {
+                        b.index = old.index;
+                        b.since_ms = old.since_ms;
+                    }
                     _ => {
                         self.last_index = (self.last_index + 1).max(now_ms);
                         b.index = self.last_index;
+                        b.since_ms = now_ms;
                     }
                 }
                 next.apps.insert(b.app_id.clone(), Arc::new(b));
@@ -185,6 +193,7 @@ fn manifest(env: &str, app: &RenderedApp, commit: Option<&str>) -> Bundle {
         index: 0,
         files,
         digest,
+        since_ms: 0,
     }
 }
 
@@ -294,10 +303,12 @@ mod tests {
         let same = env(&[("nginx.conf", "a", Reload::Hot)]);
         let b = t.update(&snap("c2", Some(same)), 800).expect("new env");
         assert_eq!(b.apps["/dev/web"].index, 1_000);
+        assert_eq!(b.apps["/dev/web"].since_ms, 500, "kept with the index");
         // Changed content: a larger index, at least the clock.
         let changed = env(&[("nginx.conf", "b", Reload::Hot)]);
         let b = t.update(&snap("c3", Some(changed)), 5_000).unwrap();
         assert_eq!(b.apps["/dev/web"].index, 5_000);
+        assert_eq!(b.apps["/dev/web"].since_ms, 5_000, "its delivery starts");
         // Even when the clock went back.
         let again = env(&[("nginx.conf", "c", Reload::Hot)]);
         let b = t.update(&snap("c4", Some(again)), 10).unwrap();

@@ -32,7 +32,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a file read waits while the loop renders a new commit.
 const RENDER_WAIT: Duration = Duration::from_secs(10);
 
-type Shared = Arc<Server>;
+pub(super) type Shared = Arc<Server>;
 
 /// The config server's routes. The watch (`GET /v1/config`) has its own
 /// bound (the capped `wait`); the others the usual request timeout.
@@ -53,11 +53,18 @@ pub fn router(server: Arc<Server>) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
+        // Merged after the limits above: a report has its own.
+        .merge(super::report::router())
         .with_state(server)
 }
 
 /// A refusal: counted, logged without the token, answered as JSON.
-fn refuse(s: &Server, r: Refusal, task: Option<&str>, caller: Option<IpAddr>) -> Response {
+pub(super) fn refuse(
+    s: &Server,
+    r: Refusal,
+    task: Option<&str>,
+    caller: Option<IpAddr>,
+) -> Response {
     s.metrics
         .refusals
         .get_or_create(&super::ReasonLabels {
@@ -109,7 +116,7 @@ fn refuse_quietly(s: &Server, r: &Refusal, task: Option<&str>, caller: IpAddr) -
 }
 
 /// A 503 (`busy`): try again shortly.
-fn unavailable(s: &Server, why: impl Into<String>) -> Response {
+pub(super) fn unavailable(s: &Server, why: impl Into<String>) -> Response {
     refuse(s, Refusal::Busy(why.into()), None, None)
 }
 
@@ -145,7 +152,7 @@ fn parse_login(body: &[u8]) -> Result<LoginRequest, Refusal> {
 }
 
 /// A login or renewal a browser could be made to send from another site.
-fn cross_site(s: &Server, headers: &HeaderMap, caller: IpAddr) -> Option<Response> {
+pub(super) fn cross_site(s: &Server, headers: &HeaderMap, caller: IpAddr) -> Option<Response> {
     let why = super::browser::same_origin(headers).err()?;
     Some(refuse(s, Refusal::CrossSite(why), None, Some(caller)))
 }
@@ -287,6 +294,8 @@ fn grant(s: &Server, env: String, app: String, task: String, addr: Option<IpAddr
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
     let token = token::sign(&s.key, &claims);
+    // The task's report lives as long as its token.
+    s.reports.lock().renewed(&claims.task, exp);
     (
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         axum::Json(json!({
@@ -322,7 +331,7 @@ async fn renew(
 
 /// The token's claims, once its signature, expiry and task are checked.
 /// `recheck`: ask Marathon now rather than trust a recent answer.
-async fn authenticate(
+pub(super) async fn authenticate(
     s: &Server,
     headers: &HeaderMap,
     caller: IpAddr,

@@ -321,7 +321,7 @@ impl Refusal {
                  (pacer.yaml's marathon is not trusted for logins)"
             ),
             Refusal::NotJson => {
-                "send the login as JSON, with `Content-Type: application/json`".into()
+                "send the body as JSON, with `Content-Type: application/json`".into()
             }
             Refusal::CrossSite(why) => why.clone(),
             Refusal::TooManyWatches => format!(

@@ -8,6 +8,7 @@
 //! | `POST /v1/token/renew` | a fresh token for a task Marathon still runs |
 //! | `GET /v1/config[?index=N&wait=60s]` | the caller's manifest ([`bundle`]); with `index`, a blocking query |
 //! | `GET /v1/config/files/{name}` | one file's content |
+//! | `POST /v1/report` | what the agent holds: `{"index","failed"}` ([`report`]) |
 //!
 //! Every refusal is 400, 401, 403, 429 or 503 with `{"message","reason"}`, counted in
 //! `pacer_config_refusals_total{reason}`; a token is never echoed or logged.
@@ -24,10 +25,15 @@
 //!   token's task still runs.
 //! - [`limit`]: logins and renewals per source address; `flight`: one
 //!   Marathon read per app serves concurrent logins.
-//! - [`handlers`]: the HTTP side.
+//! - [`handlers`]: the HTTP side; [`report`]: the agents' reports, kept
+//!   in [`reports`].
+//! - [`progress`]: how far a bundle has reached an app's tasks, pure;
+//!   [`track`]: the hot deliveries followed to the end, for the status and
+//!   the history; `deliveries`: the server's side of it.
 
 mod browser;
 pub mod bundle;
+mod deliveries;
 mod flight;
 mod handlers;
 pub mod keys;
@@ -35,8 +41,12 @@ pub mod limit;
 pub mod liveness;
 pub mod login;
 mod private;
+pub mod progress;
+pub mod report;
+pub mod reports;
 pub mod resolve;
 pub mod token;
+pub mod track;
 pub mod used;
 pub mod watches;
 
@@ -80,6 +90,9 @@ pub struct Settings {
     /// Blocking watches waiting at once, all tasks together (half the
     /// listener's connection cap).
     pub max_watches: usize,
+    /// How long a hot update may take to reach every running task before
+    /// its delivery fails.
+    pub delivery_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -93,6 +106,7 @@ impl Default for Settings {
             task_recheck: Duration::from_secs(30),
             marathons: BTreeMap::new(),
             max_watches: 512,
+            delivery_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -143,6 +157,14 @@ pub struct Server {
     /// Set when the daemon stops: every watch answers at once.
     stopping: watch::Sender<bool>,
     metrics: DeliveryMetrics,
+    /// What each task's agent last reported.
+    reports: Mutex<reports::Reports>,
+    /// The hot deliveries followed.
+    tracks: Mutex<track::Tracks>,
+    /// Wakes the deliveries' follower: a report came, or a hot update.
+    wake: Arc<tokio::sync::Notify>,
+    /// Wakes the daemon: a hot delivery ended, to be recorded.
+    delivered: Arc<tokio::sync::Notify>,
 }
 
 /// Logins checked with Marathon at once; more are answered 503.
@@ -197,7 +219,8 @@ impl Server {
             );
         }
         let max_watches = settings.max_watches;
-        Ok(Arc::new(Server {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let server = Arc::new(Server {
             settings,
             marathon,
             key,
@@ -213,7 +236,17 @@ impl Server {
             watches: watches::Watches::new(max_watches),
             stopping: watch::channel(false).0,
             metrics: DeliveryMetrics::new(),
-        }))
+            reports: Mutex::default(),
+            tracks: Mutex::default(),
+            wake: wake.clone(),
+            delivered: Arc::default(),
+        });
+        tokio::spawn(deliveries::follow(
+            Arc::downgrade(&server),
+            wake,
+            server.bundles.clone(),
+        ));
+        Ok(server)
     }
 
     /// Ends every watch now (they answer with the current bundle), as the
@@ -238,12 +271,27 @@ impl Server {
             "addressCheck": self.settings.check_address,
             "loginGraceSeconds": self.settings.login_grace.as_secs(),
             "tokenTtlSeconds": self.settings.token_ttl.as_secs(),
+            "deliveryTimeoutSeconds": self.settings.delivery_timeout.as_secs(),
         })
     }
 
     /// Adds the config server's series to the daemon's OpenMetrics text
     /// (before its `# EOF`).
     pub fn append_metrics(&self, text: &mut String) {
+        let mut tasks: BTreeMap<&str, i64> =
+            ["delivering", "delivered", "failed"].map(|s| (s, 0)).into();
+        for v in self.views(now_ms()).values() {
+            let n = i64::try_from(v.delivery.tasks).unwrap_or(i64::MAX);
+            *tasks.entry(v.delivery.state.as_str()).or_default() += n;
+        }
+        for (state, n) in tasks {
+            self.metrics
+                .delivery_tasks
+                .get_or_create(&StateLabels {
+                    state: state.into(),
+                })
+                .set(n);
+        }
         let mut ours = String::new();
         if prometheus_client::encoding::text::encode(&mut ours, &self.metrics.registry).is_err() {
             return;
@@ -294,6 +342,10 @@ impl Server {
         }
         let known = liveness::next(l.get(task).map(|(_, k)| *k), seen);
         l.insert(task.to_string(), (Instant::now(), known));
+        if known == liveness::Known::Dead {
+            // Its report goes with its token.
+            self.reports.lock().remove(task);
+        }
         known
     }
 }
@@ -346,11 +398,24 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
 struct DeliveryMetrics {
     registry: Registry,
     refusals: Family<ReasonLabels, Counter>,
     logins: Counter,
     watchers: Gauge,
+    reports: Counter,
+    delivery_tasks: Family<StateLabels, Gauge>,
+    deliveries: Family<OutcomeLabels, Counter>,
 }
 
 impl DeliveryMetrics {
@@ -378,11 +443,35 @@ impl DeliveryMetrics {
             // Every reason shows, at 0 until it happens.
             let _ = refusals.get_or_create(&ReasonLabels { reason: r.into() });
         }
+        let reports = Counter::default();
+        registry.register(
+            "pacer_config_reports",
+            "Agent reports the config server kept",
+            reports.clone(),
+        );
+        let delivery_tasks = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "pacer_config_delivery_tasks",
+            "Running tasks of the apps whose delivery is in each state",
+            delivery_tasks.clone(),
+        );
+        let deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "pacer_config_hot_deliveries",
+            "Hot updates whose delivery ended, by outcome",
+            deliveries.clone(),
+        );
+        for o in ["delivered", "failed"] {
+            let _ = deliveries.get_or_create(&OutcomeLabels { outcome: o.into() });
+        }
         DeliveryMetrics {
             registry,
             refusals,
             logins,
             watchers,
+            reports,
+            delivery_tasks,
+            deliveries,
         }
     }
 }

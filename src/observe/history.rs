@@ -35,9 +35,18 @@ pub enum HistoryOutcome {
     Rollback,
     /// Only the instance count changed.
     Scaled,
-    /// A commit that changed the app's files without a deployment (hot
-    /// reload) or changed nothing in this environment.
+    /// A commit that changed only the app's hot-reload files, recorded as
+    /// sent by a pacer from before deliveries were followed to the tasks.
     Hot,
+    /// A hot update every running task reported it holds (`appliedAt`:
+    /// when the last one did).
+    Delivered,
+    /// A hot update that did not reach every running task: a check or
+    /// reload refused it, or it timed out.
+    DeliveryFailed,
+    /// A commit that changed only the app's hot-reload files, with no
+    /// delivery on record: nothing says the tasks got it.
+    Unconfirmed,
     /// The newest version, with a deployment still running.
     InProgress,
     /// Deployed and failed, and the rollback failed too: it still runs

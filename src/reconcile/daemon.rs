@@ -145,6 +145,9 @@ struct Daemon {
     /// Deployment records (with the commit each annotates) not yet
     /// written and pushed.
     records: Records,
+    /// The config server, when it runs: it follows hot updates to every
+    /// running task.
+    delivery: Option<Arc<crate::delivery::Server>>,
 }
 
 /// The results of one background apply.
@@ -172,6 +175,7 @@ pub async fn run(
         writer,
         triggers_tx: tx,
         triggers: rx,
+        delivery,
     } = parts;
     tokio::pin!(shutdown);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -216,18 +220,37 @@ pub async fn run(
         writer,
         records,
         pass_again: false,
+        delivery,
     };
 
     let mut wait = Duration::ZERO;
     let mut backoff = Duration::from_millis(500);
     let mut trigger = Trigger::Poll;
+    let delivered = d.delivery.as_ref().map(|s| s.delivered_wake());
     loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tokio::time::sleep(wait) => {}
-            t = d.triggers.recv() => {
-                if let Some(t) = t { trigger = t; }
+        let next = tokio::time::Instant::now() + wait;
+        let woken = loop {
+            tokio::select! {
+                _ = &mut shutdown => break None,
+                _ = tokio::time::sleep_until(next) => break Some(None),
+                t = d.triggers.recv() => break Some(t),
+                // A hot delivery ended: its record goes out now, without
+                // a cycle (the next one may be an hour away).
+                _ = async {
+                    match &delivered {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    d.record_deliveries();
+                    d.publish_records(None).await;
+                }
             }
+        };
+        match woken {
+            None => break,
+            Some(Some(t)) => trigger = t,
+            Some(None) => {}
         }
         // A burst of webhooks is one run. Every retry in it counts: each
         // names its own apps, and keeping only the last one dropped the
@@ -281,6 +304,7 @@ pub async fn run(
     while let Ok(f) = d.done_rx.try_recv() {
         d.record(f);
     }
+    d.record_deliveries();
     d.records.retry_now();
     let _ = tokio::time::timeout(Duration::from_secs(10), d.publish_records(None)).await;
     Ok(())
@@ -367,6 +391,7 @@ impl Daemon {
         while let Ok(f) = self.done_rx.try_recv() {
             self.record(f);
         }
+        self.record_deliveries();
         self.unreachable.clear();
         self.health.doing("fetching the config repo");
         let fetched = self.fetch().await;

@@ -58,6 +58,9 @@ pub struct Parts {
     pub writer: Writer,
     pub triggers_tx: mpsc::Sender<Trigger>,
     pub(super) triggers: mpsc::Receiver<Trigger>,
+    /// The config server, when it runs: the loop hands it the hot updates
+    /// to follow and records how their deliveries ended.
+    pub delivery: Option<Arc<crate::delivery::Server>>,
 }
 
 impl Parts {
@@ -83,6 +86,7 @@ impl Parts {
             },
             triggers_tx: tx,
             triggers: rx,
+            delivery: None,
         }
     }
 

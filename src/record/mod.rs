@@ -25,7 +25,7 @@ pub struct Entry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<String>,
     /// When Marathon took the version (its version timestamp); for a hot
-    /// update, when pacer delivered it.
+    /// update, when its delivery ended (every task had it, or it failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<String>,
     /// Marathon's app version.
@@ -362,14 +362,26 @@ pub async fn history(
             if deployed.contains(c.as_str()) || attributed.contains(c) || !after_first(c) {
                 continue;
             }
+            // How its delivery ended; an older pacer recorded `hot` alone.
+            let rank = |o: Outcome| match o {
+                Outcome::Delivered | Outcome::DeliveryFailed => 2,
+                Outcome::Hot => 1,
+                _ => 0,
+            };
             let hot = records
                 .iter()
-                .find(|(rc, r)| rc == c && r.outcome == Outcome::Hot);
+                .filter(|(rc, r)| rc == c && rank(r.outcome) > 0)
+                .max_by(|a, b| (rank(a.1.outcome), &a.1.at).cmp(&(rank(b.1.outcome), &b.1.at)));
             let outcome = match (hot, repo.as_ref()) {
-                (Some(_), _) => HistoryOutcome::Hot,
+                (Some((_, r)), _) => match r.outcome {
+                    Outcome::Delivered => HistoryOutcome::Delivered,
+                    Outcome::DeliveryFailed => HistoryOutcome::DeliveryFailed,
+                    _ => HistoryOutcome::Hot,
+                },
                 (None, Some(r)) => match renders.change_at(r, c) {
                     Change::Definition => HistoryOutcome::NotDeployed,
-                    Change::Files => HistoryOutcome::Hot,
+                    // Files changed, and no delivery was recorded.
+                    Change::Files => HistoryOutcome::Unconfirmed,
                     Change::Nothing => HistoryOutcome::Unchanged,
                 },
                 (None, None) => HistoryOutcome::NotDeployed,

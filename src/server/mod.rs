@@ -6,7 +6,7 @@
 //! | `GET /healthz` | 200 `ok` while the reconcile loop turns; 503 `{"healthy":false,"reason":…}` when it is stuck |
 //! | `GET /readyz` | 200 when the loop has a commit that loads and its Marathons answer, else 503 `{"ready":false,"reason":…}` |
 //! | `GET /metrics` | OpenMetrics text ([`metrics`]) |
-//! | `GET /api/v1/status` | the [`Status`] as JSON |
+//! | `GET /api/v1/status` | the [`Status`] as JSON, each app with its config `delivery` when the config server runs |
 //! | `POST /hooks/git` | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected |
 //! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin or to a host name not allowed (`--allowed-host`), 404 unknown env or app |
 //! | `/v1/…` | the config server, when it runs ([`crate::delivery`]) |
@@ -224,10 +224,11 @@ async fn status(State(state): State<Shared>) -> Response {
         {
             *url = serde_json::Value::String(crate::redact::url(s));
         }
-        if let Some(d) = &state.delivery
-            && let Some(o) = v.as_object_mut()
-        {
-            o.insert("configServer".into(), d.status());
+        if let Some(d) = &state.delivery {
+            with_deliveries(&mut v, &d.deliveries());
+            if let Some(o) = v.as_object_mut() {
+                o.insert("configServer".into(), d.status());
+            }
         }
         serde_json::to_vec(&v)
     });
@@ -243,6 +244,32 @@ async fn status(State(state): State<Shared>) -> Response {
         Err(e) => {
             tracing::error!(error = %e, "serialising the status");
             (StatusCode::INTERNAL_SERVER_ERROR, "status not available").into_response()
+        }
+    }
+}
+
+/// Puts each app's delivery (by its Marathon id) under the app.
+fn with_deliveries(
+    status: &mut serde_json::Value,
+    deliveries: &std::collections::HashMap<String, serde_json::Value>,
+) {
+    let Some(envs) = status
+        .get_mut("environments")
+        .and_then(|e| e.as_object_mut())
+    else {
+        return;
+    };
+    for env in envs.values_mut() {
+        let Some(apps) = env.get_mut("apps").and_then(|a| a.as_object_mut()) else {
+            continue;
+        };
+        for app in apps.values_mut() {
+            let id = app.get("id").and_then(|i| i.as_str()).unwrap_or("");
+            if let Some(d) = deliveries.get(id)
+                && let Some(o) = app.as_object_mut()
+            {
+                o.insert("delivery".into(), d.clone());
+            }
         }
     }
 }

@@ -133,10 +133,13 @@ pub struct Finished {
     pub message: Option<String>,
 }
 
-/// The sync status an outcome leaves behind.
+/// The sync status an outcome leaves behind. A delivery's end leaves
+/// Marathon as it was (in sync): the app's `delivery` tells how it went.
 pub fn outcome_sync(outcome: Outcome) -> SyncStatus {
     match outcome {
-        Outcome::Succeeded | Outcome::Hot => SyncStatus::InSync,
+        Outcome::Succeeded | Outcome::Hot | Outcome::Delivered | Outcome::DeliveryFailed => {
+            SyncStatus::InSync
+        }
         Outcome::Failed | Outcome::RolledBack => SyncStatus::Failed,
     }
 }

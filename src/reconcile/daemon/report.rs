@@ -151,13 +151,13 @@ impl Daemon {
                     .unwrap_or_default()
             );
             match r.outcome {
-                Outcome::Succeeded | Outcome::Hot => tracing::info!(
+                Outcome::Succeeded | Outcome::Hot | Outcome::Delivered => tracing::info!(
                     env = %f.env,
                     commit = short(&f.head),
                     deployment = r.deployment_id.as_deref().unwrap_or("-"),
                     "deployed {line}"
                 ),
-                Outcome::Failed | Outcome::RolledBack => tracing::warn!(
+                Outcome::Failed | Outcome::RolledBack | Outcome::DeliveryFailed => tracing::warn!(
                     env = %f.env,
                     commit = short(&f.head),
                     deployment = r.deployment_id.as_deref().unwrap_or("-"),
@@ -171,8 +171,17 @@ impl Daemon {
                 && let Some(a) = app
             {
                 self.served_hot.insert(a.id.clone(), plan::served_digest(a));
-            }
-            if let Ok(commit) = git2::Oid::from_str(&f.head) {
+                // Recorded when its delivery ends, not now: the history
+                // must not claim files that never reached a task.
+                if let Some(d) = &self.delivery {
+                    d.deliver_hot(crate::delivery::track::Hot {
+                        env: f.env.clone(),
+                        app: a.app.clone(),
+                        id: a.id.clone(),
+                        commit: f.head.clone(),
+                    });
+                }
+            } else if let Ok(commit) = git2::Oid::from_str(&f.head) {
                 self.records.push(commit, notes::Record::of(&f.env, r, now));
             }
             project::record_result(
@@ -193,6 +202,37 @@ impl Daemon {
                     at: now.to_rfc3339(),
                     deployment_id: r.deployment_id.clone(),
                     message: r.message.clone(),
+                },
+            );
+        }
+    }
+}
+
+impl Daemon {
+    /// Records how the hot deliveries that ended went, on their commits.
+    pub(super) fn record_deliveries(&mut self) {
+        let Some(d) = &self.delivery else { return };
+        for r in d.take_delivered() {
+            let Ok(commit) = git2::Oid::from_str(&r.hot.commit) else {
+                continue;
+            };
+            let at =
+                chrono::DateTime::from_timestamp_millis(r.at_ms).unwrap_or_else(chrono::Utc::now);
+            let outcome = match r.failed {
+                None => Outcome::Delivered,
+                Some(_) => Outcome::DeliveryFailed,
+            };
+            self.records.push(
+                commit,
+                notes::Record {
+                    env: r.hot.env,
+                    app: r.hot.app,
+                    id: r.hot.id,
+                    outcome,
+                    deployment: None,
+                    version: None,
+                    rollback: None,
+                    at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 },
             );
         }
