@@ -395,7 +395,7 @@ async fn main() {
         no_deployments(&http, &sim_url, "the deployment", Duration::from_secs(30)).await;
     }
     println!(
-        "webhook received → PUT sent, one-app commit        {:.0} ms   median of {}; target ≤ 100 ms",
+        "webhook received → PUT sent, one-app commit        {:.0} ms   median of {}; target ≤ 50 ms",
         median(latencies.clone()),
         latencies.len()
     );

@@ -129,8 +129,6 @@ struct Daemon {
     /// Finished steps, reported by the background applies.
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
-    /// Wakes the loop when a background apply ends.
-    wake: mpsc::Sender<Trigger>,
     /// id → (commit, definition) of app versions a newer commit replaced:
     /// what Git said at the commit a live app still runs, without
     /// rendering that commit again.
@@ -173,7 +171,9 @@ pub async fn run(
         metrics,
         health,
         writer,
-        triggers_tx: tx,
+        // Held for the loop's life: with every sender gone, `recv` would
+        // answer at once, and the loop would spin.
+        triggers_tx: _triggers_tx,
         triggers: rx,
         delivery,
     } = parts;
@@ -214,7 +214,6 @@ pub async fn run(
         inflight: Default::default(),
         done_tx,
         done_rx,
-        wake: tx.clone(),
         known_baselines: BTreeMap::new(),
         triggers: rx,
         writer,
@@ -234,6 +233,16 @@ pub async fn run(
                 _ = &mut shutdown => break None,
                 _ = tokio::time::sleep_until(next) => break Some(None),
                 t = d.triggers.recv() => break Some(t),
+                // A background apply ended: its outcome is recorded now,
+                // without a cycle. A cycle would read every app again, and
+                // while it ran a push would wait for it.
+                Some(f) = d.done_rx.recv() => {
+                    d.record(f);
+                    while let Ok(f) = d.done_rx.try_recv() {
+                        d.record(f);
+                    }
+                    d.publish_records(None).await;
+                }
                 // A hot delivery ended: its record goes out now, without
                 // a cycle (the next one may be an hour away).
                 _ = async {
@@ -291,10 +300,9 @@ pub async fn run(
             backoff = (backoff * 2).min(MAX_BACKOFF);
             w
         };
-        // A background apply that ended during the pass may have had its
-        // wake-up taken by the pass: record it now rather than a poll later.
-        // The same for a push or a retry taken at the end of the pass.
-        if !d.done_rx.is_empty() || std::mem::take(&mut d.pass_again) {
+        // A push or a retry taken at the end of the pass gets a pass of its
+        // own at once.
+        if std::mem::take(&mut d.pass_again) {
             wait = Duration::ZERO;
         }
         trigger = Trigger::Poll;

@@ -124,7 +124,7 @@ impl Daemon {
             observed.clone(),
             self.cfg.apply.clone(),
         );
-        let (done, wake) = (self.done_tx.clone(), self.wake.clone());
+        let done = self.done_tx.clone();
         let (env, head) = (env.to_string(), head.to_string());
         // Deployments are followed in the background: a ten-minute
         // rollout in one environment doesn't hold up the others.
@@ -138,6 +138,7 @@ impl Daemon {
                 Arc::new(LogProgress),
             )
             .await;
+            // The loop records it as soon as it is between cycles.
             let _ = done.send(Finished {
                 env,
                 head,
@@ -145,8 +146,6 @@ impl Daemon {
                 steps: run.steps,
                 results,
             });
-            // Record the outcome now, not at the next poll.
-            let _ = wake.try_send(Trigger::Poll);
         });
         started
     }
