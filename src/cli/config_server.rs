@@ -72,6 +72,27 @@ pub struct ConfigServerArgs {
         help_heading = "Config server"
     )]
     pub task_recheck: u64,
+    /// Logins and renewals one address may make at once (a host's tasks
+    /// starting together), before `--login-rate` applies.
+    #[arg(
+        long,
+        env = "PACER_LOGIN_BURST",
+        default_value_t = 60,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        help_heading = "Config server"
+    )]
+    pub login_burst: u32,
+    /// Logins and renewals per second one address may make after its burst.
+    #[arg(
+        long,
+        env = "PACER_LOGIN_RATE",
+        default_value_t = 10,
+        value_name = "PER_SECOND",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        help_heading = "Config server"
+    )]
+    pub login_rate: u32,
     /// `ENV=URL`: the Marathon that vouches for ENV's task logins, when
     /// `--marathon` is not given (repeat per environment). pacer.yaml's
     /// `marathon:` is never trusted for logins: without one of these the
@@ -136,6 +157,11 @@ impl ConfigServerArgs {
             check_address: self.task_address_check,
             task_recheck: Duration::from_secs(self.task_recheck),
             delivery_timeout: Duration::from_secs(self.delivery_timeout),
+            login_rate: crate::delivery::limit::Rate {
+                burst: f64::from(self.login_burst),
+                per_second: f64::from(self.login_rate),
+                ..crate::delivery::limit::LOGIN
+            },
             // Set from the listener's connection cap when it starts.
             ..crate::delivery::Settings::default()
         })
@@ -158,5 +184,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        c: super::ConfigServerArgs,
+    }
+
+    #[test]
+    fn the_login_rate_is_the_operators_and_never_zero() {
+        use clap::Parser;
+        let s = Cli::try_parse_from(["t"]).unwrap().c.settings().unwrap();
+        assert_eq!((s.login_rate.burst, s.login_rate.per_second), (60.0, 10.0));
+        let c = Cli::try_parse_from(["t", "--login-burst", "500", "--login-rate", "50"]).unwrap();
+        let s = c.c.settings().unwrap();
+        assert_eq!((s.login_rate.burst, s.login_rate.per_second), (500.0, 50.0));
+        assert_eq!(
+            s.login_rate.max_callers,
+            crate::delivery::limit::LOGIN.max_callers
+        );
+        assert!(Cli::try_parse_from(["t", "--login-rate", "0"]).is_err());
+        assert!(Cli::try_parse_from(["t", "--login-burst", "-1"]).is_err());
     }
 }

@@ -93,6 +93,8 @@ pub struct Settings {
     /// How long a hot update may take to reach every running task before
     /// its delivery fails.
     pub delivery_timeout: Duration,
+    /// Logins and renewals per source address.
+    pub login_rate: limit::Rate,
 }
 
 impl Default for Settings {
@@ -107,6 +109,7 @@ impl Default for Settings {
             marathons: BTreeMap::new(),
             max_watches: 512,
             delivery_timeout: Duration::from_secs(300),
+            login_rate: limit::LOGIN,
         }
     }
 }
@@ -219,6 +222,7 @@ impl Server {
             );
         }
         let max_watches = settings.max_watches;
+        let login_rate = settings.login_rate;
         let wake = Arc::new(tokio::sync::Notify::new());
         let server = Arc::new(Server {
             settings,
@@ -232,7 +236,7 @@ impl Server {
             liveness: Mutex::default(),
             login_checks: tokio::sync::Semaphore::new(MAX_LOGIN_CHECKS),
             app_reads: flight::AppReads::default(),
-            limiter: Mutex::new(limit::Limiter::new(limit::LOGIN)),
+            limiter: Mutex::new(limit::Limiter::new(login_rate)),
             watches: watches::Watches::new(max_watches),
             stopping: watch::channel(false).0,
             metrics: DeliveryMetrics::new(),
