@@ -4,7 +4,8 @@
 //! one app of 10,000 costs a handful of tree reads, and the paths that
 //! differ say which apps' inputs may have changed (`render::incremental`).
 
-use super::{Entry, Result, add_tree, entry_of, is_config_path};
+use super::tree::{add_tree, entry_of};
+use super::{Entry, Result, is_config_path};
 use git2::{ObjectType, Oid, Repository, Tree};
 use std::collections::{BTreeMap, BTreeSet};
 
