@@ -11,11 +11,8 @@
 
 mod common;
 
-use common::{Shape, generate, git};
-use pacer::render::{self, Scope};
-use pacer::source::RepoLocation;
+use common::{Shape, generate, git, load_sim, start_sim};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Opts {
@@ -116,32 +113,16 @@ async fn main() {
     );
     println!("binary: {}; median of {} runs each\n", o.bin, o.runs);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_url = format!("http://{}", listener.local_addr().unwrap());
-    let sim = pacer::sim::Shared::new(pacer::sim::SimConfig {
-        settings: pacer::sim::Settings {
-            start_delay_ms: 0,
-            healthy_delay_ms: 0,
-            ..pacer::sim::Settings::default()
-        },
-        state_file: None,
+    let sim_url = start_sim(pacer::sim::Settings {
+        start_delay_ms: 0,
+        healthy_delay_ms: 0,
+        ..pacer::sim::Settings::default()
     })
-    .unwrap();
-    tokio::spawn(pacer::sim::serve_sim(listener, sim, std::future::pending()));
+    .await;
     let http = reqwest::Client::new();
 
     // Marathon gets what Git says, straight through the API.
-    let loc = RepoLocation::discover(&repo).unwrap();
-    let desired = render::render(Arc::new(loc.at_rev("HEAD").unwrap()), &Scope::default()).unwrap();
-    for app in desired.envs.values().flat_map(|e| e.apps.values()) {
-        let r = http
-            .put(format!("{sim_url}/v2/apps{}", app.id))
-            .json(&app.marathon)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "PUT {}: {}", app.id, r.status());
-    }
+    load_sim(&sim_url, &repo).await;
     no_deployments(&http, &sim_url, Duration::from_secs(120)).await;
 
     let mut floor = Vec::new();

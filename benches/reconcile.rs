@@ -14,9 +14,8 @@
 
 mod common;
 
-use common::{Shape, generate, git};
+use common::{Shape, generate, git, load_sim, start_sim};
 use hmac::{Hmac, Mac};
-use pacer::render::{self, Scope};
 use pacer::source::RepoLocation;
 use sha2::Sha256;
 use std::io::{BufRead, BufReader};
@@ -203,50 +202,22 @@ async fn main() {
     );
 
     // The simulator, in this process; tasks start at once.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_url = format!("http://{}", listener.local_addr().unwrap());
-    let sim = pacer::sim::Shared::new(pacer::sim::SimConfig {
-        settings: pacer::sim::Settings {
-            start_delay_ms: 0,
-            healthy_delay_ms: 0,
-            // 10,000 apps go in at once; on a busy machine more than
-            // Marathon's default 100 deployments are still running, and its
-            // 403 would end the bench before it measures anything.
-            max_running_deployments: 100_000,
-            ..pacer::sim::Settings::default()
-        },
-        state_file: None,
+    let sim_url = start_sim(pacer::sim::Settings {
+        start_delay_ms: 0,
+        healthy_delay_ms: 0,
+        // 10,000 apps go in at once; on a busy machine more than
+        // Marathon's default 100 deployments are still running, and its
+        // 403 would end the bench before it measures anything.
+        max_running_deployments: 100_000,
+        ..pacer::sim::Settings::default()
     })
-    .unwrap();
-    tokio::spawn(pacer::sim::serve_sim(listener, sim, std::future::pending()));
+    .await;
     let http = reqwest::Client::new();
 
     // Load Marathon with what Git says, straight through the API.
     let t = Instant::now();
+    load_sim(&sim_url, &repo).await;
     let loc = RepoLocation::discover(&repo).unwrap();
-    let desired = render::render(Arc::new(loc.at_rev("HEAD").unwrap()), &Scope::default()).unwrap();
-    let apps: Vec<(String, serde_json::Value)> = desired
-        .envs
-        .values()
-        .flat_map(|e| e.apps.values())
-        .map(|a| (a.id.clone(), a.marathon.clone()))
-        .collect();
-    let limit = Arc::new(tokio::sync::Semaphore::new(32));
-    let mut puts = tokio::task::JoinSet::new();
-    for (id, body) in apps {
-        let (http, url, limit) = (http.clone(), sim_url.clone(), limit.clone());
-        puts.spawn(async move {
-            let _p = limit.acquire_owned().await.unwrap();
-            let r = http
-                .put(format!("{url}/v2/apps{id}"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "PUT {id}: {}", r.status());
-        });
-    }
-    while puts.join_next().await.is_some() {}
     no_deployments(
         &http,
         &sim_url,

@@ -24,6 +24,7 @@
 //! timeout.
 
 mod budget;
+pub mod origin;
 #[cfg(test)]
 mod tests;
 

@@ -35,7 +35,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("status", &["model", "redact", "render"]),
     (
         "delivery",
-        &["marathon", "model", "redact", "render", "status"],
+        &["listen", "marathon", "model", "redact", "render", "status"],
     ),
     (
         "server",

@@ -77,3 +77,47 @@ pub fn git(dir: &Path, args: &[&str]) {
         .success();
     assert!(ok, "git {args:?}");
 }
+
+/// The simulator in this process with `settings`; its URL.
+pub async fn start_sim(settings: pacer::sim::Settings) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sim = pacer::sim::Shared::new(pacer::sim::SimConfig {
+        settings,
+        state_file: None,
+    })
+    .unwrap();
+    tokio::spawn(pacer::sim::serve_sim(listener, sim, std::future::pending()));
+    url
+}
+
+/// Puts every app the repo renders at HEAD into the simulator at `url`,
+/// straight through Marathon's API, 32 at a time. What to wait for after
+/// (deployments gone, tasks running) is the caller's.
+pub async fn load_sim(url: &str, repo: &Path) {
+    use pacer::render::{self, Scope};
+    use std::sync::Arc;
+    let loc = pacer::source::RepoLocation::discover(repo).unwrap();
+    let desired = render::render(Arc::new(loc.at_rev("HEAD").unwrap()), &Scope::default())
+        .unwrap_or_else(|d| panic!("the bench repo does not render: {d:?}"));
+    let http = reqwest::Client::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut puts = tokio::task::JoinSet::new();
+    for app in desired.envs.values().flat_map(|e| e.apps.values()) {
+        let (http, url, limit) = (http.clone(), url.to_string(), limit.clone());
+        let (id, body) = (app.id.clone(), app.marathon.clone());
+        puts.spawn(async move {
+            let _p = limit.acquire_owned().await.unwrap();
+            let r = http
+                .put(format!("{url}/v2/apps{id}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "PUT {id}: {}", r.status());
+        });
+    }
+    while let Some(r) = puts.join_next().await {
+        r.unwrap();
+    }
+}

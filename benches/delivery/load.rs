@@ -1,8 +1,6 @@
 //! The pacer side of the delivery benchmark: the simulator, the daemon,
 //! logins, watchers and the read load.
 
-use pacer::render::{self, Scope};
-use pacer::source::RepoLocation;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -55,32 +53,15 @@ pub fn rss_kb(pid: u32) -> u64 {
 /// The simulator in this process, tasks on loopback hosts starting at
 /// once, loaded with the repo's apps; its URL once all `tasks` run.
 pub async fn start_sim(repo: &Path, tasks: usize) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let sim = pacer::sim::Shared::new(pacer::sim::SimConfig {
-        settings: pacer::sim::Settings {
-            start_delay_ms: 0,
-            healthy_delay_ms: 0,
-            task_hosts: pacer::sim::state::TaskHosts::Loopback,
-            ..pacer::sim::Settings::default()
-        },
-        state_file: None,
+    let url = super::common::start_sim(pacer::sim::Settings {
+        start_delay_ms: 0,
+        healthy_delay_ms: 0,
+        task_hosts: pacer::sim::state::TaskHosts::Loopback,
+        ..pacer::sim::Settings::default()
     })
-    .unwrap();
-    tokio::spawn(pacer::sim::serve_sim(listener, sim, std::future::pending()));
+    .await;
+    super::common::load_sim(&url, repo).await;
     let http = reqwest::Client::new();
-    let loc = RepoLocation::discover(repo).unwrap();
-    let desired = render::render(Arc::new(loc.at_rev("HEAD").unwrap()), &Scope::default())
-        .unwrap_or_else(|d| panic!("the bench repo does not render: {d:?}"));
-    for app in desired.envs.values().flat_map(|e| e.apps.values()) {
-        let r = http
-            .put(format!("{url}/v2/apps{}", app.id))
-            .json(&app.marathon)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "PUT {}: {}", app.id, r.status());
-    }
     wait_until(
         &format!("{tasks} running tasks"),
         Duration::from_secs(300),

@@ -28,6 +28,7 @@
 //! gave them; webhooks are HMAC-authenticated and arrive with the forge's
 //! idea of the host, so they are not checked either.
 
+use crate::listen::origin::{self, CrossSite};
 use crate::status::Status;
 use axum::http::{HeaderMap, StatusCode, header};
 use std::net::Ipv4Addr;
@@ -116,53 +117,17 @@ pub fn host_allowed(headers: &HeaderMap, allowed: &AllowedHosts) -> Result<(), S
 
 /// `Ok` unless the request says it comes from another site.
 pub fn same_origin(headers: &HeaderMap) -> Result<(), String> {
-    let text = |name: header::HeaderName| {
-        headers.get(name).map(|v| {
-            v.to_str()
-                .unwrap_or("(not text)")
-                .trim()
-                .to_ascii_lowercase()
-        })
+    let (header, value) = match origin::cross_site(headers) {
+        None => return Ok(()),
+        Some(CrossSite::FetchSite(v)) => ("Sec-Fetch-Site", v),
+        Some(CrossSite::Origin(v)) => ("Origin", v),
     };
-    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site"))
-        && site != "same-origin"
-        && site != "none"
-    {
-        return Err(format!(
-            "cross-origin request refused (Sec-Fetch-Site: {site}); call the API from the same origin or the command line"
-        ));
-    }
-    if let Some(origin) = text(header::ORIGIN) {
-        let host = text(header::HOST).unwrap_or_default();
-        let origin_host = origin
-            .split_once("://")
-            .map(|(_, rest)| rest.trim_end_matches('/'))
-            .unwrap_or("");
-        if origin_host.is_empty() || origin_host != host {
-            return Err(format!(
-                "cross-origin request refused (Origin: {origin}); call the API from the same origin or the command line"
-            ));
-        }
-    }
-    Ok(())
+    Err(format!(
+        "cross-origin request refused ({header}: {value}); call the API from the same origin or the command line"
+    ))
 }
 
-/// Whether the body is declared JSON (`application/json`, `…+json`).
-pub fn is_json(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let media = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
-}
+pub use origin::is_json;
 
 /// `Ok` when `env` and `app` (either may be absent: all) name what the
 /// daemon reconciles; else the status code and why.

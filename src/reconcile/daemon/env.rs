@@ -69,11 +69,6 @@ impl Daemon {
         }
         let p = plan::plan(&subset, &observed, &self.unrendered(env));
         self.start_apply(env, head, &client, &subset, &observed, &p);
-        // The apply task was spawned from this worker into a slot no other
-        // worker takes from: without a yield it waits until the pass next
-        // waits on I/O, which was ~190 ms of planning later at 10,000 apps.
-        // Yielding lets it send its write now.
-        tokio::task::yield_now().await;
     }
 
     /// The apps of `env` in Git at the rendered commit that don't render.

@@ -126,6 +126,13 @@ impl Daemon {
 
     /// Takes in the results of a background apply: each app's outcome,
     /// counted in the metrics and shown in the status.
+    /// Records every background apply that has ended.
+    pub(super) fn record_finished(&mut self) {
+        while let Ok(f) = self.done_rx.try_recv() {
+            self.record(f);
+        }
+    }
+
     pub(super) fn record(&mut self, f: Finished) {
         // Released here, at the start of a cycle, not when the task ends: a
         // Marathon snapshot taken before the task ended still shows the old
