@@ -1,5 +1,6 @@
 //! Plain data shared by every pipeline stage. No I/O, no async.
 
+pub mod endpoints;
 pub mod file_actions;
 
 use serde::{Deserialize, Serialize};
