@@ -74,3 +74,6 @@ mod http_budgets;
 mod agent;
 /// A hot change followed to the tasks: agents report, the status says delivering, delivered or failed, the history records it.
 mod delivery_status;
+
+/// Live endpoints in templates: a moved task reaches the dependent file with no deployment; holds; rolling restarts; a broken stream.
+mod endpoints;

@@ -42,6 +42,8 @@ fn config(w: &World) -> Config {
         render_timeout: Duration::from_secs(60),
         http: pacer::listen::Limits::default(),
         allowed_hosts: Vec::new(),
+        endpoints: Default::default(),
+        endpoints_resync: Duration::from_secs(30),
     }
 }
 

@@ -206,6 +206,8 @@ async fn serve_demo(
         render_timeout: Duration::from_secs(60),
         http: crate::listen::Limits::default(),
         allowed_hosts: Vec::new(),
+        endpoints: Default::default(),
+        endpoints_resync: Duration::from_secs(30),
     };
 
     outln!("pacer demo")?;

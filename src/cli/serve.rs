@@ -186,6 +186,46 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub render_timeout: u64,
+    /// Live endpoints (`service()` in templates): a moved set waits until it
+    /// has been stable this long before the apps that name it render again…
+    #[arg(
+        long,
+        env = "PACER_ENDPOINTS_MIN_WAIT",
+        default_value_t = 2000,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(0..=600_000)
+    )]
+    pub endpoints_min_wait: u64,
+    /// …but never longer than this after its first change.
+    #[arg(
+        long,
+        env = "PACER_ENDPOINTS_MAX_WAIT",
+        default_value_t = 10_000,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(0..=3_600_000)
+    )]
+    pub endpoints_max_wait: u64,
+    /// A set that loses more than this share of its tasks in one step is
+    /// held back (an empty set always is) until it recovers or an operator
+    /// releases it (`POST /api/v1/endpoints/release`).
+    #[arg(
+        long,
+        env = "PACER_ENDPOINTS_MAX_SHRINK",
+        default_value_t = 0.5,
+        value_name = "SHARE",
+        value_parser = parse_share
+    )]
+    pub endpoints_max_shrink: f64,
+    /// How often every followed service is read again from Marathon, the
+    /// safety net under its event stream.
+    #[arg(
+        long,
+        env = "PACER_ENDPOINTS_RESYNC",
+        default_value_t = 30,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub endpoints_resync: u64,
     /// HTTP connections open at once; more wait to be accepted.
     #[arg(
         long,
@@ -280,6 +320,20 @@ pub(crate) fn config(a: ServeArgs) -> Config {
             write_timeout: Duration::from_secs(a.write_timeout),
         },
         allowed_hosts: a.allowed_hosts,
+        endpoints: crate::observe::endpoints::Settings {
+            min_wait_ms: a.endpoints_min_wait,
+            max_wait_ms: a.endpoints_max_wait.max(a.endpoints_min_wait),
+            max_shrink: a.endpoints_max_shrink,
+        },
+        endpoints_resync: Duration::from_secs(a.endpoints_resync),
+    }
+}
+
+/// A share from 0 to 1 (`0.5`).
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a share from 0 to 1, such as 0.5")),
     }
 }
 

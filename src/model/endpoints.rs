@@ -119,6 +119,34 @@ impl Endpoints {
     }
 }
 
+/// Why a set is held back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    pub reason: String,
+    /// Tasks in the set templates see, and in the set held back.
+    pub released_tasks: usize,
+    pub held_tasks: usize,
+    /// Since when (Unix ms).
+    pub since_ms: u64,
+}
+
+/// One followed service as `/api/v1/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Tasks in the set templates see.
+    pub tasks: usize,
+    /// Tasks Marathon reported last, when that differs (waiting or held).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_tasks: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Hold>,
+    /// The last read failed: why (the last good set stays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use crate::marathon::normalize_app;
 
+pub mod endpoints;
 pub mod gather;
 pub mod history;
 #[cfg(test)]

@@ -40,6 +40,8 @@ use tokio::sync::mpsc;
 mod env;
 /// Fetching, rewind checks and rendering of a new head.
 mod head;
+/// Live endpoints that moved: the apps that name them render again.
+mod live;
 /// What the loop reports: status, readiness, deployment records.
 mod report;
 
@@ -77,6 +79,10 @@ pub struct Config {
     /// Host names the HTTP side answers writes for, besides IP literals
     /// and `localhost` (`--allowed-host`).
     pub allowed_hosts: Vec<String>,
+    /// When a moved endpoint reaches the templates (`--endpoints-*`).
+    pub endpoints: crate::observe::endpoints::Settings,
+    /// How often every followed service is read again.
+    pub endpoints_resync: Duration,
 }
 
 /// Up to this many changed apps go out before the full pass.
@@ -146,6 +152,12 @@ struct Daemon {
     /// The config server, when it runs: it follows hot updates to every
     /// running task.
     delivery: Option<Arc<crate::delivery::Server>>,
+    /// Follows the live endpoints templates name.
+    follower: super::endpoints::Handle,
+    /// The endpoints the desired state was rendered with.
+    live: Arc<crate::model::endpoints::Endpoints>,
+    /// Releases of held endpoints taken while the loop was busy.
+    release_later: Vec<String>,
 }
 
 /// The results of one background apply.
@@ -190,6 +202,8 @@ pub async fn run(
         cfg.marathon_events,
     );
     let records = Records::new(cfg.records);
+    let follower = live::start(&cfg, status.reader());
+    let live = follower.latest().endpoints.clone();
     let mut d = Daemon {
         cfg,
         mirror,
@@ -220,19 +234,32 @@ pub async fn run(
         records,
         pass_again: false,
         delivery,
+        follower,
+        live,
+        release_later: Vec::new(),
     };
 
     let mut wait = Duration::ZERO;
     let mut backoff = Duration::from_millis(500);
     let mut trigger = Trigger::Poll;
     let delivered = d.delivery.as_ref().map(|s| s.delivered_wake());
+    let mut endpoints = d.follower.subscribe();
     loop {
         let next = tokio::time::Instant::now() + wait;
         let woken = loop {
             tokio::select! {
                 _ = &mut shutdown => break None,
                 _ = tokio::time::sleep_until(next) => break Some(None),
-                t = d.triggers.recv() => break Some(t),
+                t = d.triggers.recv() => {
+                    // An operator's release needs no cycle: the follower
+                    // lets the set through, and the change comes back as
+                    // moved endpoints.
+                    if let Some(Trigger::Release { service }) = t {
+                        d.release(&service).await;
+                        continue;
+                    }
+                    break Some(t);
+                }
                 // A background apply ended: its outcome is recorded now,
                 // without a cycle. A cycle would read every app again, and
                 // while it ran a push would wait for it.
@@ -252,6 +279,14 @@ pub async fn run(
                     d.record_deliveries();
                     d.publish_records(None).await;
                 }
+                // A service's endpoints moved (or a hold began or ended):
+                // the apps that name it render again, between cycles.
+                Ok(()) = endpoints.changed() => {
+                    tokio::select! {
+                        _ = &mut shutdown => break None,
+                        _ = d.endpoints_moved() => {}
+                    }
+                }
             }
         };
         match woken {
@@ -267,10 +302,17 @@ pub async fn run(
             retries.push((env.clone(), app.clone()));
         }
         while let Ok(t) = d.triggers.try_recv() {
-            if let Trigger::Retry { env, app } = &t {
-                retries.push((env.clone(), app.clone()));
-                trigger = t;
+            match &t {
+                Trigger::Retry { env, app } => {
+                    retries.push((env.clone(), app.clone()));
+                    trigger = t;
+                }
+                Trigger::Release { service } => d.release_later.push(service.clone()),
+                _ => {}
             }
+        }
+        for service in std::mem::take(&mut d.release_later) {
+            d.release(&service).await;
         }
         for (env, app) in &retries {
             d.mark_retry(env.as_deref(), app.as_deref());
@@ -358,6 +400,7 @@ impl Daemon {
         match t {
             Trigger::Webhook { .. } => self.take_push(head).await,
             Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
+            Trigger::Release { service } => self.release(&service).await,
             Trigger::Poll => {}
         }
     }
@@ -370,6 +413,7 @@ impl Daemon {
             match t {
                 Trigger::Webhook { .. } => push = true,
                 Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
+                Trigger::Release { service } => self.release_later.push(service),
                 Trigger::Poll => {}
             }
         }

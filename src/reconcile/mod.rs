@@ -14,6 +14,7 @@
 
 pub mod clients;
 pub mod daemon;
+pub mod endpoints;
 pub mod records;
 pub mod render_job;
 pub mod writer;

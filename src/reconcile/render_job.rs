@@ -17,6 +17,7 @@
 //! (one `Arc` each), never copied. The work in progress lives behind one
 //! lock ([`Slot`]) that the thread holds only to move results in.
 
+use crate::model::endpoints::Endpoints;
 use crate::model::{AppPath, EnvName};
 use crate::render::{self, Diagnostic, Diagnostics, RenderedApp, incremental};
 use crate::source::delta::Delta;
@@ -71,6 +72,11 @@ pub struct Job {
     /// differ from it are read, and apps none of whose inputs changed are
     /// kept without digesting them again.
     pub since: Option<Arc<Snapshot>>,
+    /// The live endpoints templates render with (`service()`).
+    pub endpoints: Arc<Endpoints>,
+    /// Apps rendered again whatever their inputs: the endpoints they name
+    /// moved.
+    pub force: BTreeMap<EnvName, BTreeSet<AppPath>>,
 }
 
 /// Render threads abandoned at their deadline and still running.
@@ -203,20 +209,32 @@ fn keep_last_good(w: &mut Work, env: &EnvName, app: &AppPath, problems: Vec<Diag
 /// The render thread.
 fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
     let loc = RepoLocation::bare(&job.git_dir, &job.prefix);
-    let read = match &job.since {
-        Some(prev) => loc.at_rev_since(&job.head, prev),
-        None => loc.at_rev(&job.head).map(|s| (s, Delta::everything())),
+    // The same commit again (the endpoints moved): its files are at hand.
+    let same = job
+        .since
+        .as_ref()
+        .filter(|s| s.revision.commit.as_deref() == Some(job.head.as_str()));
+    let read = match (same, &job.since) {
+        (Some(s), _) => Ok((s.clone(), Delta::nothing())),
+        (None, Some(prev)) => loc
+            .at_rev_since(&job.head, prev)
+            .map(|(s, d)| (Arc::new(s), d)),
+        (None, None) => loc
+            .at_rev(&job.head)
+            .map(|s| (Arc::new(s), Delta::everything())),
     };
     let mut delta = Delta::everything();
     let mut snapshot = None;
     let loaded = match read {
         Ok((s, d)) => {
             delta = d;
-            let s = Arc::new(s);
             snapshot = Some(s.clone());
             let mut diags = Diagnostics::default();
             match render::Repo::load(s, &mut diags) {
-                Some(r) if diags.is_empty() => Ok(r),
+                Some(mut r) if diags.is_empty() => {
+                    r.set_endpoints(job.endpoints.clone());
+                    Ok(r)
+                }
                 _ => Err(diags.finish()),
             }
         }
@@ -246,7 +264,13 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
                 return;
             }
         };
-        let mut w = partition(&repo, &previous, job.envs_filter.as_ref(), &delta);
+        let mut w = partition(
+            &repo,
+            &previous,
+            job.envs_filter.as_ref(),
+            &delta,
+            &job.force,
+        );
         w.out.snapshot = snapshot;
         *g = Slot::Working(Box::new(w));
     }
@@ -321,8 +345,9 @@ fn partition(
     previous: &PreviousState,
     envs_filter: Option<&BTreeSet<EnvName>>,
     delta: &Delta,
+    force: &BTreeMap<EnvName, BTreeSet<AppPath>>,
 ) -> Work {
-    let p = incremental::plan(repo, previous, envs_filter, delta);
+    let p = incremental::plan(repo, previous, envs_filter, delta, force);
     Work {
         out: Rendered {
             envs: p.envs,

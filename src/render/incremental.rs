@@ -38,16 +38,22 @@ pub struct Plan {
 /// `delta` says what differs from the commit `previous` was rendered at:
 /// an app it shows untouched keeps its version without its inputs being
 /// digested again (at 10,000 apps, most of a one-app commit's cost).
+/// The apps in `force` render again whatever their inputs: the live
+/// endpoints they name moved, which no digest of the tree can see.
 pub fn plan(
     repo: &Repo,
     previous: &Previous,
     filter: Option<&BTreeSet<EnvName>>,
     delta: &Delta,
+    force: &BTreeMap<EnvName, BTreeSet<AppPath>>,
 ) -> Plan {
     plan_with(
         &repo.envs,
         repo.apps.keys(),
-        |env, app, old| delta.app_unchanged(app) || old == &repo.inputs(env, app),
+        |env, app, old| {
+            !force.get(env).is_some_and(|f| f.contains(app))
+                && (delta.app_unchanged(app) || old == &repo.inputs(env, app))
+        },
         previous,
         filter,
     )

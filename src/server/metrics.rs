@@ -71,6 +71,8 @@ pub struct Metrics {
     marathon_errors: Counter,
     records_written: Counter,
     record_errors: Counter,
+    endpoint_renders: Counter,
+    endpoints_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -98,6 +100,8 @@ impl Metrics {
         let marathon_errors = Counter::default();
         let records_written = Counter::default();
         let record_errors = Counter::default();
+        let endpoint_renders = Counter::default();
+        let endpoints_held = Gauge::default();
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "pacer_reconcile_duration_seconds",
@@ -134,8 +138,20 @@ impl Metrics {
             "Failed attempts to write or push deployment records",
             record_errors.clone(),
         );
+        registry.register(
+            "pacer_endpoint_renders",
+            "Apps rendered again because a live endpoint they name moved",
+            endpoint_renders.clone(),
+        );
+        registry.register(
+            "pacer_endpoints_held",
+            "Services whose new endpoints are held back (empty, or shrunk too far in one step)",
+            endpoints_held.clone(),
+        );
         Metrics {
             registry,
+            endpoint_renders,
+            endpoints_held,
             reconcile_duration,
             deployments,
             git_fetch_errors,
@@ -159,6 +175,14 @@ impl Metrics {
                 outcome: outcome.as_str().into(),
             })
             .inc();
+    }
+
+    pub fn endpoint_renders(&self, apps: u64) {
+        self.endpoint_renders.inc_by(apps);
+    }
+
+    pub fn endpoints_held(&self, services: usize) {
+        self.endpoints_held.set(services as i64);
     }
 
     pub fn git_fetch_error(&self) {

@@ -9,12 +9,14 @@
 //! | `GET /api/v1/status` | the [`Status`] as JSON, each app with its config `delivery` when the config server runs |
 //! | `POST /hooks/git` | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected |
 //! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin or to a host name not allowed (`--allowed-host`), 404 unknown env or app |
+//! | `POST /api/v1/endpoints/release` | `{"service": "/prod/db"}`: lets a held set of live endpoints through ([`release`]): 202; 404 not followed, 409 not held; guarded as the retry is |
 //! | `/v1/…` | the config server, when it runs ([`crate::delivery`]) |
 //!
 //! Handlers only parse, decide and hand over: a webhook becomes a
 //! [`Trigger`] on the loop's channel, and the loop does the work.
 
 pub mod metrics;
+mod release;
 mod retry_guard;
 pub mod webhook;
 
@@ -89,6 +91,9 @@ pub enum Trigger {
         env: Option<String>,
         app: Option<String>,
     },
+    /// `POST /api/v1/endpoints/release`: let a held set of a service's
+    /// live endpoints through.
+    Release { service: String },
 }
 
 /// For logs: why a run happened (`webhook github d-42 at 1a2b3c4d5e6f`).
@@ -120,6 +125,7 @@ impl std::fmt::Display for Trigger {
                 }
                 Ok(())
             }
+            Trigger::Release { service } => write!(f, "endpoint release {service}"),
         }
     }
 }
@@ -142,6 +148,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/retry",
             post(retry).layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES)),
+        )
+        .route(
+            "/api/v1/endpoints/release",
+            post(release::release).layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES)),
         )
         .route("/hooks/git", post(git_hook))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

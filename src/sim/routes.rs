@@ -303,6 +303,10 @@ fn handle(sim: &Sim, r: &Req) -> Response {
         (["v2", "info"], &Method::GET) => info(r),
         (["v2", "leader"], &Method::GET) => json_response(200, &json!({"leader": host_of(r)})),
         (["v2", "leader"], &Method::DELETE) => {
+            // The leader steps down and a new one is elected: clients'
+            // event streams on the old leader break, as in Marathon, and
+            // the state carries over (it lives in ZooKeeper there).
+            sim.closing.send_modify(|n| *n += 1);
             json_response(200, &json!({"message": "Leadership abdicated"}))
         }
         (["v2", "queue"], &Method::GET) => json_response(200, &json!({"queue": []})),

@@ -33,6 +33,14 @@ impl Delta {
         Delta::Everything
     }
 
+    /// The same commit again: nothing changed.
+    pub fn nothing() -> Delta {
+        Delta::Paths {
+            changed: BTreeSet::new(),
+            symlinks: false,
+        }
+    }
+
     /// Whether the files of `apps/{app}/` are all as they were, and nothing
     /// every app reads (pacer.yaml, the environment files) changed: then
     /// the app's inputs are the same in every environment.

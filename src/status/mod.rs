@@ -183,4 +183,24 @@ pub struct Status {
     /// Each environment behind an `Arc`: publishing a change (see
     /// `published`) copies only the environments it touched.
     pub environments: BTreeMap<EnvName, Arc<EnvStatus>>,
+    /// The live endpoints templates follow (`service()`); absent when no
+    /// template names one.
+    #[serde(skip_serializing_if = "EndpointsStatus::is_empty")]
+    pub endpoints: EndpointsStatus,
+}
+
+/// The services templates name, and the event streams that follow them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointsStatus {
+    /// By Marathon app id.
+    pub services: BTreeMap<String, crate::model::endpoints::ServiceStatus>,
+    /// Per Marathon URL: whether its event stream is connected now.
+    pub streams: BTreeMap<String, bool>,
+}
+
+impl EndpointsStatus {
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.streams.is_empty()
+    }
 }

@@ -299,6 +299,11 @@ impl Daemon {
         .await
     }
 
+    /// A JSON POST with `body`.
+    pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        send(self.http.post(format!("{}{path}", self.url)).json(&body)).await
+    }
+
     pub async fn status(&self) -> Value {
         let (s, v) = self.get("/api/v1/status").await;
         assert_eq!(s, 200, "{v}");

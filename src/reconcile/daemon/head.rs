@@ -125,20 +125,72 @@ impl Daemon {
         &mut self,
         head: &str,
     ) -> (BTreeSet<EnvName>, BTreeMap<EnvName, BTreeSet<AppPath>>) {
+        self.render_forced(head, BTreeMap::new()).await
+    }
+
+    /// [`Self::render`], with the apps in `force` rendered again whatever
+    /// their inputs (the live endpoints they name moved).
+    pub(super) async fn render_forced(
+        &mut self,
+        head: &str,
+        force: BTreeMap<EnvName, BTreeSet<AppPath>>,
+    ) -> (BTreeSet<EnvName>, BTreeMap<EnvName, BTreeSet<AppPath>>) {
         self.health
             .doing(format!("rendering commit {}", short(head)));
-        let job = render_job::Job {
-            git_dir: self.mirror.git_dir().to_path_buf(),
-            prefix: self.cfg.prefix.clone(),
-            head: head.to_string(),
-            envs_filter: self.cfg.envs.clone(),
-            deadline: self.cfg.render_timeout,
-            since: self.snapshot.clone(),
-        };
         // Shared, not copied: each app is an `Arc`, and the unchanged ones
         // go into the new state as they are.
         let started = Instant::now();
-        let outcome = render_job::run(job, self.desired.clone()).await;
+        let since = self.snapshot.clone();
+        let mut outcome = self
+            .render_job(head, since, self.desired.clone(), force)
+            .await;
+        // A render never publishes a set of endpoints it has not read: the
+        // services named for the first time are read now, and the apps
+        // that name them render again with what Marathon says.
+        if let render_job::Outcome::Rendered(r) = &mut outcome {
+            let missing = self.unread_services(r);
+            if !missing.is_empty() {
+                let wanted: Vec<(String, String)> = missing
+                    .iter()
+                    .flat_map(|(_, ids)| ids.iter().cloned())
+                    .collect();
+                self.follower
+                    .ensure(wanted, self.cfg.marathon_timeout)
+                    .await;
+                self.live = self.follower.latest().endpoints.clone();
+                let force = missing.into_keys().fold(
+                    BTreeMap::<EnvName, BTreeSet<AppPath>>::new(),
+                    |mut m, (env, app)| {
+                        m.entry(env).or_default().insert(app);
+                        m
+                    },
+                );
+                let previous = std::mem::take(&mut r.envs)
+                    .into_iter()
+                    .map(|(e, d)| (e, Arc::new(d)))
+                    .collect();
+                let again = self
+                    .render_job(head, r.snapshot.clone(), previous, force)
+                    .await;
+                match again {
+                    render_job::Outcome::Rendered(mut second) => {
+                        r.envs = std::mem::take(&mut second.envs);
+                        r.changed.append(&mut second.changed);
+                        for (env, apps) in second.rerendered {
+                            r.rerendered.entry(env).or_default().extend(apps);
+                        }
+                        for (env, apps) in second.invalid {
+                            r.invalid.entry(env).or_default().extend(apps);
+                        }
+                        r.timed_out = r.timed_out.take().or(second.timed_out);
+                    }
+                    not_loaded => outcome = not_loaded,
+                }
+            }
+        }
+        if let render_job::Outcome::Rendered(r) = &mut outcome {
+            self.keep_unread_at_last_good(r);
+        }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "render job done"
@@ -207,5 +259,85 @@ impl Daemon {
                 (r.changed, r.rerendered)
             }
         }
+    }
+}
+
+impl Daemon {
+    async fn render_job(
+        &self,
+        head: &str,
+        since: Option<Arc<crate::source::Snapshot>>,
+        previous: render_job::PreviousState,
+        force: BTreeMap<EnvName, BTreeSet<AppPath>>,
+    ) -> render_job::Outcome {
+        let job = render_job::Job {
+            git_dir: self.mirror.git_dir().to_path_buf(),
+            prefix: self.cfg.prefix.clone(),
+            head: head.to_string(),
+            envs_filter: self.cfg.envs.clone(),
+            deadline: self.cfg.render_timeout,
+            since,
+            endpoints: self.live.clone(),
+            force,
+        };
+        render_job::run(job, previous).await
+    }
+
+    /// An app that names a service Marathon could not be asked about (it
+    /// did not answer) rendered with no endpoints for it: that version is
+    /// never published. The last good one stays, and the app shows why.
+    fn keep_unread_at_last_good(&self, r: &mut render_job::Rendered) {
+        for ((env, app), unread) in self.unread_services(r) {
+            let ids: Vec<&str> = unread.iter().map(|(_, id)| id.as_str()).collect();
+            let Some(target) = r.envs.get_mut(&env) else { continue };
+            match self.desired.get(&env).and_then(|d| d.apps.get(&app)) {
+                Some(old) => {
+                    target.apps.insert(app.clone(), old.clone());
+                }
+                None => {
+                    target.apps.remove(&app);
+                }
+            }
+            if let Some(set) = r.rerendered.get_mut(&env) {
+                set.remove(&app);
+            }
+            r.invalid.entry(env).or_default().insert(
+                app.clone(),
+                vec![render::Diagnostic::file(
+                    format!("apps/{app}"),
+                    format!(
+                        "the live endpoints of {} could not be read from Marathon yet; the last good version stays",
+                        ids.join(", ")
+                    ),
+                )],
+            );
+        }
+    }
+
+    /// Per re-rendered (environment, app): the services it names that the
+    /// endpoint follower has not read yet, with the Marathon to read them
+    /// from.
+    fn unread_services(
+        &self,
+        r: &render_job::Rendered,
+    ) -> BTreeMap<(EnvName, AppPath), Vec<(String, String)>> {
+        let mut out = BTreeMap::new();
+        for (env, apps) in &r.rerendered {
+            let Some(e) = r.envs.get(env) else { continue };
+            let url = self.clients.url_for(e.settings.marathon.as_deref());
+            for app in apps {
+                let Some(a) = e.apps.get(app) else { continue };
+                let unread: Vec<(String, String)> = a
+                    .services
+                    .iter()
+                    .filter(|id| !self.live.services.contains_key(*id))
+                    .filter_map(|id| Some((url.clone()?, id.clone())))
+                    .collect();
+                if !unread.is_empty() {
+                    out.insert((env.clone(), app.clone()), unread);
+                }
+            }
+        }
+        out
     }
 }
