@@ -289,3 +289,13 @@ fn endpoints_files_are_read_sorted_and_errors_name_the_file() {
     std::fs::write(&path, "db: {}\n").unwrap();
     assert!(read_endpoints(&path).unwrap_err().contains("absolute"));
 }
+
+#[test]
+fn a_change_to_external_changes_every_apps_inputs() {
+    let inputs = |pacer: &str| {
+        let mut diags = crate::render::Diagnostics::default();
+        let repo = Repo::load(snap(&[("pacer.yaml", pacer)]), &mut diags).unwrap();
+        repo.inputs("prod", "db")
+    };
+    assert_ne!(inputs(PACER), inputs(&PACER.replace("[pg]", "[pg, admin]")));
+}
