@@ -92,6 +92,7 @@ fn apply_then_plan_is_always_in_sync() {
             secrets: Vec::new(),
             shown: None,
             inputs: Digest::of(marathon.to_string().as_bytes()),
+            services: Default::default(),
         };
         let desired = DesiredEnv {
             settings,
@@ -204,6 +205,7 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
         app: "app".into(),
         env: "prop".into(),
         inputs: pacer::model::Digest::of(marathon.to_string().as_bytes()),
+        services: Default::default(),
         marathon,
         files: Default::default(),
         ignore: Vec::new(),

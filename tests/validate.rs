@@ -457,3 +457,76 @@ fn secrets_never_reach_plan_in_any_format() {
         assert!(plan.stdout.contains("96"), "{format}: {plan:?}");
     }
 }
+
+#[test]
+fn render_fills_service_endpoints_from_placeholders_or_an_endpoints_file() {
+    let repo = TestRepo::examples();
+    repo.write(
+        "apps/lb/app.yaml",
+        "marathon:\n  cmd: ./lb\nfiles:\n  upstreams.conf:\n    path: /etc/lb/upstreams.conf\n    reload: hot\n",
+    );
+    repo.write(
+        "apps/lb/files/upstreams.conf",
+        "api={{ addresses(\"api\", port=\"http\")|join(\",\") }}\n",
+    );
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "render",
+            "--repo",
+            repo.path_str(),
+            "--env",
+            "prod",
+            "--app",
+            "lb",
+            "--file",
+            "upstreams.conf",
+        ];
+        a.extend_from_slice(extra);
+        pacer(&a)
+    };
+    let run = args(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "api=prod-api-0.pacer.invalid:31000,prod-api-1.pacer.invalid:31000,prod-api-2.pacer.invalid:31000\n"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("endpoints.json");
+    std::fs::write(
+        &file,
+        r#"{"/prod/api": {"portNames": ["http"], "tasks": [
+            {"host": "b.example", "ports": [8081], "taskId": "t2"},
+            {"host": "a.example", "ports": [8080], "taskId": "t1"}]}}"#,
+    )
+    .unwrap();
+    let mut a = vec![
+        "render",
+        "--repo",
+        repo.path_str(),
+        "--env",
+        "prod",
+        "--app",
+        "lb",
+        "--file",
+        "upstreams.conf",
+        "--endpoints",
+    ];
+    a.push(file.to_str().unwrap());
+    let run = pacer(&a);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "api=a.example:8080,b.example:8081\n");
+
+    // A typo is refused at its line, with the fix.
+    repo.write(
+        "apps/lb/files/upstreams.conf",
+        "api={{ address(\"apii\") }}\n",
+    );
+    let run = pacer(&["validate", "--repo", repo.path_str()]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("apps/lb/files/upstreams.conf:1:"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("did you mean `api`?"), "{run:?}");
+}

@@ -14,6 +14,7 @@ fn app(marathon: Value, ignore: &[&str]) -> RenderedApp {
         secrets: Vec::new(),
         shown: None,
         inputs: Digest::of(b""),
+        services: Default::default(),
     }
 }
 

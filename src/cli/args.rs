@@ -214,6 +214,10 @@ pub struct ValidateArgs {
     /// Check a Git revision instead of the working tree.
     #[arg(long, value_name = "REV", help_heading = "Source")]
     pub rev: Option<String>,
+    /// The endpoints templates see through `service()`: a YAML or JSON
+    /// file of Marathon id → {portNames, tasks}. Default: placeholders.
+    #[arg(long, value_name = "FILE", help_heading = "Source")]
+    pub endpoints: Option<PathBuf>,
     /// Output format. JSON is an array of {file, line, column, message, hint}.
     #[arg(
         long,
@@ -246,6 +250,10 @@ pub struct RenderArgs {
     /// Render a Git revision instead of the working tree.
     #[arg(long, value_name = "REV", help_heading = "Source")]
     pub rev: Option<String>,
+    /// The endpoints templates see through `service()`: a YAML or JSON
+    /// file of Marathon id → {portNames, tasks}. Default: placeholders.
+    #[arg(long, value_name = "FILE", help_heading = "Source")]
+    pub endpoints: Option<PathBuf>,
     /// Print secret values instead of <secret:name>.
     #[arg(long)]
     pub show_secrets: bool,
@@ -282,6 +290,10 @@ pub struct DiffArgs {
         help_heading = "Source"
     )]
     pub head: Option<String>,
+    /// The endpoints templates see through `service()`: a YAML or JSON
+    /// file of Marathon id → {portNames, tasks}. Default: placeholders.
+    #[arg(long, value_name = "FILE", help_heading = "Source")]
+    pub endpoints: Option<PathBuf>,
     /// Compare only this environment (repeatable). Default: all.
     #[arg(
         long = "env",
@@ -428,6 +440,10 @@ pub struct PlanArgs {
     /// Plan a Git revision instead of the working tree.
     #[arg(long, value_name = "REV", help_heading = "Source")]
     pub rev: Option<String>,
+    /// The endpoints templates see through `service()`: a YAML or JSON
+    /// file of Marathon id → {portNames, tasks}. Default: placeholders.
+    #[arg(long, value_name = "FILE", help_heading = "Source")]
+    pub endpoints: Option<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
 }

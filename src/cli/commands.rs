@@ -39,6 +39,32 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     );
 }
 
+/// `--endpoints FILE`, read; `None`: placeholders.
+pub(super) fn endpoints(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Arc<crate::model::endpoints::Endpoints>>> {
+    file.map(|f| {
+        render::read_endpoints(f)
+            .map(Arc::new)
+            .map_err(anyhow::Error::msg)
+    })
+    .transpose()
+}
+
+fn render_scope(
+    snap: &Arc<Snapshot>,
+    scope: &Scope,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Result<render::Desired, Vec<Diagnostic>>> {
+    let e = endpoints(file)?;
+    Ok(render::render_with_endpoints(
+        snap.clone(),
+        scope,
+        &render::Budgets::default(),
+        e,
+    ))
+}
+
 fn env_set(envs: &[String]) -> Option<BTreeSet<String>> {
     (!envs.is_empty()).then(|| envs.iter().cloned().collect())
 }
@@ -51,7 +77,7 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
         envs: env_set(&a.envs),
         apps: None,
     };
-    let result = render::render(snap.clone(), &scope);
+    let result = render_scope(&snap, &scope, a.endpoints.as_deref())?;
     let code = if result.is_ok() {
         exit::OK
     } else {
@@ -146,7 +172,7 @@ pub fn render(a: RenderArgs) -> anyhow::Result<u8> {
         envs: Some([a.env.clone()].into()),
         apps: a.app.clone().map(|x| [x].into()),
     };
-    let desired = render::render(snap.clone(), &scope)
+    let desired = render_scope(&snap, &scope, a.endpoints.as_deref())?
         .map_err(|diags| Problems::new(diags, "nothing was rendered"))?;
     let env = &desired.envs[&a.env];
     if let (Some(name), Some(app)) = (&a.file, &a.app) {
@@ -263,7 +289,8 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<u8> {
     let loc = locate(&a.repo)?;
     let base = snapshot(&loc, Some(&a.base)).context("reading the base revision")?;
     let head = snapshot(&loc, a.head.as_deref()).context("reading the head revision")?;
-    let report = match diff::between(base, head, env_set(&a.envs)) {
+    let e = endpoints(a.endpoints.as_deref())?;
+    let report = match diff::between_with(base, head, env_set(&a.envs), e) {
         Ok(r) => r,
         Err(diff::Error::Render { side, diagnostics }) => {
             let what = format!("the {side} revision does not render");

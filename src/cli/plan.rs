@@ -62,6 +62,18 @@ pub fn render_envs(
     envs: &[String],
     app: Option<&str>,
 ) -> anyhow::Result<Rendered> {
+    render_envs_with(repo, rev, envs, app, None)
+}
+
+/// [`render_envs`] with `--endpoints FILE` (`None`: placeholders).
+pub fn render_envs_with(
+    repo: &Path,
+    rev: Option<&str>,
+    envs: &[String],
+    app: Option<&str>,
+    endpoints: Option<&Path>,
+) -> anyhow::Result<Rendered> {
+    let endpoints = super::commands::endpoints(endpoints)?;
     let loc = RepoLocation::discover(repo)
         .with_context(|| format!("opening the config repo `{}`", repo.display()))?;
     let snap = Arc::new(match rev {
@@ -72,7 +84,12 @@ pub fn render_envs(
         envs: (!envs.is_empty()).then(|| envs.iter().cloned().collect()),
         apps: app.map(|a| [a.to_string()].into()),
     };
-    match render::render(snap.clone(), &scope) {
+    match render::render_with_endpoints(
+        snap.clone(),
+        &scope,
+        &render::Budgets::default(),
+        endpoints,
+    ) {
         Ok(d) => Ok(Rendered {
             loc,
             snap,
@@ -340,7 +357,13 @@ pub fn plan_cmd(a: PlanArgs) -> anyhow::Result<u8> {
             .map(|client| rt.spawn(async move { gather::snapshot(&client).await })),
         None => None,
     };
-    let rendered = render_envs(&a.repo.repo, a.rev.as_deref(), &a.envs, a.app.as_deref())?;
+    let rendered = render_envs_with(
+        &a.repo.repo,
+        a.rev.as_deref(),
+        &a.envs,
+        a.app.as_deref(),
+        a.endpoints.as_deref(),
+    )?;
     let plans = rt.block_on(async {
         let mut live = match prefetch {
             Some(read) => Some(read.await?),

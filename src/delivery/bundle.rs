@@ -262,6 +262,7 @@ mod tests {
             secrets: vec![],
             shown: None,
             inputs: Digest::of(b""),
+            services: Default::default(),
         };
         Arc::new(DesiredEnv {
             settings: EnvSettings {

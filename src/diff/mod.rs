@@ -517,10 +517,26 @@ pub fn between(
     head: Arc<Snapshot>,
     envs: Option<BTreeSet<EnvName>>,
 ) -> Result<Report, Error> {
+    between_with(base, head, envs, None)
+}
+
+/// [`between`], both sides seeing `endpoints` through `service()`
+/// (`None`: placeholders).
+pub fn between_with(
+    base: Arc<Snapshot>,
+    head: Arc<Snapshot>,
+    envs: Option<BTreeSet<EnvName>>,
+    endpoints: Option<Arc<crate::model::endpoints::Endpoints>>,
+) -> Result<Report, Error> {
     let mut bd = render::Diagnostics::default();
     let mut hd = render::Diagnostics::default();
-    let base_repo = render::Repo::load(base.clone(), &mut bd);
-    let head_repo = render::Repo::load(head.clone(), &mut hd);
+    let mut base_repo = render::Repo::load(base.clone(), &mut bd);
+    let mut head_repo = render::Repo::load(head.clone(), &mut hd);
+    if let Some(e) = endpoints {
+        for r in [&mut base_repo, &mut head_repo].into_iter().flatten() {
+            r.set_endpoints(e.clone());
+        }
+    }
     if !hd.is_empty() || head_repo.is_none() {
         return Err(Error::Render {
             side: "head",

@@ -62,7 +62,11 @@ impl ServiceSet {
 
     /// The port names this service has, for an error message.
     pub fn named_ports(&self) -> Vec<&str> {
-        self.port_names.iter().flatten().map(String::as_str).collect()
+        self.port_names
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect()
     }
 }
 
@@ -185,7 +189,11 @@ mod tests {
         let one = Arc::new(ServiceSet::new(vec![], vec![task("a", 1, "t1")]));
         let moved = Arc::new(ServiceSet::new(vec![], vec![task("a", 2, "t2")]));
         let before = Endpoints::live(
-            [("/p/db".to_string(), one.clone()), ("/p/gone".to_string(), one.clone())].into(),
+            [
+                ("/p/db".to_string(), one.clone()),
+                ("/p/gone".to_string(), one.clone()),
+            ]
+            .into(),
         );
         let after = Endpoints::live(
             [

@@ -459,6 +459,7 @@ mod tests {
                 app: name.into(),
                 env: "prod".into(),
                 inputs: Digest::of(marathon.to_string().as_bytes()),
+                services: Default::default(),
                 marathon,
                 files: BTreeMap::new(),
                 ignore: Vec::new(),
@@ -516,6 +517,7 @@ mod tests {
             secrets: Vec::new(),
             shown: None,
             inputs: crate::model::Digest(cmd.into()),
+            services: Default::default(),
         })
     }
 

@@ -30,6 +30,7 @@ fn app(name: &str, spec: Value) -> RenderedApp {
         secrets: Vec::new(),
         shown: None,
         inputs: Digest::of(b""),
+        services: Default::default(),
     }
 }
 

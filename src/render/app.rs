@@ -2,6 +2,7 @@
 //! its templates (within the repo's budgets) and checking the result.
 
 use super::secrets::{SecretsObject, Shown};
+use super::services::{ServiceUse, Site};
 use super::*;
 use std::cell::Cell;
 
@@ -114,9 +115,14 @@ impl AppContext<'_> {
         secrets
     }
 
-    fn context(&self, values: &Value, secrets: &Arc<SecretsObject>) -> minijinja::Value {
+    fn context(
+        &self,
+        values: &Value,
+        secrets: &Arc<SecretsObject>,
+        services: &Arc<ServiceUse>,
+    ) -> minijinja::Value {
         use minijinja::Value as V;
-        let map: BTreeMap<&str, V> = BTreeMap::from([
+        let mut map: BTreeMap<&str, V> = BTreeMap::from([
             ("env", V::from(self.settings.name.as_str())),
             ("app", V::from(self.app)),
             ("id", V::from(self.id)),
@@ -124,6 +130,7 @@ impl AppContext<'_> {
             ("values", V::from(minijinja::value::Serde(values))),
             ("secrets", V::from_dyn_object(secrets.clone())),
         ]);
+        map.extend(services.callables());
         V::from_object(map)
     }
 
@@ -131,6 +138,7 @@ impl AppContext<'_> {
     /// layer by layer so that an error points into the file that holds it.
     fn expand_spec(&self, pass: &Pass<'_>, diags: &mut Diagnostics) -> Value {
         let mut spec = Value::Object(Map::new());
+        pass.services.set_site(Site::Field);
         for layer in self.layers {
             if let Some(m) = layer.get("/marathon") {
                 let mut m = m.clone();
@@ -150,10 +158,17 @@ impl AppContext<'_> {
         let secrets = self.secrets(diags);
         let real = SecretsObject::real(&secrets);
         let placeholders = SecretsObject::placeholders(&secrets);
+        // One for both passes: they name the same services.
+        let services = ServiceUse::new(
+            self.repo.catalog.clone(),
+            self.repo.endpoints.clone(),
+            self.settings,
+        );
         let real_pass = Pass {
-            ctx: self.context(&values, &real),
+            ctx: self.context(&values, &real, &services),
             secrets: real.clone(),
             shown_ctx: Some((&values, &placeholders)),
+            services: services.clone(),
         };
         let mut spec = self.expand_spec(&real_pass, diags);
         let spec_used = real.take_used();
@@ -165,9 +180,10 @@ impl AppContext<'_> {
             let spent = self.spent.replace(0);
             let fuel = self.fuel.replace(0);
             let pass = Pass {
-                ctx: self.context(&values, &placeholders),
+                ctx: self.context(&values, &placeholders, &services),
                 secrets: placeholders.clone(),
                 shown_ctx: None,
+                services: services.clone(),
             };
             let mut ignored = Diagnostics::default();
             let shown_spec = self.expand_spec(&pass, &mut ignored);
@@ -370,6 +386,7 @@ impl AppContext<'_> {
             secrets,
             shown: shown.map(Arc::new),
             inputs: self.repo.inputs(&self.settings.name, self.app),
+            services: services.used(),
         })
     }
 
@@ -390,7 +407,7 @@ impl AppContext<'_> {
             return e;
         }
         // Built only here, on an error: most apps never need it.
-        match again(&self.context(values, placeholders)) {
+        match again(&self.context(values, placeholders, &pass.services)) {
             Err(shown) => shown,
             Ok(()) => template::TemplateError {
                 message: "this template fails with the real value of a secret it reads (the message is withheld, as it could quote the secret)".into(),
@@ -431,7 +448,7 @@ impl AppContext<'_> {
                         // that never passed the output cap: count its JSON.
                         let n = match &v {
                             Value::String(s) => s.len(),
-                            other => json_len(other),
+                            other => budget::json_len(other),
                         };
                         let cap = self.left().min(self.repo.budgets.file_bytes);
                         if n > cap {
@@ -471,7 +488,7 @@ impl AppContext<'_> {
                             d.column = Some(c);
                         }
                         diags.push(d.with_hint(e.hint.unwrap_or_else(|| {
-                            "templates see `env`, `app`, `id`, `group`, `values.*` and `secrets.*`".into()
+                            "templates see `env`, `app`, `id`, `group`, `values.*` and `secrets.*` (and, in files with `reload: hot`, `service()`)".into()
                         })));
                     }
                 }
@@ -506,6 +523,8 @@ pub(super) struct Pass<'a> {
     /// In the real pass: the placeholder context, to re-render a failing
     /// template that read a secret for a message that can't quote it.
     pub(super) shown_ctx: Option<(&'a Value, &'a Arc<SecretsObject>)>,
+    /// `service()` and its helpers, and the services they named.
+    pub(super) services: Arc<ServiceUse>,
 }
 
 /// A message about the value at `pointer` of the app definition that is
@@ -568,24 +587,5 @@ fn stringify_scalars(spec: &mut Value, key: &str) {
                 _ => {}
             }
         }
-    }
-}
-
-/// The length of `v` as compact JSON, without building the text.
-fn json_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 = self.0.saturating_add(buf.len());
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    match serde_json::to_writer(&mut c, v) {
-        Ok(()) => c.0,
-        Err(_) => usize::MAX,
     }
 }

@@ -140,6 +140,10 @@ impl AppContext<'_> {
                 }
             };
             pass.secrets.take_used();
+            pass.services.set_site(match reload {
+                Reload::Hot => services::Site::HotFile,
+                Reload::Restart => services::Site::RestartFile,
+            });
             let content = if templated {
                 let text = match String::from_utf8(bytes) {
                     Ok(t) => t,
@@ -185,7 +189,7 @@ impl AppContext<'_> {
                         });
                         diags.push(
                             Diagnostic::at(&file, e.line, e.column.unwrap_or(1), format!("template error: {}", e.message))
-                                .with_hint(e.hint.unwrap_or_else(|| "templates see `env`, `app`, `id`, `group`, `values.*` and `secrets.*`; set `template: false` to deliver the file as it is".into())),
+                                .with_hint(e.hint.unwrap_or_else(|| "templates see `env`, `app`, `id`, `group`, `values.*`, `secrets.*` and, in files with `reload: hot`, `service()`; set `template: false` to deliver the file as it is".into())),
                         );
                         continue;
                     }

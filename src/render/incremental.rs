@@ -152,6 +152,7 @@ mod tests {
             secrets: Vec::new(),
             shown: None,
             inputs: Digest(inputs.into()),
+            services: Default::default(),
         })
     }
 

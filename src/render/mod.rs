@@ -10,7 +10,9 @@ mod app;
 pub mod budget;
 pub mod checks;
 mod diagnostic;
+mod endpoints_file;
 pub use crate::model::file_actions;
+pub use endpoints_file::{ENDPOINTS_FILE_LIMIT, read_endpoints};
 mod files;
 pub mod incremental;
 pub mod merge;
@@ -18,6 +20,7 @@ mod pairs;
 mod repo;
 pub mod schema;
 pub mod secrets;
+pub mod services;
 pub mod template;
 pub mod tree;
 pub mod yaml;
@@ -151,6 +154,15 @@ struct RawEnvSettings {
 #[derive(Deserialize)]
 struct RawConfig {
     environments: BTreeMap<String, Option<RawEnvSettings>>,
+    /// Services outside the repo that templates may name, by Marathon id.
+    #[serde(default)]
+    external: BTreeMap<String, RawExternal>,
+}
+
+#[derive(Deserialize)]
+struct RawExternal {
+    #[serde(default)]
+    ports: Vec<String>,
 }
 
 /// How a config file reaches the running tasks after a change.
@@ -203,6 +215,11 @@ pub struct RenderedApp {
     /// render equal outputs, so equal fingerprints need no re-render.
     #[serde(skip)]
     pub inputs: Digest,
+    /// The Marathon ids of the services its config files named with
+    /// `service()`, `address()` or `addresses()`: only these apps need a
+    /// new render when a service's endpoints move.
+    #[serde(skip)]
+    pub services: BTreeSet<String>,
 }
 
 impl RenderedApp {
@@ -373,10 +390,24 @@ pub fn render_with(
     scope: &Scope,
     budgets: &Budgets,
 ) -> Result<Desired, Vec<Diagnostic>> {
+    render_with_endpoints(snapshot, scope, budgets, None)
+}
+
+/// [`render_with`] with the services templates see (`--endpoints`);
+/// `None`: placeholders for all.
+pub fn render_with_endpoints(
+    snapshot: Arc<Snapshot>,
+    scope: &Scope,
+    budgets: &Budgets,
+    endpoints: Option<Arc<crate::model::endpoints::Endpoints>>,
+) -> Result<Desired, Vec<Diagnostic>> {
     let mut diags = Diagnostics::default();
-    let Some(repo) = Repo::load_with(snapshot.clone(), budgets, &mut diags) else {
+    let Some(mut repo) = Repo::load_with(snapshot.clone(), budgets, &mut diags) else {
         return Err(diags.finish());
     };
+    if let Some(e) = endpoints {
+        repo.set_endpoints(e);
+    }
     let pairs = match repo.resolve_scope(scope) {
         Ok(p) => p,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! environment files and the list of apps, read and checked once.
 
 use super::*;
+use crate::model::endpoints::Endpoints;
 
 /// The parts of a repo shared by all its apps: settings, environment files
 /// and the list of apps with their overlays.
@@ -19,11 +20,20 @@ pub struct Repo {
     pub(super) budgets: Budgets,
     /// When every render from this repo must have ended ([`Budgets::deadline`]).
     pub(super) deadline: Option<std::time::Instant>,
+    /// The services templates see through `service()`.
+    pub(super) endpoints: Arc<Endpoints>,
+    /// What templates may name, and their placeholder sets.
+    pub(super) catalog: Arc<services::Catalog>,
 }
 
 impl Repo {
     pub fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snapshot
+    }
+
+    /// The services templates see from now on (placeholders until set).
+    pub fn set_endpoints(&mut self, e: Arc<Endpoints>) {
+        self.endpoints = e;
     }
 
     /// Reads `pacer.yaml`, the environment files and the app list. Problems
@@ -254,7 +264,16 @@ impl Repo {
                 );
             }
         }
-        Some(Repo {
+        let env_marathon = env_layers
+            .iter()
+            .filter_map(|(n, l)| Some((n.clone(), l.get("/marathon")?.clone())))
+            .collect();
+        let external = raw
+            .external
+            .into_iter()
+            .map(|(id, e)| (id, e.ports))
+            .collect();
+        let mut repo = Repo {
             snapshot,
             envs,
             env_layers,
@@ -264,7 +283,11 @@ impl Repo {
             broken,
             budgets: budgets.clone(),
             deadline,
-        })
+            endpoints: Arc::new(Endpoints::placeholders()),
+            catalog: Arc::new(services::Catalog::empty()),
+        };
+        repo.catalog = Arc::new(services::Catalog::new(&repo, env_marathon, external));
+        Some(repo)
     }
 
     /// A digest of every input of `app` in `env`: the repo settings, the

@@ -302,6 +302,9 @@ impl Templates {
             return out;
         }
         let mut out = to_error(e, src, shift);
+        if let Some(hint) = super::services::hint_of(e).filter(|h| !h.is_empty()) {
+            out.hint = Some(hint.to_string());
+        }
         if e.kind() == minijinja::ErrorKind::UndefinedError {
             if let Some(snippet) = shifted(e.range(), shift).and_then(|r| src.get(r)) {
                 out.hint = suggest(snippet, ctx);
@@ -385,6 +388,8 @@ fn to_error(e: &minijinja::Error, src: &str, shift: isize) -> TemplateError {
         .filter(|s| !s.is_empty() && s.len() < 120);
     let kind = e.kind().to_string();
     let mut message = match e.detail() {
+        // `service()`'s errors say what went wrong without minijinja's kind.
+        Some(d) if super::services::hint_of(e).is_some() => d.to_string(),
         Some(d) => format!("{kind}: {d}"),
         None => kind,
     };
