@@ -121,16 +121,38 @@ async fn web_agent(w: &World, d: &Daemon) -> Web {
 }
 
 async fn fail_task(w: &World, addr: &str) {
+    let id = task_at(w, addr).await;
+    fail(w, &id).await;
+}
+
+async fn fail(w: &World, id: &str) {
+    let (s, v) = w
+        .sim
+        .post(&format!("/_sim/tasks/{id}/fail"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+async fn task_at(w: &World, addr: &str) -> String {
     let (_, v) = w.sim.get("/v2/apps/dev/db/tasks").await;
-    let id = v["tasks"]
+    v["tasks"]
         .as_array()
         .unwrap()
         .iter()
         .find(|t| format!("{}:{}", t["host"].as_str().unwrap(), t["ports"][0]) == addr)
         .map(|t| t["id"].as_str().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no task at {addr}: {v}"));
-    let (s, v) = w.sim.post(&format!("/_sim/tasks/{id}/fail"), json!({})).await;
-    assert_eq!(s, 200, "{v}");
+        .unwrap_or_else(|| panic!("no task at {addr}: {v}"))
+}
+
+/// `pacer serve` with these flags once everything runs, web's agent, and
+/// db's addresses once web's file names them.
+async fn started(w: &World, extra: &[&str]) -> (Daemon, Web, Vec<String>) {
+    let d = serve(w, extra);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    let web = web_agent(w, &d).await;
+    let db = db_addresses(w).await;
+    web.names(&db, Duration::from_secs(20)).await;
+    (d, web, db)
 }
 
 fn service<'a>(s: &'a Value, id: &str) -> &'a Value {
@@ -141,29 +163,35 @@ fn service<'a>(s: &'a Value, id: &str) -> &'a Value {
 async fn a_moved_task_reaches_the_dependent_file_without_a_deployment_and_an_empty_set_is_held() {
     let w = world().await;
     with_db(&w, 1);
-    let d = serve(
+    let (d, web, first) = started(
         &w,
-        &["--endpoints-min-wait", "200", "--endpoints-max-wait", "1000"],
-    );
-    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
-    let web = web_agent(&w, &d).await;
-    let first = db_addresses(&w).await;
+        &[
+            "--endpoints-min-wait",
+            "200",
+            "--endpoints-max-wait",
+            "1000",
+        ],
+    )
+    .await;
     assert_eq!(first.len(), 1, "{first:?}");
-    web.names(&first, Duration::from_secs(20)).await;
     let puts = w.sim.accepted_puts("/dev/web").await;
 
     // db's task dies and comes back on another host and port.
     let hups = web.hups();
     let failed_at = Instant::now();
     fail_task(&w, &first[0]).await;
-    let moved = wait_until("db back on a new address", Duration::from_secs(20), || async {
-        let now = db_addresses(&w).await;
-        if now.len() == 1 && now != first {
-            Ok(now)
-        } else {
-            Err(format!("{now:?}"))
-        }
-    })
+    let moved = wait_until(
+        "db back on a new address",
+        Duration::from_secs(20),
+        || async {
+            let now = db_addresses(&w).await;
+            if now.len() == 1 && now != first {
+                Ok(now)
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    )
     .await;
     web.names(&moved, Duration::from_secs(20)).await;
     let took = failed_at.elapsed();
@@ -178,12 +206,21 @@ async fn a_moved_task_reaches_the_dependent_file_without_a_deployment_and_an_emp
         }
     })
     .await;
-    assert_eq!(w.sim.accepted_puts("/dev/web").await, puts, "no deployment of web");
+    assert_eq!(
+        w.sim.accepted_puts("/dev/web").await,
+        puts,
+        "no deployment of web"
+    );
     let m = d.metrics().await;
-    assert!(metric_value(&m, "pacer_endpoint_renders_total") >= 1.0, "{m}");
+    assert!(
+        metric_value(&m, "pacer_endpoint_renders_total") >= 1.0,
+        "{m}"
+    );
 
     // db scaled to 0 through Git: the set is held, web keeps its file.
-    w.git.repo.edit("apps/db/app.yaml", "instances: 1", "instances: 0");
+    w.git
+        .repo
+        .edit("apps/db/app.yaml", "instances: 1", "instances: 0");
     let c = w.git.commit_push("db: scale to 0");
     let (s, v) = d.github_push(&c, SECRET).await;
     assert_eq!(s, 202, "{v}");
@@ -206,9 +243,17 @@ async fn a_moved_task_reaches_the_dependent_file_without_a_deployment_and_an_emp
     );
     assert_eq!(held["tasks"], 1, "web still sees one task: {held:#}");
     assert_eq!(held["pendingTasks"], 0, "{held:#}");
-    assert!(d.proc.log_tail().contains("endpoints held back"), "{}", d.proc.log_tail());
+    assert!(
+        d.proc.log_tail().contains("endpoints held back"),
+        "{}",
+        d.proc.log_tail()
+    );
     assert_eq!(d.metric("pacer_endpoints_held").await, 1.0);
-    assert_eq!(web.db_line(), moved.join(","), "the last good endpoints stay");
+    assert_eq!(
+        web.db_line(),
+        moved.join(","),
+        "the last good endpoints stay"
+    );
 
     // An operator lets the empty set through: web's file names no task.
     let (s, v) = d
@@ -233,20 +278,25 @@ async fn a_moved_task_reaches_the_dependent_file_without_a_deployment_and_an_emp
 async fn a_rolling_restart_renders_a_few_times_and_ends_on_exactly_the_new_tasks() {
     let w = world().await;
     with_db(&w, 10);
-    let d = serve(
+    let (d, web, before) = started(
         &w,
-        &["--endpoints-min-wait", "300", "--endpoints-max-wait", "1500"],
-    );
-    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
-    let web = web_agent(&w, &d).await;
-    let before = db_addresses(&w).await;
+        &[
+            "--endpoints-min-wait",
+            "300",
+            "--endpoints-max-wait",
+            "1500",
+        ],
+    )
+    .await;
     assert_eq!(before.len(), 10);
-    web.names(&before, Duration::from_secs(20)).await;
     let renders = d.metric("pacer_endpoint_renders_total").await;
     // Slow enough that the restart takes a few seconds, task by task.
     let (s, v) = w
         .sim
-        .put("/_sim/settings", json!({"taskStartDelayMs": 150, "taskHealthyDelayMs": 150}))
+        .put(
+            "/_sim/settings",
+            json!({"taskStartDelayMs": 150, "taskHealthyDelayMs": 150}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     w.git
@@ -277,7 +327,7 @@ async fn a_broken_stream_and_a_new_leader_mid_change_still_converge() {
     let w = world().await;
     with_db(&w, 2);
     // No periodic re-sync to fall back on: only the reconnect's re-read.
-    let d = serve(
+    let (d, web, first) = started(
         &w,
         &[
             "--endpoints-min-wait",
@@ -287,16 +337,16 @@ async fn a_broken_stream_and_a_new_leader_mid_change_still_converge() {
             "--endpoints-resync",
             "3600",
         ],
-    );
-    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
-    let web = web_agent(&w, &d).await;
-    let first = db_addresses(&w).await;
-    web.names(&first, Duration::from_secs(20)).await;
+    )
+    .await;
     // The stream is connected before the change.
     wait_until("a connected stream", Duration::from_secs(10), || async {
         let s = d.status().await;
         let streams = s["endpoints"]["streams"].clone();
-        if streams.as_object().is_some_and(|m| m.values().all(|v| v == true) && !m.is_empty()) {
+        if streams
+            .as_object()
+            .is_some_and(|m| m.values().all(|v| v == true) && !m.is_empty())
+        {
             Ok(())
         } else {
             Err(format!("{streams}"))
@@ -305,20 +355,28 @@ async fn a_broken_stream_and_a_new_leader_mid_change_still_converge() {
     .await;
     // The leader steps down (every stream breaks), Marathon is down a
     // moment, and a task moves meanwhile: its events are lost.
+    let id = task_at(&w, &first[0]).await;
     let (s, _) = w.sim.delete("/v2/leader").await;
     assert_eq!(s, 200);
     let (s, _) = w.sim.post("/_sim/down", json!({})).await;
     assert_eq!(s, 200);
-    fail_task(&w, &first[0]).await;
-    wait_until("the stream seen broken", Duration::from_secs(10), || async {
-        let s = d.status().await;
-        let streams = s["endpoints"]["streams"].clone();
-        if streams.as_object().is_some_and(|m| m.values().all(|v| v == false)) {
-            Ok(())
-        } else {
-            Err(format!("{streams}"))
-        }
-    })
+    fail(&w, &id).await;
+    wait_until(
+        "the stream seen broken",
+        Duration::from_secs(10),
+        || async {
+            let s = d.status().await;
+            let streams = s["endpoints"]["streams"].clone();
+            if streams
+                .as_object()
+                .is_some_and(|m| m.values().all(|v| v == false))
+            {
+                Ok(())
+            } else {
+                Err(format!("{streams}"))
+            }
+        },
+    )
     .await;
     let (s, _) = w.sim.post("/_sim/up", json!({})).await;
     assert_eq!(s, 200);
@@ -332,4 +390,105 @@ async fn a_broken_stream_and_a_new_leader_mid_change_still_converge() {
     })
     .await;
     web.names(&now, Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_released_set_outlives_a_restart_and_an_empty_set_found_at_start_is_held() {
+    let w = world().await;
+    // Drift stays: db scaled down by hand is not put back.
+    w.git.repo.edit(
+        "pacer.yaml",
+        "selfHeal: true       # manual changes in Marathon are reverted",
+        "selfHeal: false",
+    );
+    with_db(&w, 2);
+    let (mut d, web, two) = started(&w, &[]).await;
+    assert_eq!(two.len(), 2);
+    let hups = web.hups();
+
+    // While the daemon is away, db loses every task.
+    assert!(
+        d.proc.terminate(Duration::from_secs(10)),
+        "the daemon stops"
+    );
+    let (s, v) = w
+        .sim
+        .put("/v2/apps/dev/db?force=true", json!({"instances": 0}))
+        .await;
+    assert!(s == 200 || s == 201, "{s} {v}");
+    wait_until("db at 0 tasks", Duration::from_secs(20), || async {
+        let now = db_addresses(&w).await;
+        if now.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await;
+
+    // Back up: web renders with the set kept from before, and the empty
+    // set Marathon shows now is held.
+    let d = serve(&w, &[]);
+    let held = wait_until(
+        "db held after the restart",
+        Duration::from_secs(30),
+        || async {
+            let s = d.status().await;
+            let db = service(&s, "/dev/db").clone();
+            if db["held"]["reason"].is_string() {
+                Ok(db)
+            } else {
+                Err(format!("{s:#}\n{}", d.proc.log_tail()))
+            }
+        },
+    )
+    .await;
+    assert_eq!(held["tasks"], 2, "{held:#}");
+    assert_eq!(web.db_line(), two.join(","), "web keeps the two tasks");
+    assert_eq!(web.hups(), hups, "web was not reloaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_service_name_makes_only_its_app_invalid_at_file_and_line_and_nothing_served_changes()
+{
+    let w = world().await;
+    with_db(&w, 1);
+    let (d, web, one) = started(&w, &[]).await;
+    let before = std::fs::read_to_string(&web.conf).unwrap();
+    for (bad, want) in [
+        ("addresses(\"../prod/db\", port=\"pg\")", "`..`"),
+        ("addresses(\"nope\", port=\"pg\")", "nope"),
+        ("addresses(\"db\", port=\"pgx\")", "pgx"),
+    ] {
+        w.git.repo.write(
+            "apps/web/files/nginx.conf",
+            &before.replacen(
+                &format!("# db: {}", one.join(",")),
+                &format!("# db: {{{{ {bad}|join(\",\") }}}}"),
+                1,
+            ),
+        );
+        let c = w.git.commit_push("web names a service wrongly");
+        let (s, v) = d.github_push(&c, SECRET).await;
+        assert_eq!(s, 202, "{v}");
+        let errors = wait_until("web invalid", Duration::from_secs(20), || async {
+            let s = d.status().await;
+            let e = s["environments"]["dev"]["apps"]["web"]["errors"].clone();
+            let found = e
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["message"].as_str().is_some_and(|m| m.contains(want)))
+                .cloned();
+            found.ok_or_else(|| format!("{s:#}"))
+        })
+        .await;
+        assert_eq!(errors["file"], "apps/web/files/nginx.conf", "{errors:#}");
+        assert_eq!(errors["line"], 1, "{errors:#}");
+        assert_eq!(
+            std::fs::read_to_string(&web.conf).unwrap(),
+            before,
+            "the last good file stays"
+        );
+    }
 }

@@ -44,6 +44,7 @@ fn config(w: &World) -> Config {
         allowed_hosts: Vec::new(),
         endpoints: Default::default(),
         endpoints_resync: Duration::from_secs(30),
+        state_dir: None,
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 /// The config server's flags (see `delivery`).
 #[derive(Debug, Args)]
 pub struct ConfigServerArgs {
-    /// Where the token signing key and the task ids that logged in are
-    /// kept: a persistent directory of the daemon's own (mode 0700, made if
+    /// Where the token signing key, the task ids that logged in and the
+    /// live endpoints last released to templates are kept: a persistent directory of the daemon's own (mode 0700, made if
     /// absent; refused when another user owns it or group/others may read
     /// it). Default: beside the mirror, `<workdir>.state`.
     #[arg(

@@ -208,6 +208,7 @@ async fn serve_demo(
         allowed_hosts: Vec::new(),
         endpoints: Default::default(),
         endpoints_resync: Duration::from_secs(30),
+        state_dir: None,
     };
 
     outln!("pacer demo")?;

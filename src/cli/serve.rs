@@ -326,6 +326,7 @@ pub(crate) fn config(a: ServeArgs) -> Config {
             max_shrink: a.endpoints_max_shrink,
         },
         endpoints_resync: Duration::from_secs(a.endpoints_resync),
+        state_dir: a.config_server.state_dir.clone(),
     }
 }
 

@@ -51,7 +51,12 @@ pub fn service_set(app: &Value) -> ServiceSet {
         .or_else(|| names(app.pointer("/container/portMappings")))
         .unwrap_or_default();
     let mut tasks = Vec::new();
-    for t in app.get("tasks").and_then(Value::as_array).into_iter().flatten() {
+    for t in app
+        .get("tasks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if tasks.len() >= MAX_TASKS {
             break;
         }
@@ -146,6 +151,15 @@ pub struct Follow {
 }
 
 impl Follow {
+    /// A service whose last released set is known from before a restart:
+    /// the guard protects it as if it had been released now.
+    pub fn resumed(set: ServiceSet) -> Follow {
+        Follow {
+            released: Some(Arc::new(set)),
+            ..Follow::default()
+        }
+    }
+
     pub fn released(&self) -> Option<&Arc<ServiceSet>> {
         self.released.as_ref()
     }
@@ -290,7 +304,11 @@ mod tests {
         let s = service_set(&app);
         assert_eq!(s.port_names, vec![Some("pg".to_string()), None]);
         let ids: Vec<&str> = s.tasks.iter().map(|t| t.task_id.as_str()).collect();
-        assert_eq!(ids, ["a", "b"], "sorted by host; sick, unchecked, staging left out");
+        assert_eq!(
+            ids,
+            ["a", "b"],
+            "sorted by host; sick, unchecked, staging left out"
+        );
         assert_eq!(s.tasks[1].ips, ["10.0.0.2"]);
         assert_eq!(s.tasks[1].ports, [2, 3]);
         // Without health checks, running is enough.
@@ -352,7 +370,11 @@ mod tests {
         let Step::Held(h) = f.step(200, &S) else {
             panic!("held")
         };
-        assert!(h.reason.contains("no running, healthy task"), "{}", h.reason);
+        assert!(
+            h.reason.contains("no running, healthy task"),
+            "{}",
+            h.reason
+        );
         assert_eq!((h.released_tasks, h.held_tasks, h.since_ms), (4, 0, 200));
         assert_eq!(f.released().unwrap().tasks.len(), 4);
         // Still held later, with its first time.
@@ -376,9 +398,21 @@ mod tests {
     }
 
     #[test]
+    fn a_set_known_from_before_a_restart_is_guarded() {
+        let mut f = Follow::resumed(set(&[1, 2]));
+        f.observe(set(&[]), 0);
+        assert!(matches!(f.step(5_000, &S), Step::Held(_)));
+        assert_eq!(f.released().unwrap().tasks.len(), 2);
+    }
+
+    #[test]
     fn the_guard_allows_what_it_should() {
         assert_eq!(guard(&set(&[]), &set(&[]), 0.5), None);
-        assert_eq!(guard(&set(&[1, 2]), &set(&[1]), 0.5), None, "half is allowed");
+        assert_eq!(
+            guard(&set(&[1, 2]), &set(&[1]), 0.5),
+            None,
+            "half is allowed"
+        );
         assert!(guard(&set(&[1, 2, 3]), &set(&[1]), 0.5).is_some());
         assert_eq!(guard(&set(&[1]), &set(&[2, 3]), 0.0), None);
     }

@@ -83,6 +83,9 @@ pub struct Config {
     pub endpoints: crate::observe::endpoints::Settings,
     /// How often every followed service is read again.
     pub endpoints_resync: Duration,
+    /// Where state kept across restarts lives (`--state-dir`); `None`:
+    /// beside the mirror, `<workdir>.state`.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Up to this many changed apps go out before the full pass.
@@ -169,6 +172,21 @@ struct Finished {
     results: Vec<apply::StepResult>,
 }
 
+/// Marathon clients with the command line's settings; `events`: follow
+/// deployments through the event stream.
+fn clients_of(cfg: &Config, events: bool) -> Clients {
+    Clients::new(
+        cfg.marathon_url.clone(),
+        clients::auth(
+            cfg.marathon_token.as_ref(),
+            cfg.marathon_user.as_deref(),
+            cfg.marathon_password.as_ref(),
+        ),
+        cfg.marathon_timeout,
+        events,
+    )
+}
+
 /// Runs the reconcile loop until `shutdown` completes. `pacer serve`'s
 /// start-up (`cli::serve`) has bound the HTTP side, which reads what this
 /// publishes through `parts`, and opened the mirror.
@@ -191,16 +209,7 @@ pub async fn run(
     } = parts;
     tokio::pin!(shutdown);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let clients = Clients::new(
-        cfg.marathon_url.clone(),
-        clients::auth(
-            cfg.marathon_token.as_ref(),
-            cfg.marathon_user.as_deref(),
-            cfg.marathon_password.as_ref(),
-        ),
-        cfg.marathon_timeout,
-        cfg.marathon_events,
-    );
+    let clients = clients_of(&cfg, cfg.marathon_events);
     let records = Records::new(cfg.records);
     let follower = live::start(&cfg, status.reader());
     let live = follower.latest().endpoints.clone();

@@ -20,8 +20,8 @@
 //!   not read.
 
 use crate::marathon::client::MarathonClient;
-use crate::model::endpoints::{Endpoints, ServiceSet, ServiceStatus};
 use crate::model::EnvName;
+use crate::model::endpoints::{Endpoints, ServiceSet, ServiceStatus};
 use crate::observe::endpoints::{self as pure, Follow, Settings, Step};
 use crate::status::published::Reader;
 use futures::StreamExt;
@@ -30,13 +30,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// The event types that can change a service's running, healthy tasks.
-const EVENT_TYPES: &[&str] = &[
-    "status_update_event",
-    "health_status_changed_event",
-    "instance_health_changed_event",
-    "app_terminated_event",
-];
+mod state;
+mod stream;
+
+use state::{load_state, save_state};
+use stream::{Ev, follow_stream};
 
 /// Reads of Marathon at once while catching up.
 const READS_AT_ONCE: usize = 8;
@@ -84,7 +82,12 @@ impl Handle {
     /// render up for long).
     pub async fn ensure(&self, wanted: Vec<(String, String)>, wait: Duration) {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Ensure(wanted, tx)).await.is_ok() {
+        if self
+            .commands
+            .send(Command::Ensure(wanted, tx))
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(wait, rx).await;
         }
     }
@@ -104,15 +107,24 @@ impl Handle {
     }
 }
 
+/// The Marathon URL of an environment, from its own `marathon:`.
+pub type UrlFor = Box<dyn Fn(Option<&str>) -> Option<String> + Send>;
+/// The client for a Marathon URL.
+pub type ClientFor = Box<dyn FnMut(&str) -> Option<MarathonClient> + Send>;
+
 /// How the follower reaches Marathon.
 pub struct Config {
     pub settings: Settings,
     /// How often every followed service is read again.
     pub resync: Duration,
     /// The Marathon URL an environment uses (`--marathon` or its own).
-    pub url_for: Box<dyn Fn(Option<&str>) -> Option<String> + Send>,
+    pub url_for: UrlFor,
     /// The client for a URL.
-    pub client_for: Box<dyn FnMut(&str) -> Option<MarathonClient> + Send>,
+    pub client_for: ClientFor,
+    /// Where the released sets are kept across restarts, so that the guard
+    /// still protects a running config after one (a service found empty at
+    /// start-up is held, not rendered). `None`: not kept.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// Starts the follower; it runs until the handle and the reader are gone.
@@ -194,6 +206,27 @@ async fn run(
     };
     let mut next_resync = tokio::time::Instant::now() + resync;
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    if let Some(path) = f.cfg.state_file.clone() {
+        let now = now_ms();
+        for (id, set) in load_state(&path) {
+            f.services.insert(
+                id,
+                Service {
+                    follow: Follow::resumed(set),
+                    // Kept until the desired state says who names it.
+                    ensured_at: Some(now),
+                    ..Service::default()
+                },
+            );
+        }
+        if !f.services.is_empty() {
+            tracing::info!(
+                services = f.services.len(),
+                "the endpoints released before the restart are back"
+            );
+        }
+    }
+    f.publish();
     f.follow_desired(&reader);
     loop {
         let due = f.next_due();
@@ -505,9 +538,16 @@ impl Follower {
                 )
             })
             .collect();
-        let endpoints = if old.endpoints.changed(&Endpoints::live(sets.clone())).is_empty() {
+        let endpoints = if old
+            .endpoints
+            .changed(&Endpoints::live(sets.clone()))
+            .is_empty()
+        {
             old.endpoints.clone()
         } else {
+            if let Some(path) = &self.cfg.state_file {
+                save_state(path, &sets);
+            }
             Arc::new(Endpoints::live(sets))
         };
         self.view_tx.send_replace(Arc::new(View {
@@ -515,66 +555,5 @@ impl Follower {
             services,
             streams,
         }));
-    }
-}
-
-/// What a stream task reports.
-enum Ev {
-    /// An event about this app (URL, app id).
-    App(String, String),
-    Connected(String),
-    Lost,
-}
-
-/// The app id an event is about, and nothing else of it.
-#[derive(serde::Deserialize)]
-struct EventApp {
-    #[serde(default, rename = "appId")]
-    app_id: Option<String>,
-    #[serde(default, rename = "runSpecId")]
-    run_spec_id: Option<String>,
-}
-
-/// Follows one Marathon's events for as long as the follower keeps it;
-/// reconnects with backoff, and says when it connects and when it breaks.
-async fn follow_stream(
-    client: MarathonClient,
-    url: String,
-    tx: mpsc::Sender<Ev>,
-    connected: Arc<std::sync::atomic::AtomicBool>,
-) {
-    use std::sync::atomic::Ordering;
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        if let Ok(stream) = client.events_as::<EventApp>(EVENT_TYPES).await {
-            connected.store(true, Ordering::Relaxed);
-            backoff = Duration::from_millis(250);
-            if tx.send(Ev::Connected(url.clone())).await.is_err() {
-                return;
-            }
-            tokio::pin!(stream);
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok((_, ev)) => {
-                        let Some(id) = ev.app_id.or(ev.run_spec_id) else {
-                            continue;
-                        };
-                        if tx.send(Ev::App(url.clone(), id)).await.is_err() {
-                            return;
-                        }
-                    }
-                    // One frame that doesn't parse is skipped; a broken
-                    // connection ends the stream.
-                    Err(crate::marathon::client::Error::Decode { .. }) => {}
-                    Err(_) => break,
-                }
-            }
-            connected.store(false, Ordering::Relaxed);
-            if tx.send(Ev::Lost).await.is_err() {
-                return;
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }

@@ -286,7 +286,8 @@ mod tests {
             .collect();
         let mut diags = Diagnostics::default();
         let repo = Repo::load(files("marathon: {cmd: web2}\n"), &mut diags).unwrap();
-        let p = plan(&repo, &prev, None, &Delta::everything());
+        let none = BTreeMap::new();
+        let p = plan(&repo, &prev, None, &Delta::everything(), &none);
         assert_eq!(p.todo.keys().collect::<Vec<_>>(), ["web"]);
         assert!(Arc::ptr_eq(
             &p.envs["dev"].apps["api"],
@@ -297,7 +298,7 @@ mod tests {
             changed: BTreeSet::from(["apps/web/app.yaml".to_string()]),
             symlinks: false,
         };
-        let q = plan(&repo, &prev, None, &delta);
+        let q = plan(&repo, &prev, None, &delta, &none);
         assert_eq!(q.todo, p.todo);
         assert!(Arc::ptr_eq(
             &q.envs["dev"].apps["api"],
@@ -309,7 +310,16 @@ mod tests {
             changed: BTreeSet::from(["environments/dev.yaml".to_string()]),
             symlinks: false,
         };
-        assert_eq!(plan(&repo, &prev, None, &delta).todo, p.todo);
+        assert_eq!(plan(&repo, &prev, None, &delta, &none).todo, p.todo);
+        // Nothing changed, but api's endpoints moved: it renders again,
+        // and only it.
+        let force = BTreeMap::from([("dev".to_string(), BTreeSet::from(["api".to_string()]))]);
+        let r = plan(&repo, &prev, None, &Delta::nothing(), &force);
+        assert_eq!(r.todo.keys().collect::<Vec<_>>(), ["api"]);
+        assert!(
+            r.stale
+                .contains_key(&("dev".to_string(), "api".to_string()))
+        );
     }
 
     #[test]

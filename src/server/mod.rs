@@ -93,7 +93,9 @@ pub enum Trigger {
     },
     /// `POST /api/v1/endpoints/release`: let a held set of a service's
     /// live endpoints through.
-    Release { service: String },
+    Release {
+        service: String,
+    },
 }
 
 /// For logs: why a run happened (`webhook github d-42 at 1a2b3c4d5e6f`).
@@ -296,6 +298,32 @@ fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
     (code, axum::Json(json!({"error": message.into()}))).into_response()
 }
 
+/// The checks every write route makes before it reads its body (the host
+/// is allowed, the request is same-origin, it says it is JSON): the
+/// refusal, when one fails.
+fn refused_write(
+    state: &AppState,
+    headers: &HeaderMap,
+    what: &str,
+    body_hint: &str,
+) -> Option<Response> {
+    if let Err(why) = retry_guard::host_allowed(headers, &state.allowed_hosts) {
+        tracing::warn!(%why, "{what} refused");
+        return Some(refuse(StatusCode::FORBIDDEN, why));
+    }
+    if let Err(why) = retry_guard::same_origin(headers) {
+        tracing::warn!(%why, "{what} refused");
+        return Some(refuse(StatusCode::FORBIDDEN, why));
+    }
+    if !retry_guard::is_json(headers) {
+        return Some(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send `Content-Type: application/json` {body_hint}"),
+        ));
+    }
+    None
+}
+
 async fn retry(
     State(state): State<Shared>,
     Query(query): Query<RetryParams>,
@@ -305,19 +333,13 @@ async fn retry(
     // No tokens yet: at least a web page an operator visits must not be able
     // to trigger this (a cross-site form POST, or a page behind a name
     // rebound to this daemon), so only same-origin JSON to a known host.
-    if let Err(why) = retry_guard::host_allowed(&headers, &state.allowed_hosts) {
-        tracing::warn!(%why, "retry refused");
-        return refuse(StatusCode::FORBIDDEN, why);
-    }
-    if let Err(why) = retry_guard::same_origin(&headers) {
-        tracing::warn!(%why, "retry refused");
-        return refuse(StatusCode::FORBIDDEN, why);
-    }
-    if !retry_guard::is_json(&headers) {
-        return refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send `Content-Type: application/json` (a body is optional: {\"env\": …, \"app\": …})",
-        );
+    if let Some(r) = refused_write(
+        &state,
+        &headers,
+        "retry",
+        "(a body is optional: {\"env\": …, \"app\": …})",
+    ) {
+        return r;
     }
     let params = if body.iter().all(u8::is_ascii_whitespace) {
         RetryParams::default()

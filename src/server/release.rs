@@ -5,7 +5,7 @@
 //!
 //! Guarded as the retry is: same-origin JSON to an allowed host.
 
-use super::{Shared, Trigger, loop_stopped, refuse, retry_guard};
+use super::{Shared, Trigger, loop_stopped, refuse, refused_write};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -23,19 +23,13 @@ pub(super) async fn release(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(why) = retry_guard::host_allowed(&headers, &state.allowed_hosts) {
-        tracing::warn!(%why, "endpoint release refused");
-        return refuse(StatusCode::FORBIDDEN, why);
-    }
-    if let Err(why) = retry_guard::same_origin(&headers) {
-        tracing::warn!(%why, "endpoint release refused");
-        return refuse(StatusCode::FORBIDDEN, why);
-    }
-    if !retry_guard::is_json(&headers) {
-        return refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send `Content-Type: application/json` with {\"service\": \"/env/app\"}",
-        );
+    if let Some(r) = refused_write(
+        &state,
+        &headers,
+        "endpoint release",
+        "with {\"service\": \"/env/app\"}",
+    ) {
+        return r;
     }
     let service = match serde_json::from_slice::<Params>(&body) {
         Ok(p) => p.service,
@@ -49,7 +43,11 @@ pub(super) async fn release(
     let snap = state.published.latest();
     let Some(s) = snap.status.endpoints.services.get(&service) else {
         // Never echo more than a short, printable prefix of what was sent.
-        let shown: String = service.chars().filter(|c| !c.is_control()).take(64).collect();
+        let shown: String = service
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
         return refuse(
             StatusCode::NOT_FOUND,
             format!("no template follows the service `{shown}`"),

@@ -151,8 +151,8 @@ impl Daemon {
             let missing = self.unread_services(r);
             if !missing.is_empty() {
                 let wanted: Vec<(String, String)> = missing
-                    .iter()
-                    .flat_map(|(_, ids)| ids.iter().cloned())
+                    .values()
+                    .flat_map(|ids| ids.iter().cloned())
                     .collect();
                 self.follower
                     .ensure(wanted, self.cfg.marathon_timeout)
@@ -289,7 +289,9 @@ impl Daemon {
     fn keep_unread_at_last_good(&self, r: &mut render_job::Rendered) {
         for ((env, app), unread) in self.unread_services(r) {
             let ids: Vec<&str> = unread.iter().map(|(_, id)| id.as_str()).collect();
-            let Some(target) = r.envs.get_mut(&env) else { continue };
+            let Some(target) = r.envs.get_mut(&env) else {
+                continue;
+            };
             match self.desired.get(&env).and_then(|d| d.apps.get(&app)) {
                 Some(old) => {
                     target.apps.insert(app.clone(), old.clone());

@@ -13,24 +13,21 @@ use crate::reconcile::endpoints::{self, Handle};
 
 /// Starts the endpoint follower with the daemon's Marathon settings.
 pub(super) fn start(cfg: &Config, reader: crate::status::published::Reader) -> Handle {
-    let mut clients = Clients::new(
-        cfg.marathon_url.clone(),
-        clients::auth(
-            cfg.marathon_token.as_ref(),
-            cfg.marathon_user.as_deref(),
-            cfg.marathon_password.as_ref(),
-        ),
-        cfg.marathon_timeout,
-        // Its own event stream: task and health events, not deployments.
-        false,
-    );
+    // Its own event stream: task and health events, not deployments.
+    let mut clients = clients_of(cfg, false);
     let override_url = cfg.marathon_url.clone();
+    let dir = cfg.state_dir.clone().unwrap_or_else(|| {
+        let mut name = cfg.workdir.as_os_str().to_os_string();
+        name.push(".state");
+        PathBuf::from(name)
+    });
     endpoints::spawn(
         endpoints::Config {
             settings: cfg.endpoints,
             resync: cfg.endpoints_resync,
             url_for: Box::new(move |own| override_url.clone().or(own.map(str::to_string))),
             client_for: Box::new(move |url| clients.get(url)),
+            state_file: Some(dir.join("endpoints.json")),
         },
         reader,
     )
@@ -125,5 +122,4 @@ impl Daemon {
             tracing::info!(service, "release asked for endpoints that are not held");
         }
     }
-
 }
