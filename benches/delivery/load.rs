@@ -117,12 +117,23 @@ impl Daemon {
         watchers: usize,
         task_recheck: Option<u64>,
     ) -> Daemon {
-        // Blocking watches may fill half the connection cap (the other half
-        // stays for everything else), so the cap is twice the watchers.
-        let conns = (2 * watchers + 1_000 + super::IDLE).to_string();
         let recheck: Vec<String> = task_recheck
             .map(|s| vec!["--task-recheck".into(), s.to_string()])
             .unwrap_or_default();
+        Self::start_with(repo, marathon, workdir, watchers, &recheck)
+    }
+
+    /// [`Daemon::start`] with `extra` flags for `pacer serve`.
+    pub fn start_with(
+        repo: &Path,
+        marathon: &str,
+        workdir: &Path,
+        watchers: usize,
+        extra: &[String],
+    ) -> Daemon {
+        // Blocking watches may fill half the connection cap (the other half
+        // stays for everything else), so the cap is twice the watchers.
+        let conns = (2 * watchers + 1_000 + super::IDLE).to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
             .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0"])
             .args(["--poll", "1", "--max-connections", &conns])
@@ -134,7 +145,7 @@ impl Daemon {
             .args(["--repo-url", &format!("file://{}", repo.display())])
             .args(["--marathon", marathon, "--webhook-secret", super::SECRET])
             .args(["--workdir", workdir.to_str().unwrap()])
-            .args(&recheck)
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -208,6 +219,18 @@ pub async fn log_in(
     clients: &Arc<Clients>,
     n: usize,
 ) -> Vec<Login> {
+    log_in_where(http, sim, d, clients, n, |_| true).await
+}
+
+/// [`log_in`], of the tasks of the apps `keep` takes (by app id).
+pub async fn log_in_where(
+    http: &reqwest::Client,
+    sim: &str,
+    d: &Daemon,
+    clients: &Arc<Clients>,
+    n: usize,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<Login> {
     let v: Value = http
         .get(format!("{sim}/v2/tasks"))
         .send()
@@ -216,7 +239,10 @@ pub async fn log_in(
         .json()
         .await
         .unwrap();
-    let tasks = running(&v);
+    let tasks: Vec<_> = running(&v)
+        .into_iter()
+        .filter(|(_, app, _)| keep(app))
+        .collect();
     assert!(
         tasks.len() >= n,
         "{} running tasks, {n} wanted",

@@ -241,6 +241,49 @@ fn render(status: &Value, md: bool) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&endpoints(&status["endpoints"], md));
+    out
+}
+
+/// The live endpoints templates follow: one line per service, and why a
+/// set is held.
+fn endpoints(e: &Value, md: bool) -> String {
+    let empty = Map::new();
+    let services = e["services"].as_object().unwrap_or(&empty);
+    if services.is_empty() {
+        return String::new();
+    }
+    let mut out = if md {
+        "### live endpoints\n\n| service | tasks | state |\n|---|---|---|\n".to_string()
+    } else {
+        format!("live endpoints\n  {:<30} {:<6} STATE\n", "SERVICE", "TASKS")
+    };
+    for (id, s) in services {
+        let state = match (s["held"]["reason"].as_str(), s["error"].as_str()) {
+            (Some(why), _) => format!(
+                "held: {why} (Marathon shows {})",
+                s["pendingTasks"].as_u64().unwrap_or(0)
+            ),
+            (None, Some(e)) => format!("read failed: {e}"),
+            (None, None) if !s["pendingTasks"].is_null() => format!(
+                "waiting for quiet ({} in Marathon)",
+                s["pendingTasks"].as_u64().unwrap_or(0)
+            ),
+            _ => "current".to_string(),
+        };
+        let tasks = s["tasks"].as_u64().unwrap_or(0);
+        if md {
+            out.push_str(&format!("| `{id}` | {tasks} | {state} |\n"));
+        } else {
+            out.push_str(&format!("  {id:<30} {tasks:<6} {state}\n"));
+        }
+    }
+    for (url, up) in e["streams"].as_object().unwrap_or(&empty) {
+        if up != true {
+            out.push_str(&format!("  event stream of {url}: not connected\n"));
+        }
+    }
+    out.push('\n');
     out
 }
 
@@ -323,6 +366,37 @@ mod tests {
         );
         let md = render(&sample(), true);
         assert!(md.contains("| `web` | `/dev/web` | inSync |"), "{md}");
+    }
+
+    #[test]
+    fn status_text_shows_held_endpoints_and_why() {
+        let mut v = sample();
+        v["endpoints"] = json!({
+            "services": {
+                "/dev/db": {"tasks": 2, "pendingTasks": 0,
+                            "held": {"reason": "no running, healthy task left (was 2); the last good endpoints stay"}},
+                "/dev/cache": {"tasks": 3}
+            },
+            "streams": {"http://m:8080": false}
+        });
+        let s = render(&v, false);
+        assert!(s.contains("/dev/db"), "{s}");
+        assert!(
+            s.contains("held: no running, healthy task left (was 2); the last good endpoints stay (Marathon shows 0)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("/dev/cache                      3      current"),
+            "{s}"
+        );
+        assert!(
+            s.contains("event stream of http://m:8080: not connected"),
+            "{s}"
+        );
+        let md = render(&v, true);
+        assert!(md.contains("| `/dev/cache` | 3 | current |"), "{md}");
+        // No endpoints followed: nothing printed.
+        assert!(!render(&sample(), false).contains("live endpoints"));
     }
 
     #[test]

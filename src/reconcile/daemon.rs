@@ -489,6 +489,10 @@ impl Daemon {
             if self.push_arrived() {
                 self.take_push(&mut head).await;
             }
+            // So do moved endpoints: a pass over 10,000 apps takes a while.
+            if self.endpoints_pending() {
+                self.endpoints_moved().await;
+            }
             let env_started = Instant::now();
             let Some(url) = self
                 .clients

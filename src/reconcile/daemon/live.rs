@@ -116,6 +116,12 @@ impl Daemon {
         );
     }
 
+    /// Whether the follower released sets the desired state was not
+    /// rendered with yet.
+    pub(super) fn endpoints_pending(&self) -> bool {
+        !Arc::ptr_eq(&self.follower.latest().endpoints, &self.live)
+    }
+
     /// An operator's release of a held service.
     pub(super) async fn release(&mut self, service: &str) {
         if !self.follower.release(service).await {
