@@ -386,7 +386,7 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("/dev/cache                      3      current"),
+            s.contains(&format!("  {:<30} {:<6} current", "/dev/cache", 3)),
             "{s}"
         );
         assert!(
