@@ -90,7 +90,16 @@ async fn a_hot_change_reaches_the_app_within_a_second_with_no_deployment_and_sho
         v["state"] == "delivered" && v["tasksFrom"] == "reports"
     })
     .await;
-    assert!(root.join("started").exists());
+    // The agent reports once the files are written; its child starts
+    // right after.
+    wait_until("the app started", Duration::from_secs(10), || async {
+        if root.join("started").exists() {
+            Ok(())
+        } else {
+            Err(read(&log))
+        }
+    })
+    .await;
     let (_, deployments) = w.sim.get("/v2/deployments").await;
     let version = w.sim.app("/dev/web").await.unwrap()["version"].clone();
 

@@ -103,6 +103,20 @@ pub fn service_set(app: &Value) -> ServiceSet {
     ServiceSet::new(port_names, tasks)
 }
 
+/// The environment whose group holds the app `id` (the longest group that
+/// is a prefix of it), of `(environment, group)` pairs: its Marathon is
+/// the one that runs the service, whoever names it. `None`: an external
+/// service, read from the Marathon of the environment that names it.
+pub fn owner<'a>(id: &str, groups: impl Iterator<Item = (&'a str, &'a str)>) -> Option<&'a str> {
+    groups
+        .filter(|(_, g)| {
+            let g = g.trim_end_matches('/');
+            g.is_empty() || id.strip_prefix(g).is_some_and(|rest| rest.starts_with('/'))
+        })
+        .max_by_key(|(_, g)| g.len())
+        .map(|(env, _)| env)
+}
+
 /// The operator's settings (`pacer serve --endpoints-*`).
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
@@ -186,6 +200,15 @@ impl Follow {
             }
             None => self.pending = Some((Arc::new(set), now_ms, now_ms)),
         }
+    }
+
+    /// When the set waiting now is due, if that is after `now_ms`: a held
+    /// service must be looked at again then too, or a set that recovered
+    /// inside the quiet period would wait for the next event or re-sync.
+    pub fn next_due(&self, now_ms: u64, s: &Settings) -> Option<u64> {
+        let (_, first, last) = self.pending.as_ref()?;
+        let due = (last + s.min_wait_ms).min(first + s.max_wait_ms);
+        (due > now_ms).then_some(due)
     }
 
     /// An operator lets the held set through.
@@ -323,6 +346,25 @@ mod tests {
     }
 
     #[test]
+    fn a_service_belongs_to_the_environment_whose_group_holds_it() {
+        let groups = [
+            ("dev", "/dev"),
+            ("prod", "/prod"),
+            ("prod-eu", "/prod/eu"),
+            ("all", "/"),
+        ];
+        let of = |id| owner(id, groups.iter().copied());
+        assert_eq!(of("/prod/db"), Some("prod"));
+        assert_eq!(of("/prod/eu/db"), Some("prod-eu"), "the longest group");
+        assert_eq!(
+            of("/production/db"),
+            Some("all"),
+            "a group is a path, not a prefix"
+        );
+        assert_eq!(owner("/shared/pg", groups[..3].iter().copied()), None);
+    }
+
+    #[test]
     fn the_first_set_goes_out_at_once() {
         let mut f = Follow::default();
         assert_eq!(f.step(0, &S), Step::Idle);
@@ -395,6 +437,27 @@ mod tests {
         // Growing back from empty is never held.
         f.observe(set(&[9]), 7_000);
         assert!(matches!(f.step(7_100, &S), Step::Release(_)));
+    }
+
+    #[test]
+    fn a_hold_is_looked_at_again_when_the_set_that_recovered_is_due() {
+        let mut f = Follow::default();
+        f.observe(set(&[1]), 0);
+        f.step(0, &S);
+        f.observe(set(&[]), 0);
+        assert!(matches!(f.step(150, &S), Step::Held(_)));
+        // The task is back on a new port, inside the quiet period.
+        f.observe(set(&[2]), 200);
+        assert!(matches!(f.step(210, &S), Step::Held(_)));
+        assert_eq!(f.next_due(210, &S), Some(300), "woken when it is due");
+        assert!(matches!(f.step(300, &S), Step::Release(s) if s.tasks[0].ports == [2]));
+        assert_eq!(f.next_due(300, &S), None);
+        // Past the max wait from the first change, a recovered set goes
+        // out at once.
+        f.observe(set(&[]), 400);
+        assert!(matches!(f.step(600, &S), Step::Held(_)));
+        f.observe(set(&[3]), 1_450);
+        assert!(matches!(f.step(1_451, &S), Step::Release(_)));
     }
 
     #[test]

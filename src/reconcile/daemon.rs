@@ -161,6 +161,9 @@ struct Daemon {
     live: Arc<crate::model::endpoints::Endpoints>,
     /// Releases of held endpoints taken while the loop was busy.
     release_later: Vec<String>,
+    /// Apps kept at their last good version because a service they name
+    /// could not be read yet: tried again when endpoints move.
+    unread_invalid: BTreeSet<(EnvName, AppPath)>,
 }
 
 /// The results of one background apply.
@@ -246,6 +249,7 @@ pub async fn run(
         follower,
         live,
         release_later: Vec::new(),
+        unread_invalid: BTreeSet::new(),
     };
 
     let mut wait = Duration::ZERO;

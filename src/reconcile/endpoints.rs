@@ -25,7 +25,7 @@ use crate::model::endpoints::{Endpoints, ServiceSet, ServiceStatus};
 use crate::observe::endpoints::{self as pure, Follow, Settings, Step};
 use crate::status::published::Reader;
 use futures::StreamExt;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -57,8 +57,8 @@ pub struct View {
 enum Command {
     /// Follow these (URL, service id) now and answer once each was read.
     Ensure(Vec<(String, String)>, oneshot::Sender<()>),
-    /// An operator lets a held set through; answers whether one was held.
-    Release(String, oneshot::Sender<bool>),
+    /// An operator lets a held set through.
+    Release(String),
 }
 
 /// The loop's end.
@@ -92,18 +92,13 @@ impl Handle {
         }
     }
 
-    /// Releases a held service; `false` when none was held.
-    pub async fn release(&self, service: &str) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Release(service.to_string(), tx))
-            .await
-            .is_err()
-        {
-            return false;
-        }
-        rx.await.unwrap_or(false)
+    /// Asks the follower to release a held service (it logs whether one
+    /// was held); `false` when the follower is gone or too busy to take
+    /// it. Never waits: an HTTP caller must not be able to hold the loop.
+    pub fn release(&self, service: &str) -> bool {
+        self.commands
+            .try_send(Command::Release(service.to_string()))
+            .is_ok()
     }
 }
 
@@ -173,8 +168,9 @@ struct Follower {
     services: BTreeMap<String, Service>,
     streams: BTreeMap<String, Stream>,
     dirty: BTreeSet<String>,
-    /// Services an event named since their last read.
-    evented: HashSet<String>,
+    /// Events each stream delivered since the last re-sync began (any
+    /// app's: on a live cluster a working stream is never silent for long).
+    stream_events: HashMap<String, u64>,
     events_tx: mpsc::Sender<Ev>,
     seen_envs: BTreeMap<EnvName, Weak<crate::render::DesiredEnv>>,
     view_tx: watch::Sender<Arc<View>>,
@@ -197,7 +193,7 @@ async fn run(
         services: BTreeMap::new(),
         streams: BTreeMap::new(),
         dirty: BTreeSet::new(),
-        evented: HashSet::new(),
+        stream_events: HashMap::new(),
         events_tx,
         seen_envs: BTreeMap::new(),
         view_tx,
@@ -241,12 +237,12 @@ async fn run(
                     }
                     waiters.push(reply);
                 }
-                Some(Command::Release(id, reply)) => {
-                    let held = f.services.get_mut(&id).is_some_and(|s| s.follow.release_hold());
-                    if held {
+                Some(Command::Release(id)) => {
+                    if f.services.get_mut(&id).is_some_and(|s| s.follow.release_hold()) {
                         tracing::warn!(service = %id, "an operator released the held endpoints");
+                    } else {
+                        tracing::info!(service = %id, "release asked for endpoints that are not held");
                     }
-                    let _ = reply.send(held);
                 }
             },
             Some(ev) = events.recv() => {
@@ -330,14 +326,26 @@ impl Follower {
             .iter()
             .map(|(n, e)| (n.clone(), Arc::downgrade(e)))
             .collect();
+        // Each service is read from the Marathon that runs it: its own
+        // environment's, or (external) the one of the app naming it.
         let mut named: BTreeMap<String, String> = BTreeMap::new();
+        let groups = || {
+            snap.desired
+                .iter()
+                .map(|(n, e)| (n.as_str(), e.settings.group.as_str()))
+        };
         for env in snap.desired.values() {
-            let Some(url) = (self.cfg.url_for)(env.settings.marathon.as_deref()) else {
-                continue;
-            };
             for app in env.apps.values() {
                 for id in &app.services {
-                    named.entry(id.clone()).or_insert_with(|| url.clone());
+                    if named.contains_key(id) {
+                        continue;
+                    }
+                    let own = pure::owner(id, groups())
+                        .and_then(|e| snap.desired.get(e))
+                        .unwrap_or(env);
+                    if let Some(url) = (self.cfg.url_for)(own.settings.marathon.as_deref()) {
+                        named.insert(id.clone(), url);
+                    }
                 }
             }
         }
@@ -359,8 +367,8 @@ impl Follower {
     fn take_event(&mut self, ev: Ev) -> bool {
         match ev {
             Ev::App(url, id) => {
+                *self.stream_events.entry(url.clone()).or_default() += 1;
                 if self.services.get(&id).is_some_and(|s| s.url == url) {
-                    self.evented.insert(id.clone());
                     self.dirty.insert(id);
                 }
                 false
@@ -433,7 +441,6 @@ impl Follower {
         let now = now_ms();
         let mut stalled: BTreeSet<String> = BTreeSet::new();
         for (id, url, r) in results {
-            let evented = self.evented.remove(&id);
             let Some(s) = self.services.get_mut(&id) else {
                 continue;
             };
@@ -452,11 +459,18 @@ impl Follower {
             };
             s.error = None;
             let moved = s.last_read.as_ref().is_some_and(|old| *old != set);
-            if self.resyncing && moved && !evented {
+            // A change the re-sync found while its stream said nothing at
+            // all since the last one: the stream is stalled. (Events for
+            // this very change may still be queued; they don't count, but a
+            // stream that delivered anything at all is alive.)
+            if self.resyncing && moved && self.stream_events.get(&url).copied().unwrap_or(0) == 0 {
                 stalled.insert(url);
             }
             s.last_read = Some(set.clone());
             s.follow.observe(set, now);
+        }
+        if self.resyncing {
+            self.stream_events.clear();
         }
         self.resyncing = false;
         for url in stalled {
@@ -492,6 +506,9 @@ impl Follower {
             }
             if was_held.is_some() && s.follow.hold().is_none() {
                 changed = true;
+            }
+            if let Some(t) = s.follow.next_due(now, &self.cfg.settings) {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
             }
         }
         self.wake_at = wake;

@@ -43,6 +43,9 @@ pub(super) struct Catalog {
     files: Mutex<HashMap<String, Option<Arc<Value>>>>,
     /// Placeholder sets, derived once and only for the apps named.
     placeholders: Mutex<HashMap<String, Arc<ServiceSet>>>,
+    /// Every id a template may name, listed once (for did-you-mean hints:
+    /// a repo may hold thousands of misspelt names).
+    known: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Catalog {
@@ -58,6 +61,7 @@ impl Catalog {
             yaml_budget: 0,
             files: Mutex::default(),
             placeholders: Mutex::default(),
+            known: std::sync::OnceLock::new(),
         }
     }
 
@@ -76,6 +80,7 @@ impl Catalog {
             yaml_budget: repo.budgets.yaml_expanded_bytes,
             files: Mutex::default(),
             placeholders: Mutex::default(),
+            known: std::sync::OnceLock::new(),
         }
     }
 
@@ -126,7 +131,11 @@ impl Catalog {
     }
 
     /// Every id a template may name, for a did-you-mean.
-    fn known_ids(&self) -> Vec<String> {
+    fn known_ids(&self) -> &[String] {
+        self.known.get_or_init(|| self.list_known())
+    }
+
+    fn list_known(&self) -> Vec<String> {
         let mut out: Vec<String> = self.external.keys().cloned().collect();
         for s in self.envs.values() {
             for app in self.apps.keys() {
@@ -233,6 +242,10 @@ pub(super) struct ServiceUse {
     settings: EnvSettings,
     site: AtomicU8,
     used: Mutex<BTreeSet<String>>,
+    /// Answers given, by call, id and port: a template that names a large
+    /// service in a loop gets the same list again, not a new copy of it
+    /// each time (a call costs one step of fuel).
+    answers: Mutex<HashMap<(u8, String, String), JinjaValue>>,
 }
 
 impl ServiceUse {
@@ -247,6 +260,7 @@ impl ServiceUse {
             settings: settings.clone(),
             site: AtomicU8::new(Site::Field as u8),
             used: Mutex::default(),
+            answers: Mutex::default(),
         })
     }
 
@@ -303,9 +317,21 @@ impl ServiceUse {
             self.settings.app_id(name)
         };
         if !self.catalog.knows(&id) {
-            let known = self.catalog.known_ids();
+            // Only names of about its length can be a misspelling of it;
+            // comparing each unknown name with every id would cost a
+            // hostile repo's daemon seconds per error.
+            let len = id.chars().count();
+            let known: Vec<String> = self
+                .catalog
+                .known_ids()
+                .iter()
+                .filter(|k| k.chars().count().abs_diff(len) <= 3)
+                .take(2_000)
+                .cloned()
+                .collect();
+            let known = &known[..];
             let group = format!("{}/", self.settings.group.trim_end_matches('/'));
-            let guess = schema::suggest(&id, &known).map(|s| {
+            let guess = schema::suggest(&id, known).map(|s| {
                 if name.starts_with('/') {
                     s.to_string()
                 } else {
@@ -482,14 +508,31 @@ impl Object for ServiceFn {
             ));
         }
         let id = self.uses.resolve(self.call, &name)?;
-        let set = self.uses.set(&id);
         self.uses.used.lock().insert(id.clone());
+        let key = (
+            self.call as u8,
+            id.clone(),
+            port.as_ref().map(ToString::to_string).unwrap_or_default(),
+        );
+        if let Some(v) = self.uses.answers.lock().get(&key) {
+            return Ok(v.clone());
+        }
+        let answer = self.answer(&id, port.as_ref())?;
+        self.uses.answers.lock().insert(key, answer.clone());
+        Ok(answer)
+    }
+}
+
+impl ServiceFn {
+    fn answer(&self, id: &str, port: Option<&JinjaValue>) -> Result<JinjaValue, minijinja::Error> {
+        let f = self.call.name();
+        let set = self.uses.set(id);
         match self.call {
             Call::Service => Ok(JinjaValue::from(minijinja::value::Serde(
                 set.tasks.iter().map(|t| task(t, &set)).collect::<Vec<_>>(),
             ))),
             Call::Address | Call::Addresses => {
-                let j = port_index(&id, &set, port.as_ref())?;
+                let j = port_index(id, &set, port)?;
                 let mut out = Vec::with_capacity(set.tasks.len());
                 for t in &set.tasks {
                     let Some(p) = t.ports.get(j) else {

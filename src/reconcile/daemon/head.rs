@@ -157,7 +157,17 @@ impl Daemon {
                 self.follower
                     .ensure(wanted, self.cfg.marathon_timeout)
                     .await;
-                self.live = self.follower.latest().endpoints.clone();
+                // Only the services just read join the view: a set released
+                // meanwhile for another service stays pending, so the apps
+                // that name it still render again (`endpoints_moved`).
+                let latest = self.follower.latest().endpoints.clone();
+                let mut view = (*self.live).clone();
+                for id in missing.values().flatten().map(|(_, id)| id) {
+                    if let Some(set) = latest.services.get(id) {
+                        view.services.insert(id.clone(), set.clone());
+                    }
+                }
+                self.live = Arc::new(view);
                 let force = missing.into_keys().fold(
                     BTreeMap::<EnvName, BTreeSet<AppPath>>::new(),
                     |mut m, (env, app)| {
@@ -189,7 +199,8 @@ impl Daemon {
             }
         }
         if let render_job::Outcome::Rendered(r) = &mut outcome {
-            self.keep_unread_at_last_good(r);
+            let unread = self.keep_unread_at_last_good(r);
+            self.unread_invalid.extend(unread);
         }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -252,6 +263,11 @@ impl Daemon {
                 self.status
                     .set_desired(head.to_string(), self.desired.clone());
                 self.invalid = r.invalid;
+                // Apps kept back for a service not read yet, while they
+                // still are invalid: the next moved endpoints retry them.
+                let invalid = &self.invalid;
+                self.unread_invalid
+                    .retain(|(e, a)| invalid.get(e).is_some_and(|m| m.contains_key(a)));
                 if self.known_baselines.len() > 100_000 {
                     self.known_baselines.clear();
                 }
@@ -286,8 +302,10 @@ impl Daemon {
     /// An app that names a service Marathon could not be asked about (it
     /// did not answer) rendered with no endpoints for it: that version is
     /// never published. The last good one stays, and the app shows why.
-    fn keep_unread_at_last_good(&self, r: &mut render_job::Rendered) {
+    fn keep_unread_at_last_good(&self, r: &mut render_job::Rendered) -> Vec<(EnvName, AppPath)> {
+        let mut kept = Vec::new();
         for ((env, app), unread) in self.unread_services(r) {
+            kept.push((env.clone(), app.clone()));
             let ids: Vec<&str> = unread.iter().map(|(_, id)| id.as_str()).collect();
             let Some(target) = r.envs.get_mut(&env) else {
                 continue;
@@ -314,6 +332,7 @@ impl Daemon {
                 )],
             );
         }
+        kept
     }
 
     /// Per re-rendered (environment, app): the services it names that the
@@ -324,16 +343,28 @@ impl Daemon {
         r: &render_job::Rendered,
     ) -> BTreeMap<(EnvName, AppPath), Vec<(String, String)>> {
         let mut out = BTreeMap::new();
+        let groups = || {
+            r.envs
+                .iter()
+                .map(|(n, e)| (n.as_str(), e.settings.group.as_str()))
+        };
+        // A service is read from the Marathon that runs it: its own
+        // environment's, or (external) the one of the app naming it.
+        let url_of = |id: &str, naming: &render::DesiredEnv| {
+            let own = crate::observe::endpoints::owner(id, groups())
+                .and_then(|env| r.envs.get(env))
+                .unwrap_or(naming);
+            self.clients.url_for(own.settings.marathon.as_deref())
+        };
         for (env, apps) in &r.rerendered {
             let Some(e) = r.envs.get(env) else { continue };
-            let url = self.clients.url_for(e.settings.marathon.as_deref());
             for app in apps {
                 let Some(a) = e.apps.get(app) else { continue };
                 let unread: Vec<(String, String)> = a
                     .services
                     .iter()
                     .filter(|id| !self.live.services.contains_key(*id))
-                    .filter_map(|id| Some((url.clone()?, id.clone())))
+                    .filter_map(|id| Some((url_of(id, e)?, id.clone())))
                     .collect();
                 if !unread.is_empty() {
                     out.insert((env.clone(), app.clone()), unread);

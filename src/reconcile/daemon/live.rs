@@ -72,13 +72,12 @@ impl Daemon {
             return;
         };
         let mut force = dependents(&self.desired, &moved);
-        // Apps that did not render because a service could not be read
-        // try again now.
-        for (env, apps) in &self.invalid {
-            force
-                .entry(env.clone())
-                .or_default()
-                .extend(apps.keys().cloned());
+        // Apps kept back because a service they name could not be read try
+        // again now (and only those: an app broken by a typo waits for a
+        // commit, not for every move).
+        let retried = self.unread_invalid.clone();
+        for (env, app) in &retried {
+            force.entry(env.clone()).or_default().insert(app.clone());
         }
         force.retain(|_, apps| !apps.is_empty());
         if force.is_empty() {
@@ -97,6 +96,11 @@ impl Daemon {
                     continue;
                 };
                 count += 1;
+                // Retried at the head's version: that may carry a commit's
+                // hot change, which the plan must still see and record.
+                if retried.contains(&(env.clone(), app.clone())) {
+                    continue;
+                }
                 // Served as it was: what the config server hands out now
                 // is the new version, and no commit asked for it.
                 let old_digest = plan::served_digest(old);
@@ -124,8 +128,11 @@ impl Daemon {
 
     /// An operator's release of a held service.
     pub(super) async fn release(&mut self, service: &str) {
-        if !self.follower.release(service).await {
-            tracing::info!(service, "release asked for endpoints that are not held");
+        if !self.follower.release(service) {
+            tracing::warn!(
+                service,
+                "the endpoint follower is busy; the release was dropped"
+            );
         }
     }
 }

@@ -56,11 +56,17 @@ pub(super) fn save_state(path: &std::path::Path, sets: &BTreeMap<String, Arc<Ser
             b.create(dir)?;
         }
         let tmp = path.with_extension("tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(sets).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(&tmp, path)
+        let bytes = serde_json::to_vec(sets).map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        // On disk before the rename: a crash must leave the old file or the
+        // new one, never a torn one the guard would start afresh from.
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     };
     if let Err(e) = write() {
         tracing::warn!(file = %path.display(), "keeping the released endpoints failed: {e}");
