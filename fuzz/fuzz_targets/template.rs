@@ -2,8 +2,10 @@
 //! on a small in-memory config repo.
 //!
 //! Input: the first line is a string field of the app (a label value); the
-//! rest is a templated config file of the same app. The values and a secret
-//! come from the environment file.
+//! rest is a templated config file of the same app, a `reload: hot` one, so
+//! it may name the live endpoints of `db` (`service("db")`, `addresses(..)`;
+//! offline, the documented placeholders). The values and a secret come from
+//! the environment file.
 //!
 //! Checked: no panic (a hang or runaway output is caught by libFuzzer's
 //! `-timeout` and `-rss_limit_mb`); rendering is deterministic; the secret
@@ -21,6 +23,8 @@ use pacer::source::Snapshot;
 const SECRET: &str = "s3cr3t-7c1f0e9a";
 
 const PACER_YAML: &str = "version: 1\nenvironments:\n  dev:\n    group: /dev\n";
+const DB_YAML: &str =
+    "marathon:\n  cmd: sleep 1000\n  instances: 2\n  portDefinitions:\n    - {port: 0, name: pg}\n";
 const ENV_YAML: &str = "\
 values:
   domain: example.com
@@ -36,7 +40,7 @@ fn repo(field: &str, file: &str) -> std::sync::Arc<Snapshot> {
     // JSON strings are YAML strings: the field goes in verbatim.
     let field = serde_json::to_string(field).expect("a string serialises");
     let app = format!(
-        "marathon:\n  cmd: sleep 1000\n  cpus: 0.1\n  mem: 32\n  instances: 1\n  labels:\n    fuzz: {field}\nfiles:\n  app.conf:\n    path: /etc/app.conf\n"
+        "marathon:\n  cmd: sleep 1000\n  cpus: 0.1\n  mem: 32\n  instances: 1\n  labels:\n    fuzz: {field}\nfiles:\n  app.conf:\n    path: /etc/app.conf\n    reload: hot\n"
     );
     Snapshot::from_files([
         ("pacer.yaml".to_string(), PACER_YAML.as_bytes().to_vec()),
@@ -45,6 +49,7 @@ fn repo(field: &str, file: &str) -> std::sync::Arc<Snapshot> {
             ENV_YAML.as_bytes().to_vec(),
         ),
         ("apps/web/app.yaml".to_string(), app.into_bytes()),
+        ("apps/db/app.yaml".to_string(), DB_YAML.as_bytes().to_vec()),
         (
             "apps/web/files/app.conf".to_string(),
             file.as_bytes().to_vec(),
