@@ -144,6 +144,16 @@ pub enum Command {
     /// command that applies it. Then keeps running for you to commit to the
     /// repo, and reports each commit it picks up.
     Demo(DemoArgs),
+    /// Check that commits are signed by trusted keys (the CI half of `verify:`).
+    ///
+    /// Verifies --rev (mode head) or every commit since a base (mode all)
+    /// against each environment's `verify:` policy, in process: SSH
+    /// signatures against allowed_signers lines, OpenPGP signatures against
+    /// armored public keys. The trust list is never read from the commit
+    /// being checked: give --signers-from REV (a trusted base, whose
+    /// pacer.yaml and trust list are used) or --signers FILE. Exit 0 when
+    /// every commit is verified, 1 otherwise.
+    Verify(VerifyArgs),
     /// Print a shell completion script (source it from your shell's rc file).
     Completions(CompletionsArgs),
     /// Write man pages for pacer and each subcommand.
@@ -165,6 +175,7 @@ impl Command {
             Command::Retry(a) => a.write.format.format,
             Command::History(a) => a.format,
             Command::Status(a) => a.format.format,
+            Command::Verify(a) => a.format.format,
             _ => return None,
         })
     }
@@ -536,6 +547,41 @@ pub struct HistoryArgs {
         help_heading = "Output"
     )]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The commit to check (the newest of the range in mode all).
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub rev: String,
+    /// Check this environment's `verify:` policy. Default: every
+    /// environment that has one.
+    #[arg(long, env = "PACER_ENV", value_name = "ENV")]
+    pub env: Option<String>,
+    /// The trust list, a file outside the repo (allowed_signers lines and
+    /// armored OpenPGP keys); replaces the policy's `signers`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "signers_from",
+        help_heading = "Trust"
+    )]
+    pub signers: Option<PathBuf>,
+    /// A trusted base revision (e.g. the last deployed commit): its
+    /// pacer.yaml policy and trust list are used, and in mode all the
+    /// range starts after it.
+    #[arg(long, value_name = "REV", help_heading = "Trust")]
+    pub signers_from: Option<String>,
+    /// Mode all: check the commits after this one (default: --signers-from).
+    #[arg(long, value_name = "REV")]
+    pub since: Option<String>,
+    /// Override the policy's mode.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Option<crate::source::verify::Mode>,
+    #[command(flatten)]
+    pub format: FormatArgs,
 }
 
 #[derive(Debug, Args)]
