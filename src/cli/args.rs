@@ -4,6 +4,7 @@
 
 use super::demo::DemoArgs;
 use super::serve::ServeArgs;
+pub use super::verify::VerifyArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -547,41 +548,6 @@ pub struct HistoryArgs {
         help_heading = "Output"
     )]
     pub format: Format,
-}
-
-#[derive(Debug, Args)]
-pub struct VerifyArgs {
-    #[command(flatten)]
-    pub repo: RepoArgs,
-    /// The commit to check (the newest of the range in mode all).
-    #[arg(long, value_name = "REV", default_value = "HEAD")]
-    pub rev: String,
-    /// Check this environment's `verify:` policy. Default: every
-    /// environment that has one.
-    #[arg(long, env = "PACER_ENV", value_name = "ENV")]
-    pub env: Option<String>,
-    /// The trust list, a file outside the repo (allowed_signers lines and
-    /// armored OpenPGP keys); replaces the policy's `signers`.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "signers_from",
-        help_heading = "Trust"
-    )]
-    pub signers: Option<PathBuf>,
-    /// A trusted base revision (e.g. the last deployed commit): its
-    /// pacer.yaml policy and trust list are used, and in mode all the
-    /// range starts after it.
-    #[arg(long, value_name = "REV", help_heading = "Trust")]
-    pub signers_from: Option<String>,
-    /// Mode all: check the commits after this one (default: --signers-from).
-    #[arg(long, value_name = "REV")]
-    pub since: Option<String>,
-    /// Override the policy's mode.
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub mode: Option<crate::source::verify::Mode>,
-    #[command(flatten)]
-    pub format: FormatArgs,
 }
 
 #[derive(Debug, Args)]

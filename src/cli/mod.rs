@@ -15,7 +15,7 @@ mod history;
 mod plan;
 pub mod serve;
 mod status;
-mod verify;
+pub(crate) mod verify;
 
 pub use args::Cli;
 use args::Command;

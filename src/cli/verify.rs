@@ -3,7 +3,7 @@
 //! checked: it is read from `--signers-from REV` (a trusted base) or from
 //! `--signers FILE` outside the repo.
 
-use super::args::{Format, VerifyArgs};
+use super::args::{Format, FormatArgs, RepoArgs};
 use super::exit;
 use super::output::Problems;
 use crate::render::{VerifyPolicy, verify_policies};
@@ -12,10 +12,47 @@ use crate::source::verify::{
     At, CommitCheck, MAX_RANGE_COMMITS, MAX_TRUST_BYTES, Mode, TrustList, verify_range,
 };
 use anyhow::{Context, bail};
+use clap::Args;
 use git2::{Oid, Repository};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The commit to check (the newest of the range in mode all).
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub rev: String,
+    /// Check this environment's `verify:` policy. Default: every
+    /// environment that has one.
+    #[arg(long, env = "PACER_ENV", value_name = "ENV")]
+    pub env: Option<String>,
+    /// The trust list, a file outside the repo (allowed_signers lines and
+    /// armored OpenPGP keys); replaces the policy's `signers`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "signers_from",
+        help_heading = "Trust"
+    )]
+    pub signers: Option<PathBuf>,
+    /// A trusted base revision (e.g. the last deployed commit): its
+    /// pacer.yaml policy and trust list are used, and in mode all the
+    /// range starts after it.
+    #[arg(long, value_name = "REV", help_heading = "Trust")]
+    pub signers_from: Option<String>,
+    /// Mode all: check the commits after this one (default: --signers-from).
+    #[arg(long, value_name = "REV")]
+    pub since: Option<String>,
+    /// Override the policy's mode.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Option<Mode>,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
 
 /// One check: the environments that share a policy, and what it found.
 struct Check {

@@ -347,3 +347,29 @@ fn check_one(repo: &Repository, oid: Oid, trust: &TrustList, at: At) -> CommitCh
         result: verify_commit(repo, oid, trust, at),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_signatures_are_refused_not_panics() {
+        let trust = TrustList::default();
+        let big = vec![b'a'; MAX_SIGNATURE_BYTES + 1];
+        let cases: [&[u8]; 6] = [
+            b"",
+            b"\xff\xfe",
+            b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n",
+            b"-----BEGIN PGP SIGNATURE-----\n\nzz\n-----END PGP SIGNATURE-----\n",
+            b"-----BEGIN SIGNED MESSAGE-----\n",
+            &big,
+        ];
+        for sig in cases {
+            assert!(verify_signature(sig, b"tree 0\n", &trust, 0).is_err());
+        }
+        assert!(matches!(
+            verify_signature(b"-----BEGIN SIGNED MESSAGE-----", b"", &trust, 0),
+            Err(Refused::Unsupported { .. })
+        ));
+    }
+}
