@@ -77,3 +77,6 @@ mod delivery_status;
 
 /// Live endpoints in templates: a moved task reaches the dependent file with no deployment; holds; rolling restarts; a broken stream.
 mod endpoints;
+
+/// Signed commits: `pacer verify` on commits signed by ssh-keygen and gpg keys; tampered, unsigned, untrusted, merges, mode all.
+mod verify;

@@ -4,6 +4,7 @@
 
 use super::demo::DemoArgs;
 use super::serve::ServeArgs;
+pub use super::verify::VerifyArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -144,6 +145,16 @@ pub enum Command {
     /// command that applies it. Then keeps running for you to commit to the
     /// repo, and reports each commit it picks up.
     Demo(DemoArgs),
+    /// Check that commits are signed by trusted keys (the CI half of `verify:`).
+    ///
+    /// Verifies --rev (mode head) or every commit since a base (mode all)
+    /// against each environment's `verify:` policy, in process: SSH
+    /// signatures against allowed_signers lines, OpenPGP signatures against
+    /// armored public keys. The trust list is never read from the commit
+    /// being checked: give --signers-from REV (a trusted base, whose
+    /// pacer.yaml and trust list are used) or --signers FILE. Exit 0 when
+    /// every commit is verified, 1 otherwise.
+    Verify(VerifyArgs),
     /// Print a shell completion script (source it from your shell's rc file).
     Completions(CompletionsArgs),
     /// Write man pages for pacer and each subcommand.
@@ -165,6 +176,7 @@ impl Command {
             Command::Retry(a) => a.write.format.format,
             Command::History(a) => a.format,
             Command::Status(a) => a.format.format,
+            Command::Verify(a) => a.format.format,
             _ => return None,
         })
     }

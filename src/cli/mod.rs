@@ -15,6 +15,7 @@ mod history;
 mod plan;
 pub mod serve;
 mod status;
+pub(crate) mod verify;
 
 pub use args::Cli;
 use args::Command;
@@ -92,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Retry(a) => apply::retry_cmd(a),
         Command::History(a) => history::history_cmd(a),
         Command::Status(a) => status::status_cmd(a),
+        Command::Verify(a) => verify::verify_cmd(a),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
         Command::Serve(a) => serve::run(*a),

@@ -23,12 +23,14 @@ pub mod secrets;
 pub mod services;
 pub mod template;
 pub mod tree;
+mod verify_policy;
 pub mod yaml;
 
 pub use budget::Budgets;
 pub use diagnostic::{Diagnostic, Diagnostics, quote_path};
 pub use pairs::render_pairs;
 pub use repo::Repo;
+pub use verify_policy::{VerifyPolicy, verify_policies};
 
 use crate::marathon::validate as marathon_rules;
 use crate::model::{AppPath, Digest, EnvName, Secret};
@@ -149,6 +151,9 @@ struct RawEnvSettings {
     marathon: Option<String>,
     #[serde(default)]
     policy: Policy,
+    /// Read on its own by [`verify_policies`]; checked here by `validate`.
+    #[serde(default)]
+    verify: Option<VerifyPolicy>,
 }
 
 #[derive(Deserialize)]

@@ -78,7 +78,11 @@ impl Repo {
                 group: None,
                 marathon: None,
                 policy: Policy::default(),
+                verify: None,
             });
+            if let Some(v) = &raw_env.verify {
+                verify_policy::check_policy(&config, &name, v, &snapshot, diags);
+            }
             let group = raw_env.group.unwrap_or_else(|| format!("/{name}"));
             let group = if group.starts_with('/') {
                 group

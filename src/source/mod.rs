@@ -10,6 +10,7 @@ pub mod delta;
 pub mod remote;
 pub mod rewind;
 mod tree;
+pub mod verify;
 
 use tree::{add_tree, root_tree};
 
@@ -290,7 +291,7 @@ impl RepoLocation {
     /// Reads the config repo as it is on disk, uncommitted changes included.
     pub fn working_tree(&self) -> Result<Snapshot> {
         let mut entries = BTreeMap::new();
-        for top in ["pacer.yaml", "environments", "apps"] {
+        for top in ["pacer.yaml", ".pacer", "environments", "apps"] {
             walk_dir(&self.root, top, &mut entries)?;
         }
         let commit = self.git.as_ref().and_then(|g| {
@@ -331,9 +332,12 @@ impl RepoLocation {
 /// Only these paths are part of the config repo; anything else (README,
 /// CI files, a `schemas/` copy) is ignored. `apps` and `environments`
 /// themselves count: as a symlink or submodule they must be seen, not
-/// skipped as if the directory were empty.
+/// skipped as if the directory were empty. `.pacer/` holds pacer's own
+/// files, such as the trust list of `verify:`.
 fn is_config_path(path: &str) -> bool {
     path == "pacer.yaml"
+        || path == ".pacer"
+        || path.starts_with(".pacer/")
         || path == "apps"
         || path == "environments"
         || path.starts_with("environments/")
