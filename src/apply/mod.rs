@@ -132,12 +132,12 @@ pub async fn apply(
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            if let Some(app) = &app {
-                if already_there(&client, &step, app, live.as_ref()).await {
-                    // Nothing to send, so nothing to follow or record.
-                    progress.progressed(&step.id, "already as Git wants it: nothing sent");
-                    return None;
-                }
+            if let Some(app) = &app
+                && already_there(&client, &step, app, live.as_ref()).await
+            {
+                // Nothing to send, so nothing to follow or record.
+                progress.progressed(&step.id, "already as Git wants it: nothing sent");
+                return None;
             }
             let result = run_step(
                 &client,
@@ -475,11 +475,11 @@ async fn follow(
             Ok(deps) => {
                 // A write found done has no id: a deployment of its app
                 // that shows up is the one to follow.
-                if deployment.deployment_id.is_empty() {
-                    if let Some(d) = deps.iter().find(|d| d.affected_apps.contains(&step.id)) {
-                        deployment.deployment_id = d.id.clone();
-                        rollout.deployment = d.id.clone();
-                    }
+                if deployment.deployment_id.is_empty()
+                    && let Some(d) = deps.iter().find(|d| d.affected_apps.contains(&step.id))
+                {
+                    deployment.deployment_id = d.id.clone();
+                    rollout.deployment = d.id.clone();
                 }
                 match deps.iter().find(|d| d.id == rollout.deployment) {
                     // The tasks say why a rollout takes long (staged and
@@ -655,10 +655,8 @@ async fn roll_back(
     }
     // After a lost answer the DELETE may have landed (late, or finished
     // already): its revert must not be overridden by a forced PUT.
-    if answer_lost {
-        if let Some(w) = already_done(client, &step.id, &reverted).await? {
-            return Ok(w.deployment_id());
-        }
+    if answer_lost && let Some(w) = already_done(client, &step.id, &reverted).await? {
+        return Ok(w.deployment_id());
     }
     let written = match previous {
         Some(prev) => {

@@ -275,10 +275,12 @@ pub fn compare_app(
     let all: BTreeSet<&String> = old_files.keys().chain(new_files.keys()).collect();
     for name in all {
         let (o, n) = (old_files.get(name), new_files.get(name));
-        if let (Some(o), Some(n)) = (o, n) {
-            if o.digest == n.digest && o.path == n.path && o.reload == n.reload {
-                continue;
-            }
+        if let (Some(o), Some(n)) = (o, n)
+            && o.digest == n.digest
+            && o.path == n.path
+            && o.reload == n.reload
+        {
+            continue;
         }
         let f = n.or(o).expect("a name from one of the maps");
         let status = match (o, n) {
@@ -392,12 +394,12 @@ pub fn compare(base: &Desired, head: &Desired) -> Report {
             }
             // An app whose group moved is a new Marathon app: show it as
             // removed and added, because that is what would happen.
-            if let (Some(o), Some(n)) = (o, n) {
-                if o.id != n.id {
-                    apps.extend(compare_app(env, Some(o), None));
-                    apps.extend(compare_app(env, None, Some(n)));
-                    continue;
-                }
+            if let (Some(o), Some(n)) = (o, n)
+                && o.id != n.id
+            {
+                apps.extend(compare_app(env, Some(o), None));
+                apps.extend(compare_app(env, None, Some(n)));
+                continue;
             }
             apps.extend(compare_app(env, o, n));
         }

@@ -300,11 +300,11 @@ pub async fn observe_in(
         .collect();
     for (id, commit) in baselines_needed(desired, &observed.apps, &observed.in_sync) {
         // The version a newer commit replaced is usually what still runs.
-        if let Some((c, spec)) = known.get(&id) {
-            if *c == commit {
-                observed.baselines.insert(id, spec.clone());
-                continue;
-            }
+        if let Some((c, spec)) = known.get(&id)
+            && *c == commit
+        {
+            observed.baselines.insert(id, spec.clone());
+            continue;
         }
         let Some(loc) = loc else { break };
         let Some(app) = by_id.get(id.as_str()) else {

@@ -215,12 +215,11 @@ fn step_for(
         }
         return mk(Action::InSync, None);
     };
-    if !observed.retry.contains(&app.id) {
-        if let Some(failed) = observed.failed.get(&app.id) {
-            if observe::app_diff(&app.marathon, failed, &app.ignore).is_none() {
-                return mk(Action::Failed, Some(diff_text));
-            }
-        }
+    if !observed.retry.contains(&app.id)
+        && let Some(failed) = observed.failed.get(&app.id)
+        && observe::app_diff(&app.marathon, failed, &app.ignore).is_none()
+    {
+        return mk(Action::Failed, Some(diff_text));
     }
     let changed = observe::changed_paths(&app.marathon, &live.spec, &app.ignore);
     let origin = origin_of(app, live, observed.baselines.get(&app.id));

@@ -569,10 +569,11 @@ impl Daemon {
         // as applied would let the next poll deploy the very rewind just
         // refused (found by the e2e test
         // `a_rewind_past_a_scale_only_commit_stays_refused`).
-        if healthy && self.rendered_at.as_deref() == Some(head.as_str()) {
-            if let Ok(oid) = git2::Oid::from_str(&head) {
-                self.applied = Some(oid);
-            }
+        if healthy
+            && self.rendered_at.as_deref() == Some(head.as_str())
+            && let Ok(oid) = git2::Oid::from_str(&head)
+        {
+            self.applied = Some(oid);
         }
         self.update_readiness();
         self.health.doing("writing deployment records");

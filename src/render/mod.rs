@@ -444,16 +444,16 @@ fn check_app_envs(
     let known: Vec<String> = envs.keys().cloned().collect();
     if let Some(list) = base.get("/environments").and_then(Value::as_array) {
         for (i, v) in list.iter().enumerate() {
-            if let Some(name) = v.as_str() {
-                if !envs.contains_key(name) {
-                    let mut d = base.diag(
-                        &format!("/environments/{i}"),
-                        Target::Value,
-                        format!("environment `{name}` is not defined in pacer.yaml"),
-                    );
-                    d.hint = schema::suggest(name, &known).map(|s| format!("did you mean `{s}`?"));
-                    diags.push(d);
-                }
+            if let Some(name) = v.as_str()
+                && !envs.contains_key(name)
+            {
+                let mut d = base.diag(
+                    &format!("/environments/{i}"),
+                    Target::Value,
+                    format!("environment `{name}` is not defined in pacer.yaml"),
+                );
+                d.hint = schema::suggest(name, &known).map(|s| format!("did you mean `{s}`?"));
+                diags.push(d);
             }
         }
         for o in overlays {

@@ -95,14 +95,14 @@ impl Repo {
             } else {
                 group
             };
-            if group != "/" {
-                if let Err(e) = marathon_rules::validate_path_id(&group) {
-                    diags.push(
+            if group != "/"
+                && let Err(e) = marathon_rules::validate_path_id(&group)
+            {
+                diags.push(
                         config
                             .diag(&format!("{ptr}/group"), Target::Value, format!("environment `{name}`: group `{group}` is not a valid Marathon group id: {e}"))
                             .with_hint("use lower-case letters, digits and dashes, separated by `/`"),
                     );
-                }
             }
             // Groups may not overlap: an environment whose group holds
             // another's would own (and prune, and heal) the other's apps.
@@ -223,13 +223,13 @@ impl Repo {
                         .with_hint("rename the directory: lower-case letters, digits and dashes; a dash can't start or end a name"),
                 );
             }
-            if let Some(last) = app.rsplit('/').next() {
-                if ["restart", "tasks", "versions"].contains(&last) {
-                    broken.entry(app.clone()).or_default().push(
+            if let Some(last) = app.rsplit('/').next()
+                && ["restart", "tasks", "versions"].contains(&last)
+            {
+                broken.entry(app.clone()).or_default().push(
                         Diagnostic::file(format!("apps/{app}/app.yaml"), format!("app directory `apps/{app}`: `{last}` is reserved by Marathon as the last part of an id"))
                             .with_hint(format!("rename the directory, e.g. `{last}-app`")),
                     );
-                }
             }
         }
         let problems = tree::check(&snapshot, &names);

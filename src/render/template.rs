@@ -305,10 +305,10 @@ impl Templates {
         if let Some(hint) = super::services::hint_of(e).filter(|h| !h.is_empty()) {
             out.hint = Some(hint.to_string());
         }
-        if e.kind() == minijinja::ErrorKind::UndefinedError {
-            if let Some(snippet) = shifted(e.range(), shift).and_then(|r| src.get(r)) {
-                out.hint = suggest(snippet, ctx);
-            }
+        if e.kind() == minijinja::ErrorKind::UndefinedError
+            && let Some(snippet) = shifted(e.range(), shift).and_then(|r| src.get(r))
+        {
+            out.hint = suggest(snippet, ctx);
         }
         out
     }

@@ -22,9 +22,11 @@ pub fn parse_within(path: &str, text: &str, max_expanded: usize) -> Result<Value
     }
     // Without an anchor and an alias, a document is no bigger than its text,
     // which the source already bounds: skip the extra pass.
-    if text.contains('&') && text.contains('*') {
-        if let Err(over) = expanded_size(text, max_expanded) {
-            return Err(Diagnostic::at(
+    if text.contains('&')
+        && text.contains('*')
+        && let Err(over) = expanded_size(text, max_expanded)
+    {
+        return Err(Diagnostic::at(
                 path,
                 over.line,
                 over.column,
@@ -34,7 +36,6 @@ pub fn parse_within(path: &str, text: &str, max_expanded: usize) -> Result<Value
                 ),
             )
             .with_hint("repeat less through aliases (`*name`): write the values out, or share them through an overlay"));
-        }
     }
     // Through serde_yaml's own Value: it refuses duplicate keys, which a
     // direct parse into JSON would silently resolve to the last one.
@@ -52,10 +53,10 @@ pub fn parse_within(path: &str, text: &str, max_expanded: usize) -> Result<Value
                 .unwrap_or((1, 1));
             // serde_yaml points a duplicate key at the start of its map;
             // the reader wants the second occurrence.
-            if let Some(key) = duplicate_key(&e.to_string()) {
-                if let Some(at) = second_occurrence(text, &key, line, column) {
-                    (line, column) = at;
-                }
+            if let Some(key) = duplicate_key(&e.to_string())
+                && let Some(at) = second_occurrence(text, &key, line, column)
+            {
+                (line, column) = at;
             }
             (line, column) = within(text, line, column);
             // serde_yaml appends " at line X column Y"; the location is
@@ -108,10 +109,10 @@ pub fn expanded_size(text: &str, limit: usize) -> Result<usize, Overflow> {
                 YAML_NODE_BYTES
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                if let Some((anchor, start)) = open.pop() {
-                    if anchor != 0 {
-                        anchors.insert(anchor, total - start);
-                    }
+                if let Some((anchor, start)) = open.pop()
+                    && anchor != 0
+                {
+                    anchors.insert(anchor, total - start);
                 }
                 0
             }
