@@ -43,7 +43,7 @@ pub fn parse_within(path: &str, text: &str, max_expanded: usize) -> Result<Value
         Ok(serde_yaml::Value::Null) => Ok(Value::Object(Default::default())),
         Ok(v) => serde_json::to_value(&v).map_err(|e| {
             Diagnostic::file(path, format!("unsupported YAML: {e}"))
-                .with_position(unsupported_key(text))
+                .with_position(unsupported_key(text).map(|(l, c)| within(text, l, c)))
                 .with_hint("keys must be strings, and values plain data (no tags)")
         }),
         Err(e) => {
@@ -381,6 +381,9 @@ files:
             ("a: 1\n? [complex, key]\n: v\n", (2, 3)),
             ("a:\n  b: 1\n  {x: 1}: 2\n", (3, 3)),
             ("a: 1\n~: 2\n", (2, 1)),
+            // An empty key at the end of a file with no line break: the
+            // parser's position is past the last line (found by fuzzing).
+            ("?  ", (1, 4)),
         ] {
             let d = parse("a.yaml", text).unwrap_err();
             assert!(d.message.starts_with("unsupported YAML"), "{d:?}");
