@@ -32,7 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "apply", "marathon", "model", "observe", "plan", "render", "source",
         ],
     ),
-    ("status", &["model", "redact", "render"]),
+    ("status", &["model", "redact", "render", "source"]),
     (
         "delivery",
         &["listen", "marathon", "model", "redact", "render", "status"],

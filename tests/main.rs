@@ -21,6 +21,9 @@ mod cli_live;
 /// `pacer demo` from a copied binary, prod left to a human, commits reported.
 mod cli_demo;
 
+/// `pacer serve`'s signed-commit gate with real SSH and OpenPGP signatures.
+mod verify_gate;
+
 /// The README's commands still work.
 mod readme;
 

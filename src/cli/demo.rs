@@ -209,6 +209,7 @@ async fn serve_demo(
         endpoints: Default::default(),
         endpoints_resync: Duration::from_secs(30),
         state_dir: None,
+        verify_signers: None,
     };
 
     outln!("pacer demo")?;

@@ -115,6 +115,17 @@ pub struct ServeArgs {
     /// Deploy a commit that does not descend from the last one applied.
     #[arg(long)]
     pub allow_rewind: bool,
+    /// A trust list from outside the repo (allowed_signers lines and
+    /// armored OpenPGP keys): it replaces the repo's own in every
+    /// environment with a `verify:` policy, so that even the first commit
+    /// deployed is checked against keys the repo can't change.
+    #[arg(
+        long,
+        env = "PACER_VERIFY_SIGNERS",
+        value_name = "FILE",
+        help_heading = "Source"
+    )]
+    pub verify_signers: Option<PathBuf>,
     /// Where deployment records (deployment id, outcome, rollback) go:
     /// notes on the deployed commits, `refs/notes/pacer`. `push` needs
     /// write access to that ref; `local` keeps them in the mirror.
@@ -327,6 +338,8 @@ pub(crate) fn config(a: ServeArgs) -> Config {
         },
         endpoints_resync: Duration::from_secs(a.endpoints_resync),
         state_dir: a.config_server.state_dir.clone(),
+        // Read by `run`, which can fail on it.
+        verify_signers: None,
     }
 }
 
@@ -347,9 +360,19 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let delivery = a.config_server.settings()?;
+    let outside = match &a.verify_signers {
+        Some(path) => {
+            let name = path.display().to_string();
+            let list = super::verify::parse_trust(&name, &super::verify::read_file(path)?)?;
+            Some((name, list))
+        }
+        None => None,
+    };
+    let mut cfg = config(a);
+    cfg.verify_signers = outside;
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(async {
-        let started = start_with(config(a), Some(delivery), shutdown_signal()).await?;
+        let started = start_with(cfg, Some(delivery), shutdown_signal()).await?;
         started.task.await?
     });
     // A Git push stuck in a blocking thread must not hold the exit (Marathon

@@ -38,6 +38,8 @@ use tokio::sync::mpsc;
 
 /// Planning and applying one environment (or a push's apps first).
 mod env;
+/// The signed-commit gate: which environments take a new head.
+mod gate;
 /// Fetching, rewind checks and rendering of a new head.
 mod head;
 /// Live endpoints that moved: the apps that name them render again.
@@ -86,6 +88,10 @@ pub struct Config {
     /// Where state kept across restarts lives (`--state-dir`); `None`:
     /// beside the mirror, `<workdir>.state`.
     pub state_dir: Option<PathBuf>,
+    /// A trust list from outside the repo (`--verify-signers`), with its
+    /// name: it replaces the repo's in every environment with a `verify:`
+    /// policy.
+    pub verify_signers: Option<(String, crate::source::verify::TrustList)>,
 }
 
 /// Up to this many changed apps go out before the full pass.
@@ -164,6 +170,8 @@ struct Daemon {
     /// Apps kept at their last good version because a service they name
     /// could not be read yet: tried again when endpoints move.
     unread_invalid: BTreeSet<(EnvName, AppPath)>,
+    /// Which environments take a new head (signed commits).
+    gate: gate::Gate,
 }
 
 /// The results of one background apply.
@@ -216,6 +224,11 @@ pub async fn run(
     let records = Records::new(cfg.records);
     let follower = live::start(&cfg, status.reader());
     let live = follower.latest().endpoints.clone();
+    let state_dir = super::state::dir(cfg.state_dir.as_deref(), &cfg.workdir);
+    let gate = gate::Gate::new(
+        Some(state_dir.join("verified.json")),
+        cfg.verify_signers.clone(),
+    );
     let mut d = Daemon {
         cfg,
         mirror,
@@ -250,6 +263,7 @@ pub async fn run(
         live,
         release_later: Vec::new(),
         unread_invalid: BTreeSet::new(),
+        gate,
     };
 
     let mut wait = Duration::ZERO;

@@ -91,7 +91,7 @@ impl Daemon {
     pub(super) fn env_error(&self, env: &str, message: &str) {
         let mut s = self.status.write();
         let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
-        e.errors = self.head_problems.clone();
+        e.errors = self.env_problems(env);
         e.errors.push(Problem::message(message));
     }
 
@@ -101,7 +101,7 @@ impl Daemon {
         if !why.is_empty() {
             message = format!("{message}: {why}");
         }
-        let mut errors = self.head_problems.clone();
+        let mut errors = self.env_problems(env);
         errors.push(Problem::message(message));
         let mut s = self.status.write();
         let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
@@ -189,7 +189,9 @@ impl Daemon {
                     });
                 }
             } else if let Ok(commit) = git2::Oid::from_str(&f.head) {
-                self.records.push(commit, notes::Record::of(&f.env, r, now));
+                let mut rec = notes::Record::of(&f.env, r, now);
+                rec.signer = self.gate.signer_of(&f.env, &f.head).cloned();
+                self.records.push(commit, rec);
             }
             project::record_result(
                 e,
@@ -229,6 +231,7 @@ impl Daemon {
                 None => Outcome::Delivered,
                 Some(_) => Outcome::DeliveryFailed,
             };
+            let signer = self.gate.signer_of(&r.hot.env, &r.hot.commit).cloned();
             self.records.push(
                 commit,
                 notes::Record {
@@ -240,6 +243,7 @@ impl Daemon {
                     version: None,
                     rollback: None,
                     at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    signer,
                 },
             );
         }
