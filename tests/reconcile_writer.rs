@@ -46,6 +46,7 @@ fn config(w: &World) -> Config {
         endpoints_resync: Duration::from_secs(30),
         state_dir: None,
         verify_signers: None,
+        zk: None,
     }
 }
 

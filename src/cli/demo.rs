@@ -210,6 +210,7 @@ async fn serve_demo(
         endpoints_resync: Duration::from_secs(30),
         state_dir: None,
         verify_signers: None,
+        zk: None,
     };
 
     outln!("pacer demo")?;

@@ -115,6 +115,36 @@ pub struct ServeArgs {
     /// Deploy a commit that does not descend from the last one applied.
     #[arg(long)]
     pub allow_rewind: bool,
+    /// Run as one of several replicas: the leader, elected on this
+    /// ZooKeeper, writes; every replica serves (e.g.
+    /// zk://zk1:2181,zk2:2181/pacer).
+    #[arg(
+        long,
+        env = "PACER_ZK",
+        value_name = "URL",
+        help_heading = "High availability"
+    )]
+    pub zk: Option<String>,
+    /// The ZooKeeper session timeout: a dead leader is replaced after about
+    /// this long (shorter fails over sooner, but a GC pause or a network
+    /// blip of that length costs the lead).
+    #[arg(
+        long,
+        env = "PACER_ZK_SESSION_TIMEOUT",
+        default_value_t = 6,
+        value_name = "SECONDS",
+        help_heading = "High availability"
+    )]
+    pub zk_session_timeout: u64,
+    /// This replica's name in the election. Default: $HOST:$PORT0 on
+    /// Marathon, else the host name and the listening port.
+    #[arg(
+        long,
+        env = "PACER_REPLICA_ID",
+        value_name = "ID",
+        help_heading = "High availability"
+    )]
+    pub replica_id: Option<String>,
     /// A trust list from outside the repo (allowed_signers lines and
     /// armored OpenPGP keys): it replaces the repo's own in every
     /// environment with a `verify:` policy, so that even the first commit
@@ -340,6 +370,26 @@ pub(crate) fn config(a: ServeArgs) -> Config {
         state_dir: a.config_server.state_dir.clone(),
         // Read by `run`, which can fail on it.
         verify_signers: None,
+        zk: None,
+    }
+}
+
+/// This replica's default name in the election: Marathon's `$HOST:$PORT0`
+/// when it runs there, else the host name and the listening port.
+fn replica_id(addr: SocketAddr) -> String {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (env("HOST"), env("PORT0")) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        _ => {
+            let host = env("HOSTNAME")
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_string())
+                })
+                .unwrap_or_else(|| addr.ip().to_string());
+            format!("{host}:{}", addr.port())
+        }
     }
 }
 
@@ -368,8 +418,21 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    let zk = match &a.zk {
+        Some(url) => {
+            let (hosts, root) = crate::ha::parse_url(url).map_err(|e| anyhow::anyhow!(e))?;
+            Some(crate::ha::Settings {
+                hosts,
+                root,
+                session_timeout: Duration::from_secs(a.zk_session_timeout.clamp(2, 120)),
+                id: a.replica_id.clone().unwrap_or_default(),
+            })
+        }
+        None => None,
+    };
     let mut cfg = config(a);
     cfg.verify_signers = outside;
+    cfg.zk = zk;
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(async {
         let started = start_with(cfg, Some(delivery), shutdown_signal()).await?;
@@ -435,6 +498,21 @@ pub async fn start_with(
         )?);
     }
     parts.delivery = app_state.delivery.clone();
+    if let Some(mut zk) = cfg.zk.clone() {
+        if zk.id.is_empty() {
+            zk.id = replica_id(addr);
+        }
+        parts.fence = crate::model::fence::Fence::closed("no leader elected yet");
+        let writer = parts.writer.clone();
+        let ha = crate::ha::start(
+            zk,
+            parts.fence.clone(),
+            Box::new(move |on| if on { writer.resume() } else { writer.pause() }),
+            parts.status.clone(),
+            parts.triggers_tx.clone(),
+        );
+        parts.wake_leader = Some(Arc::new(move || ha.wake_leader()));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let config_server = app_state.delivery.clone();
     let server = tokio::spawn(server::serve(listener, app_state, cfg.http, {

@@ -92,6 +92,9 @@ pub struct Config {
     /// name: it replaces the repo's in every environment with a `verify:`
     /// policy.
     pub verify_signers: Option<(String, crate::source::verify::TrustList)>,
+    /// Several replicas, one writer elected on ZooKeeper (`--zk`); `None`:
+    /// this replica alone writes.
+    pub zk: Option<crate::ha::Settings>,
 }
 
 /// Up to this many changed apps go out before the full pass.
@@ -172,6 +175,9 @@ struct Daemon {
     unread_invalid: BTreeSet<(EnvName, AppPath)>,
     /// Which environments take a new head (signed commits).
     gate: gate::Gate,
+    /// With `--zk`: a push that reached this replica while it follows
+    /// wakes the leader.
+    wake_leader: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// The results of one background apply.
@@ -217,10 +223,12 @@ pub async fn run(
         triggers_tx: _triggers_tx,
         triggers: rx,
         delivery,
+        fence,
+        wake_leader,
     } = parts;
     tokio::pin!(shutdown);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let clients = clients_of(&cfg, cfg.marathon_events);
+    let clients = clients_of(&cfg, cfg.marathon_events).fenced(fence);
     let records = Records::new(cfg.records);
     let follower = live::start(&cfg, status.reader());
     let live = follower.latest().endpoints.clone();
@@ -264,6 +272,7 @@ pub async fn run(
         release_later: Vec::new(),
         unread_invalid: BTreeSet::new(),
         gate,
+        wake_leader,
     };
 
     let mut wait = Duration::ZERO;
@@ -320,6 +329,14 @@ pub async fn run(
             None => break,
             Some(Some(t)) => trigger = t,
             Some(None) => {}
+        }
+        // A follower fetches the push too (its status follows Git), but
+        // only the leader writes: it hears of the push through ZooKeeper.
+        if matches!(trigger, Trigger::Webhook { .. })
+            && d.writer.is_paused()
+            && let Some(wake) = &d.wake_leader
+        {
+            wake();
         }
         // A burst of webhooks is one run. Every retry in it counts: each
         // names its own apps, and keeping only the last one dropped the

@@ -16,6 +16,8 @@
 //! | `pacer_marathon_errors_total` | counter | |
 //! | `pacer_marathon_up` | gauge | `env`: 1 when its Marathon answered on the last cycle, else 0 |
 //! | `pacer_repo_loaded` | gauge | 1 when the newest commit fetched loads and runs, 0 when it is refused |
+//! | `pacer_leader` | gauge | with `--zk`: 1 on the replica that leads (and writes), else 0 |
+//! | `pacer_zk_connected` | gauge | with `--zk`: 1 while the ZooKeeper session is connected |
 //! | `pacer_commits_refused_total` | counter | `env`, `reason`: a head an environment's `verify:` policy refused |
 //! | `pacer_commit_refused` | gauge | `env`: 1 while the environment is held at its last good commit by the policy |
 //!
@@ -291,6 +293,22 @@ fn state_gauges(status: &Status) -> Registry {
                 .get_or_create(&labels)
                 .set(i64::from(v.refused.is_some()));
         }
+    }
+    if let Some(ha) = &status.ha {
+        let leader: Gauge = Gauge::default();
+        leader.set(i64::from(ha.role == crate::status::Role::Leader));
+        registry.register(
+            "pacer_leader",
+            "Whether this replica leads and writes (1) or follows (0)",
+            leader,
+        );
+        let connected: Gauge = Gauge::default();
+        connected.set(i64::from(ha.zk_connected));
+        registry.register(
+            "pacer_zk_connected",
+            "Whether this replica's ZooKeeper session is connected",
+            connected,
+        );
     }
     let loaded = status.repo.last_good.is_some() && status.repo.errors.is_empty();
     repo_loaded.set(i64::from(loaded));

@@ -210,6 +210,33 @@ pub struct RefusedCommit {
     pub message: String,
 }
 
+/// This replica's part, as the status and `/metrics` show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HaStatus {
+    /// `leader`, `follower`, or `none` while no leader can be known (no
+    /// ZooKeeper session).
+    pub role: Role,
+    pub zk_connected: bool,
+    /// This replica's id.
+    pub id: String,
+    /// The leader's id, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The leadership's epoch (its latch node's sequence), on the leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Leader,
+    Follower,
+    #[default]
+    None,
+}
+
 /// Whether the daemon sends changes to Marathon.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -233,6 +260,10 @@ pub struct Status {
     /// template names one.
     #[serde(skip_serializing_if = "EndpointsStatus::is_empty")]
     pub endpoints: EndpointsStatus,
+    /// This replica's part in the election (`--zk`); absent for a single
+    /// replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
 }
 
 /// The services templates name, and the event streams that follow them.

@@ -512,7 +512,35 @@ impl World {
         deploy_timeout: u64,
         extra: &[&str],
     ) -> Daemon {
-        let mut args: Vec<String> = [
+        let mut args = self.serve_args(url, marathon, poll, deploy_timeout, "mirror");
+        args.extend(["--env".to_string(), "dev".to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Daemon::start(self.scratch.path(), &args)
+    }
+
+    /// One of several replicas: its own mirror (`mirror-<name>`) and state,
+    /// the environments and other flags in `extra`.
+    pub fn serve_replica(&self, name: &str, poll: u64, extra: &[&str]) -> Daemon {
+        let mut args = self.serve_args(
+            &self.git.url(),
+            &self.sim.url,
+            poll,
+            60,
+            &format!("mirror-{name}"),
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Daemon::start(self.scratch.path(), &args)
+    }
+
+    fn serve_args(
+        &self,
+        url: &str,
+        marathon: &str,
+        poll: u64,
+        deploy_timeout: u64,
+        mirror: &str,
+    ) -> Vec<String> {
+        [
             "--repo-url",
             url,
             "--marathon",
@@ -525,15 +553,11 @@ impl World {
             &deploy_timeout.to_string(),
             "--webhook-secret",
             SECRET,
-            "--env",
-            "dev",
             "--workdir",
-            self.scratch.path().join("mirror").to_str().unwrap(),
+            self.scratch.path().join(mirror).to_str().unwrap(),
         ]
         .iter()
         .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Daemon::start(self.scratch.path(), &args)
+        .collect()
     }
 }

@@ -227,3 +227,4 @@ pub fn free_port() -> u16 {
 pub mod harness;
 pub mod keys;
 pub mod scenario;
+pub mod zk;

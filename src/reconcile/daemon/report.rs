@@ -13,6 +13,11 @@ impl Daemon {
     /// records are written is taken at once, not after the write (a push to
     /// the config repo takes a while); another pass then follows.
     pub(super) async fn publish_records(&mut self, mut head: Option<&mut String>) {
+        // Only the writer pushes records: a follower (`--zk`) keeps what
+        // it has until it leads.
+        if self.writer.is_paused() {
+            return;
+        }
         // A remote that refuses (a read-only key, a server without push)
         // is asked again with backoff, not on every poll.
         let Some(pending) = self.records.due(Instant::now()) else {
@@ -147,6 +152,15 @@ impl Daemon {
         let mut s = self.status.write();
         let e = Arc::make_mut(s.environments.entry(f.env.clone()).or_default());
         for r in &f.results {
+            // Stopped by the fence (this replica lost the lead): not
+            // attempted, so nothing to count, show or record.
+            if r.message
+                .as_deref()
+                .is_some_and(crate::model::fence::stopped)
+            {
+                tracing::info!(env = %f.env, app = %r.id, "not sent: this replica no longer leads");
+                continue;
+            }
             self.metrics.deployment(&f.env, r.outcome);
             let line = format!(
                 "{}: {}{}",
