@@ -182,3 +182,87 @@ async fn a_leader_stopped_past_its_session_writes_nothing_when_it_wakes() {
     let sent = writes(&w).await;
     assert!(sent.is_empty(), "{sent:?}\n{}", old.proc.log_tail());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_id_logs_in_once_across_replicas() {
+    use crate::delivery::{Agent, reason, tasks};
+    let w = crate::delivery::world().await;
+    let zk = Zk::start();
+    let r1 = replica(&w, &zk, "r1", "dev");
+    let r2 = replica(&w, &zk, "r2", "dev");
+    let leader = one_leader(&[&r1, &r2]).await;
+    [&r1, &r2][leader].wait_all("dev", "inSync", LIMIT).await;
+    r1.wait_all("dev", "inSync", LIMIT).await;
+    r2.wait_all("dev", "inSync", LIMIT).await;
+    let api = tasks(&w, "/dev/api", 2).await;
+    let (task, host) = api[0].clone();
+    let first = Agent::on(&host, &r1).login(&task, "/dev/api").await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    // The same id on the other replica: a replay.
+    let (s, v) = Agent::on(&host, &r2).login(&task, "/dev/api").await;
+    assert_eq!((s, reason(&v)), (403, "replay"), "{v}");
+    // Another task of the app logs in on the second replica, then not on
+    // the first.
+    let (task2, host2) = api[1].clone();
+    let (s, v) = Agent::on(&host2, &r2).login(&task2, "/dev/api").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = Agent::on(&host2, &r1).login(&task2, "/dev/api").await;
+    assert_eq!((s, reason(&v)), (403, "replay"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_zookeeper_nothing_is_written_and_everything_else_goes_on() {
+    use crate::delivery::{Agent, tasks};
+    let w = crate::delivery::world().await;
+    let mut zk = Zk::start();
+    let r1 = replica(&w, &zk, "r1", "dev");
+    let r2 = replica(&w, &zk, "r2", "dev");
+    let leader = one_leader(&[&r1, &r2]).await;
+    let rs = [&r1, &r2];
+    rs[leader].wait_all("dev", "inSync", LIMIT).await;
+    let api = tasks(&w, "/dev/api", 2).await;
+    let (s, _) = w.sim.delete("/_sim/requests").await;
+    assert_eq!(s, 200);
+
+    zk.stop();
+    for d in rs {
+        wait_until("writes to stop without ZooKeeper", LIMIT, || async {
+            let s = d.status().await;
+            match (s["ha"]["zkConnected"] == false, s["writes"] == "paused") {
+                (true, true) => Ok(()),
+                _ => Err(format!("{}", s["ha"])),
+            }
+        })
+        .await;
+        assert_eq!(d.metric("pacer_zk_connected").await, 0.0);
+        assert_eq!(d.metric("pacer_leader").await, 0.0);
+    }
+    // A change arrives: both replicas see it, neither sends it.
+    let c2 = push_worker(&w, "no zookeeper", "a change during the outage");
+    for d in rs {
+        wait_until("the change to be seen", LIMIT, || async {
+            let s = d.status().await;
+            match s["repo"]["head"] == c2.as_str()
+                && s["environments"]["dev"]["apps"]["worker"]["sync"] == "outOfSync"
+            {
+                true => Ok(()),
+                false => Err(format!("{s:#}")),
+            }
+        })
+        .await;
+    }
+    // Logins (checked against the replica's own record) and reads go on.
+    let (task, host) = api[0].clone();
+    let agent = Agent::on(&host, &r2);
+    let token = agent.token(&task, "/dev/api").await;
+    let (s, v) = agent.get("/v1/config", &token).await;
+    assert_eq!(s, 200, "{v}");
+    crate::util::scenario::wait_cycles(&r1, 2.0).await;
+    assert!(writes(&w).await.is_empty(), "{:?}", writes(&w).await);
+
+    // ZooKeeper is back: a leader again, and the change goes out once.
+    zk.resume();
+    let leader = one_leader(&rs).await;
+    wait_live(&w, rs[leader], "/dev/worker", &c2).await;
+    assert_eq!(writes_to(&w, "/dev/worker").await.len(), 1);
+}

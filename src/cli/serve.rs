@@ -409,7 +409,7 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
             a.git_timeout.max(1).into(),
         ));
     }
-    let delivery = a.config_server.settings()?;
+    let mut delivery = a.config_server.settings()?;
     let outside = match &a.verify_signers {
         Some(path) => {
             let name = path.display().to_string();
@@ -430,6 +430,7 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    delivery.zk = zk.as_ref().map(|z| (z.hosts.clone(), z.root.clone()));
     let mut cfg = config(a);
     cfg.verify_signers = outside;
     cfg.zk = zk;

@@ -20,7 +20,8 @@
 //! - [`token`]: HMAC-SHA256 tokens; [`keys`]: the signing key; `private`:
 //!   the state directory and key file are ours alone.
 //! - [`login`]: the login decision, pure, and every [`login::Refusal`].
-//! - [`used`]: the task ids that have logged in, kept across restarts.
+//! - [`used`]: the task ids that have logged in, kept across restarts;
+//!   [`used_zk`] shares them between replicas (`--zk`).
 //! - [`resolve`]: a task's host as addresses; [`liveness`]: whether a
 //!   token's task still runs.
 //! - [`limit`]: logins and renewals per source address; `flight`: one
@@ -48,6 +49,7 @@ pub mod resolve;
 pub mod token;
 pub mod track;
 pub mod used;
+pub mod used_zk;
 pub mod watches;
 
 use crate::marathon::client::{Auth, ClientConfig, MarathonClient};
@@ -95,6 +97,9 @@ pub struct Settings {
     pub delivery_timeout: Duration,
     /// Logins and renewals per source address.
     pub login_rate: limit::Rate,
+    /// With `--zk`: (hosts, root) of the ZooKeeper every replica records
+    /// its logins in, so that a task id logs in once across replicas.
+    pub zk: Option<(String, String)>,
 }
 
 impl Default for Settings {
@@ -110,6 +115,7 @@ impl Default for Settings {
             max_watches: 512,
             delivery_timeout: Duration::from_secs(300),
             login_rate: limit::LOGIN,
+            zk: None,
         }
     }
 }
@@ -209,8 +215,17 @@ impl Server {
             None => keys::load_or_create(&dir)?,
         };
         let used_path = dir.join("used-task-ids");
-        let used = used::FileStore::open(&used_path, settings.login_grace, now_ms())
+        let local = used::FileStore::open(&used_path, settings.login_grace, now_ms())
             .map_err(|e| anyhow::anyhow!("{}: {e}", used_path.display()))?;
+        let used: Arc<dyn used::UsedIds> = match settings.zk.clone() {
+            Some((hosts, root)) => Arc::new(used_zk::ZkStore::start(
+                local,
+                hosts,
+                root,
+                settings.login_grace + Duration::from_secs(60),
+            )),
+            None => Arc::new(local),
+        };
         let start = u64::try_from(now_ms()).unwrap_or(0);
         let mut tracker = Tracker::new(start);
         tracker.update(&published.latest(), start);
@@ -228,7 +243,7 @@ impl Server {
             settings,
             marathon,
             key,
-            used: Arc::new(used),
+            used,
             published,
             bundles: rx,
             clients: Mutex::default(),
