@@ -82,12 +82,16 @@ async fn a_killed_leader_is_replaced_and_its_deployment_adopted_not_repeated() {
         assert_eq!(ha["zkConnected"], true, "{ha}");
         if i != first {
             assert_eq!(d.status().await["writes"], "paused");
-            let (code, ready) = d.get("/readyz").await;
-            assert_eq!(
-                (code, ready["role"].as_str()),
-                (200, Some("follower")),
-                "{ready}"
-            );
+            // Ready: a follower serves (status, config server) as the
+            // leader does.
+            wait_until("a follower to be ready", LIMIT, || async {
+                let (code, ready) = d.get("/readyz").await;
+                match (code, ready["role"].as_str()) {
+                    (200, Some("follower")) => Ok(()),
+                    _ => Err(format!("{code} {ready}")),
+                }
+            })
+            .await;
         }
         assert_eq!(
             d.metric("pacer_leader").await,
@@ -264,5 +268,51 @@ async fn without_zookeeper_nothing_is_written_and_everything_else_goes_on() {
     zk.resume();
     let leader = one_leader(&rs).await;
     wait_live(&w, rs[leader], "/dev/worker", &c2).await;
+    assert_eq!(writes_to(&w, "/dev/worker").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_to_a_follower_wakes_the_leader() {
+    let w = World::new().await;
+    let zk = Zk::start();
+    // Polls an hour apart: only a webhook makes a change go out.
+    let url = zk.url("/pacer-test");
+    let args = |name: &'static str| {
+        vec![
+            "--zk".to_string(),
+            url.clone(),
+            "--zk-session-timeout".into(),
+            SESSION.into(),
+            "--replica-id".into(),
+            name.into(),
+            "--env".into(),
+            "dev".into(),
+        ]
+    };
+    let a = args("r1");
+    let b = args("r2");
+    let r1 = w.serve_replica(
+        "r1",
+        3600,
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let r2 = w.serve_replica(
+        "r2",
+        3600,
+        &b.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let rs = [&r1, &r2];
+    let leader = one_leader(&rs).await;
+    rs[leader].wait_all("dev", "inSync", LIMIT).await;
+    let follower = rs[1 - leader];
+    let (s, _) = w.sim.delete("/_sim/requests").await;
+    assert_eq!(s, 200);
+    let c2 = push_worker(&w, "woken", "a push told to the follower");
+    let (s, v) = follower
+        .github_push(&c2, crate::util::harness::SECRET)
+        .await;
+    assert_eq!(s, 202, "{v}");
+    wait_live(&w, rs[leader], "/dev/worker", &c2).await;
+    // Once, by the leader: the follower fetched it too, and sent nothing.
     assert_eq!(writes_to(&w, "/dev/worker").await.len(), 1);
 }

@@ -172,7 +172,9 @@ async fn session(client: &zk::Client, p: &mut Parts) -> End {
     });
     (p.writer)(true);
     let mut renew = tokio::time::interval(p.settings.session_timeout / 4);
-    let mut wakes = watch_wake(client).await;
+    // Kept across the loop's turns: a watch dropped with a turn would be
+    // lost, and pushes to followers with it.
+    let mut woken = Box::pin(next_wake(client));
     loop {
         tokio::select! {
             _ = renew.tick() => {
@@ -196,20 +198,13 @@ async fn session(client: &zk::Client, p: &mut Parts) -> End {
                     (p.writer)(true);
                 }
             }
-            event = async {
-                match wakes.take() {
-                    Some(w) => Some(w.changed().await),
-                    None => std::future::pending().await,
-                }
-            } => {
-                if event.is_some() {
-                    let _ = p.triggers.try_send(Trigger::Webhook {
-                        provider: "replica".into(),
-                        delivery: None,
-                        commit: None,
-                    });
-                }
-                wakes = watch_wake(client).await;
+            () = &mut woken => {
+                let _ = p.triggers.try_send(Trigger::Webhook {
+                    provider: "replica".into(),
+                    delivery: None,
+                    commit: None,
+                });
+                woken = Box::pin(next_wake(client));
             }
             // A push to this replica: the leader's own loop has it already.
             Some(()) = p.wake.recv() => {}
@@ -274,12 +269,19 @@ async fn wake(client: &zk::Client) {
     }
 }
 
-async fn watch_wake(client: &zk::Client) -> Option<zk::OneshotWatcher> {
-    client
-        .get_and_watch_data(WAKE)
-        .await
-        .ok()
-        .map(|(_, _, w)| w)
+/// Ends when a follower bumps the wake node.
+async fn next_wake(client: &zk::Client) {
+    loop {
+        match client.get_and_watch_data(WAKE).await {
+            Ok((_, _, watch)) => {
+                watch.changed().await;
+                return;
+            }
+            // Tried again after a pause; the session's own trouble is the
+            // state watcher's to report.
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
 }
 
 #[cfg(test)]
