@@ -154,10 +154,8 @@ pub(super) fn open(
             }
         }
         Ok(None) => {}
-        Err(e)
-            if keys.placeholders
-                && matches!(e.kind, sops::Kind::NoIdentity | sops::Kind::NotForYou) =>
-        {
+        Err(e) if matches!(e.kind, sops::Kind::NoIdentity | sops::Kind::NotForYou) => {
+            layer.sealing.locked = Some(diag(layer, &e));
             if let Some(Value::Object(m)) = layer.data.get_mut("secrets") {
                 for (name, v) in m.iter_mut() {
                     if v.as_str().is_some_and(|s| !s.is_empty()) {
@@ -206,5 +204,86 @@ pub(super) fn first_difference(a: &Value, b: &Value, pointer: &str) -> Option<St
             .find_map(|(i, (v, w))| first_difference(v, w, &format!("{pointer}/{i}"))),
         _ if a == b => None,
         _ => Some(pointer.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::keys::{DEMO_KEY_FILE, DEMO_RECIPIENT};
+
+    fn repo() -> Arc<Snapshot> {
+        let env = sops::encrypt(
+            "secrets:\n  pw: hunter2\n",
+            &[DEMO_RECIPIENT.into()],
+            sops::rules::PACER_REGEX,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let files = [
+            (
+                "pacer.yaml",
+                "version: 1\nenvironments:\n  prod: {}\n".to_string(),
+            ),
+            ("environments/prod.yaml", env),
+            (
+                "apps/reads/app.yaml",
+                "marathon: {cmd: x, mem: 64}\nfiles:\n  c: {path: /c}\n".into(),
+            ),
+            ("apps/reads/files/c", "pw={{ secrets.pw }}\n".into()),
+            (
+                "apps/plain/app.yaml",
+                "marathon: {cmd: x, mem: 64}\n".into(),
+            ),
+        ];
+        Snapshot::from_files(files.map(|(p, t)| (p.to_string(), t.into_bytes())))
+    }
+
+    fn render(keys: &SecretKeys) -> (Option<Desired>, String) {
+        match render_keyed(repo(), &Scope::default(), &Budgets::default(), None, keys) {
+            Ok(d) => (Some(d), String::new()),
+            Err(diags) => (None, diags.iter().map(|d| format!("{d}\n")).collect()),
+        }
+    }
+
+    #[test]
+    fn without_a_key_only_the_apps_that_read_a_sealed_secret_fail() {
+        let mut diags = Diagnostics::default();
+        let r = Repo::load_keyed(
+            repo(),
+            &Budgets::default(),
+            &SecretKeys::default(),
+            &mut diags,
+        )
+        .unwrap();
+        let pairs = [(
+            "prod".to_string(),
+            vec!["plain".to_string(), "reads".to_string()],
+        )];
+        let d = render_pairs(&r, &pairs, &mut diags);
+        let text = diags.to_string();
+        assert!(d.envs["prod"].apps.contains_key("plain"), "{text}");
+        assert!(!d.envs["prod"].apps.contains_key("reads"));
+        assert!(
+            text.contains("environments/prod.yaml") && text.contains("no age identity"),
+            "{text}"
+        );
+        assert!(text.contains(DEMO_RECIPIENT), "{text}");
+    }
+
+    #[test]
+    fn placeholders_render_and_say_so_and_a_key_opens() {
+        let (d, e) = render(&SecretKeys::new(sops::Identities::none(), true));
+        let d = d.unwrap_or_else(|| panic!("{e}"));
+        let app = &d.envs["prod"].apps["reads"];
+        assert_eq!(app.files["c"].content, b"pw=<secret:pw>\n");
+        assert!(app.unreadable().is_some_and(|w| w.contains("`pw`")));
+        let mut ids = sops::Identities::none();
+        ids.add(DEMO_KEY_FILE, "demo").unwrap();
+        let (d, e) = render(&SecretKeys::new(ids, false));
+        let d = d.unwrap_or_else(|| panic!("{e}"));
+        let app = &d.envs["prod"].apps["reads"];
+        assert_eq!(app.files["c"].content, b"pw=hunter2\n");
+        assert!(app.unreadable().is_none());
     }
 }
