@@ -376,8 +376,10 @@ fn wrong_keys_tampering_and_plaintext_are_refused_naming_the_file() {
         .lines()
         .find(|l| l.trim_start().starts_with("dsn: ENC["))
         .unwrap();
-    let data = line.split("data:").nth(1).unwrap();
-    let flipped = line.replacen(&data[..2], if &data[..2] == "AA" { "BB" } else { "AA" }, 1);
+    // The first character of the ciphertext, and only that, changes.
+    let at = line.find("data:").unwrap() + "data:".len();
+    let first = if &line[at..at + 1] == "A" { "B" } else { "A" };
+    let flipped = format!("{}{first}{}", &line[..at], &line[at + 1..]);
     w.repo
         .write("environments/prod.yaml", &sealed.replace(line, &flipped));
     let v = pacer_with(Some(&w.prod_key), w.dir(), &["validate"]);

@@ -2,11 +2,13 @@
 //! value and checking the MAC, and sealing a plaintext view in place.
 
 use super::cipher::{self, Plain, Sealed};
-use super::keys::{Identities, MAX_ARMORED_BYTES, MAX_RECIPIENTS, Stanza, UnwrapError};
+use super::comments::{comments, open_comments};
+use super::keys::{Identities, Stanza, UnwrapError};
+pub use super::meta::{Metadata, Selection};
+use super::meta::{metadata, metadata_block};
 use super::tree::{self, Leaf, Node, Scalar, Typed};
 use super::{Error, Kind};
 use crate::model::Secret;
-use regex::Regex;
 use sha2::{Digest as _, Sha512};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -22,197 +24,6 @@ const MAC_ONLY_ENCRYPTED_SEED: [u8; 32] = [
     0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
     0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
-
-/// Which keys' values are sealed: sops' four options, as the file says.
-#[derive(Clone, Debug, Default)]
-pub struct Selection {
-    pub encrypted_regex: Option<String>,
-    pub unencrypted_regex: Option<String>,
-    pub encrypted_suffix: Option<String>,
-    pub unencrypted_suffix: Option<String>,
-    compiled: Option<(Option<Regex>, Option<Regex>)>,
-}
-
-impl Selection {
-    pub fn regex(r: &str) -> Result<Selection, Error> {
-        Selection {
-            encrypted_regex: Some(r.to_string()),
-            ..Selection::default()
-        }
-        .compile()
-    }
-
-    fn compile(mut self) -> Result<Selection, Error> {
-        let re = |r: &Option<String>| {
-            r.as_deref()
-                .map(|r| {
-                    regex::RegexBuilder::new(r)
-                        .size_limit(1 << 20)
-                        .build()
-                        .map_err(|e| Error::new(Kind::Metadata, None, format!("regex `{r}`: {e}")))
-                })
-                .transpose()
-        };
-        self.compiled = Some((re(&self.encrypted_regex)?, re(&self.unencrypted_regex)?));
-        Ok(self)
-    }
-
-    /// sops' `shouldBeEncrypted`: the later options override the earlier.
-    pub fn seals(&self, path: &[&str]) -> bool {
-        let (enc_re, unenc_re) = match &self.compiled {
-            Some((a, b)) => (a.as_ref(), b.as_ref()),
-            None => (None, None),
-        };
-        let mut sealed = true;
-        if let Some(s) = &self.unencrypted_suffix
-            && path.iter().any(|p| p.ends_with(s.as_str()))
-        {
-            sealed = false;
-        }
-        if let Some(s) = &self.encrypted_suffix {
-            sealed = path.iter().any(|p| p.ends_with(s.as_str()));
-        }
-        if let Some(r) = unenc_re
-            && path.iter().any(|p| r.is_match(p))
-        {
-            sealed = false;
-        }
-        if let Some(r) = enc_re {
-            sealed = path.iter().any(|p| r.is_match(p));
-        }
-        sealed
-    }
-}
-
-/// The `sops:` key of a file.
-#[derive(Clone, Debug)]
-pub struct Metadata {
-    pub age: Vec<Stanza>,
-    pub lastmodified: String,
-    pub mac: String,
-    pub selection: Selection,
-    pub mac_only_encrypted: bool,
-    /// The line of `sops:`.
-    pub line: usize,
-}
-
-impl Metadata {
-    pub fn recipients(&self) -> Vec<String> {
-        self.age.iter().map(|s| s.recipient.clone()).collect()
-    }
-}
-
-fn metadata(node: &Node, line: usize) -> Result<Metadata, Error> {
-    let bad = |m: String| Error::new(Kind::Metadata, Some(line), m);
-    let Node::Map(items) = node else {
-        return Err(bad("`sops:` is not a map".into()));
-    };
-    let get = |k: &str| items.iter().find(|(key, _)| key.name == k).map(|(_, v)| v);
-    let text = |k: &str| match get(k) {
-        Some(Node::Scalar(s)) if !(s.plain && tree::is_null(&s.value)) => Some(s.value.clone()),
-        _ => None,
-    };
-    // Other key services: pacer holds only age identities.
-    for other in [
-        "kms",
-        "gcp_kms",
-        "azure_kv",
-        "hc_vault",
-        "pgp",
-        "key_groups",
-    ] {
-        if matches!(get(other), Some(Node::Seq(l)) if !l.is_empty()) {
-            return Err(Error::new(
-                Kind::Unsupported,
-                Some(line),
-                format!(
-                    "the data key is also sealed with `{other}`: pacer reads age recipients only"
-                ),
-            )
-            .hint("seal the file for age recipients only (`pacer secret rotate`)"));
-        }
-    }
-    for unsupported in [
-        "encrypted_comment_regex",
-        "unencrypted_comment_regex",
-        "shamir_threshold",
-    ] {
-        if text(unsupported).is_some() {
-            return Err(Error::new(
-                Kind::Unsupported,
-                Some(line),
-                format!("`sops.{unsupported}` is not supported by pacer"),
-            )
-            .hint("seal the file with `--encrypted-regex '^secrets$'` only"));
-        }
-    }
-    let mut age = Vec::new();
-    if let Some(Node::Seq(list)) = get("age") {
-        {
-            if list.len() > MAX_RECIPIENTS {
-                return Err(Error::new(
-                    Kind::Budget,
-                    Some(line),
-                    format!(
-                        "{} age recipients, over the limit of {MAX_RECIPIENTS}",
-                        list.len()
-                    ),
-                ));
-            }
-            for n in list {
-                let Node::Map(m) = n else {
-                    return Err(bad("an entry of `sops.age` is not a map".into()));
-                };
-                let field = |k: &str| {
-                    m.iter()
-                        .find(|(key, _)| key.name == k)
-                        .and_then(|(_, v)| match v {
-                            Node::Scalar(s) => Some(s.value.clone()),
-                            _ => None,
-                        })
-                };
-                let (Some(recipient), Some(enc)) = (field("recipient"), field("enc")) else {
-                    return Err(bad(
-                        "an entry of `sops.age` lacks `recipient` or `enc`".into()
-                    ));
-                };
-                if enc.len() > MAX_ARMORED_BYTES || recipient.len() > 256 {
-                    return Err(Error::new(
-                        Kind::Budget,
-                        Some(line),
-                        format!("a wrapped data key over {MAX_ARMORED_BYTES} bytes"),
-                    ));
-                }
-                age.push(Stanza { recipient, enc });
-            }
-        }
-    }
-    if age.is_empty() {
-        return Err(Error::new(
-            Kind::Unsupported,
-            Some(line),
-            "`sops.age` names no recipient: pacer reads files sealed for age recipients".into(),
-        )
-        .hint("seal it with `sops --encrypt --age RECIPIENT` or `pacer secret encrypt`"));
-    }
-    let selection = Selection {
-        encrypted_regex: text("encrypted_regex"),
-        unencrypted_regex: text("unencrypted_regex"),
-        encrypted_suffix: text("encrypted_suffix"),
-        unencrypted_suffix: text("unencrypted_suffix"),
-        compiled: None,
-    }
-    .compile()?;
-    Ok(Metadata {
-        age,
-        lastmodified: text("lastmodified")
-            .ok_or_else(|| bad("`sops.lastmodified` is missing".into()))?,
-        mac: text("mac").ok_or_else(|| bad("`sops.mac` is missing".into()))?,
-        selection,
-        mac_only_encrypted: text("mac_only_encrypted").is_some_and(|v| v == "true"),
-        line,
-    })
-}
 
 /// The parsed file: its tree and, when sealed, its metadata.
 pub struct Parsed {
@@ -265,7 +76,7 @@ pub fn parse(text: &str) -> Result<Parsed, Error> {
     })
 }
 
-fn line_start(text: &str, at: usize) -> usize {
+pub(super) fn line_start(text: &str, at: usize) -> usize {
     text[..at].rfind('\n').map_or(0, |i| i + 1)
 }
 
@@ -394,7 +205,7 @@ pub enum Trailer<'a> {
     Keep(&'a str, Range<usize>, Range<usize>),
 }
 
-type Stash = HashMap<(String, &'static str, Vec<u8>), [u8; cipher::IV_BYTES]>;
+pub(super) type Stash = HashMap<(String, &'static str, Vec<u8>), [u8; cipher::IV_BYTES]>;
 
 /// Opens `text` with `ids`: the data key from the first recipient they
 /// hold, every value, and the MAC over all of them. `Ok(None)`: not sealed.
@@ -518,7 +329,7 @@ fn mac_error(meta: &Metadata) -> Error {
     .hint("a hand edit or a bad merge changed it: restore the file from Git history, or re-apply the change with `pacer secret edit`")
 }
 
-fn aad(path: &[&str]) -> String {
+pub(super) fn aad(path: &[&str]) -> String {
     let mut s = path.join(":");
     s.push(':');
     s
@@ -754,150 +565,4 @@ fn placed(s: &Scalar, pointer: &str) -> Result<Range<usize>, Error> {
         )
         .hint("write the value out")),
     }
-}
-
-fn metadata_block(stanzas: &[Stanza], lastmodified: &str, mac: &str, sel: &Selection) -> String {
-    let mut s = String::from("sops:\n    age:\n");
-    for st in stanzas {
-        s.push_str(&format!(
-            "        - recipient: {}\n          enc: |\n",
-            st.recipient
-        ));
-        for line in st.enc.lines() {
-            s.push_str(&format!("            {line}\n"));
-        }
-    }
-    s.push_str(&format!(
-        "    lastmodified: \"{lastmodified}\"\n    mac: {mac}\n"
-    ));
-    let opts = [
-        ("encrypted_regex", &sel.encrypted_regex),
-        ("unencrypted_regex", &sel.unencrypted_regex),
-        ("encrypted_suffix", &sel.encrypted_suffix),
-        ("unencrypted_suffix", &sel.unencrypted_suffix),
-    ];
-    for (name, v) in opts {
-        if let Some(v) = v {
-            s.push_str(&format!(
-                "    {name}: {}\n",
-                serde_json::to_string(v).unwrap_or_default()
-            ));
-        }
-    }
-    s.push_str(&format!("    version: {SOPS_VERSION}\n"));
-    s
-}
-
-/// A comment of the file: the text after its `#`, and the path of the map
-/// it belongs to (sops seals a comment under that path).
-struct Comment {
-    range: Range<usize>,
-    path: Vec<String>,
-}
-
-/// Every comment of `text`: a `#` at a line's start or after a blank,
-/// outside any key or value.
-fn comments(text: &str, tree: &Node) -> Vec<Comment> {
-    // (start, end, column, parent path) of every key; ranges of values.
-    let mut keys: Vec<(usize, usize, Vec<String>)> = Vec::new();
-    let mut taken: Vec<Range<usize>> = Vec::new();
-    fn walk(
-        text: &str,
-        n: &Node,
-        path: &mut Vec<String>,
-        keys: &mut Vec<(usize, usize, Vec<String>)>,
-        taken: &mut Vec<Range<usize>>,
-    ) {
-        match n {
-            Node::Scalar(s) => taken.extend(s.span.clone()),
-            Node::Seq(items) => items.iter().for_each(|i| walk(text, i, path, keys, taken)),
-            Node::Map(items) => {
-                for (k, v) in items {
-                    let col = k.span.start - line_start(text, k.span.start);
-                    keys.push((k.span.start, col, path.clone()));
-                    taken.push(k.span.clone());
-                    path.push(k.name.clone());
-                    walk(text, v, path, keys, taken);
-                    path.pop();
-                }
-            }
-        }
-    }
-    walk(text, tree, &mut Vec::new(), &mut keys, &mut taken);
-    keys.sort_by_key(|k| k.0);
-    taken.sort_by_key(|r| r.start);
-    let inside = |p: usize| {
-        let i = taken.partition_point(|r| r.start <= p);
-        i > 0 && taken[i - 1].end > p
-    };
-    let mut out = Vec::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\n', '\r']);
-        let mut prev = None;
-        for (i, c) in body.char_indices() {
-            let at = offset + i;
-            if c == '#' && prev.is_none_or(|p: char| p == ' ' || p == '\t') && !inside(at) {
-                let col = i;
-                let own_line = body[..i].trim().is_empty();
-                let k = keys.partition_point(|k| k.0 < at);
-                let path = if own_line {
-                    keys[k..]
-                        .iter()
-                        .find(|x| x.1 <= col)
-                        .filter(|x| x.1 == col)
-                        .or_else(|| keys[..k].iter().rev().find(|x| x.1 == col))
-                        .map(|x| x.2.clone())
-                } else {
-                    keys[..k].last().map(|x| x.2.clone())
-                };
-                out.push(Comment {
-                    range: at + 1..offset + body.len(),
-                    path: path.unwrap_or_default(),
-                });
-                break;
-            }
-            prev = Some(c);
-        }
-        offset += line.len();
-    }
-    out
-}
-
-/// Opens the sealed comments: under the map it belongs to, else under
-/// any map of the file (sops and pacer may place a comment differently).
-/// One that opens under none stays as it is, as sops leaves it.
-fn open_comments(
-    text: &str,
-    tree: &Node,
-    meta: &Metadata,
-    key: &[u8; 32],
-    stash: &mut Stash,
-) -> Vec<(Range<usize>, Secret<String>)> {
-    let found = comments(text, tree);
-    let mut paths: Vec<Vec<String>> = found.iter().map(|c| c.path.clone()).collect();
-    paths.sort();
-    paths.dedup();
-    paths.truncate(64);
-    let mut out = Vec::new();
-    for c in found.into_iter().take(MAX_SEALED) {
-        let body = &text[c.range.clone()];
-        let Ok(sealed) = Sealed::parse(body) else {
-            continue;
-        };
-        let tries = std::iter::once(&c.path).chain(paths.iter());
-        for p in tries {
-            let path: Vec<&str> = p.iter().map(String::as_str).collect();
-            if !meta.selection.seals(&path) {
-                continue;
-            }
-            let aad = aad(&path);
-            if let Ok(Plain::Comment(t)) = sealed.open(key, &aad) {
-                stash.insert((aad, "comment", t.clone().into_bytes()), sealed.iv());
-                out.push((c.range.clone(), Secret::new(t)));
-                break;
-            }
-        }
-    }
-    out
 }

@@ -15,8 +15,10 @@
 //! No error or `Debug` holds a plaintext value or a key.
 
 pub mod cipher;
+mod comments;
 pub mod file;
 pub mod keys;
+mod meta;
 pub mod rules;
 pub mod tree;
 

@@ -119,9 +119,9 @@ fn tampering_is_refused_and_never_shows_a_value() {
         .unwrap();
     let n = text.lines().find(|l| l.starts_with("  n: ")).unwrap();
     let swapped = text
-        .replace(pw, "PW")
+        .replace(pw, "\u{0}swap\u{0}")
         .replace(n, &pw.replace("dbPassword", "n"))
-        .replace("PW", &n.replace("  n:", "  dbPassword:"));
+        .replace("\u{0}swap\u{0}", &n.replace("  n:", "  dbPassword:"));
     let e = file::open(&swapped, &demo()).err().unwrap();
     assert_eq!(e.kind, Kind::Corrupt, "{e}");
     // A plaintext value edited by hand outside `secrets` breaks the MAC.
