@@ -27,6 +27,9 @@
 //! - [`record`]: history rebuilt from Marathon's app versions and the Git log.
 //! - [`marathon`]: Marathon's rules (validation, defaults) and its client.
 //! - [`redact`]: masks credentials in URLs and in messages that quote them.
+//! - [`sops`]: secrets sealed in Git in sops' format (age recipients):
+//!   opening, sealing in place, `.sops.yaml` creation rules. `render` opens
+//!   the files it reads with the identities it is given.
 //!
 //! Beside the pipeline:
 //! - [`reconcile`]: the daemon's loop (`pacer serve`): triggers, debounce,
@@ -70,5 +73,6 @@ pub mod redact;
 pub mod render;
 pub mod server;
 pub mod sim;
+pub mod sops;
 pub mod source;
 pub mod status;

@@ -319,7 +319,9 @@ fn the_daemon_sees_a_symlinked_app_directory_as_invalid_not_gone() {
     let loc = pacer::source::RepoLocation::discover(repo.path()).unwrap();
     let snap = std::sync::Arc::new(loc.at_rev(&rev).unwrap());
     let mut load = Diagnostics::default();
-    let r = Repo::load(snap, &mut load).expect("pacer.yaml loads");
+    let keys = crate::util::demo_keys();
+    let r =
+        Repo::load_keyed(snap, &Default::default(), &keys, &mut load).expect("pacer.yaml loads");
     assert!(load.is_empty(), "{load}");
     assert!(
         r.apps.contains_key("web"),

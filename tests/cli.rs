@@ -79,6 +79,7 @@ pub fn closed_stdout(args: &[&str], dir: &std::path::Path) -> crate::util::Run {
         .args(args)
         .current_dir(dir)
         .env_remove("PACER_FORMAT")
+        .env("PACER_AGE_KEY_FILE", crate::util::demo_key())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -322,6 +322,7 @@ fn at_a_terminal(args: &[&str], answer: &str) -> Run {
     }
     let mut child = cmd
         .env("NO_COLOR", "1")
+        .env("PACER_AGE_KEY_FILE", crate::util::demo_key())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -141,8 +141,8 @@ fn secret_changes_are_reported_without_values() {
     let repo = TestRepo::examples();
     let base = repo.commit("base");
     repo.edit(
-        "apps/api/env/prod.yaml",
-        "dbPassword: prod-placeholder-use-encrypted-secrets",
+        "apps/api/env/staging.yaml",
+        "dbPassword: staging-not-a-secret-either",
         "dbPassword: rotated-2026-value",
     );
     for format in ["text", "markdown", "json"] {
@@ -157,8 +157,7 @@ fn secret_changes_are_reported_without_values() {
         ]);
         assert_eq!(run.code, 2, "{run:?}");
         assert!(
-            !run.stdout
-                .contains("prod-placeholder-use-encrypted-secrets"),
+            !run.stdout.contains("staging-not-a-secret-either"),
             "{format} leaks: {run:?}"
         );
         assert!(

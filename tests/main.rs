@@ -86,3 +86,6 @@ mod endpoints;
 
 /// Signed commits: `pacer verify` on commits signed by ssh-keygen and gpg keys; tampered, unsigned, untrusted, merges, mode all.
 mod verify;
+
+/// Secrets sealed in Git, both ways against the real `sops` binary: edit, rotate, wrong keys, tampering, and no output but `secret show` prints one.
+mod secrets;

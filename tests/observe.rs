@@ -10,8 +10,8 @@ use std::time::Duration;
 use pacer::marathon::client::MarathonClient;
 use pacer::observe::gather::{self, Caches};
 use pacer::observe::{Observed, app_diff, changed_paths};
+use pacer::render::Scope;
 use pacer::render::{DesiredEnv, EnvSettings, Policy};
-use pacer::render::{Scope, render};
 use pacer::sim::Settings;
 use pacer::source::RepoLocation;
 use proptest::prelude::*;
@@ -568,7 +568,14 @@ async fn every_example_app_round_trips_without_a_diff() {
         .expect("examples")
         .working_tree()
         .expect("working tree");
-    let desired = render(Arc::new(snapshot), &Scope::default()).expect("examples render");
+    let desired = pacer::render::render_keyed(
+        Arc::new(snapshot),
+        &Scope::default(),
+        &Default::default(),
+        None,
+        &crate::util::demo_keys(),
+    )
+    .expect("examples render");
     let mut count = 0;
     for env in desired.envs.values() {
         for app in env.apps.values() {

@@ -242,7 +242,7 @@ async fn a_mass_delete_is_held_for_a_human() {
 async fn a_write_that_changes_nothing_is_not_sent() {
     use pacer::marathon::client::{ClientConfig, MarathonClient};
     use pacer::observe::gather::{self, Caches};
-    use pacer::render::{Scope, render};
+    use pacer::render::Scope;
     use pacer::source::RepoLocation;
     use std::sync::Arc;
 
@@ -257,11 +257,17 @@ async fn a_write_that_changes_nothing_is_not_sent() {
     // (a daemon acting on a snapshot taken before its last deployment
     // ended): the plan's write changes nothing any more.
     let loc = RepoLocation::discover(w.git.repo.path()).unwrap();
-    let desired = render(Arc::new(loc.working_tree().unwrap()), &Scope::default())
-        .unwrap()
-        .envs
-        .remove("dev")
-        .unwrap();
+    let desired = pacer::render::render_keyed(
+        Arc::new(loc.working_tree().unwrap()),
+        &Scope::default(),
+        &Default::default(),
+        None,
+        &crate::util::demo_keys(),
+    )
+    .unwrap()
+    .envs
+    .remove("dev")
+    .unwrap();
     let client = MarathonClient::new(ClientConfig {
         url: w.sim.url.clone(),
         ..ClientConfig::default()

@@ -93,6 +93,7 @@ fn apply_then_plan_is_always_in_sync() {
             shown: None,
             inputs: Digest::of(marathon.to_string().as_bytes()),
             services: Default::default(),
+            unreadable_secrets: Default::default(),
         };
         let desired = DesiredEnv {
             settings,
@@ -206,6 +207,7 @@ fn one_app_env(group: &str, mut marathon: Value) -> pacer::render::DesiredEnv {
         env: "prop".into(),
         inputs: pacer::model::Digest::of(marathon.to_string().as_bytes()),
         services: Default::default(),
+        unreadable_secrets: Default::default(),
         marathon,
         files: Default::default(),
         ignore: Vec::new(),

@@ -15,6 +15,7 @@ fn app(marathon: Value, ignore: &[&str]) -> RenderedApp {
         shown: None,
         inputs: Digest::of(b""),
         services: Default::default(),
+        unreadable_secrets: Default::default(),
     }
 }
 

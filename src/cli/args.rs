@@ -155,6 +155,15 @@ pub enum Command {
     /// pacer.yaml and trust list are used) or --signers FILE. Exit 0 when
     /// every commit is verified, 1 otherwise.
     Verify(VerifyArgs),
+    /// Seal, edit, re-seal and show secrets kept in Git (sops' format, age keys).
+    ///
+    /// `encrypt FILE` seals a file's `secrets` for the age recipients its
+    /// .sops.yaml rule names; `edit FILE` opens the plaintext in $EDITOR and
+    /// re-seals only what changed; `rotate FILE...` re-seals under a new data
+    /// key for the rule's current recipients; `show --env E --app A` prints
+    /// one app's merged secrets. Identities come from PACER_AGE_KEY_FILE,
+    /// SOPS_AGE_KEY_FILE, SOPS_AGE_KEY or ~/.config/sops/age/keys.txt.
+    Secret(super::secret::SecretArgs),
     /// Print a shell completion script (source it from your shell's rc file).
     Completions(CompletionsArgs),
     /// Write man pages for pacer and each subcommand.
@@ -177,6 +186,10 @@ impl Command {
             Command::History(a) => a.format,
             Command::Status(a) => a.format.format,
             Command::Verify(a) => a.format.format,
+            Command::Secret(a) => match &a.command {
+                super::secret::SecretCommand::Show(s) => s.format.format,
+                _ => return None,
+            },
             _ => return None,
         })
     }

@@ -65,6 +65,24 @@ fn render_scope(
     ))
 }
 
+/// Says on stderr which apps read secrets no identity held opens: their
+/// values are placeholders, and their MACs went unchecked.
+fn note_unreadable<'a>(apps: impl Iterator<Item = &'a render::RenderedApp>) {
+    let locked: Vec<String> = apps
+        .filter(|a| !a.unreadable_secrets.is_empty())
+        .map(|a| format!("{}/{}", a.env, a.app))
+        .collect();
+    if !locked.is_empty() {
+        eprintln!(
+            "note: {} app{} read sealed secrets that no age identity held opens ({}): shown as placeholders, not checked; set {}",
+            locked.len(),
+            if locked.len() == 1 { "" } else { "s" },
+            locked.join(", "),
+            crate::sops::keys::WHERE
+        );
+    }
+}
+
 fn env_set(envs: &[String]) -> Option<BTreeSet<String>> {
     (!envs.is_empty()).then(|| envs.iter().cloned().collect())
 }
@@ -78,6 +96,13 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
         apps: None,
     };
     let result = render_scope(&snap, &scope, a.endpoints.as_deref())?;
+    if let Ok(d) = &result {
+        note_unreadable(
+            d.envs
+                .values()
+                .flat_map(|e| e.apps.values().map(|a| a.as_ref())),
+        );
+    }
     let code = if result.is_ok() {
         exit::OK
     } else {
@@ -175,6 +200,12 @@ pub fn render(a: RenderArgs) -> anyhow::Result<u8> {
     let desired = render_scope(&snap, &scope, a.endpoints.as_deref())?
         .map_err(|diags| Problems::new(diags, "nothing was rendered"))?;
     let env = &desired.envs[&a.env];
+    note_unreadable(env.apps.values().map(|a| a.as_ref()));
+    if a.show_secrets
+        && let Some(why) = env.apps.values().find_map(|a| a.unreadable())
+    {
+        anyhow::bail!("--show-secrets: {why}");
+    }
     if let (Some(name), Some(app)) = (&a.file, &a.app) {
         let app = env
             .apps

@@ -13,6 +13,7 @@ mod demo;
 mod docs;
 mod history;
 mod plan;
+mod secret;
 pub mod serve;
 mod status;
 pub(crate) mod verify;
@@ -59,6 +60,10 @@ pub fn main() -> ExitCode {
     }
     init_tracing(cli.log.as_deref());
     let json = cli.command.format() == Some(args::Format::Json);
+    if let Err(err) = install_keys(&cli.command) {
+        output::report_error(&err, json);
+        return ExitCode::from(exit::ERROR);
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) if output::is_stdout_closed(&err) => ExitCode::from(exit::OK),
@@ -82,6 +87,39 @@ fn init_tracing(filter: Option<&str>) {
         .try_init();
 }
 
+/// The age identities every render of this process opens sealed secrets
+/// with, read from the environment here, at the edge. Commands that only
+/// show (validate, render, diff) fall back to placeholders without a key
+/// that opens a file; the others refuse the apps that read such secrets.
+/// `pacer demo` adds the example's demo key.
+fn install_keys(command: &Command) -> anyhow::Result<()> {
+    let show_only = matches!(
+        command,
+        Command::Validate(_) | Command::Render(_) | Command::Diff(_)
+    );
+    let renders = show_only
+        || matches!(
+            command,
+            Command::Plan(_)
+                | Command::Apply(_)
+                | Command::Retry(_)
+                | Command::History(_)
+                | Command::Status(_)
+                | Command::Serve(_)
+                | Command::Demo(_)
+        );
+    if !renders {
+        return Ok(());
+    }
+    let mut sources = crate::sops::IdentitySources::from_env();
+    sources.demo = matches!(command, Command::Demo(_));
+    let ids = crate::sops::Identities::load(&sources).map_err(anyhow::Error::msg)?;
+    crate::render::SecretKeys::install_process_default(crate::render::SecretKeys::new(
+        ids, show_only,
+    ));
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate(a) => commands::validate(a),
@@ -94,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::History(a) => history::history_cmd(a),
         Command::Status(a) => status::status_cmd(a),
         Command::Verify(a) => verify::verify_cmd(a),
+        Command::Secret(a) => secret::run(a),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
         Command::Serve(a) => serve::run(*a),

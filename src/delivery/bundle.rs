@@ -263,6 +263,7 @@ mod tests {
             shown: None,
             inputs: Digest::of(b""),
             services: Default::default(),
+            unreadable_secrets: Default::default(),
         };
         Arc::new(DesiredEnv {
             settings: EnvSettings {

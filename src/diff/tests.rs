@@ -24,6 +24,8 @@ fn snap(app_yaml: &str, files: &[(&str, &str)]) -> Arc<Snapshot> {
 const BASE: &str = "\
 secrets:
   password: hunter2-very-secret
+# The masking of a secret in a Marathon field is what these tests check.
+secretsInMarathon: true
 marathon:
   cmd: ./web
   instances: 2

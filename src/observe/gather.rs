@@ -460,6 +460,7 @@ mod tests {
                 env: "prod".into(),
                 inputs: Digest::of(marathon.to_string().as_bytes()),
                 services: Default::default(),
+                unreadable_secrets: Default::default(),
                 marathon,
                 files: BTreeMap::new(),
                 ignore: Vec::new(),
@@ -518,6 +519,7 @@ mod tests {
             shown: None,
             inputs: crate::model::Digest(cmd.into()),
             services: Default::default(),
+            unreadable_secrets: Default::default(),
         })
     }
 

@@ -31,6 +31,7 @@ fn app(name: &str, spec: Value) -> RenderedApp {
         shown: None,
         inputs: Digest::of(b""),
         services: Default::default(),
+        unreadable_secrets: Default::default(),
     }
 }
 

@@ -98,21 +98,59 @@ impl AppContext<'_> {
         out
     }
 
-    /// The app's secrets, as strings; anything else is an error.
+    /// The app's secrets, as strings; anything else is an error. A layer
+    /// whose sealed secrets can't be opened fails the app.
     fn secrets(&self, diags: &mut Diagnostics) -> Vec<(String, Secret<String>)> {
+        for l in self.layers {
+            if let Some(p) = &l.sealing.problem {
+                diags.push(p.clone());
+            }
+        }
         let mut secrets = Vec::new();
         if let Value::Object(m) = self.merged("secrets") {
             for (name, v) in m {
                 match v {
                     Value::String(s) => secrets.push((name, Secret::new(s))),
                     _ => diags.push(
-                        self.diag_at(&format!("/secrets/{}", schema::escape(&name)), Target::Value, format!("secret `{name}`: encrypted secrets are not supported by this version of pacer"))
-                            .with_hint("give the value as a string"),
+                        self.diag_at(
+                            &format!("/secrets/{}", schema::escape(&name)),
+                            Target::Value,
+                            format!("secret `{name}` is not a string"),
+                        )
+                        .with_hint("give the value as a string (sealed with sops or not)"),
                     ),
                 }
             }
         }
         secrets
+    }
+
+    /// The secrets whose values are placeholders: the topmost layer that
+    /// sets each could not be opened.
+    fn unreadable(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for l in self.layers.iter() {
+            let Some(Value::Object(m)) = l.get("/secrets") else {
+                continue;
+            };
+            for name in m.keys() {
+                if l.sealing.unreadable.contains(name) {
+                    out.insert(name.clone());
+                } else {
+                    out.remove(name);
+                }
+            }
+        }
+        out
+    }
+
+    /// `secretsInMarathon`, the last layer that sets it.
+    fn secrets_in_marathon(&self) -> bool {
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| l.get("/secretsInMarathon")?.as_bool())
+            .unwrap_or(false)
     }
 
     fn context(
@@ -209,6 +247,24 @@ impl AppContext<'_> {
             });
         }
         let shown_spec = shown.as_ref().map(|s| &s.marathon);
+        // Marathon shows every field of an app to all its readers: a secret
+        // goes to the app's own tasks, in a file or an env entry, unless the
+        // app says otherwise.
+        if !spec_used.is_empty() && !self.secrets_in_marathon() {
+            let at = shown_spec
+                .and_then(|sh| sealed::first_difference(&spec, sh, ""))
+                .unwrap_or_default();
+            let names: Vec<String> = spec_used.iter().map(|n| format!("`{n}`")).collect();
+            let field = if at.is_empty() {
+                "the app definition".to_string()
+            } else {
+                format!("`{}`", at.trim_start_matches('/').replace('/', "."))
+            };
+            diags.push(
+                self.diag_at(&format!("/marathon{at}"), Target::Value, format!("{field} reads secret {}: Marathon shows every field of an app to all its readers", names.join(", ")))
+                    .with_hint("deliver it in a file or an `env: true` entry under `files:` (only the app's own tasks get those), or set `secretsInMarathon: true` in the app's YAML to allow it"),
+            );
+        }
 
         // The placeholder rendering is checked only to word an error.
         let shown_schema = std::cell::OnceCell::new();
@@ -372,6 +428,27 @@ impl AppContext<'_> {
             .iter()
             .rev()
             .find_map(|l| l.get("/deployTimeoutSeconds")?.as_u64());
+        let read: BTreeSet<&String> = spec_used
+            .iter()
+            .chain(file_used.values().flatten())
+            .collect();
+        let unreadable_secrets: BTreeSet<String> = self
+            .unreadable()
+            .into_iter()
+            .filter(|n| read.contains(n))
+            .collect();
+        if !self.repo.keys.placeholders {
+            for l in self.layers {
+                if let Some(d) = &l.sealing.locked
+                    && l.sealing
+                        .unreadable
+                        .iter()
+                        .any(|n| unreadable_secrets.contains(n))
+                {
+                    diags.push(d.clone());
+                }
+            }
+        }
         if diags.len() > before {
             return None;
         }
@@ -387,6 +464,7 @@ impl AppContext<'_> {
             shown: shown.map(Arc::new),
             inputs: self.repo.inputs(&self.settings.name, self.app),
             services: services.used(),
+            unreadable_secrets,
         })
     }
 

@@ -157,6 +157,7 @@ mod tests {
             shown: None,
             inputs: Digest(inputs.into()),
             services: Default::default(),
+            unreadable_secrets: Default::default(),
         })
     }
 

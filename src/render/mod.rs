@@ -19,6 +19,7 @@ pub mod merge;
 mod pairs;
 mod repo;
 pub mod schema;
+mod sealed;
 pub mod secrets;
 pub mod services;
 pub mod template;
@@ -30,6 +31,7 @@ pub use budget::Budgets;
 pub use diagnostic::{Diagnostic, Diagnostics, quote_path};
 pub use pairs::render_pairs;
 pub use repo::Repo;
+pub use sealed::SecretKeys;
 pub use verify_policy::{VerifyPolicy, verify_policies};
 
 use crate::marathon::validate as marathon_rules;
@@ -225,9 +227,35 @@ pub struct RenderedApp {
     /// new render when a service's endpoints move.
     #[serde(skip)]
     pub services: BTreeSet<String>,
+    /// Secrets its templates read whose values are placeholders: no
+    /// identity held opens the file that seals them (only when rendering
+    /// with [`SecretKeys::placeholders`]). Such an app must never be
+    /// deployed: see [`RenderedApp::unreadable`].
+    #[serde(skip)]
+    pub unreadable_secrets: BTreeSet<String>,
 }
 
 impl RenderedApp {
+    /// Why this app can't be deployed as rendered: it read secrets that
+    /// no identity held opens, and holds placeholders in their place.
+    pub fn unreadable(&self) -> Option<String> {
+        if self.unreadable_secrets.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = self
+            .unreadable_secrets
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect();
+        Some(format!(
+            "app `{}` in `{}`: secrets unreadable: {} (sealed, and no age identity held opens them; set {})",
+            self.app,
+            self.env,
+            names.join(", "),
+            crate::sops::keys::WHERE
+        ))
+    }
+
     /// The app definition to show people: placeholders for secrets.
     pub fn shown_marathon(&self) -> &Value {
         self.shown.as_ref().map_or(&self.marathon, |s| &s.marathon)
@@ -290,6 +318,8 @@ struct Layer {
     file: String,
     text: Arc<str>,
     data: Value,
+    /// What its sealed secrets came to (see [`sealed`]).
+    sealing: sealed::Sealing,
 }
 
 impl Layer {
@@ -331,6 +361,7 @@ fn read_layer(
         file: file.to_string(),
         text: text.into(),
         data,
+        sealing: Default::default(),
     };
     if !layer.data.is_object() {
         diags.push(layer.diag(
@@ -406,8 +437,25 @@ pub fn render_with_endpoints(
     budgets: &Budgets,
     endpoints: Option<Arc<crate::model::endpoints::Endpoints>>,
 ) -> Result<Desired, Vec<Diagnostic>> {
+    render_keyed(
+        snapshot,
+        scope,
+        budgets,
+        endpoints,
+        &SecretKeys::process_default(),
+    )
+}
+
+/// [`render_with_endpoints`] opening sealed secrets with `keys`.
+pub fn render_keyed(
+    snapshot: Arc<Snapshot>,
+    scope: &Scope,
+    budgets: &Budgets,
+    endpoints: Option<Arc<crate::model::endpoints::Endpoints>>,
+    keys: &SecretKeys,
+) -> Result<Desired, Vec<Diagnostic>> {
     let mut diags = Diagnostics::default();
-    let Some(mut repo) = Repo::load_with(snapshot.clone(), budgets, &mut diags) else {
+    let Some(mut repo) = Repo::load_keyed(snapshot.clone(), budgets, keys, &mut diags) else {
         return Err(diags.finish());
     };
     if let Some(e) = endpoints {

@@ -52,13 +52,16 @@ pub fn render_pairs(
     let bases: Vec<(Option<Layer>, Vec<Diagnostic>)> = par_map(&apps, |app| {
         let mut d = Diagnostics::default();
         let file = format!("apps/{app}/app.yaml");
-        let layer = read_layer(
+        let mut layer = read_layer(
             &repo.snapshot,
             &file,
             schema::Kind::App,
             &repo.budgets,
             &mut d,
         );
+        if let Some(l) = layer.as_mut() {
+            sealed::open(l, &repo.keys, repo.rules.as_deref(), &mut d);
+        }
         if let Some(l) = &layer {
             check_app_envs(l, &repo.envs, &repo.apps[app.as_str()], &mut d);
         }
@@ -175,13 +178,14 @@ fn render_unit(
     let (env, app) = (u.env, u.app);
     let overlay = if repo.apps[app.as_str()].contains(env) {
         let file = format!("apps/{app}/env/{env}.yaml");
-        let l = read_layer(
+        let mut l = read_layer(
             &repo.snapshot,
             &file,
             schema::Kind::App,
             &repo.budgets,
             diags,
         )?;
+        sealed::open(&mut l, &repo.keys, repo.rules.as_deref(), diags);
         if l.get("/environments").is_some() {
             diags.push(
                 l.diag(

@@ -24,6 +24,10 @@ pub struct Repo {
     pub(super) endpoints: Arc<Endpoints>,
     /// What templates may name, and their placeholder sets.
     pub(super) catalog: Arc<services::Catalog>,
+    /// The identities sealed files are opened with.
+    pub(super) keys: SecretKeys,
+    /// `.sops.yaml`'s creation rules, when the repo has one.
+    pub(super) rules: Option<Arc<crate::sops::Rules>>,
 }
 
 impl Repo {
@@ -44,10 +48,21 @@ impl Repo {
     }
 
     /// [`Repo::load`] with explicit budgets. The deadline counts from now
-    /// and covers every later [`render_pairs`] on this repo.
+    /// and covers every later [`render_pairs`] on this repo. Sealed secrets
+    /// open with [`SecretKeys::process_default`].
     pub fn load_with(
         snapshot: Arc<Snapshot>,
         budgets: &Budgets,
+        diags: &mut Diagnostics,
+    ) -> Option<Repo> {
+        Self::load_keyed(snapshot, budgets, &SecretKeys::process_default(), diags)
+    }
+
+    /// [`Repo::load_with`], opening sealed secrets with `keys`.
+    pub fn load_keyed(
+        snapshot: Arc<Snapshot>,
+        budgets: &Budgets,
+        keys: &SecretKeys,
         diags: &mut Diagnostics,
     ) -> Option<Repo> {
         let deadline = budgets.deadline_from(std::time::Instant::now());
@@ -152,6 +167,7 @@ impl Repo {
             );
         }
         let known: Vec<String> = envs.keys().cloned().collect();
+        let rules = sealed::read_rules(&snapshot, diags);
 
         let mut env_layers = BTreeMap::new();
         for name in envs.keys() {
@@ -168,9 +184,10 @@ impl Repo {
                 );
                 continue;
             }
-            if let Some(layer) =
+            if let Some(mut layer) =
                 read_layer(&snapshot, &file, schema::Kind::Environment, budgets, diags)
             {
+                sealed::open(&mut layer, keys, rules.as_deref(), diags);
                 env_layers.insert(name.clone(), layer);
             }
         }
@@ -289,6 +306,8 @@ impl Repo {
             deadline,
             endpoints: Arc::new(Endpoints::placeholders()),
             catalog: Arc::new(services::Catalog::empty()),
+            keys: keys.clone(),
+            rules,
         };
         repo.catalog = Arc::new(services::Catalog::new(&repo, env_marathon, external));
         Some(repo)
@@ -308,8 +327,10 @@ impl Repo {
         let shared = self.shared_inputs(app);
         let overlay = format!("apps/{app}/env/{env}.yaml");
         let env_file = format!("environments/{env}.yaml");
+        let rules = crate::sops::rules::RULES_FILE;
         let parts = [
             (CONFIG_FILE, id(CONFIG_FILE)),
+            (rules, id(rules)),
             (env_file.as_str(), id(&env_file)),
             (overlay.as_str(), id(&overlay)),
             ("shared", shared.0.into_bytes()),

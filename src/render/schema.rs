@@ -98,7 +98,7 @@ static RAW: LazyLock<BTreeMap<&'static str, Value>> = LazyLock::new(|| {
         };
         props.insert("marathon".into(), serde_json::json!({"type": "object"}));
         // The environment schema's only other outside references.
-        for def in ["values", "secrets"] {
+        for def in ["values", "secrets", "sops", "secretsInMarathon"] {
             if let Some(p) = props.get_mut(def)
                 && p.get("$ref").and_then(Value::as_str)
                     == Some(&format!("app.schema.json#/$defs/{def}"))

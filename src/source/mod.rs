@@ -291,7 +291,7 @@ impl RepoLocation {
     /// Reads the config repo as it is on disk, uncommitted changes included.
     pub fn working_tree(&self) -> Result<Snapshot> {
         let mut entries = BTreeMap::new();
-        for top in ["pacer.yaml", ".pacer", "environments", "apps"] {
+        for top in ["pacer.yaml", ".pacer", ".sops.yaml", "environments", "apps"] {
             walk_dir(&self.root, top, &mut entries)?;
         }
         let commit = self.git.as_ref().and_then(|g| {
@@ -333,9 +333,11 @@ impl RepoLocation {
 /// CI files, a `schemas/` copy) is ignored. `apps` and `environments`
 /// themselves count: as a symlink or submodule they must be seen, not
 /// skipped as if the directory were empty. `.pacer/` holds pacer's own
-/// files, such as the trust list of `verify:`.
+/// files, such as the trust list of `verify:`; `.sops.yaml` the creation
+/// rules of sealed secrets.
 fn is_config_path(path: &str) -> bool {
     path == "pacer.yaml"
+        || path == ".sops.yaml"
         || path == ".pacer"
         || path.starts_with(".pacer/")
         || path == "apps"

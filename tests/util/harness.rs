@@ -32,6 +32,7 @@ impl Proc {
         let err = std::fs::File::create(log).expect("creating a log file");
         let mut child = cmd
             .env("NO_COLOR", "1")
+            .env("PACER_AGE_KEY_FILE", super::demo_key())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err))

@@ -11,6 +11,22 @@ pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The example repo's public demo key: its prod files are sealed for it.
+/// Every pacer a test starts holds it, as `pacer demo` does; tests of the
+/// keyless cases (tests/secrets.rs) start pacer without it.
+pub fn demo_key() -> PathBuf {
+    project_dir().join("src/sops/demo-age-key.txt")
+}
+
+/// The demo key, for in-process renders of the example repo.
+pub fn demo_keys() -> pacer::render::SecretKeys {
+    let sources = pacer::sops::IdentitySources {
+        demo: true,
+        ..Default::default()
+    };
+    pacer::render::SecretKeys::new(pacer::sops::Identities::load(&sources).unwrap(), false)
+}
+
 /// What a finished command printed, and how it exited.
 pub struct Run {
     pub code: i32,
@@ -47,7 +63,8 @@ pub fn pacer(args: &[&str]) -> Run {
             cmd.env_remove(k);
         }
     }
-    cmd.env("NO_COLOR", "1");
+    cmd.env("NO_COLOR", "1")
+        .env("PACER_AGE_KEY_FILE", demo_key());
     cmd.output().expect("running pacer").into()
 }
 
