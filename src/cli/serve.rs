@@ -153,6 +153,58 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
+    /// The largest webhook body read; a larger delivery gets 413 (and the
+    /// poll picks its commit up).
+    #[arg(
+        long,
+        env = "PACER_WEBHOOK_MAX_BODY",
+        default_value_t = crate::server::guard::WEBHOOK_MAX_BODY as u64,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024),
+        help_heading = "API"
+    )]
+    pub webhook_max_body: u64,
+    /// Webhooks one source address may send at once, before
+    /// `--webhook-rate` applies; past it, 429 with Retry-After.
+    #[arg(
+        long,
+        env = "PACER_WEBHOOK_BURST",
+        default_value_t = 60,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        help_heading = "API"
+    )]
+    pub webhook_burst: u32,
+    /// Webhooks per second one source address may send after its burst.
+    #[arg(
+        long,
+        env = "PACER_WEBHOOK_RATE",
+        default_value_t = 5,
+        value_name = "PER_SECOND",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        help_heading = "API"
+    )]
+    pub webhook_rate: u32,
+    /// A file holding the admin token (or the token itself in
+    /// PACER_ADMIN_TOKEN): writes (`POST /api/v1/retry`, an endpoint
+    /// release) and the full status. Without one, writes are refused.
+    #[arg(
+        long,
+        env = "PACER_ADMIN_TOKEN_FILE",
+        value_name = "FILE",
+        help_heading = "API"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+    /// A file holding the read token (or the token itself in
+    /// PACER_READ_TOKEN): the full status, with errors and messages.
+    /// Without a token the status shows states, counts and commits only.
+    #[arg(
+        long,
+        env = "PACER_READ_TOKEN_FILE",
+        value_name = "FILE",
+        help_heading = "API"
+    )]
+    pub read_token_file: Option<PathBuf>,
     /// A host name the daemon answers writes (`POST /api/v1/retry`) for,
     /// besides its IP addresses and localhost (repeatable), e.g. the
     /// Marathon app's `pacer.marathon.mesos`. Others get 403: a guard
@@ -347,9 +399,14 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let delivery = a.config_server.settings()?;
+    let access = access(&a, |k| std::env::var(k).ok())?;
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(async {
-        let started = start_with(config(a), Some(delivery), shutdown_signal()).await?;
+        let options = Options {
+            delivery: Some(delivery),
+            access,
+        };
+        let started = start_with(config(a), options, shutdown_signal()).await?;
         started.task.await?
     });
     // A Git push stuck in a blocking thread must not hold the exit (Marathon
@@ -357,6 +414,56 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
     rt.shutdown_timeout(Duration::from_secs(10));
     ran?;
     Ok(exit::OK)
+}
+
+/// The API's guards from the flags: the tokens (each from its file, or
+/// from its variable in `env`), the webhook's limits.
+pub(crate) fn access(
+    a: &ServeArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<server::Access> {
+    let admin = token(a.admin_token_file.as_deref(), "PACER_ADMIN_TOKEN", &env)?;
+    let read = token(a.read_token_file.as_deref(), "PACER_READ_TOKEN", &env)?;
+    let tokens = server::auth::Tokens::new(admin, read).map_err(anyhow::Error::msg)?;
+    let rate = crate::delivery::limit::Rate {
+        burst: f64::from(a.webhook_burst),
+        per_second: f64::from(a.webhook_rate),
+        ..server::guard::WEBHOOK_RATE
+    };
+    let max_body = usize::try_from(a.webhook_max_body).unwrap_or(usize::MAX);
+    Ok(server::Access::new(tokens, max_body, rate))
+}
+
+/// A token from `file` (its first line), else from the variable `var`.
+/// Both given is a mistake; an error names the file, never its content.
+pub(crate) fn token(
+    file: Option<&std::path::Path>,
+    var: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let from_env = env(var).filter(|v| !v.is_empty());
+    match (file, from_env) {
+        (Some(_), Some(_)) => anyhow::bail!("give the token in a file or in {var}, not both"),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?;
+            let t = text.lines().next().unwrap_or("").trim();
+            if t.is_empty() {
+                anyhow::bail!("the token file {} is empty", path.display());
+            }
+            Ok(Some(t.to_string()))
+        }
+        (None, v) => Ok(v.map(|v| v.trim().to_string())),
+    }
+}
+
+/// What [`start_with`] adds to a daemon's config.
+#[derive(Default)]
+pub struct Options {
+    /// The config server, when it runs.
+    pub delivery: Option<crate::delivery::Settings>,
+    /// The tokens and the webhook's budgets.
+    pub access: server::Access,
 }
 
 /// A daemon started by [`start`].
@@ -375,19 +482,21 @@ pub struct Started {
 /// status from the first moment, from what the daemon publishes), then,
 /// in the background, opens the mirror (trying again while the repo is
 /// unreachable) and runs the reconcile loop until `shutdown` completes.
+/// Without tokens: writes through the API are off.
 pub async fn start(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Started> {
-    start_with(cfg, None, shutdown).await
+    start_with(cfg, Options::default(), shutdown).await
 }
 
-/// [`start`], with the config server when `delivery` is given.
+/// [`start`], with the config server and tokens of `options`.
 pub async fn start_with(
     mut cfg: Config,
-    delivery: Option<crate::delivery::Settings>,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Started> {
+    let Options { delivery, access } = options;
     let listener = match cfg.listener.take() {
         Some(l) => l,
         None => tokio::net::TcpListener::bind(cfg.listen).await?,
@@ -401,6 +510,8 @@ pub async fn start_with(
     );
     let mut parts = Parts::new(&cfg);
     let mut app_state = parts.app_state(&cfg);
+    app_state.access = access;
+    say_what_is_off(&app_state, cfg.poll);
     if let Some(mut settings) = delivery {
         // Watches hold connections: they get half the listener's.
         settings.max_watches = (cfg.http.max_connections / 2).max(1);
@@ -442,6 +553,26 @@ pub async fn start_with(
         reader,
         task,
     })
+}
+
+/// Once at start: what the API refuses for want of a secret or a token.
+fn say_what_is_off(state: &server::AppState, poll: Duration) {
+    if server::webhooks_state(state) == "off" {
+        tracing::warn!(
+            poll_seconds = poll.as_secs(),
+            "webhooks are off: no webhook secret is configured (--webhook-secret or PACER_WEBHOOK_SECRET); every delivery is refused and only the poll fetches"
+        );
+    }
+    let tokens = &state.access.tokens;
+    if tokens.admin.is_none() {
+        tracing::warn!(
+            "writes through the API (retry, endpoint release) are off: no admin token is configured ({})",
+            server::auth::ADMIN_TOKEN_FLAG
+        );
+    }
+    if tokens.admin.is_none() && tokens.read.is_none() {
+        tracing::info!("no API token: the status shows its public view only");
+    }
 }
 
 /// How the config server reaches Marathon: as the reconcile loop does.
