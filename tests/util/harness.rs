@@ -574,7 +574,22 @@ impl World {
         deploy_timeout: u64,
         extra: &[&str],
     ) -> Daemon {
-        let mut args: Vec<String> = [
+        let mut args = self.serve_args(url, marathon, poll, deploy_timeout);
+        args.extend(["--webhook-secret", SECRET].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Daemon::start(self.scratch.path(), &args)
+    }
+
+    /// `pacer serve`'s flags for dev at `url` and `marathon`, without a
+    /// webhook secret; its mirror in the scratch dir.
+    pub fn serve_args(
+        &self,
+        url: &str,
+        marathon: &str,
+        poll: u64,
+        deploy_timeout: u64,
+    ) -> Vec<String> {
+        [
             "--repo-url",
             url,
             "--marathon",
@@ -585,8 +600,6 @@ impl World {
             &poll.to_string(),
             "--deploy-timeout",
             &deploy_timeout.to_string(),
-            "--webhook-secret",
-            SECRET,
             "--env",
             "dev",
             "--workdir",
@@ -594,8 +607,6 @@ impl World {
         ]
         .iter()
         .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Daemon::start(self.scratch.path(), &args)
+        .collect()
     }
 }
