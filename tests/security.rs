@@ -406,3 +406,25 @@ async fn a_value_forging_a_header_through_a_label_is_refused_and_nothing_changes
         "{run:?}"
     );
 }
+
+#[test]
+fn a_bad_token_setting_is_a_usage_error_that_never_quotes_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "hunter2\n").unwrap();
+    let missing = dir.path().join("missing");
+    for file in [&short, &missing] {
+        let run = pacer(&[
+            "serve",
+            "--repo-url",
+            "file:///nonexistent",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token-file",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(!run.stdout.contains("listening"), "{run:?}");
+        assert!(!run.stderr.contains("hunter2"), "{run:?}");
+    }
+}

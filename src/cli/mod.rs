@@ -15,6 +15,7 @@ mod history;
 mod plan;
 pub mod serve;
 mod status;
+mod tokens;
 pub(crate) mod verify;
 
 pub use args::Cli;

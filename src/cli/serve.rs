@@ -399,7 +399,7 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let delivery = a.config_server.settings()?;
-    let access = access(&a, |k| std::env::var(k).ok())?;
+    let access = super::tokens::access(&a, |k| std::env::var(k).ok())?;
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(async {
         let options = Options {
@@ -414,47 +414,6 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
     rt.shutdown_timeout(Duration::from_secs(10));
     ran?;
     Ok(exit::OK)
-}
-
-/// The API's guards from the flags: the tokens (each from its file, or
-/// from its variable in `env`), the webhook's limits.
-pub(crate) fn access(
-    a: &ServeArgs,
-    env: impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<server::Access> {
-    let admin = token(a.admin_token_file.as_deref(), "PACER_ADMIN_TOKEN", &env)?;
-    let read = token(a.read_token_file.as_deref(), "PACER_READ_TOKEN", &env)?;
-    let tokens = server::auth::Tokens::new(admin, read).map_err(anyhow::Error::msg)?;
-    let rate = crate::delivery::limit::Rate {
-        burst: f64::from(a.webhook_burst),
-        per_second: f64::from(a.webhook_rate),
-        ..server::guard::WEBHOOK_RATE
-    };
-    let max_body = usize::try_from(a.webhook_max_body).unwrap_or(usize::MAX);
-    Ok(server::Access::new(tokens, max_body, rate))
-}
-
-/// A token from `file` (its first line), else from the variable `var`.
-/// Both given is a mistake; an error names the file, never its content.
-pub(crate) fn token(
-    file: Option<&std::path::Path>,
-    var: &str,
-    env: &impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<Option<String>> {
-    let from_env = env(var).filter(|v| !v.is_empty());
-    match (file, from_env) {
-        (Some(_), Some(_)) => anyhow::bail!("give the token in a file or in {var}, not both"),
-        (Some(path), None) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?;
-            let t = text.lines().next().unwrap_or("").trim();
-            if t.is_empty() {
-                anyhow::bail!("the token file {} is empty", path.display());
-            }
-            Ok(Some(t.to_string()))
-        }
-        (None, v) => Ok(v.map(|v| v.trim().to_string())),
-    }
 }
 
 /// What [`start_with`] adds to a daemon's config.

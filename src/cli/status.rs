@@ -17,9 +17,10 @@ pub fn status_cmd(a: StatusArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     let status = match &a.daemon {
         Some(url) => {
-            let token = super::serve::token(a.token_file.as_deref(), "PACER_TOKEN", &|k: &str| {
-                std::env::var(k).ok()
-            })?;
+            let token =
+                super::tokens::token(a.token_file.as_deref(), "PACER_TOKEN", &|k: &str| {
+                    std::env::var(k).ok()
+                })?;
             let v = rt.block_on(from_daemon(
                 url,
                 token.as_deref(),
