@@ -58,6 +58,7 @@ pub mod apply;
 pub mod cli;
 pub mod delivery;
 pub mod diff;
+pub mod ha;
 pub mod listen;
 pub mod marathon;
 pub mod model;

@@ -1,6 +1,7 @@
 //! Plain data shared by every pipeline stage. No I/O, no async.
 
 pub mod endpoints;
+pub mod fence;
 pub mod file_actions;
 
 use serde::{Deserialize, Serialize};

@@ -32,7 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "apply", "marathon", "model", "observe", "plan", "render", "source",
         ],
     ),
-    ("status", &["model", "redact", "render"]),
+    ("status", &["model", "redact", "render", "source"]),
     (
         "delivery",
         &["listen", "marathon", "model", "redact", "render", "status"],
@@ -42,10 +42,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["delivery", "listen", "model", "redact", "status"],
     ),
     ("sim", &["listen", "marathon", "model", "redact"]),
+    // The election beside the loop: it turns the loop's writes on and off
+    // through a callback, and wakes it with a trigger.
+    ("ha", &["model", "server", "status"]),
     (
         "reconcile",
         &[
-            "apply", "delivery", "diff", "listen", "marathon", "model", "observe", "plan",
+            "apply", "delivery", "diff", "ha", "listen", "marathon", "model", "observe", "plan",
             "record", "redact", "render", "server", "source", "status",
         ],
     ),
@@ -56,6 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "apply",
             "delivery",
             "diff",
+            "ha",
             "listen",
             "marathon",
             "model",

@@ -21,6 +21,12 @@ mod cli_live;
 /// `pacer demo` from a copied binary, prod left to a human, commits reported.
 mod cli_demo;
 
+/// Several replicas on a real ZooKeeper: one writer, failover, fencing.
+mod ha;
+
+/// `pacer serve`'s signed-commit gate with real SSH and OpenPGP signatures.
+mod verify_gate;
+
 /// The README's commands still work.
 mod readme;
 

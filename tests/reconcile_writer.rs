@@ -45,6 +45,8 @@ fn config(w: &World) -> Config {
         endpoints: Default::default(),
         endpoints_resync: Duration::from_secs(30),
         state_dir: None,
+        verify_signers: None,
+        zk: None,
     }
 }
 

@@ -331,6 +331,7 @@ fn record(app: &str, deployment: &str) -> pacer::record::notes::Record {
         version: Some("2026-01-01T00:00:00.000Z".into()),
         rollback: None,
         at: "2026-01-01T00:00:01.000Z".into(),
+        signer: None,
     }
 }
 

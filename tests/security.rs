@@ -256,7 +256,10 @@ async fn the_operator_api_needs_its_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_or_an_admin_token_webhooks_and_writes_are_off() {
     let w = World::new().await;
-    let args = w.serve_args(&w.git.url(), &w.sim.url, 3600, 60);
+    let mut args = w.serve_args(&w.git.url(), &w.sim.url, 3600, 60, "mirror");
+    let secret = args.iter().position(|a| a == "--webhook-secret").unwrap();
+    args.drain(secret..secret + 2);
+    args.extend(["--env", "dev"].map(String::from));
     // A read token only: no admin token, no webhook secret.
     let env = [("PACER_READ_TOKEN", READ_TOKEN)];
     let d = Daemon::start_env(w.scratch.path(), &args, &env, Some(READ_TOKEN));

@@ -1,25 +1,23 @@
 //! `pacer verify` against commits signed for real by `git commit -S`: SSH
 //! keys from ssh-keygen and OpenPGP keys from gpg, each in a temp dir.
 
+use crate::util::keys::{Keys, Sign};
 use crate::util::pacer;
-use std::path::PathBuf;
-use std::process::Command;
 
 const PACER_YAML: &str = "version: 1\nenvironments:\n  dev:\n    verify:\n      mode: head\n      signers: .pacer/allowed_signers\n";
 
 /// A config repo with its own keys and a GNUPGHOME.
 struct Signed {
     repo: tempfile::TempDir,
-    keys: tempfile::TempDir,
+    keys: Keys,
 }
 
 impl Signed {
     fn new() -> Signed {
         let s = Signed {
             repo: tempfile::tempdir().unwrap(),
-            keys: tempfile::tempdir().unwrap(),
+            keys: Keys::new(),
         };
-        std::fs::create_dir(s.gnupg()).unwrap();
         s.git(&["init", "-q", "-b", "main"]);
         s.write("pacer.yaml", PACER_YAML);
         s.write("environments/dev.yaml", "values: {}\n");
@@ -30,10 +28,6 @@ impl Signed {
         self.repo.path().to_str().unwrap()
     }
 
-    fn gnupg(&self) -> PathBuf {
-        self.keys.path().join("gnupg")
-    }
-
     fn write(&self, rel: &str, text: &str) {
         let p = self.repo.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -41,70 +35,21 @@ impl Signed {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        run(Command::new("git")
-            .current_dir(self.repo.path())
-            .args(args)
-            .env("GNUPGHOME", self.gnupg())
-            .env("GIT_AUTHOR_NAME", "Mallory Test")
-            .env("GIT_AUTHOR_EMAIL", "author@example.com")
-            .env("GIT_COMMITTER_NAME", "Mallory Test")
-            .env("GIT_COMMITTER_EMAIL", "author@example.com"))
+        self.keys.git(self.repo.path(), args)
     }
 
     /// A new ed25519 SSH key; returns (private key file, public line).
     fn ssh_key(&self, name: &str) -> (String, String) {
-        let f = self.keys.path().join(name);
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&f));
-        let public = std::fs::read_to_string(f.with_extension("pub")).unwrap();
-        (f.to_str().unwrap().to_string(), public.trim().to_string())
+        self.keys.ssh(name)
     }
 
     /// A new OpenPGP key; returns (its email, the armored public key).
     fn pgp_key(&self, email: &str) -> (String, String) {
-        let gpg = |args: &[&str]| {
-            run(Command::new("gpg")
-                .env("GNUPGHOME", self.gnupg())
-                .args(["--batch", "--quiet"])
-                .args(args))
-        };
-        gpg(&[
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            &format!("Test <{email}>"),
-            "ed25519",
-            "sign",
-            "1y",
-        ]);
-        (email.to_string(), gpg(&["--armor", "--export", email]))
+        self.keys.pgp(email)
     }
 
     fn commit(&self, message: &str, sign: Sign) -> String {
-        self.git(&["add", "-A"]);
-        let mut args: Vec<String> = Vec::new();
-        match &sign {
-            Sign::No => {}
-            Sign::Ssh(key) => args.extend([
-                "-c".into(),
-                "gpg.format=ssh".into(),
-                "-c".into(),
-                format!("user.signingkey={key}"),
-            ]),
-            Sign::Pgp(email) => args.extend([
-                "-c".into(),
-                "gpg.program=gpg".into(),
-                "-c".into(),
-                format!("user.signingkey={email}"),
-            ]),
-        }
-        args.extend(["commit", "-q", "--allow-empty", "-m", message].map(String::from));
-        if !matches!(sign, Sign::No) {
-            args.push("-S".into());
-        }
-        self.git(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        self.git(&["rev-parse", "HEAD"])
+        self.keys.commit(self.repo.path(), message, sign)
     }
 
     fn verify(&self, extra: &[&str]) -> crate::util::Run {
@@ -112,22 +57,6 @@ impl Signed {
         args.extend_from_slice(extra);
         pacer(&args)
     }
-}
-
-enum Sign {
-    No,
-    Ssh(String),
-    Pgp(String),
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("running a tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A base commit trusting `lines`, then nothing else.
@@ -199,7 +128,7 @@ fn a_tampered_commit_keeps_its_signature_and_is_refused() {
     let object = s.git(&["cat-file", "commit", "HEAD"]);
     assert!(object.contains("gpgsig -----BEGIN SSH SIGNATURE-----"));
     let forged = object.replace("deploy 1 replica", "deploy 9 replicas");
-    let path = s.keys.path().join("forged");
+    let path = s.keys.dir.path().join("forged");
     std::fs::write(&path, format!("{forged}\n")).unwrap();
     let id = s.git(&["hash-object", "-w", "-t", "commit", path.to_str().unwrap()]);
     let bad = s.verify(&["--rev", &id, "--signers-from", "HEAD~1"]);
@@ -315,7 +244,7 @@ fn a_trust_list_outside_the_repo() {
     let s = with_signers("# nobody\n");
     let (alice, alice_pub) = s.ssh_key("alice");
     s.commit("signed", Sign::Ssh(alice));
-    let file = s.keys.path().join("trusted");
+    let file = s.keys.dir.path().join("trusted");
     std::fs::write(&file, format!("alice {alice_pub}\n")).unwrap();
     let ok = s.verify(&["--signers", file.to_str().unwrap(), "--env", "dev"]);
     assert_eq!(ok.code, 0, "{ok:?}");
@@ -348,7 +277,7 @@ fn openpgp_good_untrusted_and_tampered() {
     assert_eq!(signer["fingerprint"].as_str().unwrap().len(), 40);
 
     let object = s.git(&["cat-file", "commit", "HEAD"]);
-    let path = s.keys.path().join("forged");
+    let path = s.keys.dir.path().join("forged");
     std::fs::write(
         &path,
         format!("{}\n", object.replace("pgp signed", "pgp signed, really")),

@@ -209,6 +209,8 @@ async fn serve_demo(
         endpoints: Default::default(),
         endpoints_resync: Duration::from_secs(30),
         state_dir: None,
+        verify_signers: None,
+        zk: None,
     };
 
     // Tokens of its own, made now and gone with the demo: the daemon's API

@@ -43,7 +43,7 @@ pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
         for e in &entries {
             let short = &e.commit[..e.commit.len().min(12)];
             outln!(
-                "{:<12} {:<14} {:<25} {} {}{}",
+                "{:<12} {:<14} {:<25} {} {}{}{}",
                 short,
                 serde_json::to_value(e.outcome)?.as_str().unwrap_or(""),
                 e.applied_at
@@ -58,6 +58,10 @@ pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
                 e.deployment
                     .as_deref()
                     .map(|d| format!(" [deployment {d}]"))
+                    .unwrap_or_default(),
+                e.signer
+                    .as_ref()
+                    .map(|s| format!(" [signed by {} {}]", s.principal, s.fingerprint))
                     .unwrap_or_default()
             )?;
         }
@@ -76,18 +80,24 @@ pub fn history_cmd(a: HistoryArgs) -> anyhow::Result<u8> {
 
 fn markdown(id: &str, entries: &[record::Entry]) -> anyhow::Result<String> {
     let mut out = format!(
-        "### history of `{id}`\n\n| commit | outcome | applied | author | message | deployment |\n|---|---|---|---|---|---|\n"
+        "### history of `{id}`\n\n| commit | outcome | applied | author | message | deployment | signed by |\n|---|---|---|---|---|---|---|\n"
     );
     let cell = |s: Option<&str>| s.unwrap_or("").replace('|', "\\|").replace('\n', " ");
     for e in entries {
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
             &e.commit[..e.commit.len().min(12)],
             serde_json::to_value(e.outcome)?.as_str().unwrap_or(""),
             cell(e.applied_at.as_deref().or(e.committed_at.as_deref())),
             cell(e.author.as_deref()),
             cell(e.message.as_deref()),
             cell(e.deployment.as_deref()),
+            cell(
+                e.signer
+                    .as_ref()
+                    .map(|s| format!("{} `{}`", s.principal, s.fingerprint))
+                    .as_deref()
+            ),
         ));
     }
     Ok(out)

@@ -115,6 +115,47 @@ pub struct ServeArgs {
     /// Deploy a commit that does not descend from the last one applied.
     #[arg(long)]
     pub allow_rewind: bool,
+    /// Run as one of several replicas: the leader, elected on this
+    /// ZooKeeper, writes; every replica serves (e.g.
+    /// zk://zk1:2181,zk2:2181/pacer).
+    #[arg(
+        long,
+        env = "PACER_ZK",
+        value_name = "URL",
+        help_heading = "High availability"
+    )]
+    pub zk: Option<String>,
+    /// The ZooKeeper session timeout: a dead leader is replaced after about
+    /// this long (shorter fails over sooner, but a GC pause or a network
+    /// blip of that length costs the lead).
+    #[arg(
+        long,
+        env = "PACER_ZK_SESSION_TIMEOUT",
+        default_value_t = 6,
+        value_name = "SECONDS",
+        help_heading = "High availability"
+    )]
+    pub zk_session_timeout: u64,
+    /// This replica's name in the election. Default: $HOST:$PORT0 on
+    /// Marathon, else the host name and the listening port.
+    #[arg(
+        long,
+        env = "PACER_REPLICA_ID",
+        value_name = "ID",
+        help_heading = "High availability"
+    )]
+    pub replica_id: Option<String>,
+    /// A trust list from outside the repo (allowed_signers lines and
+    /// armored OpenPGP keys): it replaces the repo's own in every
+    /// environment with a `verify:` policy, so that even the first commit
+    /// deployed is checked against keys the repo can't change.
+    #[arg(
+        long,
+        env = "PACER_VERIFY_SIGNERS",
+        value_name = "FILE",
+        help_heading = "Source"
+    )]
+    pub verify_signers: Option<PathBuf>,
     /// Where deployment records (deployment id, outcome, rollback) go:
     /// notes on the deployed commits, `refs/notes/pacer`. `push` needs
     /// write access to that ref; `local` keeps them in the mirror.
@@ -379,6 +420,28 @@ pub(crate) fn config(a: ServeArgs) -> Config {
         },
         endpoints_resync: Duration::from_secs(a.endpoints_resync),
         state_dir: a.config_server.state_dir.clone(),
+        // Read by `run`, which can fail on it.
+        verify_signers: None,
+        zk: None,
+    }
+}
+
+/// This replica's default name in the election: Marathon's `$HOST:$PORT0`
+/// when it runs there, else the host name and the listening port.
+fn replica_id(addr: SocketAddr) -> String {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (env("HOST"), env("PORT0")) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        _ => {
+            let host = env("HOSTNAME")
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_string())
+                })
+                .unwrap_or_else(|| addr.ip().to_string());
+            format!("{host}:{}", addr.port())
+        }
     }
 }
 
@@ -399,14 +462,37 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let delivery = a.config_server.settings()?;
+    let outside = match &a.verify_signers {
+        Some(path) => {
+            let name = path.display().to_string();
+            let list = super::verify::parse_trust(&name, &super::verify::read_file(path)?)?;
+            Some((name, list))
+        }
+        None => None,
+    };
+    let zk = match &a.zk {
+        Some(url) => {
+            let (hosts, root) = crate::ha::parse_url(url).map_err(|e| anyhow::anyhow!(e))?;
+            Some(crate::ha::Settings {
+                hosts,
+                root,
+                session_timeout: Duration::from_secs(a.zk_session_timeout.clamp(2, 120)),
+                id: a.replica_id.clone().unwrap_or_default(),
+            })
+        }
+        None => None,
+    };
     let access = super::tokens::access(&a, |k| std::env::var(k).ok())?;
+    let mut cfg = config(a);
+    cfg.verify_signers = outside;
+    cfg.zk = zk;
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(async {
         let options = Options {
             delivery: Some(delivery),
             access,
         };
-        let started = start_with(config(a), options, shutdown_signal()).await?;
+        let started = start_with(cfg, options, shutdown_signal()).await?;
         started.task.await?
     });
     // A Git push stuck in a blocking thread must not hold the exit (Marathon
@@ -482,6 +568,21 @@ pub async fn start_with(
         )?);
     }
     parts.delivery = app_state.delivery.clone();
+    if let Some(mut zk) = cfg.zk.clone() {
+        if zk.id.is_empty() {
+            zk.id = replica_id(addr);
+        }
+        parts.fence = crate::model::fence::Fence::closed("no leader elected yet");
+        let writer = parts.writer.clone();
+        let ha = crate::ha::start(
+            zk,
+            parts.fence.clone(),
+            Box::new(move |on| if on { writer.resume() } else { writer.pause() }),
+            parts.status.clone(),
+            parts.triggers_tx.clone(),
+        );
+        parts.wake_leader = Some(Arc::new(move || ha.wake_leader()));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let config_server = app_state.delivery.clone();
     let server = tokio::spawn(server::serve(listener, app_state, cfg.http, {

@@ -192,6 +192,27 @@ fn short(v: &Value) -> String {
     s[..s.len().min(12)].to_string()
 }
 
+/// Who signed the commit an environment deploys (its `verify:` gate).
+fn signed_line(v: &Value) -> Option<String> {
+    let s = &v["verified"]["signer"];
+    if !v.is_object() {
+        return None;
+    }
+    Some(match s.is_object() {
+        true => format!(
+            "signed: {} by {} ({}), trust list {}",
+            short(&v["verified"]["commit"]),
+            text(&s["principal"]),
+            text(&s["fingerprint"]),
+            text(&v["signers"])
+        ),
+        false => format!(
+            "signed: no verified commit yet, trust list {}",
+            text(&v["signers"])
+        ),
+    })
+}
+
 /// Text (or markdown) for people.
 fn render(status: &Value, md: bool) -> String {
     let mut out = String::new();
@@ -266,6 +287,9 @@ fn render(status: &Value, md: bool) -> String {
                 .or_else(|| err["message"].as_str())
                 .unwrap_or("-");
             out.push_str(&format!("  error: {msg}\n"));
+        }
+        if let Some(line) = signed_line(&e["verify"]) {
+            out.push_str(&format!("  {line}\n"));
         }
         out.push('\n');
     }
@@ -368,6 +392,21 @@ mod tests {
             "prod": {"group": "/prod", "apps": {"web": {"id": "/prod/web", "sync": "missing"}}},
             "qa": {"group": "/qa", "apps": {}, "errors": [{"message": "reading Marathon at http://m:8080"}]}
         }})
+    }
+
+    #[test]
+    fn the_signer_of_a_gated_environment_is_shown() {
+        let s = json!({"environments": {"prod": {"group": "/prod", "apps": {}, "verify": {
+            "mode": "head", "signers": ".pacer/allowed_signers", "basis": "anchor",
+            "verified": {"commit": "0123456789abcdef", "signer": {
+                "kind": "ssh", "principal": "alice@example.com", "fingerprint": "SHA256:abc"}}}}}});
+        let out = render(&s, false);
+        assert!(
+            out.contains("signed: 0123456789ab by alice@example.com (SHA256:abc), trust list .pacer/allowed_signers"),
+            "{out}"
+        );
+        let none = json!({"environments": {"dev": {"group": "/dev", "apps": {}}}});
+        assert!(!render(&none, false).contains("signed:"));
     }
 
     #[test]

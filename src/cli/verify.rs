@@ -72,7 +72,7 @@ fn resolve(repo: &Repository, rev: &str) -> anyhow::Result<Oid> {
         .id())
 }
 
-fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let f = std::fs::File::open(path)
         .with_context(|| format!("opening the trust list `{}`", path.display()))?;
     let mut bytes = Vec::new();
@@ -83,7 +83,7 @@ fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn parse_trust(name: &str, bytes: &[u8]) -> anyhow::Result<TrustList> {
+pub(crate) fn parse_trust(name: &str, bytes: &[u8]) -> anyhow::Result<TrustList> {
     let list = TrustList::parse(name, bytes).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("the trust list cannot be used:\n  {}", lines.join("\n  "))

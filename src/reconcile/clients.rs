@@ -19,6 +19,8 @@ pub struct Clients {
     auth: Auth,
     timeout: Duration,
     events: bool,
+    /// Every client's writes check it (see `model::fence`).
+    fence: crate::model::fence::Fence,
     by_url: BTreeMap<String, MarathonClient>,
 }
 
@@ -47,8 +49,15 @@ impl Clients {
             auth,
             timeout,
             events,
+            fence: crate::model::fence::Fence::open(),
             by_url: BTreeMap::new(),
         }
+    }
+
+    /// Writes of every client built from now on check `fence`.
+    pub fn fenced(mut self, fence: crate::model::fence::Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// The URL of an environment's Marathon: the override, else `own` (the
@@ -68,6 +77,7 @@ impl Clients {
             auth: self.auth.clone(),
             timeout: self.timeout,
             events: self.events,
+            fence: self.fence.clone(),
             ..ClientConfig::default()
         })
         .ok()?;

@@ -38,6 +38,8 @@ use tokio::sync::mpsc;
 
 /// Planning and applying one environment (or a push's apps first).
 mod env;
+/// The signed-commit gate: which environments take a new head.
+mod gate;
 /// Fetching, rewind checks and rendering of a new head.
 mod head;
 /// Live endpoints that moved: the apps that name them render again.
@@ -86,6 +88,13 @@ pub struct Config {
     /// Where state kept across restarts lives (`--state-dir`); `None`:
     /// beside the mirror, `<workdir>.state`.
     pub state_dir: Option<PathBuf>,
+    /// A trust list from outside the repo (`--verify-signers`), with its
+    /// name: it replaces the repo's in every environment with a `verify:`
+    /// policy.
+    pub verify_signers: Option<(String, crate::source::verify::TrustList)>,
+    /// Several replicas, one writer elected on ZooKeeper (`--zk`); `None`:
+    /// this replica alone writes.
+    pub zk: Option<crate::ha::Settings>,
 }
 
 /// Up to this many changed apps go out before the full pass.
@@ -164,6 +173,11 @@ struct Daemon {
     /// Apps kept at their last good version because a service they name
     /// could not be read yet: tried again when endpoints move.
     unread_invalid: BTreeSet<(EnvName, AppPath)>,
+    /// Which environments take a new head (signed commits).
+    gate: gate::Gate,
+    /// With `--zk`: a push that reached this replica while it follows
+    /// wakes the leader.
+    wake_leader: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// The results of one background apply.
@@ -209,13 +223,20 @@ pub async fn run(
         triggers_tx: _triggers_tx,
         triggers: rx,
         delivery,
+        fence,
+        wake_leader,
     } = parts;
     tokio::pin!(shutdown);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let clients = clients_of(&cfg, cfg.marathon_events);
+    let clients = clients_of(&cfg, cfg.marathon_events).fenced(fence);
     let records = Records::new(cfg.records);
     let follower = live::start(&cfg, status.reader());
     let live = follower.latest().endpoints.clone();
+    let state_dir = super::state::dir(cfg.state_dir.as_deref(), &cfg.workdir);
+    let gate = gate::Gate::new(
+        Some(state_dir.join("verified.json")),
+        cfg.verify_signers.clone(),
+    );
     let mut d = Daemon {
         cfg,
         mirror,
@@ -250,6 +271,8 @@ pub async fn run(
         live,
         release_later: Vec::new(),
         unread_invalid: BTreeSet::new(),
+        gate,
+        wake_leader,
     };
 
     let mut wait = Duration::ZERO;
@@ -306,6 +329,14 @@ pub async fn run(
             None => break,
             Some(Some(t)) => trigger = t,
             Some(None) => {}
+        }
+        // A follower fetches the push too (its status follows Git), but
+        // only the leader writes: it hears of the push through ZooKeeper.
+        if matches!(trigger, Trigger::Webhook { .. })
+            && d.writer.is_paused()
+            && let Some(wake) = &d.wake_leader
+        {
+            wake();
         }
         // A burst of webhooks is one run. Every retry in it counts: each
         // names its own apps, and keeping only the last one dropped the

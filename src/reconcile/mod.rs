@@ -9,6 +9,7 @@
 //! - [`render_job`]: renders a new commit off the loop, within a deadline.
 //! - [`records`]: deployment records waiting to be written and pushed.
 //! - [`clients`]: a Marathon client per URL.
+//! - [`state`]: the small files kept across restarts (`--state-dir`).
 //! - [`health`]: liveness (a stuck loop) and readiness, with the reason.
 //! - [`status`]: the data behind `/api/v1/status` (see docs/status.md).
 
@@ -17,6 +18,7 @@ pub mod daemon;
 pub mod endpoints;
 pub mod records;
 pub mod render_job;
+pub mod state;
 pub mod writer;
 // The status lives below the server, which reads it; the daemon writes it.
 pub use crate::status::{self, health, published};

@@ -77,6 +77,10 @@ pub struct Job {
     /// Apps rendered again whatever their inputs: the endpoints they name
     /// moved.
     pub force: BTreeMap<EnvName, BTreeSet<AppPath>>,
+    /// Environments held at an older commit than `since` (a refused
+    /// signature): their apps are compared by their inputs, since what
+    /// changed from `since` says nothing about them.
+    pub held: BTreeSet<EnvName>,
 }
 
 /// Render threads abandoned at their deadline and still running.
@@ -264,13 +268,7 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
                 return;
             }
         };
-        let mut w = partition(
-            &repo,
-            &previous,
-            job.envs_filter.as_ref(),
-            &delta,
-            &job.force,
-        );
+        let mut w = partition(&repo, &previous, &job, &delta);
         w.out.snapshot = snapshot;
         *g = Slot::Working(Box::new(w));
     }
@@ -340,14 +338,15 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
 }
 
 /// The kept apps in place, the rest to render (see [`incremental`]).
-fn partition(
-    repo: &render::Repo,
-    previous: &PreviousState,
-    envs_filter: Option<&BTreeSet<EnvName>>,
-    delta: &Delta,
-    force: &BTreeMap<EnvName, BTreeSet<AppPath>>,
-) -> Work {
-    let p = incremental::plan(repo, previous, envs_filter, delta, force);
+fn partition(repo: &render::Repo, previous: &PreviousState, job: &Job, delta: &Delta) -> Work {
+    let p = incremental::plan(
+        repo,
+        previous,
+        job.envs_filter.as_ref(),
+        delta,
+        &job.force,
+        &job.held,
+    );
     Work {
         out: Rendered {
             envs: p.envs,

@@ -61,6 +61,11 @@ pub struct Parts {
     /// The config server, when it runs: the loop hands it the hot updates
     /// to follow and records how their deliveries ended.
     pub delivery: Option<Arc<crate::delivery::Server>>,
+    /// Checked before every write to Marathon: open for a single replica,
+    /// a lease held only by the leader with `--zk`.
+    pub fence: crate::model::fence::Fence,
+    /// With `--zk`: tells the leader a push reached this replica.
+    pub wake_leader: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Parts {
@@ -87,6 +92,8 @@ impl Parts {
             triggers_tx: tx,
             triggers: rx,
             delivery: None,
+            fence: crate::model::fence::Fence::open(),
+            wake_leader: None,
         }
     }
 

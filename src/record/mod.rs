@@ -35,6 +35,10 @@ pub struct Entry {
     /// `refs/notes/pacer` (absent for versions pacer didn't record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
+    /// Who signed the commit (principal and key fingerprint), as the
+    /// environment's `verify:` policy checked it before it deployed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<crate::source::verify::Verified>,
     pub outcome: HistoryOutcome,
 }
 
@@ -256,6 +260,14 @@ pub async fn history(
             .max_by(|a, b| a.1.at.cmp(&b.1.at))
     };
     let recorded = |version: &str| recorded_with(version).map(|(_, r)| r);
+    // Any record of the commit for this app names its signer: the gate
+    // checked the commit once, whatever the action.
+    let signer_of = |commit: &str| {
+        records
+            .iter()
+            .filter(|(c, _)| c == commit)
+            .find_map(|(_, r)| r.signer.clone())
+    };
     let mut renders = Renders {
         loc,
         env,
@@ -333,6 +345,7 @@ pub async fn history(
             author: meta.as_ref().map(|m| m.author.clone()),
             message: meta.as_ref().map(|m| m.message.clone()),
             committed_at: meta.as_ref().map(|m| m.time.clone()),
+            signer: signer_of(&commit),
             commit,
             applied_at: Some(v.version.clone()),
             version: Some(v.version.clone()),
@@ -394,6 +407,7 @@ pub async fn history(
                 applied_at: hot.map(|(_, r)| r.at.clone()),
                 version: None,
                 deployment: None,
+                signer: signer_of(c),
                 outcome,
             });
         }

@@ -49,6 +49,10 @@ pub struct Record {
     pub rollback: Option<String>,
     /// When the action ended, RFC 3339.
     pub at: String,
+    /// Who signed the commit, when the environment's `verify:` policy
+    /// checked it before it deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<crate::source::verify::Verified>,
 }
 
 impl Record {
@@ -67,6 +71,7 @@ impl Record {
             version: r.version.clone(),
             rollback: r.rollback_id.clone(),
             at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            signer: None,
         }
     }
 }
@@ -190,6 +195,7 @@ mod tests {
             version: Some("2026-01-01T00:00:00.000Z".into()),
             rollback: None,
             at: "2026-01-01T00:00:05Z".into(),
+            signer: None,
         }
     }
 

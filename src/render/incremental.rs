@@ -40,19 +40,23 @@ pub struct Plan {
 /// digested again (at 10,000 apps, most of a one-app commit's cost).
 /// The apps in `force` render again whatever their inputs: the live
 /// endpoints they name moved, which no digest of the tree can see.
+/// Environments in `held` are at an older commit than the one `delta`
+/// starts from (their head was refused): only their inputs digest tells.
 pub fn plan(
     repo: &Repo,
     previous: &Previous,
     filter: Option<&BTreeSet<EnvName>>,
     delta: &Delta,
     force: &BTreeMap<EnvName, BTreeSet<AppPath>>,
+    held: &BTreeSet<EnvName>,
 ) -> Plan {
     plan_with(
         &repo.envs,
         repo.apps.keys(),
         |env, app, old| {
             !force.get(env).is_some_and(|f| f.contains(app))
-                && (delta.app_unchanged(app) || old == &repo.inputs(env, app))
+                && ((!held.contains(env) && delta.app_unchanged(app))
+                    || old == &repo.inputs(env, app))
         },
         previous,
         filter,
@@ -287,7 +291,8 @@ mod tests {
         let mut diags = Diagnostics::default();
         let repo = Repo::load(files("marathon: {cmd: web2}\n"), &mut diags).unwrap();
         let none = BTreeMap::new();
-        let p = plan(&repo, &prev, None, &Delta::everything(), &none);
+        let held = BTreeSet::new();
+        let p = plan(&repo, &prev, None, &Delta::everything(), &none, &held);
         assert_eq!(p.todo.keys().collect::<Vec<_>>(), ["web"]);
         assert!(Arc::ptr_eq(
             &p.envs["dev"].apps["api"],
@@ -298,7 +303,7 @@ mod tests {
             changed: BTreeSet::from(["apps/web/app.yaml".to_string()]),
             symlinks: false,
         };
-        let q = plan(&repo, &prev, None, &delta, &none);
+        let q = plan(&repo, &prev, None, &delta, &none, &held);
         assert_eq!(q.todo, p.todo);
         assert!(Arc::ptr_eq(
             &q.envs["dev"].apps["api"],
@@ -310,16 +315,26 @@ mod tests {
             changed: BTreeSet::from(["environments/dev.yaml".to_string()]),
             symlinks: false,
         };
-        assert_eq!(plan(&repo, &prev, None, &delta, &none).todo, p.todo);
+        assert_eq!(plan(&repo, &prev, None, &delta, &none, &held).todo, p.todo);
         // Nothing changed, but api's endpoints moved: it renders again,
         // and only it.
         let force = BTreeMap::from([("dev".to_string(), BTreeSet::from(["api".to_string()]))]);
-        let r = plan(&repo, &prev, None, &Delta::nothing(), &force);
+        let r = plan(&repo, &prev, None, &Delta::nothing(), &force, &held);
         assert_eq!(r.todo.keys().collect::<Vec<_>>(), ["api"]);
         assert!(
             r.stale
                 .contains_key(&("dev".to_string(), "api".to_string()))
         );
+        // dev was held at an older commit (its head refused): "nothing
+        // changed since the last head" says nothing of it, and web, whose
+        // inputs differ from its held version, renders again.
+        let held = BTreeSet::from(["dev".to_string()]);
+        let h = plan(&repo, &prev, None, &Delta::nothing(), &none, &held);
+        assert_eq!(h.todo.keys().collect::<Vec<_>>(), ["web"]);
+        assert!(Arc::ptr_eq(
+            &h.envs["dev"].apps["api"],
+            &prev["dev"].apps["api"]
+        ));
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! | `pacer_marathon_errors_total` | counter | |
 //! | `pacer_marathon_up` | gauge | `env`: 1 when its Marathon answered on the last cycle, else 0 |
 //! | `pacer_repo_loaded` | gauge | 1 when the newest commit fetched loads and runs, 0 when it is refused |
+//! | `pacer_leader` | gauge | with `--zk`: 1 on the replica that leads (and writes), else 0 |
+//! | `pacer_zk_connected` | gauge | with `--zk`: 1 while the ZooKeeper session is connected |
+//! | `pacer_commits_refused_total` | counter | `env`, `reason`: a head an environment's `verify:` policy refused |
+//! | `pacer_commit_refused` | gauge | `env`: 1 while the environment is held at its last good commit by the policy |
 //!
 //! Label values are spelled as in the status JSON (`inSync`, `rolledBack`).
 
@@ -57,6 +61,12 @@ struct RefusalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    env: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
     decision: String,
     provider: String,
@@ -81,6 +91,7 @@ pub struct Metrics {
     record_errors: Counter,
     endpoint_renders: Counter,
     endpoints_held: Gauge,
+    commits_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -126,6 +137,7 @@ impl Metrics {
         let record_errors = Counter::default();
         let endpoint_renders = Counter::default();
         let endpoints_held = Gauge::default();
+        let commits_refused = Family::<RefusedLabels, Counter>::default();
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "pacer_reconcile_duration_seconds",
@@ -177,8 +189,14 @@ impl Metrics {
             "Services whose new endpoints are held back (empty, or shrunk too far in one step)",
             endpoints_held.clone(),
         );
+        registry.register(
+            "pacer_commits_refused",
+            "Heads an environment's verify: policy refused (unsigned, untrusted key, expired, bad signature)",
+            commits_refused.clone(),
+        );
         Metrics {
             registry,
+            commits_refused,
             endpoint_renders,
             endpoints_held,
             reconcile_duration,
@@ -213,6 +231,17 @@ impl Metrics {
 
     pub fn endpoints_held(&self, services: usize) {
         self.endpoints_held.set(services as i64);
+    }
+
+    /// A head `env`'s signed-commit policy refused; `reason` is the
+    /// refusal's kind (`unsigned`, `unknownKey`, ...).
+    pub fn commit_refused(&self, env: &str, reason: &str) {
+        self.commits_refused
+            .get_or_create(&RefusedLabels {
+                env: env.into(),
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn git_fetch_error(&self) {
@@ -272,6 +301,7 @@ fn state_gauges(status: &Status) -> Registry {
     let apps = Family::<AppsLabels, Gauge>::default();
     let last_sync = Family::<EnvLabels, FloatGauge>::default();
     let marathon_up = Family::<EnvLabels, Gauge>::default();
+    let commit_refused = Family::<EnvLabels, Gauge>::default();
     let repo_loaded: Gauge = Gauge::default();
     for (env, e) in &status.environments {
         let labels = EnvLabels { env: env.clone() };
@@ -298,6 +328,27 @@ fn state_gauges(status: &Status) -> Registry {
         if let Some(up) = e.marathon_up {
             marathon_up.get_or_create(&labels).set(i64::from(up));
         }
+        if let Some(v) = &e.verify {
+            commit_refused
+                .get_or_create(&labels)
+                .set(i64::from(v.refused.is_some()));
+        }
+    }
+    if let Some(ha) = &status.ha {
+        let leader: Gauge = Gauge::default();
+        leader.set(i64::from(ha.role == crate::status::Role::Leader));
+        registry.register(
+            "pacer_leader",
+            "Whether this replica leads and writes (1) or follows (0)",
+            leader,
+        );
+        let connected: Gauge = Gauge::default();
+        connected.set(i64::from(ha.zk_connected));
+        registry.register(
+            "pacer_zk_connected",
+            "Whether this replica's ZooKeeper session is connected",
+            connected,
+        );
     }
     let loaded = status.repo.last_good.is_some() && status.repo.errors.is_empty();
     repo_loaded.set(i64::from(loaded));
@@ -311,6 +362,11 @@ fn state_gauges(status: &Status) -> Registry {
         "pacer_marathon_up",
         "Whether the environment's Marathon answered on the last cycle (1) or not (0: its apps show as unknown)",
         marathon_up,
+    );
+    registry.register(
+        "pacer_commit_refused",
+        "Whether the environment is held at its last good commit because its verify: policy refused the head (1) or not (0)",
+        commit_refused,
     );
     registry.register(
         "pacer_repo_loaded",

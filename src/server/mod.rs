@@ -221,14 +221,21 @@ async fn healthz(State(state): State<Shared>) -> Response {
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
-    match state.published.latest().ready.clone() {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
+    let latest = state.published.latest();
+    let (code, mut body) = match latest.ready.clone() {
+        Ok(()) => (StatusCode::OK, json!({"ready": true})),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "reason": reason})),
-        )
-            .into_response(),
+            json!({"ready": false, "reason": reason}),
+        ),
+    };
+    // With several replicas every one serves, so a follower is ready too;
+    // the body says which it is.
+    if let Some(ha) = &latest.status.ha {
+        body["role"] = json!(ha.role);
+        body["zkConnected"] = json!(ha.zk_connected);
     }
+    (code, axum::Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<Shared>) -> Response {

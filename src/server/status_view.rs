@@ -48,6 +48,13 @@ fn each(from: &Value, f: impl Fn(&Value) -> Value) -> Value {
 pub fn public(full: &Value) -> Value {
     let mut out = pick(full, &["writes", "webhooks"]);
     out.insert("redacted".into(), Value::Bool(true));
+    if full["ha"].is_object() {
+        let ha = pick(
+            &full["ha"],
+            &["role", "zkConnected", "id", "leader", "epoch"],
+        );
+        out.insert("ha".into(), Value::Object(ha));
+    }
     let mut repo = pick(
         &full["repo"],
         &["branch", "head", "lastGood", "pendingRecords"],
@@ -71,6 +78,20 @@ pub fn public(full: &Value) -> Value {
     let envs = each(&full["environments"], |e| {
         let mut env = pick(e, &["group", "commit", "lastSync"]);
         count_errors(e, &mut env);
+        if e["verify"].is_object() {
+            // Which commits the gate took and refused, and the kind of
+            // refusal (for alerts); not who signed, wrote or why in words.
+            let v = &e["verify"];
+            let mut verify = pick(v, &["mode", "basis"]);
+            if v["verified"].is_object() {
+                verify.insert("verified".into(), pick(&v["verified"], &["commit"]).into());
+            }
+            if v["refused"].is_object() {
+                let refused = pick(&v["refused"], &["head", "commit", "reason"]);
+                verify.insert("refused".into(), refused.into());
+            }
+            env.insert("verify".into(), verify.into());
+        }
         let apps = each(&e["apps"], |a| {
             let mut app = pick(a, &["id", "sync", "liveCommit"]);
             count_errors(a, &mut app);
@@ -114,9 +135,16 @@ mod tests {
                                                    "heldTasks": 0, "sinceMs": 1}}},
                 "streams": {"http://PLANTED-marathon:8080": true}
             },
+            "ha": {"role": "leader", "zkConnected": true, "id": "r1", "epoch": 7},
             "environments": {"dev": {
                 "group": "/dev", "commit": "c1", "lastSync": "t",
                 "errors": [{"message": "PLANTED-env-error"}],
+                "verify": {"mode": "head", "signers": "PLANTED-signers", "basis": "anchor",
+                           "verified": {"commit": "c1", "signer": {"kind": "ssh",
+                                        "principal": "PLANTED-principal", "fingerprint": "PLANTED-fp"}},
+                           "refused": {"head": "c2", "commit": "c2", "author": "PLANTED-author",
+                                       "summary": "PLANTED-summary", "reason": "unknownKey",
+                                       "message": "PLANTED-message"}},
                 "apps": {"web": {
                     "id": "/dev/web", "sync": "failed", "liveCommit": "c1",
                     "last": {"outcome": "rolledBack", "commit": "c1", "at": "t",
@@ -155,6 +183,11 @@ mod tests {
             v["endpoints"]["services"]["/prod/db"]["held"]["releasedTasks"],
             3
         );
+        assert_eq!(v["ha"]["role"], "leader");
+        let verify = &v["environments"]["dev"]["verify"];
+        assert_eq!(verify["verified"]["commit"], "c1");
+        assert_eq!(verify["refused"]["reason"], "unknownKey");
+        assert_eq!(verify["mode"], "head");
     }
 
     #[test]

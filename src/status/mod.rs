@@ -122,6 +122,10 @@ pub struct EnvStatus {
     /// broken, a refused rewind.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Problem>,
+    /// Its signed-commit gate (`verify:` in pacer.yaml); absent when the
+    /// environment has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Arc<VerifyStatus>>,
     /// Whether its Marathon answered on the last cycle (`None`: not asked
     /// yet). The errors say why not; `/metrics` shows it as
     /// `pacer_marathon_up`.
@@ -164,6 +168,75 @@ pub struct RepoStatus {
     pub last_record_error: Option<String>,
 }
 
+/// An environment's signed-commit gate, as the status shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyStatus {
+    pub mode: crate::source::verify::Mode,
+    /// The trust list in force: its path in the repo, or the file given
+    /// with `--verify-signers`.
+    pub signers: String,
+    /// Where the policy in force was read.
+    pub basis: crate::source::verify::gate::Basis,
+    /// The commit the environment deploys, and who signed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<VerifiedCommit>,
+    /// A newer commit that was not deployed, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedCommit>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedCommit {
+    pub commit: String,
+    pub signer: crate::source::verify::Verified,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedCommit {
+    /// The head fetched.
+    pub head: String,
+    /// The commit that failed the check (the head, or in mode `all` an
+    /// older commit of the range).
+    pub commit: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub author: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+    /// The refusal's kind (`unsigned`, `unknownKey`, ...), for alerts.
+    pub reason: String,
+    pub message: String,
+}
+
+/// This replica's part, as the status and `/metrics` show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HaStatus {
+    /// `leader`, `follower`, or `none` while no leader can be known (no
+    /// ZooKeeper session).
+    pub role: Role,
+    pub zk_connected: bool,
+    /// This replica's id.
+    pub id: String,
+    /// The leader's id, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The leadership's epoch (its latch node's sequence), on the leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Leader,
+    Follower,
+    #[default]
+    None,
+}
+
 /// Whether the daemon sends changes to Marathon.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -187,6 +260,10 @@ pub struct Status {
     /// template names one.
     #[serde(skip_serializing_if = "EndpointsStatus::is_empty")]
     pub endpoints: EndpointsStatus,
+    /// This replica's part in the election (`--zk`); absent for a single
+    /// replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
 }
 
 /// The services templates name, and the event streams that follow them.

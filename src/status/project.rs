@@ -103,6 +103,8 @@ pub fn env_status(previous: Option<&EnvStatus>, r: EnvReport<'_>) -> EnvStatus {
         last_sync: Some(r.at),
         apps,
         errors: r.errors,
+        // The loop's gate keeps it up to date between reconciles.
+        verify: previous.and_then(|p| p.verify.clone()),
         marathon_up: Some(true),
     }
 }

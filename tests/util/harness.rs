@@ -574,20 +574,35 @@ impl World {
         deploy_timeout: u64,
         extra: &[&str],
     ) -> Daemon {
-        let mut args = self.serve_args(url, marathon, poll, deploy_timeout);
-        args.extend(["--webhook-secret", SECRET].map(String::from));
+        let mut args = self.serve_args(url, marathon, poll, deploy_timeout, "mirror");
+        args.extend(["--env".to_string(), "dev".to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         Daemon::start(self.scratch.path(), &args)
     }
 
-    /// `pacer serve`'s flags for dev at `url` and `marathon`, without a
-    /// webhook secret; its mirror in the scratch dir.
+    /// One of several replicas: its own mirror (`mirror-<name>`) and state,
+    /// the environments and other flags in `extra`.
+    pub fn serve_replica(&self, name: &str, poll: u64, extra: &[&str]) -> Daemon {
+        let mut args = self.serve_args(
+            &self.git.url(),
+            &self.sim.url,
+            poll,
+            60,
+            &format!("mirror-{name}"),
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Daemon::start(self.scratch.path(), &args)
+    }
+
+    /// `pacer serve`'s flags for dev's Marathon and repo with the webhook
+    /// secret and its mirror in `mirror` under the scratch dir; no `--env`.
     pub fn serve_args(
         &self,
         url: &str,
         marathon: &str,
         poll: u64,
         deploy_timeout: u64,
+        mirror: &str,
     ) -> Vec<String> {
         [
             "--repo-url",
@@ -600,10 +615,10 @@ impl World {
             &poll.to_string(),
             "--deploy-timeout",
             &deploy_timeout.to_string(),
-            "--env",
-            "dev",
+            "--webhook-secret",
+            SECRET,
             "--workdir",
-            self.scratch.path().join("mirror").to_str().unwrap(),
+            self.scratch.path().join(mirror).to_str().unwrap(),
         ]
         .iter()
         .map(|s| s.to_string())

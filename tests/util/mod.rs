@@ -225,4 +225,6 @@ pub fn free_port() -> u16 {
 /// Real `pacer sim` and `pacer serve` processes for the reconciler's
 /// end-to-end tests, each killed when dropped.
 pub mod harness;
+pub mod keys;
 pub mod scenario;
+pub mod zk;

@@ -33,6 +33,10 @@ pub enum Error {
     /// Marathon answered something that is not what its API promises.
     #[error("unexpected answer from Marathon: {message}")]
     Decode { message: String },
+    /// Not sent: this replica may not write now (not the leader, or its
+    /// lease ran out).
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl Error {

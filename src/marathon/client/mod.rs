@@ -70,6 +70,9 @@ pub struct ClientConfig {
     pub lock_wait: Duration,
     /// Whether deployments are followed through `/v2/events`.
     pub events: bool,
+    /// Checked right before every write is sent: a replica that is not
+    /// the leader (or whose lease ran out) sends none.
+    pub fence: crate::model::fence::Fence,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -82,6 +85,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("backoff", &self.backoff)
             .field("lock_wait", &self.lock_wait)
             .field("events", &self.events)
+            .field("fenced", &self.fence.is_fenced())
             .finish()
     }
 }
@@ -96,6 +100,7 @@ impl Default for ClientConfig {
             backoff: Duration::from_millis(200),
             lock_wait: Duration::from_secs(300),
             events: true,
+            fence: crate::model::fence::Fence::open(),
         }
     }
 }

@@ -82,6 +82,13 @@ impl MarathonClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, Error> {
+        // The last moment before a write leaves: a leader that lost its
+        // lease meanwhile (a pause, a lost session) sends nothing.
+        if *method != Method::GET
+            && let Err(why) = self.inner.cfg.fence.check()
+        {
+            return Err(Error::Fenced(why));
+        }
         let url = self.url_for(path)?;
         let mut rb = self
             .authorize(self.inner.http.request(method.clone(), url))

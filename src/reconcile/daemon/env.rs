@@ -68,7 +68,8 @@ impl Daemon {
             return;
         }
         let p = plan::plan(&subset, &observed, &self.unrendered(env));
-        self.start_apply(env, head, &client, &subset, &observed, &p);
+        let commit = self.gate.commit_of(env, head).to_string();
+        self.start_apply(env, &commit, &client, &subset, &observed, &p);
     }
 
     /// The apps of `env` in Git at the rendered commit that don't render.
@@ -202,8 +203,11 @@ impl Daemon {
         let auto_apply =
             desired.settings.policy.auto_apply && rewind.is_none() && !self.writer.is_paused();
         let inflight = self.inflight.lock().clone();
+        // An environment held back by the signed-commit gate deploys (heals,
+        // scales) its last good commit, and its records say so.
+        let commit = self.gate.commit_of(env, head).to_string();
         let started = if auto_apply {
-            self.start_apply(env, head, client, &desired, &observed, &p)
+            self.start_apply(env, &commit, client, &desired, &observed, &p)
         } else {
             BTreeSet::new()
         };
@@ -243,7 +247,7 @@ impl Daemon {
                     .map(String::from),
             });
         }
-        let mut errors = self.head_problems.clone();
+        let mut errors = self.env_problems(env);
         errors.extend(rewind.as_deref().map(Problem::message));
         // Deletes held for a human (maxDeleteShare) are not sent; say why.
         errors.extend(p.held().map(Problem::message));
@@ -255,7 +259,10 @@ impl Daemon {
                 // The desired state comes from the newest commit that
                 // rendered, not from a head that doesn't load or is a
                 // refused rewind.
-                commit: self.rendered_at.as_deref().unwrap_or(head).to_string(),
+                commit: match self.gate.refused.contains_key(env) {
+                    true => commit.clone(),
+                    false => self.rendered_at.as_deref().unwrap_or(head).to_string(),
+                },
                 head,
                 at: now.to_rfc3339(),
                 errors,

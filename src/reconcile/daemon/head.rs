@@ -201,6 +201,9 @@ impl Daemon {
         if let render_job::Outcome::Rendered(r) = &mut outcome {
             let unread = self.keep_unread_at_last_good(r);
             self.unread_invalid.extend(unread);
+            // Last: an environment that refuses the head gets its last
+            // good state back whole, whatever the steps above changed.
+            self.gate(head, r).await;
         }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -295,6 +298,7 @@ impl Daemon {
             since,
             endpoints: self.live.clone(),
             force,
+            held: self.gate.held(),
         };
         render_job::run(job, previous).await
     }

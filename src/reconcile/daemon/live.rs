@@ -16,11 +16,7 @@ pub(super) fn start(cfg: &Config, reader: crate::status::published::Reader) -> H
     // Its own event stream: task and health events, not deployments.
     let mut clients = clients_of(cfg, false);
     let override_url = cfg.marathon_url.clone();
-    let dir = cfg.state_dir.clone().unwrap_or_else(|| {
-        let mut name = cfg.workdir.as_os_str().to_os_string();
-        name.push(".state");
-        PathBuf::from(name)
-    });
+    let dir = crate::reconcile::state::dir(cfg.state_dir.as_deref(), &cfg.workdir);
     endpoints::spawn(
         endpoints::Config {
             settings: cfg.endpoints,

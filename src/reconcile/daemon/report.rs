@@ -13,6 +13,11 @@ impl Daemon {
     /// records are written is taken at once, not after the write (a push to
     /// the config repo takes a while); another pass then follows.
     pub(super) async fn publish_records(&mut self, mut head: Option<&mut String>) {
+        // Only the writer pushes records: a follower (`--zk`) keeps what
+        // it has until it leads.
+        if self.writer.is_paused() {
+            return;
+        }
         // A remote that refuses (a read-only key, a server without push)
         // is asked again with backoff, not on every poll.
         let Some(pending) = self.records.due(Instant::now()) else {
@@ -91,7 +96,7 @@ impl Daemon {
     pub(super) fn env_error(&self, env: &str, message: &str) {
         let mut s = self.status.write();
         let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
-        e.errors = self.head_problems.clone();
+        e.errors = self.env_problems(env);
         e.errors.push(Problem::message(message));
     }
 
@@ -101,7 +106,7 @@ impl Daemon {
         if !why.is_empty() {
             message = format!("{message}: {why}");
         }
-        let mut errors = self.head_problems.clone();
+        let mut errors = self.env_problems(env);
         errors.push(Problem::message(message));
         let mut s = self.status.write();
         let e = Arc::make_mut(s.environments.entry(env.to_string()).or_default());
@@ -147,6 +152,15 @@ impl Daemon {
         let mut s = self.status.write();
         let e = Arc::make_mut(s.environments.entry(f.env.clone()).or_default());
         for r in &f.results {
+            // Stopped by the fence (this replica lost the lead): not
+            // attempted, so nothing to count, show or record.
+            if r.message
+                .as_deref()
+                .is_some_and(crate::model::fence::stopped)
+            {
+                tracing::info!(env = %f.env, app = %r.id, "not sent: this replica no longer leads");
+                continue;
+            }
             self.metrics.deployment(&f.env, r.outcome);
             let line = format!(
                 "{}: {}{}",
@@ -189,7 +203,9 @@ impl Daemon {
                     });
                 }
             } else if let Ok(commit) = git2::Oid::from_str(&f.head) {
-                self.records.push(commit, notes::Record::of(&f.env, r, now));
+                let mut rec = notes::Record::of(&f.env, r, now);
+                rec.signer = self.gate.signer_of(&f.env, &f.head).cloned();
+                self.records.push(commit, rec);
             }
             project::record_result(
                 e,
@@ -229,6 +245,7 @@ impl Daemon {
                 None => Outcome::Delivered,
                 Some(_) => Outcome::DeliveryFailed,
             };
+            let signer = self.gate.signer_of(&r.hot.env, &r.hot.commit).cloned();
             self.records.push(
                 commit,
                 notes::Record {
@@ -240,6 +257,7 @@ impl Daemon {
                     version: None,
                     rollback: None,
                     at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    signer,
                 },
             );
         }

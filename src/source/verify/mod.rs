@@ -7,6 +7,7 @@
 //! adding their key in the same commit. `pacer verify` reads it from a
 //! trusted base revision (`--signers-from`) or a file outside the repo.
 
+pub mod gate;
 pub mod pgp;
 pub mod signers;
 
@@ -47,7 +48,7 @@ pub enum Mode {
     All,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Ssh,
@@ -55,7 +56,7 @@ pub enum Kind {
 }
 
 /// Who signed a commit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verified {
     pub kind: Kind,
     /// The allowed_signers principals (comma-joined) or the OpenPGP user id.
