@@ -194,58 +194,8 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
-    /// The largest webhook body read; a larger delivery gets 413 (and the
-    /// poll picks its commit up).
-    #[arg(
-        long,
-        env = "PACER_WEBHOOK_MAX_BODY",
-        default_value_t = crate::server::guard::WEBHOOK_MAX_BODY as u64,
-        value_name = "BYTES",
-        value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024),
-        help_heading = "API"
-    )]
-    pub webhook_max_body: u64,
-    /// Webhooks one source address may send at once, before
-    /// `--webhook-rate` applies; past it, 429 with Retry-After.
-    #[arg(
-        long,
-        env = "PACER_WEBHOOK_BURST",
-        default_value_t = 60,
-        value_name = "N",
-        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
-        help_heading = "API"
-    )]
-    pub webhook_burst: u32,
-    /// Webhooks per second one source address may send after its burst.
-    #[arg(
-        long,
-        env = "PACER_WEBHOOK_RATE",
-        default_value_t = 5,
-        value_name = "PER_SECOND",
-        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
-        help_heading = "API"
-    )]
-    pub webhook_rate: u32,
-    /// A file holding the admin token (or the token itself in
-    /// PACER_ADMIN_TOKEN): writes (`POST /api/v1/retry`, an endpoint
-    /// release) and the full status. Without one, writes are refused.
-    #[arg(
-        long,
-        env = "PACER_ADMIN_TOKEN_FILE",
-        value_name = "FILE",
-        help_heading = "API"
-    )]
-    pub admin_token_file: Option<PathBuf>,
-    /// A file holding the read token (or the token itself in
-    /// PACER_READ_TOKEN): the full status, with errors and messages.
-    /// Without a token the status shows states, counts and commits only.
-    #[arg(
-        long,
-        env = "PACER_READ_TOKEN_FILE",
-        value_name = "FILE",
-        help_heading = "API"
-    )]
-    pub read_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub api: super::tokens::ApiArgs,
     /// A host name the daemon answers writes (`POST /api/v1/retry`) for,
     /// besides its IP addresses and localhost (repeatable), e.g. the
     /// Marathon app's `pacer.marathon.mesos`. Others get 403: a guard
@@ -482,7 +432,7 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
         }
         None => None,
     };
-    let access = super::tokens::access(&a, |k| std::env::var(k).ok())?;
+    let access = super::tokens::access(&a.api, |k| std::env::var(k).ok())?;
     let mut cfg = config(a);
     cfg.verify_signers = outside;
     cfg.zk = zk;

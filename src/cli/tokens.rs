@@ -3,13 +3,71 @@
 //! file or from an environment variable, never from a flag's value (it
 //! would show in `ps`); errors name the file, never what it holds.
 
-use super::serve::ServeArgs;
 use crate::server;
+use clap::Args;
+use std::path::PathBuf;
+
+/// `pacer serve`'s flags for its API: the tokens and the webhook's budgets.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// The largest webhook body read; a larger delivery gets 413 (and the
+    /// poll picks its commit up).
+    #[arg(
+        long,
+        env = "PACER_WEBHOOK_MAX_BODY",
+        default_value_t = crate::server::guard::WEBHOOK_MAX_BODY as u64,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024),
+        help_heading = "API"
+    )]
+    pub webhook_max_body: u64,
+    /// Webhooks one source address may send at once, before
+    /// `--webhook-rate` applies; past it, 429 with Retry-After.
+    #[arg(
+        long,
+        env = "PACER_WEBHOOK_BURST",
+        default_value_t = 60,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        help_heading = "API"
+    )]
+    pub webhook_burst: u32,
+    /// Webhooks per second one source address may send after its burst.
+    #[arg(
+        long,
+        env = "PACER_WEBHOOK_RATE",
+        default_value_t = 5,
+        value_name = "PER_SECOND",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        help_heading = "API"
+    )]
+    pub webhook_rate: u32,
+    /// A file holding the admin token (or the token itself in
+    /// PACER_ADMIN_TOKEN): writes (`POST /api/v1/retry`, an endpoint
+    /// release) and the full status. Without one, writes are refused.
+    #[arg(
+        long,
+        env = "PACER_ADMIN_TOKEN_FILE",
+        value_name = "FILE",
+        help_heading = "API"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+    /// A file holding the read token (or the token itself in
+    /// PACER_READ_TOKEN): the full status, with errors and messages.
+    /// Without a token the status shows states, counts and commits only.
+    #[arg(
+        long,
+        env = "PACER_READ_TOKEN_FILE",
+        value_name = "FILE",
+        help_heading = "API"
+    )]
+    pub read_token_file: Option<PathBuf>,
+}
 
 /// The API's guards from the flags: the tokens (each from its file, or
 /// from its variable in `env`), the webhook's limits.
 pub(crate) fn access(
-    a: &ServeArgs,
+    a: &ApiArgs,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<server::Access> {
     let admin = token(a.admin_token_file.as_deref(), "PACER_ADMIN_TOKEN", &env)?;
@@ -55,13 +113,13 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        serve: ServeArgs,
+        api: ApiArgs,
     }
 
-    fn args(extra: &[&str]) -> ServeArgs {
-        let mut all = vec!["t", "--repo-url", "file:///r"];
+    fn args(extra: &[&str]) -> ApiArgs {
+        let mut all = vec!["t"];
         all.extend_from_slice(extra);
-        Cli::try_parse_from(all).unwrap().serve
+        Cli::try_parse_from(all).unwrap().api
     }
 
     const ADMIN: &str = "admin-0123456789abcdef";
@@ -115,7 +173,7 @@ mod tests {
         let a = access(&args(&["--webhook-max-body", "4096"]), |_| None).unwrap();
         assert_eq!(a.webhook_max_body, 4096);
         for bad in [&["--webhook-max-body", "10"][..], &["--webhook-rate", "0"]] {
-            let mut all = vec!["t", "--repo-url", "file:///r"];
+            let mut all = vec!["t"];
             all.extend_from_slice(bad);
             assert!(Cli::try_parse_from(all).is_err(), "{bad:?}");
         }
