@@ -106,7 +106,41 @@ fn the_demo_reports_each_commit_it_picks_up() {
         &|l| l.trim_start().starts_with("pacer apply --repo"),
         "the command that applies prod",
     );
+    let export = wait_for(
+        &|l| l.contains("export PACER_TOKEN="),
+        "the demo's read token",
+    );
+    let token = export
+        .split("PACER_TOKEN=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(export.contains("demo"), "said to be a demo token: {export}");
+    let status_line = wait_for(
+        &|l| l.contains("pacer status --daemon"),
+        "the status command",
+    );
+    let daemon = status_line.split_whitespace().last().unwrap().to_string();
     wait_for(&|l| l.contains("Ctrl-C stops the demo"), "ready line");
+
+    // The printed status command, with the printed token, sees it all;
+    // without the token, the public view.
+    let status = |token: Option<&str>| {
+        let mut cmd = Command::new(PACER);
+        cmd.args(["status", "--daemon", &daemon, "--format", "json"]);
+        cmd.env_remove("PACER_TOKEN");
+        if let Some(t) = token {
+            cmd.env("PACER_TOKEN", t);
+        }
+        let out = cmd.output().expect("pacer status");
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let full = status(Some(&token));
+    assert!(full.get("redacted").is_none(), "{full}");
+    assert_eq!(full["environments"]["dev"]["apps"]["web"]["sync"], "inSync");
+    assert_eq!(status(None)["redacted"], true);
 
     // The printed command does what it says (with --yes: no terminal here).
     let args: Vec<&str> = apply.split_whitespace().skip(1).collect();

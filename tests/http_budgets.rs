@@ -3,7 +3,7 @@
 //! its slot within the bound (with one slot, the next client is served), and
 //! the daemon answers writes only for host names it knows (DNS rebinding).
 
-use crate::util::harness::{Sim, World};
+use crate::util::harness::{ADMIN_TOKEN, Sim, World};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -166,6 +166,7 @@ fn retry_as(addr: &str, host: &str) -> (u16, String) {
         addr,
         &format!(
             "POST /api/v1/retry HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n\
+             Authorization: Bearer {ADMIN_TOKEN}\r\n\
              Content-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         ),
     )

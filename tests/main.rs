@@ -75,6 +75,8 @@ mod delivery;
 mod delivery_limits;
 /// The HTTP listeners' budgets (a client that stops reading, an idle keep-alive) and the daemon's Host guard on writes.
 mod http_budgets;
+/// `pacer serve` against hostile requests: tampered, unsigned, oversized and flooding webhooks, the API without its tokens, files outside the bundle, a header forged through a label.
+mod security;
 
 /// `pacer agent` against the real daemon: files written, the app started and reloaded on a hot change.
 mod agent;

@@ -7,7 +7,7 @@
 //! behind authentication.
 //!
 //! Checked: no panic; a delivery without a valid signature is never
-//! accepted; no decision shows the secret; an accepted commit is a full hex
+//! accepted; without a secret every delivery is rejected; no decision shows the secret; an accepted commit is a full hex
 //! id; a delivery id is short and printable; a reason is bounded and fits on
 //! one log line.
 
@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use pacer::model::Secret;
-use pacer::server::webhook::{Decision, decide_with};
+use pacer::server::webhook::{Decision, decide};
 use sha2::Sha256;
 
 const SECRET: &str = "whsec-4b9d2f71";
@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let secret = Secret::new(SECRET.to_string());
-    let with_secret = decide_with(&headers, body, Some(&secret), BRANCH, false);
+    let with_secret = decide(&headers, body, Some(&secret), BRANCH);
     check(&with_secret);
     if !signed {
         assert!(
@@ -70,17 +70,13 @@ fuzz_target!(|data: &[u8]| {
             "accepted without a signature: {with_secret:?}"
         );
     }
-    // Without a secret: rejected unless unsigned deliveries are allowed.
-    let none = decide_with(&headers, body, None, BRANCH, false);
-    assert!(matches!(none, Decision::Rejected { .. }), "{none:?}");
-    let unsigned = decide_with(&headers, body, None, BRANCH, true);
-    check(&unsigned);
-    // Authentication is the only difference a secret makes.
-    if matches!(
-        with_secret,
-        Decision::Accepted { .. } | Decision::Ignored { .. }
-    ) {
-        assert_eq!(with_secret, unsigned);
+    // Without a secret (or an empty one) there is no way in: every
+    // delivery is rejected, signed or not.
+    let empty = Secret::new(String::new());
+    for none in [None, Some(&empty)] {
+        let got = decide(&headers, body, none, BRANCH);
+        check(&got);
+        assert!(matches!(got, Decision::Rejected { .. }), "{got:?}");
     }
 });
 

@@ -576,6 +576,16 @@ pub struct StatusArgs {
         value_parser = HttpUrl
     )]
     pub daemon: Option<String>,
+    /// With --daemon: a file holding its read (or admin) token, or the
+    /// token itself in PACER_TOKEN. Without one the daemon shows its
+    /// public status: states, counts and commits, no errors or messages.
+    #[arg(
+        long,
+        env = "PACER_TOKEN_FILE",
+        value_name = "FILE",
+        requires = "daemon"
+    )]
+    pub token_file: Option<PathBuf>,
     #[command(flatten)]
     pub marathon: MarathonArgs,
     /// Only this environment (repeatable). Default: all.

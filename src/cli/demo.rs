@@ -213,18 +213,57 @@ async fn serve_demo(
         zk: None,
     };
 
+    // Tokens of its own, made now and gone with the demo: the daemon's API
+    // is never open, not even here.
+    let tokens = DemoTokens::new();
+    let options = crate::cli::serve::Options {
+        delivery: None,
+        access: crate::server::Access::new(
+            crate::server::auth::Tokens::new(Some(tokens.admin.clone()), Some(tokens.read.clone()))
+                .map_err(anyhow::Error::msg)?,
+            crate::server::guard::WEBHOOK_MAX_BODY,
+            crate::server::guard::WEBHOOK_RATE,
+        ),
+    };
     outln!("pacer demo")?;
     outln!("  config repo:        {}", config.display())?;
     outln!("  Marathon simulator: {sim_url}")?;
     outln!("  pacer daemon:       {daemon_url}\n")?;
-    let daemon = crate::cli::serve::start(cfg, stopped(stop_rx.clone()))
+    let daemon = crate::cli::serve::start_with(cfg, options, stopped(stop_rx.clone()))
         .await?
         .task;
-    let shown = show(a, config, auto, &sim_url, &daemon_url).await;
+    let daemon_at = Daemon {
+        url: &daemon_url,
+        token: &tokens.read,
+    };
+    let shown = show(a, config, auto, &sim_url, &daemon_at, &tokens).await;
     let _ = stop_tx.send(true);
     let _ = daemon.await;
     let _ = std::fs::remove_dir_all(&workdir);
     shown
+}
+
+/// The demo daemon's API tokens: random, printed for the user to try, and
+/// worthless once the demo stops.
+struct DemoTokens {
+    admin: String,
+    read: String,
+}
+
+impl DemoTokens {
+    fn new() -> DemoTokens {
+        let token = |kind: &str| format!("demo-{kind}-{}", hex::encode(rand::random::<[u8; 16]>()));
+        DemoTokens {
+            admin: token("admin"),
+            read: token("read"),
+        }
+    }
+}
+
+/// Where the demo's daemon is, and the token it reads the status with.
+struct Daemon<'a> {
+    url: &'a str,
+    token: &'a str,
 }
 
 fn names(auto: &BTreeMap<String, bool>, want: bool) -> Vec<&str> {
@@ -239,8 +278,10 @@ async fn show(
     config: &Path,
     auto: &BTreeMap<String, bool>,
     sim_url: &str,
-    daemon_url: &str,
+    daemon: &Daemon<'_>,
+    tokens: &DemoTokens,
 ) -> anyhow::Result<()> {
+    let daemon_url = daemon.url;
     let manual = names(auto, false);
     outln!(
         "Applying the environments with autoApply ({}); planning the others ({})...",
@@ -251,10 +292,7 @@ async fn show(
             manual.join(", ")
         }
     )?;
-    let status = wait_for(daemon_url, Duration::from_secs(120), |s| {
-        settled(s, auto, None)
-    })
-    .await?;
+    let status = wait_for(daemon, Duration::from_secs(120), |s| settled(s, auto, None)).await?;
     for (env, e) in status["environments"].as_object().into_iter().flatten() {
         let apps: Vec<String> = e["apps"]
             .as_object()
@@ -286,8 +324,17 @@ async fn show(
             outln!("To apply it:\n  pacer apply --repo {repo} --marathon {sim_url} --env {env}")?;
         }
     }
+    outln!("\nThe daemon's API takes tokens made for this demo (they die with it):")?;
+    outln!(
+        "  export PACER_TOKEN={}   # read: the full status",
+        tokens.read
+    )?;
+    outln!("  admin token (writes, e.g. a retry): {}", tokens.admin)?;
     outln!("\nWhere to look:")?;
     outln!("  status   pacer status --daemon {daemon_url}")?;
+    outln!(
+        "  retry    curl -X POST -H 'Authorization: Bearer <admin token>' -H 'Content-Type: application/json' {daemon_url}/api/v1/retry"
+    )?;
     outln!("  metrics  curl {daemon_url}/metrics")?;
     outln!("  history  pacer history --repo {repo} --marathon {sim_url} --env dev --app web")?;
     outln!("  plan     pacer plan --repo {repo} --marathon {sim_url}")?;
@@ -297,7 +344,7 @@ async fn show(
     outln!("\nTry a change: edit {repo}/apps/worker/env/dev.yaml (instances: 3), commit,")?;
     outln!("and watch pacer scale it within two seconds. Ctrl-C stops the demo.")?;
     tokio::select! {
-        r = follow_commits(status, auto, daemon_url, config, sim_url) => r,
+        r = follow_commits(status, auto, daemon, config, sim_url) => r,
         () = crate::cli::serve::shutdown_signal() => Ok(()),
     }
 }
@@ -307,14 +354,14 @@ async fn show(
 async fn follow_commits(
     mut before: Value,
     auto: &BTreeMap<String, bool>,
-    daemon_url: &str,
+    daemon: &Daemon<'_>,
     config: &Path,
     sim_url: &str,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let Some(now) = get_status(&client, daemon_url).await else {
+        let Some(now) = get_status(&client, daemon).await else {
             continue;
         };
         let Some(head) = now["repo"]["head"].as_str().map(String::from) else {
@@ -325,7 +372,7 @@ async fn follow_commits(
         }
         let subject = git(config, &["log", "-1", "--format=%s", &head]).unwrap_or_default();
         outln!("\nPicked up {} {subject}", &head[..head.len().min(12)])?;
-        let after = match wait_for(daemon_url, Duration::from_secs(120), |s| {
+        let after = match wait_for(daemon, Duration::from_secs(120), |s| {
             settled(s, auto, Some(&head))
         })
         .await
@@ -437,9 +484,10 @@ fn settled(s: &Value, auto: &BTreeMap<String, bool>, head: Option<&str>) -> bool
         })
 }
 
-async fn get_status(client: &reqwest::Client, url: &str) -> Option<Value> {
+async fn get_status(client: &reqwest::Client, daemon: &Daemon<'_>) -> Option<Value> {
     let r = client
-        .get(format!("{url}/api/v1/status"))
+        .get(format!("{}/api/v1/status", daemon.url))
+        .bearer_auth(daemon.token)
         .send()
         .await
         .ok()?;
@@ -449,7 +497,7 @@ async fn get_status(client: &reqwest::Client, url: &str) -> Option<Value> {
 /// Polls the daemon's status until `done` holds, or fails with the last
 /// status seen.
 async fn wait_for(
-    url: &str,
+    daemon: &Daemon<'_>,
     within: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
@@ -457,7 +505,7 @@ async fn wait_for(
     let deadline = tokio::time::Instant::now() + within;
     let mut last = Value::Null;
     loop {
-        if let Some(v) = get_status(&client, url).await {
+        if let Some(v) = get_status(&client, daemon).await {
             if done(&v) {
                 return Ok(v);
             }

@@ -16,6 +16,7 @@ mod plan;
 mod secret;
 pub mod serve;
 mod status;
+mod tokens;
 pub(crate) mod verify;
 
 pub use args::Cli;

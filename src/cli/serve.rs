@@ -194,6 +194,8 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
+    #[command(flatten)]
+    pub api: super::tokens::ApiArgs,
     /// A host name the daemon answers writes (`POST /api/v1/retry`) for,
     /// besides its IP addresses and localhost (repeatable), e.g. the
     /// Marathon app's `pacer.marathon.mesos`. Others get 403: a guard
@@ -431,12 +433,17 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
         None => None,
     };
     delivery.zk = zk.as_ref().map(|z| (z.hosts.clone(), z.root.clone()));
+    let access = super::tokens::access(&a.api, |k| std::env::var(k).ok())?;
     let mut cfg = config(a);
     cfg.verify_signers = outside;
     cfg.zk = zk;
     let rt = tokio::runtime::Runtime::new()?;
     let ran = rt.block_on(async {
-        let started = start_with(cfg, Some(delivery), shutdown_signal()).await?;
+        let options = Options {
+            delivery: Some(delivery),
+            access,
+        };
+        let started = start_with(cfg, options, shutdown_signal()).await?;
         started.task.await?
     });
     // A Git push stuck in a blocking thread must not hold the exit (Marathon
@@ -444,6 +451,15 @@ pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
     rt.shutdown_timeout(Duration::from_secs(10));
     ran?;
     Ok(exit::OK)
+}
+
+/// What [`start_with`] adds to a daemon's config.
+#[derive(Default)]
+pub struct Options {
+    /// The config server, when it runs.
+    pub delivery: Option<crate::delivery::Settings>,
+    /// The tokens and the webhook's budgets.
+    pub access: server::Access,
 }
 
 /// A daemon started by [`start`].
@@ -462,19 +478,21 @@ pub struct Started {
 /// status from the first moment, from what the daemon publishes), then,
 /// in the background, opens the mirror (trying again while the repo is
 /// unreachable) and runs the reconcile loop until `shutdown` completes.
+/// Without tokens: writes through the API are off.
 pub async fn start(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Started> {
-    start_with(cfg, None, shutdown).await
+    start_with(cfg, Options::default(), shutdown).await
 }
 
-/// [`start`], with the config server when `delivery` is given.
+/// [`start`], with the config server and tokens of `options`.
 pub async fn start_with(
     mut cfg: Config,
-    delivery: Option<crate::delivery::Settings>,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Started> {
+    let Options { delivery, access } = options;
     let listener = match cfg.listener.take() {
         Some(l) => l,
         None => tokio::net::TcpListener::bind(cfg.listen).await?,
@@ -488,6 +506,8 @@ pub async fn start_with(
     );
     let mut parts = Parts::new(&cfg);
     let mut app_state = parts.app_state(&cfg);
+    app_state.access = access;
+    say_what_is_off(&app_state, cfg.poll);
     if let Some(mut settings) = delivery {
         // Watches hold connections: they get half the listener's.
         settings.max_watches = (cfg.http.max_connections / 2).max(1);
@@ -544,6 +564,26 @@ pub async fn start_with(
         reader,
         task,
     })
+}
+
+/// Once at start: what the API refuses for want of a secret or a token.
+fn say_what_is_off(state: &server::AppState, poll: Duration) {
+    if server::webhooks_state(state) == "off" {
+        tracing::warn!(
+            poll_seconds = poll.as_secs(),
+            "webhooks are off: no webhook secret is configured (--webhook-secret or PACER_WEBHOOK_SECRET); every delivery is refused and only the poll fetches"
+        );
+    }
+    let tokens = &state.access.tokens;
+    if tokens.admin.is_none() {
+        tracing::warn!(
+            "writes through the API (retry, endpoint release) are off: no admin token is configured ({})",
+            server::auth::ADMIN_TOKEN_FLAG
+        );
+    }
+    if tokens.admin.is_none() && tokens.read.is_none() {
+        tracing::info!("no API token: the status shows its public view only");
+    }
 }
 
 /// How the config server reaches Marathon: as the reconcile loop does.

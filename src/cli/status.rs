@@ -16,7 +16,24 @@ const MAX_STATUS_BYTES: usize = 32 << 20;
 pub fn status_cmd(a: StatusArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     let status = match &a.daemon {
-        Some(url) => rt.block_on(from_daemon(url, a.marathon.marathon_timeout))?,
+        Some(url) => {
+            let token =
+                super::tokens::token(a.token_file.as_deref(), "PACER_TOKEN", &|k: &str| {
+                    std::env::var(k).ok()
+                })?;
+            let v = rt.block_on(from_daemon(
+                url,
+                token.as_deref(),
+                a.marathon.marathon_timeout,
+            ))?;
+            if v["redacted"] == true {
+                // On stderr: the output itself stays what a script parses.
+                eprintln!(
+                    "pacer status: no token, so the daemon showed its public status (no errors or messages); set PACER_TOKEN or --token-file to its read token"
+                );
+            }
+            v
+        }
         None => rt.block_on(from_marathon(&a))?,
     };
     let status = filter(status, &a.envs, a.app.as_deref())?;
@@ -36,17 +53,25 @@ pub fn status_cmd(a: StatusArgs) -> anyhow::Result<u8> {
     Ok(if unread { exit::ERROR } else { exit::OK })
 }
 
-async fn from_daemon(base: &str, timeout: u64) -> anyhow::Result<Value> {
+async fn from_daemon(base: &str, token: Option<&str>, timeout: u64) -> anyhow::Result<Value> {
     let url = format!("{}/api/v1/status", base.trim_end_matches('/'));
     let shown = crate::redact::url(&url);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(timeout.max(1)))
         .build()?;
-    let mut resp = client
-        .get(&url)
+    let mut req = client.get(&url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let mut resp = req
         .send()
         .await
         .with_context(|| format!("asking the daemon at {shown}"))?;
+    if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        bail!(
+            "the daemon at {shown} refused the token (PACER_TOKEN or --token-file): it is not one of its tokens"
+        );
+    }
     if !resp.status().is_success() {
         bail!("the daemon at {shown} answered {}", resp.status());
     }
@@ -239,6 +264,9 @@ fn render(status: &Value, md: bool) -> String {
                     text(&a["id"]),
                     text(&a["sync"])
                 ));
+            }
+            if let Some(n) = a["errorCount"].as_u64() {
+                out.push_str(&format!("      {n} error(s): a token shows them\n"));
             }
             for err in a["errors"].as_array().into_iter().flatten() {
                 out.push_str(&format!(

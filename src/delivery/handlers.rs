@@ -126,9 +126,9 @@ fn throttle(s: &Server, caller: IpAddr) -> Option<Response> {
     let wait = s.limiter.lock().take(caller, std::time::Instant::now());
     wait.err().map(|wait| {
         let mut resp = refuse(s, Refusal::RateLimited, None, Some(caller));
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = super::limit::retry_after_secs(wait);
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         resp
     })
 }

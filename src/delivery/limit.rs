@@ -1,12 +1,15 @@
 //! A token bucket per source address for `/v1/login` and
 //! `/v1/token/renew`: anyone may call them, and one caller looping logins
-//! must not take the Marathon reads every starting task needs. Pure: the
-//! clock is passed in.
+//! must not take the Marathon reads every starting task needs. The daemon's
+//! webhook (`POST /hooks/git`) uses the same buckets with a rate of its own
+//! (`server::guard`). Pure: the clock is passed in.
 //!
 //! IPv6 callers are counted by their /64 (a host has a whole one). The map
 //! is bounded: when full, buckets that have refilled (idle callers) are
 //! dropped; if it is still full, it starts over, which at worst gives a
-//! flood of fresh addresses a fresh burst each.
+//! flood of fresh addresses a fresh burst each. A flood from many sources
+//! (a botnet, or one host with many /64s) so costs at most `max_callers`
+//! entries, never memory without bound.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,6 +33,11 @@ pub const LOGIN: Rate = Rate {
     per_second: 10.0,
     max_callers: 10_000,
 };
+
+/// A `Retry-After` value for a wait: whole seconds, rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
 
 /// The buckets.
 #[derive(Debug)]
@@ -129,6 +137,13 @@ mod tests {
             assert!(l.take(ip(&format!("2001:db8::{i}")), t1).is_ok());
         }
         assert!(l.take(ip("2001:db8::ffff"), t1).is_err());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_a_whole_second() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(500)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
     }
 
     #[test]

@@ -110,6 +110,8 @@ impl Parts {
             health: self.health.clone(),
             triggers: self.triggers_tx.clone(),
             webhook_secret: cfg.webhook_secret.clone(),
+            // `cli::serve` sets the operator's; none means writes are off.
+            access: crate::server::Access::default(),
             branch: cfg.remote.branch.clone(),
             allowed_hosts: crate::server::AllowedHosts::new(&cfg.allowed_hosts),
             delivery: None,

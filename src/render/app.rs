@@ -311,6 +311,17 @@ impl AppContext<'_> {
                     .with_hint("rename the label"),
                 );
             }
+            for (k, v) in l {
+                let Some(problem) = checks::label_problem(k, v.as_str().unwrap_or("")) else {
+                    continue;
+                };
+                let at = format!("/marathon/labels/{}", schema::escape(k));
+                let shown: String = k.escape_default().collect();
+                diags.push(
+                    self.diag_at(&at, Target::Value, format!("label `{shown}` {problem}"))
+                        .with_hint(checks::LABEL_RULE),
+                );
+            }
         }
 
         let restart_parts: Vec<(String, Vec<u8>)> = files

@@ -22,6 +22,30 @@ pub fn env_name_problem(name: &str) -> Option<&'static str> {
 /// The rule an environment variable name breaks, for hints.
 pub const ENV_NAME_RULE: &str = "names are letters, digits and `_` (e.g. `LOG_LEVEL`); never empty, without `=` or control characters";
 
+/// Why a label can't be sent, if it can't. Marathon 1.10 takes any
+/// string, but a label name with a space or a control character, or a
+/// value with a carriage return, NUL or another control character, is a
+/// header or a line forged into whatever reads labels (Marathon-LB's
+/// HAProxy config, the task's `MARATHON_APP_LABEL_*` variables, a proxy
+/// copying them into headers). A value may hold `\n` and `\t`: Marathon-LB's
+/// `HAPROXY_{n}_*` templates are multi-line. The value is never quoted:
+/// it may be a secret's.
+pub fn label_problem(name: &str, value: &str) -> Option<&'static str> {
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("has a name with a space or a control character")
+    } else if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        Some("has a value with a carriage return, NUL or another control character")
+    } else {
+        None
+    }
+}
+
+/// The rule a label breaks, for hints.
+pub const LABEL_RULE: &str = "label names are printable without spaces; values may hold newlines and tabs but no other control character (a `\\r\\n` would forge a header or a line in whatever reads the label)";
+
 /// A task path with `.` and `..` resolved, or why it is refused: it must be
 /// absolute and stay under `/`, and hold no control characters.
 pub fn normalise_task_path(path: &str) -> Result<String, String> {
@@ -101,6 +125,32 @@ mod tests {
             "/etc/a\nb",
         ] {
             assert!(normalise_task_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn labels_forge_no_header_or_line() {
+        assert_eq!(label_problem("HAPROXY_0_VHOST", "www.example.com"), None);
+        // Marathon-LB's templates are multi-line.
+        assert_eq!(
+            label_problem(
+                "HAPROXY_0_BACKEND_HEAD",
+                "\nbackend {backend}\n\tbalance {balance}\n"
+            ),
+            None
+        );
+        for (name, value) in [
+            ("HAPROXY_0_VHOST", "www.example.com\r\nX-Injected: yes"),
+            ("HAPROXY_0_VHOST", "a\rb"),
+            ("team", "a\0b"),
+            ("team", "a\u{1b}[31m"),
+            ("X-Team\r\nX-Injected", "yes"),
+            ("two words", "x"),
+            ("tab\tname", "x"),
+        ] {
+            let p = label_problem(name, value);
+            assert!(p.is_some(), "{name:?}: {value:?}");
+            assert!(!p.unwrap().contains("Injected"));
         }
     }
 

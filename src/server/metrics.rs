@@ -12,6 +12,7 @@
 //! | `pacer_deployments_total` | counter | `env`, `outcome` |
 //! | `pacer_git_fetch_errors_total` | counter | |
 //! | `pacer_webhooks_total` | counter | `decision`, `provider` |
+//! | `pacer_api_refusals_total` | counter | `route` (`api`, `webhook`), `reason` (`missingToken`, `badToken`, `readOnlyToken`, `writesDisabled`, `malformedAuthorization`, `rateLimited`, `tooLarge`) |
 //! | `pacer_last_sync_timestamp_seconds` | gauge | `env` |
 //! | `pacer_marathon_errors_total` | counter | |
 //! | `pacer_marathon_up` | gauge | `env`: 1 when its Marathon answered on the last cycle, else 0 |
@@ -54,6 +55,12 @@ struct DeploymentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    route: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
     env: String,
     reason: String,
@@ -78,6 +85,7 @@ pub struct Metrics {
     deployments: Family<DeploymentLabels, Counter>,
     git_fetch_errors: Counter,
     webhooks: Family<WebhookLabels, Counter>,
+    api_refusals: Family<RefusalLabels, Counter>,
     marathon_errors: Counter,
     records_written: Counter,
     record_errors: Counter,
@@ -108,6 +116,22 @@ impl Metrics {
         let deployments = Family::<DeploymentLabels, Counter>::default();
         let git_fetch_errors = Counter::default();
         let webhooks = Family::<WebhookLabels, Counter>::default();
+        let api_refusals = Family::<RefusalLabels, Counter>::default();
+        // Every series shows from the start, at 0, so a rate alert needs
+        // no first refusal to exist.
+        let reasons = super::auth::REASONS.iter();
+        for reason in reasons.chain(&["tooLarge"]) {
+            let _ = api_refusals.get_or_create(&RefusalLabels {
+                route: "api".into(),
+                reason: (*reason).into(),
+            });
+        }
+        for reason in ["rateLimited", "tooLarge"] {
+            let _ = api_refusals.get_or_create(&RefusalLabels {
+                route: "webhook".into(),
+                reason: reason.into(),
+            });
+        }
         let marathon_errors = Counter::default();
         let records_written = Counter::default();
         let record_errors = Counter::default();
@@ -134,6 +158,11 @@ impl Metrics {
             "pacer_webhooks",
             "Webhook deliveries by decision and provider",
             webhooks.clone(),
+        );
+        registry.register(
+            "pacer_api_refusals",
+            "Operator API requests and webhooks refused before their handler: no or a bad token, over a rate, a body too large",
+            api_refusals.clone(),
         );
         registry.register(
             "pacer_marathon_errors",
@@ -174,6 +203,7 @@ impl Metrics {
             deployments,
             git_fetch_errors,
             webhooks,
+            api_refusals,
             marathon_errors,
             records_written,
             record_errors,
@@ -225,6 +255,16 @@ impl Metrics {
             .get_or_create(&WebhookLabels {
                 decision: decision.into(),
                 provider: provider.into(),
+            })
+            .inc();
+    }
+
+    /// A request refused before its handler; `route` is `api` or `webhook`.
+    pub fn api_refusal(&self, route: &str, reason: &str) {
+        self.api_refusals
+            .get_or_create(&RefusalLabels {
+                route: route.into(),
+                reason: reason.into(),
             })
             .inc();
     }

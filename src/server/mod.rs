@@ -1,25 +1,34 @@
 //! The daemon's HTTP server: health and readiness, Prometheus metrics, the
 //! status API, Git webhooks and manual retries.
 //!
-//! | route | answer |
-//! |---|---|
-//! | `GET /healthz` | 200 `ok` while the reconcile loop turns; 503 `{"healthy":false,"reason":…}` when it is stuck |
-//! | `GET /readyz` | 200 when the loop has a commit that loads and its Marathons answer, else 503 `{"ready":false,"reason":…}` |
-//! | `GET /metrics` | OpenMetrics text ([`metrics`]) |
-//! | `GET /api/v1/status` | the [`Status`] as JSON, each app with its config `delivery` when the config server runs |
-//! | `POST /hooks/git` | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected |
-//! | `POST /api/v1/retry?env=&app=` | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin or to a host name not allowed (`--allowed-host`), 404 unknown env or app |
-//! | `POST /api/v1/endpoints/release` | `{"service": "/prod/db"}`: lets a held set of live endpoints through ([`release`]): 202; 404 not followed, 409 not held; guarded as the retry is |
-//! | `/v1/…` | the config server, when it runs ([`crate::delivery`]) |
+//! | route | who | answer |
+//! |---|---|---|
+//! | `GET /healthz` | anyone | 200 `ok` while the reconcile loop turns; 503 `{"healthy":false,"reason":…}` when it is stuck |
+//! | `GET /readyz` | anyone | 200 when the loop has a commit that loads and its Marathons answer, else 503 `{"ready":false,"reason":…}` |
+//! | `GET /metrics` | anyone | OpenMetrics text ([`metrics`]) |
+//! | `GET /api/v1/status` | anyone; a read or admin token sees it all | the [`Status`] as JSON, each app with its config `delivery` when the config server runs; without a token its public view ([`status_view`]) |
+//! | `POST /hooks/git` | the forge (HMAC or token) | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected, 413 over `--webhook-max-body`, 429 over its rate per address |
+//! | `POST /api/v1/retry?env=&app=` | the admin token | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin or to a host name not allowed (`--allowed-host`), 404 unknown env or app |
+//! | `POST /api/v1/endpoints/release` | the admin token | `{"service": "/prod/db"}`: lets a held set of live endpoints through ([`release`]): 202; 404 not followed, 409 not held; guarded as the retry is |
+//! | `/v1/…` | a task's login token | the config server, when it runs ([`crate::delivery`]) |
+//!
+//! Who may do what is [`auth::decide`], and the refusals before a handler
+//! are [`guard`]'s: 401 with `WWW-Authenticate: Bearer` (no or a bad token),
+//! 403 (the read token on a write, or no admin token configured), as JSON
+//! `{"error", "reason"}`.
 //!
 //! Handlers only parse, decide and hand over: a webhook becomes a
 //! [`Trigger`] on the loop's channel, and the loop does the work.
 
+pub mod auth;
+pub mod guard;
 pub mod metrics;
 mod release;
 mod retry_guard;
+pub mod status_view;
 pub mod webhook;
 
+pub use guard::Access;
 pub use metrics::Metrics;
 pub use retry_guard::{AllowedHosts, parse_allowed_host};
 
@@ -28,6 +37,7 @@ use crate::status::health::Health;
 use crate::status::published::Reader;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -37,15 +47,12 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use webhook::Decision;
 
-/// Push payloads are small (GitHub caps them at 25 MB, and a push of many
-/// commits is far below this); anything larger is refused with 413.
-pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
-/// The largest retry request body.
+/// The largest body of an operator API write (a retry names an environment
+/// and an app, a release a service: a few hundred bytes).
 pub const MAX_RETRY_BODY_BYTES: usize = 4 * 1024;
 
 /// No request may hold a connection longer than this.
@@ -66,6 +73,8 @@ pub struct AppState {
     pub triggers: mpsc::Sender<Trigger>,
     /// Without one, webhooks are rejected (see [`webhook`]); polling still runs.
     pub webhook_secret: Option<Secret<String>>,
+    /// The tokens, and the webhook's budgets ([`guard`]).
+    pub access: Access,
     /// The branch pacer follows; pushes to others are ignored.
     pub branch: String,
     /// Host names writes are answered for, besides IP literals and
@@ -134,36 +143,51 @@ impl std::fmt::Display for Trigger {
 
 type Shared = Arc<AppState>;
 
-/// The routes, with a body size limit, a request timeout and request tracing.
+/// The routes, each write with the admin token and a small body limit, the
+/// webhook with its rate and its limit; a request timeout and tracing.
 pub fn router(state: AppState) -> Router {
     // Merged outside the layers below: a config watch blocks for minutes,
     // so the config server bounds its own requests.
     let delivery = state.delivery.clone().map(crate::delivery::router);
+    let webhook_max_body = state.access.webhook_max_body;
+    let shared = Arc::new(state);
+    let admin = || axum::middleware::from_fn_with_state(shared.clone(), guard::admin_only);
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(status))
-        // A retry names an environment and an app: a few hundred bytes. Its
-        // own small limit keeps 256 unauthenticated connections from
-        // buffering 5 MiB each before the guard looks at them.
+        // The token is checked before the body is read, and the body is
+        // small: unauthenticated connections buffer nothing.
         .route(
             "/api/v1/retry",
-            post(retry).layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES)),
+            post(retry)
+                .layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES))
+                .route_layer(admin()),
         )
         .route(
             "/api/v1/endpoints/release",
-            post(release::release).layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES)),
+            post(release::release)
+                .layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES))
+                .route_layer(admin()),
         )
-        .route("/hooks/git", post(git_hook))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .route(
+            "/hooks/git",
+            post(git_hook)
+                .layer(DefaultBodyLimit::max(webhook_max_body))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    shared.clone(),
+                    guard::webhook_throttle,
+                )),
+        )
+        // Any other route reads at most this.
+        .layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(TraceLayer::new_for_http())
-        .with_state(Arc::new(state));
+        .with_state(shared);
     match delivery {
         Some(d) => router.merge(d.layer(TraceLayer::new_for_http())),
         None => router,
@@ -232,7 +256,12 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn status(State(state): State<Shared>) -> Response {
+async fn status(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let given = headers.get(header::AUTHORIZATION);
+    let level = match auth::decide(auth::Need::View, given, &state.access.tokens) {
+        Ok(l) => l,
+        Err(r) => return guard::refused(&state, "api", r),
+    };
     let snap = state.published.latest();
     let value = serde_json::to_value(&*snap.status);
     let body = value.and_then(|mut v| {
@@ -249,7 +278,10 @@ async fn status(State(state): State<Shared>) -> Response {
                 o.insert("configServer".into(), d.status());
             }
         }
-        serde_json::to_vec(&v)
+        if let Some(o) = v.as_object_mut() {
+            o.insert("webhooks".into(), webhooks_state(&state).into());
+        }
+        serde_json::to_vec(&status_view::view(v, level))
     });
     match body {
         Ok(body) => (
@@ -264,6 +296,16 @@ async fn status(State(state): State<Shared>) -> Response {
             tracing::error!(error = %e, "serialising the status");
             (StatusCode::INTERNAL_SERVER_ERROR, "status not available").into_response()
         }
+    }
+}
+
+/// `on` when a webhook secret is configured, else `off` (every delivery
+/// is refused, and only the poll fetches).
+pub fn webhooks_state(state: &AppState) -> &'static str {
+    if webhook::enabled(state.webhook_secret.as_ref()) {
+        "on"
+    } else {
+        "off"
     }
 }
 
@@ -335,11 +377,11 @@ async fn retry(
     State(state): State<Shared>,
     Query(query): Query<RetryParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    // No tokens yet: at least a web page an operator visits must not be able
-    // to trigger this (a cross-site form POST, or a page behind a name
-    // rebound to this daemon), so only same-origin JSON to a known host.
+    // Past the admin token ([`guard::admin_only`]), still only same-origin
+    // JSON to a known host: a browser holding no token can't be made to
+    // send one, but a tool an operator points at a page might.
     if let Some(r) = refused_write(
         &state,
         &headers,
@@ -348,6 +390,10 @@ async fn retry(
     ) {
         return r;
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return guard::unread_body(&state, "api", &e, MAX_RETRY_BODY_BYTES, None),
+    };
     let params = if body.iter().all(u8::is_ascii_whitespace) {
         RetryParams::default()
     } else {
@@ -400,7 +446,19 @@ fn loop_stopped() -> Response {
         .into_response()
 }
 
-async fn git_hook(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn git_hook(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let max = state.access.webhook_max_body;
+            let flag = Some("--webhook-max-body");
+            return guard::unread_body(&state, "webhook", &e, max, flag);
+        }
+    };
     let decision = webhook::decide(
         &headers,
         &body,
@@ -461,3 +519,5 @@ async fn git_hook(State(state): State<Shared>, headers: HeaderMap, body: Bytes) 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_auth;

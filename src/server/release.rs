@@ -3,11 +3,14 @@
 //! a set shrank too far in one step (see `observe::endpoints`); releasing
 //! it renders the smaller set into every app that names the service.
 //!
-//! Guarded as the retry is: same-origin JSON to an allowed host.
+//! Guarded as the retry is: the admin token, same-origin JSON to an
+//! allowed host.
 
-use super::{Shared, Trigger, loop_stopped, refuse, refused_write};
+use super::guard::unread_body;
+use super::{MAX_RETRY_BODY_BYTES, Shared, Trigger, loop_stopped, refuse, refused_write};
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -21,7 +24,7 @@ struct Params {
 pub(super) async fn release(
     State(state): State<Shared>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Some(r) = refused_write(
         &state,
@@ -31,6 +34,10 @@ pub(super) async fn release(
     ) {
         return r;
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return unread_body(&state, "api", &e, MAX_RETRY_BODY_BYTES, None),
+    };
     let service = match serde_json::from_slice::<Params>(&body) {
         Ok(p) => p.service,
         Err(e) => {

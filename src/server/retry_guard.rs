@@ -1,6 +1,8 @@
-//! Checks on `POST /api/v1/retry` until it has tokens: only same-origin
-//! JSON requests, to a host name the daemon answers writes for, naming
-//! environments and apps the daemon knows.
+//! Checks on the writes (`POST /api/v1/retry`, an endpoint release) beside
+//! the admin token (`super::auth`): only same-origin JSON requests, to a
+//! host name the daemon answers writes for, naming environments and apps
+//! the daemon knows. A browser never holds the token, but a tool an
+//! operator points at a page might send it; these keep such a page out.
 //!
 //! A browser sends a cross-site form POST (`application/x-www-form-urlencoded`,
 //! `multipart/form-data` or `text/plain`) without asking; a JSON body needs
@@ -23,10 +25,10 @@
 //! host port it doesn't know.
 //!
 //! Only writes are checked. Reads (`/healthz`, `/readyz`, `/metrics`,
-//! `/api/v1/status`) show nothing secret (app names, commits, outcomes) and
-//! are scraped by Prometheus and Grafana under whatever name the operator
-//! gave them; webhooks are HMAC-authenticated and arrive with the forge's
-//! idea of the host, so they are not checked either.
+//! `/api/v1/status`, whose public view shows nothing secret) are scraped by
+//! Prometheus and Grafana under whatever name the operator gave them;
+//! webhooks are HMAC-authenticated and arrive with the forge's idea of the
+//! host, so they are not checked either.
 
 use crate::listen::origin::{self, CrossSite};
 use crate::status::Status;

@@ -12,17 +12,29 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tower::ServiceExt;
 
-const SECRET: &str = "planted-webhook-secret-4f1c";
+pub(super) const SECRET: &str = "planted-webhook-secret-4f1c";
 const HEAD: &str = "89abcdef0123456789abcdef0123456789abcdef";
+pub(super) const ADMIN: &str = "planted-admin-token-81d2e0";
+pub(super) const READ: &str = "planted-read-token-5a7c33";
 
-struct Fixture {
-    state: Option<AppState>,
-    rx: mpsc::Receiver<Trigger>,
-    metrics: Arc<Metrics>,
-    publisher: Arc<Publisher>,
+pub(super) struct Fixture {
+    pub(super) state: Option<AppState>,
+    pub(super) rx: mpsc::Receiver<Trigger>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) publisher: Arc<Publisher>,
 }
 
-fn fixture(capacity: usize) -> Fixture {
+/// The admin token's header.
+pub(super) fn admin() -> (&'static str, String) {
+    ("authorization", format!("Bearer {ADMIN}"))
+}
+
+pub(super) fn access() -> Access {
+    let tokens = auth::Tokens::new(Some(ADMIN.into()), Some(READ.into())).unwrap();
+    Access::new(tokens, guard::WEBHOOK_MAX_BODY, guard::WEBHOOK_RATE)
+}
+
+pub(super) fn fixture(capacity: usize) -> Fixture {
     let (tx, rx) = mpsc::channel(capacity);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(Duration::from_secs(180)));
@@ -59,6 +71,7 @@ fn fixture(capacity: usize) -> Fixture {
         health: health.clone(),
         triggers: tx,
         webhook_secret: Some(Secret::new(SECRET.into())),
+        access: access(),
         branch: "main".into(),
         allowed_hosts: AllowedHosts::new(&["pacer"]),
         delivery: None,
@@ -72,12 +85,12 @@ fn fixture(capacity: usize) -> Fixture {
 }
 
 impl Fixture {
-    fn router(&mut self) -> Router {
+    pub(super) fn router(&mut self) -> Router {
         router(self.state.take().expect("router built once per fixture"))
     }
 }
 
-async fn call(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
+pub(super) async fn call(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
     let resp = router.oneshot(req).await.expect("infallible");
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -91,11 +104,11 @@ async fn call(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Str
     )
 }
 
-fn get(uri: &str) -> Request<Body> {
+pub(super) fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
-fn github_push(branch: &str, signature_key: &str) -> Request<Body> {
+pub(super) fn github_push(branch: &str, signature_key: &str) -> Request<Body> {
     let body =
         serde_json::json!({"ref": format!("refs/heads/{branch}"), "after": HEAD}).to_string();
     let mut mac = Hmac::<Sha256>::new_from_slice(signature_key.as_bytes()).unwrap();
@@ -144,6 +157,7 @@ async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
         health,
         triggers: tx,
         webhook_secret: None,
+        access: Access::default(),
         branch: "main".into(),
         allowed_hosts: AllowedHosts::new(&["pacer"]),
         delivery: None,
@@ -180,7 +194,11 @@ async fn metrics_are_openmetrics_text() {
 #[tokio::test]
 async fn status_is_json() {
     let mut f = fixture(1);
-    let (status, headers, body) = call(f.router(), get("/api/v1/status")).await;
+    let req = Request::get("/api/v1/status")
+        .header("authorization", format!("Bearer {READ}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = call(f.router(), req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -193,7 +211,11 @@ async fn status_strips_credentials_from_the_repo_url() {
     let mut f = fixture(1);
     f.publisher.write().repo.url =
         "https://x-access-token:ghp_planted123@github.com/ops/config.git".into();
-    let (status, _, body) = call(f.router(), get("/api/v1/status")).await;
+    let req = Request::get("/api/v1/status")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = call(f.router(), req).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!body.contains("ghp_planted123"), "{body}");
     assert!(
@@ -286,23 +308,13 @@ async fn unknown_sender_is_rejected_as_unknown_provider() {
 }
 
 #[tokio::test]
-async fn oversized_webhook_is_refused() {
-    let mut f = fixture(4);
-    let req = Request::post("/hooks/git")
-        .header("x-github-event", "push")
-        .body(Body::from(vec![b' '; MAX_BODY_BYTES + 1]))
-        .unwrap();
-    let (status, _, _) = call(f.router(), req).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-}
-
-#[tokio::test]
 async fn retry_sends_a_trigger() {
     let mut f = fixture(4);
     let router = f.router();
     let req = Request::post("/api/v1/retry?env=prod&app=web")
         .header("host", "127.0.0.1:8081")
         .header("content-type", "application/json")
+        .header(admin().0, admin().1)
         .body(Body::empty())
         .unwrap();
     let (status, _, _) = call(router.clone(), req).await;
@@ -317,6 +329,7 @@ async fn retry_sends_a_trigger() {
     let req = Request::post("/api/v1/retry")
         .header("host", "[::1]:8081")
         .header("content-type", "application/json")
+        .header(admin().0, admin().1)
         .body(Body::from("{}"))
         .unwrap();
     let (status, _, _) = call(router, req).await;
@@ -330,11 +343,18 @@ async fn retry_sends_a_trigger() {
     ));
 }
 
-/// A retry request, to `Host: localhost:8081` unless `headers` name one.
-fn retry_req(uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
+/// A retry request with the admin token, to `Host: localhost:8081`
+/// unless `headers` name one.
+pub(super) fn retry_req(uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
     let mut req = Request::post(uri);
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req = req.header("host", "localhost:8081");
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        req = req.header(admin().0, admin().1);
     }
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -530,7 +550,8 @@ async fn a_retry_body_over_its_small_limit_is_refused() {
         &[("content-type", "application/json")],
         &format!(r#"{{"env":"prod","app":"web","pad":"{pad}"}}"#),
     );
-    let (status, _, _) = call(router, req).await;
+    let (status, _, body) = call(router, req).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("4096 bytes"), "{body}");
     assert!(f.rx.try_recv().is_err(), "no retry from an oversized body");
 }

@@ -13,15 +13,16 @@
 //! look at the event and parse the body. An unauthenticated request learns
 //! nothing but "rejected", and no payload is parsed before it is verified.
 //!
-//! **Without a secret** (or with an empty one) every delivery is rejected: a webhook only asks
-//! pacer to fetch sooner, and the poll still runs, so the safe default costs
-//! at most one poll interval. [`decide_with`] with `allow_unsigned` accepts
-//! unauthenticated deliveries when no secret is configured (for an operator's
-//! explicit `--insecure-webhooks`); a configured secret is always checked.
+//! **Without a secret** (or with an empty one) every delivery is rejected,
+//! and there is no mode that accepts one unauthenticated: a webhook only
+//! asks pacer to fetch sooner, and the poll still runs, so webhooks being
+//! off costs at most one poll interval. `pacer serve` says so once at start
+//! and in its status (`"webhooks": "off"`).
 //!
 //! Comparisons are constant-time, and no [`Decision`] ever contains the
 //! secret or the signature sent.
 
+use super::auth::constant_time_eq;
 use crate::model::Secret;
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
@@ -83,45 +84,32 @@ impl Decision {
     }
 }
 
-/// [`decide_with`] without unsigned deliveries: with no secret configured,
-/// every delivery is rejected.
+/// Whether deliveries can be accepted at all: a secret is configured, and
+/// it is not empty (an empty one would let anyone sign).
+pub fn enabled(secret: Option<&Secret<String>>) -> bool {
+    secret.is_some_and(|s| !s.expose().is_empty())
+}
+
+/// Decides on one webhook delivery. Without a secret, every delivery is
+/// rejected.
 pub fn decide(
     headers: &HeaderMap,
     body: &[u8],
     secret: Option<&Secret<String>>,
     branch: &str,
 ) -> Decision {
-    decide_with(headers, body, secret, branch, false)
-}
-
-/// Decides on one webhook delivery. `allow_unsigned` matters only when
-/// `secret` is `None`: then deliveries are accepted without authentication.
-pub fn decide_with(
-    headers: &HeaderMap,
-    body: &[u8],
-    secret: Option<&Secret<String>>,
-    branch: &str,
-    allow_unsigned: bool,
-) -> Decision {
     let Some(provider) = provider_of(headers) else {
         return reject(
             "not a recognised webhook: no X-GitHub-Event, X-Gitlab-Event or X-Gitea-Event header",
         );
     };
-    // An empty secret would let anyone sign; treat it as no secret at all.
-    let secret = secret.filter(|s| !s.expose().is_empty());
-    match secret {
-        Some(secret) => {
-            if let Err(reason) = authenticate(provider, headers, body, secret.expose().as_bytes()) {
-                return Decision::Rejected { reason };
-            }
-        }
-        None if allow_unsigned => {}
-        None => {
-            return reject(
-                "webhooks are disabled: no webhook secret is configured (set PACER_WEBHOOK_SECRET)",
-            );
-        }
+    let Some(secret) = secret.filter(|s| enabled(Some(s))) else {
+        return reject(
+            "webhooks are off: no webhook secret is configured (--webhook-secret or PACER_WEBHOOK_SECRET)",
+        );
+    };
+    if let Err(reason) = authenticate(provider, headers, body, secret.expose().as_bytes()) {
+        return Decision::Rejected { reason };
     }
 
     let event = header(headers, event_header(provider)).unwrap_or_default();
@@ -310,23 +298,6 @@ fn verify_hmac(secret: &[u8], body: &[u8], hex_sig: &str, name: &str) -> Result<
     mac.update(body);
     mac.verify_slice(&sig)
         .map_err(|_| format!("{name} does not match the body signed with the webhook secret"))
-}
-
-/// Compares two byte strings in time independent of their contents and
-/// lengths, by comparing their HMACs under a key only this process knows
-/// (`verify_slice` is constant-time).
-fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    let key = per_process_key();
-    let mut a = HmacSha256::new_from_slice(key).expect("any key length");
-    a.update(given);
-    let mut b = HmacSha256::new_from_slice(key).expect("any key length");
-    b.update(expected);
-    a.verify_slice(&b.finalize().into_bytes()).is_ok()
-}
-
-fn per_process_key() -> &'static [u8; 32] {
-    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-    KEY.get_or_init(rand::random)
 }
 
 #[cfg(test)]
@@ -536,27 +507,23 @@ mod tests {
     }
 
     #[test]
-    fn without_secret_rejects_unless_unsigned_allowed() {
+    fn without_a_secret_every_delivery_is_rejected() {
         let body = push_body("refs/heads/main");
-        let h = delivery_for(Provider::GitHub, "push", &body, Auth::Missing);
-        let got = decide(&h, &body, None, "main");
-        assert!(
-            matches!(&got, Decision::Rejected { reason } if reason.contains("no webhook secret")),
-            "{got:?}"
-        );
-        let got = decide_with(&h, &body, None, "main", true);
-        assert!(matches!(got, Decision::Accepted { .. }), "{got:?}");
-        // An empty secret is no secret.
         let empty = Secret::new(String::new());
-        let got = decide(&h, &body, Some(&empty), "main");
-        assert!(
-            matches!(&got, Decision::Rejected { reason } if reason.contains("no webhook secret")),
-            "{got:?}"
-        );
-        // A configured secret is always checked, even with allow_unsigned.
-        let secret = Secret::new(SECRET.to_string());
-        let got = decide_with(&h, &body, Some(&secret), "main", true);
-        assert!(matches!(got, Decision::Rejected { .. }), "{got:?}");
+        assert!(!enabled(None) && !enabled(Some(&empty)));
+        // Signed or not, with any key: there is nothing to check against.
+        for provider in [Provider::GitHub, Provider::GitLab, Provider::Gitea] {
+            for auth in [Auth::Missing, Auth::Good, Auth::Bad] {
+                let h = delivery_for(provider, push_event(provider), &body, auth);
+                for secret in [None, Some(&empty)] {
+                    let got = decide(&h, &body, secret, "main");
+                    assert!(
+                        matches!(&got, Decision::Rejected { reason } if reason.contains("no webhook secret")),
+                        "{provider} {auth:?}: {got:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -640,13 +607,5 @@ mod tests {
             assert!(reason.len() <= 400, "a {}-byte reason", reason.len());
             assert!(!reason.chars().any(char::is_control), "{reason:?}");
         }
-    }
-
-    #[test]
-    fn constant_time_eq_compares_contents_and_lengths() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
     }
 }

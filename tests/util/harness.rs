@@ -10,6 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "e2e-webhook-secret";
+/// The API tokens every [`Daemon`] gets unless a test says otherwise; its
+/// requests carry the admin one.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-3f9a0c7d";
+pub const READ_TOKEN: &str = "e2e-read-token-61b8e2a4";
 
 /// A child process, killed and reaped when dropped.
 pub struct Proc {
@@ -22,6 +26,11 @@ impl Proc {
     /// Starts `pacer args`, stderr to `log`, and returns it with its first
     /// stdout line (the rest of stdout is drained by a thread).
     fn spawn(args: &[String], log: &Path) -> (Proc, String) {
+        Proc::spawn_env(args, &[], log)
+    }
+
+    /// [`Proc::spawn`] with `env` set for the child.
+    fn spawn_env(args: &[String], env: &[(&str, &str)], log: &Path) -> (Proc, String) {
         let mut cmd = Command::new(PACER);
         cmd.args(args);
         for (k, _) in std::env::vars() {
@@ -29,6 +38,7 @@ impl Proc {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().copied());
         let err = std::fs::File::create(log).expect("creating a log file");
         let mut child = cmd
             .env("NO_COLOR", "1")
@@ -268,13 +278,33 @@ pub struct Daemon {
     pub proc: Proc,
     pub url: String,
     http: reqwest::Client,
+    /// Sent with every request of [`Daemon::get`] and the posts.
+    token: Option<String>,
 }
 
 impl Daemon {
+    /// Starts `pacer serve args` with the API tokens [`ADMIN_TOKEN`] and
+    /// [`READ_TOKEN`] (in `PACER_ADMIN_TOKEN`, `PACER_READ_TOKEN`); its
+    /// requests send the admin one.
     pub fn start(dir: &Path, args: &[String]) -> Daemon {
+        let env = [
+            ("PACER_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("PACER_READ_TOKEN", READ_TOKEN),
+        ];
+        Daemon::start_env(dir, args, &env, Some(ADMIN_TOKEN))
+    }
+
+    /// `pacer serve args` with `env`, its requests sending `token`.
+    pub fn start_env(
+        dir: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Daemon {
         let mut all: Vec<String> = vec!["serve".into(), "--log".into(), "warn,pacer=debug".into()];
         all.extend(args.iter().cloned());
-        let (proc, line) = Proc::spawn(&all, &dir.join(format!("daemon-{}.log", unique())));
+        let log = dir.join(format!("daemon-{}.log", unique()));
+        let (proc, line) = Proc::spawn_env(&all, env, &log);
         let url = line
             .strip_prefix("pacer serve: listening on ")
             .unwrap_or_else(|| panic!("unexpected first line of pacer serve: {line:?}"))
@@ -283,26 +313,58 @@ impl Daemon {
             proc,
             url,
             http: reqwest::Client::new(),
+            token: token.map(String::from),
+        }
+    }
+
+    fn with_token(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
         }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        send(self.http.get(format!("{}{path}", self.url))).await
+        send(self.with_token(self.http.get(format!("{}{path}", self.url)))).await
+    }
+
+    /// A GET with `token` (or none) instead of the daemon's own.
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut rb = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        send(rb).await
     }
 
     /// A JSON POST with an empty body (what `POST /api/v1/retry` takes).
     pub async fn post(&self, path: &str) -> (u16, Value) {
         send(
-            self.http
-                .post(format!("{}{path}", self.url))
+            self.with_token(self.http.post(format!("{}{path}", self.url)))
                 .header("Content-Type", "application/json"),
         )
         .await
     }
 
+    /// [`Daemon::post`] with `token` (or none) instead of the daemon's own.
+    pub async fn post_as(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut rb = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", "application/json");
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        send(rb).await
+    }
+
     /// A JSON POST with `body`.
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
-        send(self.http.post(format!("{}{path}", self.url)).json(&body)).await
+        send(
+            self.with_token(self.http.post(format!("{}{path}", self.url)))
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn status(&self) -> Value {
@@ -533,7 +595,9 @@ impl World {
         Daemon::start(self.scratch.path(), &args)
     }
 
-    fn serve_args(
+    /// `pacer serve`'s flags for dev's Marathon and repo with the webhook
+    /// secret and its mirror in `mirror` under the scratch dir; no `--env`.
+    pub fn serve_args(
         &self,
         url: &str,
         marathon: &str,
