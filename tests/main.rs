@@ -21,6 +21,9 @@ mod cli_live;
 /// `pacer demo` from a copied binary, prod left to a human, commits reported.
 mod cli_demo;
 
+/// Sealed secrets through a whole run: only the owning task sees one.
+mod sealed_e2e;
+
 /// Several replicas on a real ZooKeeper: one writer, failover, fencing.
 mod ha;
 
