@@ -7,6 +7,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Also compiled into `benches/ha.rs` (`#[path]`): nothing here reaches
+/// outside this file.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
+
 const CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
 
 pub struct Zk {
@@ -23,7 +32,7 @@ impl Zk {
             "ZooKeeper is not installed: apt-get install zookeeper (.ci/run does)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
+        let port = free_port();
         std::fs::create_dir(dir.path().join("data")).unwrap();
         std::fs::write(
             dir.path().join("zoo.cfg"),
