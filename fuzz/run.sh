@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:-20}
 shift || true
-all=(yaml_merge template webhook observe sim_routes)
+all=(yaml_merge template webhook observe sim_routes sops)
 targets=("${@:-${all[@]}}")
 
 # Without a sanitizer cargo-fuzz needs no nightly-only flag, so the

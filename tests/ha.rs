@@ -235,6 +235,7 @@ async fn without_zookeeper_nothing_is_written_and_everything_else_goes_on() {
     assert_eq!(s, 200);
 
     zk.stop();
+    let stopped = Instant::now();
     for d in rs {
         wait_until("writes to stop without ZooKeeper", LIMIT, || async {
             let s = d.status().await;
@@ -268,7 +269,16 @@ async fn without_zookeeper_nothing_is_written_and_everything_else_goes_on() {
     let (s, v) = agent.get("/v1/config", &token).await;
     assert_eq!(s, 200, "{v}");
     crate::util::scenario::wait_cycles(&r1, 2.0).await;
+    // An outage of 30 s, far past the session timeout: the sessions are
+    // gone when ZooKeeper returns. The replicas keep reconciling (and
+    // sending nothing) meanwhile.
+    if let Some(rest) = Duration::from_secs(30).checked_sub(stopped.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    crate::util::scenario::wait_cycles(&r2, 2.0).await;
     assert!(writes(&w).await.is_empty(), "{:?}", writes(&w).await);
+    let (code, ready) = r2.get("/readyz").await;
+    assert_eq!(ready["zkConnected"], false, "{code} {ready}");
 
     // ZooKeeper is back: a leader again, and the change goes out once.
     zk.resume();
