@@ -8,7 +8,9 @@
 //!   `--kills` kills, with the default session timeout (6 s); the goal is
 //!   ≤ 10 s;
 //! - webhook → PUT for a one-app commit with one replica (no `--zk`) and
-//!   with three, in the same run.
+//!   with three, in the same run;
+//! - the steady reconcile cycle (the daemon's `cycle done` lines) of one
+//!   replica alone and of the leader among three.
 
 #[path = "../tests/util/zk.rs"]
 #[allow(dead_code)]
@@ -20,6 +22,7 @@ use sha2::Sha256;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "bench-webhook-secret";
@@ -69,6 +72,20 @@ fn git(dir: &Path, args: &[&str]) -> String {
 struct Replica {
     child: Child,
     url: String,
+    /// Its cycles' durations (ms), from its log.
+    cycles: Arc<Mutex<Vec<f64>>>,
+}
+
+/// Milliseconds from a `cycle done elapsed_ms=N` log line.
+fn cycle_ms(line: &str) -> Option<f64> {
+    if !line.contains("cycle done") {
+        return None;
+    }
+    let rest = &line[line.find("elapsed_ms=")? + "elapsed_ms=".len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Drop for Replica {
@@ -82,7 +99,7 @@ fn replica(repo: &Path, sim: &str, workdir: &Path, zk: Option<&str>) -> Replica 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pacer"));
     cmd.args([
         "--log",
-        "warn",
+        "warn,pacer::reconcile=debug",
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -102,11 +119,20 @@ fn replica(repo: &Path, sim: &str, workdir: &Path, zk: Option<&str>) -> Replica 
     .env("PACER_ADMIN_TOKEN", ADMIN)
     .env("NO_COLOR", "1")
     .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    .stderr(Stdio::piped());
     if let Some(url) = zk {
         cmd.args(["--zk", url]);
     }
     let mut child = cmd.spawn().expect("starting pacer serve");
+    let cycles = Arc::new(Mutex::new(Vec::new()));
+    let (c, stderr) = (cycles.clone(), child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(ms) = cycle_ms(&line) {
+                c.lock().unwrap().push(ms);
+            }
+        }
+    });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -116,7 +142,7 @@ fn replica(repo: &Path, sim: &str, workdir: &Path, zk: Option<&str>) -> Replica 
         .strip_prefix("pacer serve: listening on ")
         .expect("the listening line")
         .to_string();
-    Replica { child, url }
+    Replica { child, url, cycles }
 }
 
 async fn get(http: &reqwest::Client, url: &str, token: bool) -> Value {
@@ -190,7 +216,8 @@ async fn first_put(
 fn commit_change(repo: &Path, app: usize, value: &str) -> String {
     let f = repo.join(format!("apps/app{app}/app.yaml"));
     std::fs::write(&f, format!("marathon:\n  cmd: sleep 1000\n  cpus: 0.1\n  mem: 32\n  instances: 1\n  env:\n    RUN: \"{value}\"\n")).unwrap();
-    git(repo, &["commit", "-q", "-am", value]);
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", value]);
     git(repo, &["rev-parse", "HEAD"])
 }
 
@@ -228,6 +255,20 @@ async fn webhook_to_put(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     median(ms)
+}
+
+/// The median of `r`'s next 10 idle cycles.
+async fn steady(r: &Replica) -> f64 {
+    let from = r.cycles.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = r.cycles.lock().unwrap().clone();
+        if c.len() >= from + 10 {
+            return median(c[from..from + 10].to_vec());
+        }
+        assert!(Instant::now() < deadline, "no cycles logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::main]
@@ -285,6 +326,7 @@ async fn main() {
     })
     .await;
     let base = webhook_to_put(&http, &sim, &repo, &single.url, o.webhooks, "single").await;
+    let single_cycle = steady(&single).await;
     drop(single);
 
     let mut rs: Vec<Option<Replica>> = (0..3)
@@ -309,6 +351,7 @@ async fn main() {
     .await;
     // To a follower: it wakes the leader through ZooKeeper.
     let f = (l + 1) % 3;
+    let leader_cycle = steady(rs[l].as_ref().unwrap()).await;
     let via = webhook_to_put(
         &http,
         &sim,
@@ -327,8 +370,12 @@ async fn main() {
         o.webhooks
     );
     println!(
-        "webhook → PUT, three replicas, to a follower  {via:>7.0} ms   median of {}\n",
+        "webhook → PUT, three replicas, to a follower  {via:>7.0} ms   median of {}",
         o.webhooks
+    );
+    println!("steady cycle, one replica                     {single_cycle:>7.1} ms   median of 10");
+    println!(
+        "steady cycle, the leader of three             {leader_cycle:>7.1} ms   median of 10\n"
     );
 
     let mut took = Vec::new();
