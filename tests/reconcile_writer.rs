@@ -47,6 +47,7 @@ fn config(w: &World) -> Config {
         state_dir: None,
         verify_signers: None,
         zk: None,
+        secret_keys: crate::util::demo_keys(),
     }
 }
 

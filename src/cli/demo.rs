@@ -211,6 +211,8 @@ async fn serve_demo(
         state_dir: None,
         verify_signers: None,
         zk: None,
+        // The demo key (the example's prod files are sealed for it).
+        secret_keys: crate::render::SecretKeys::process_default(),
     };
 
     // Tokens of its own, made now and gone with the demo: the daemon's API

@@ -377,6 +377,9 @@ pub(crate) fn config(a: ServeArgs) -> Config {
         // Read by `run`, which can fail on it.
         verify_signers: None,
         zk: None,
+        // The identities the command line read at start (never a flag:
+        // a key on a command line shows in `ps`).
+        secret_keys: crate::render::SecretKeys::process_default(),
     }
 }
 

@@ -95,6 +95,10 @@ pub struct Config {
     /// Several replicas, one writer elected on ZooKeeper (`--zk`); `None`:
     /// this replica alone writes.
     pub zk: Option<crate::ha::Settings>,
+    /// The age identity sealed secrets open with (`PACER_AGE_KEY_FILE`,
+    /// `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`). An app reading a secret it
+    /// can't open does not render: its last good version stays.
+    pub secret_keys: render::SecretKeys,
 }
 
 /// Up to this many changed apps go out before the full pass.

@@ -81,6 +81,8 @@ pub struct Job {
     /// signature): their apps are compared by their inputs, since what
     /// changed from `since` says nothing about them.
     pub held: BTreeSet<EnvName>,
+    /// What sealed secrets open with (the daemon's age identity).
+    pub keys: render::SecretKeys,
 }
 
 /// Render threads abandoned at their deadline and still running.
@@ -234,7 +236,7 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
             delta = d;
             snapshot = Some(s.clone());
             let mut diags = Diagnostics::default();
-            match render::Repo::load(s, &mut diags) {
+            match render::Repo::load_keyed(s, &render::Budgets::default(), &job.keys, &mut diags) {
                 Some(mut r) if diags.is_empty() => {
                     r.set_endpoints(job.endpoints.clone());
                     Ok(r)

@@ -385,6 +385,7 @@ impl Daemon {
                 endpoints: self.live.clone(),
                 force: BTreeMap::new(),
                 held: BTreeSet::new(),
+                keys: self.cfg.secret_keys.clone(),
             };
             match render_job::run(job, BTreeMap::new()).await {
                 render_job::Outcome::Rendered(at) => {

@@ -299,6 +299,7 @@ impl Daemon {
             endpoints: self.live.clone(),
             force,
             held: self.gate.held(),
+            keys: self.cfg.secret_keys.clone(),
         };
         render_job::run(job, previous).await
     }
