@@ -332,3 +332,63 @@ async fn a_webhook_to_a_follower_wakes_the_leader() {
     // Once, by the leader: the follower fetched it too, and sent nothing.
     assert_eq!(writes_to(&w, "/dev/worker").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_with_its_zookeeper_server_stops_and_another_takes_over() {
+    let w = World::new().await;
+    // Three servers; each replica talks to one of them only.
+    let zks = Zk::ensemble(3);
+    let replicas: Vec<Daemon> = (0..3)
+        .map(|i| {
+            let url = zks[i].url("/pacer-test");
+            let name = format!("r{i}");
+            w.serve_replica(
+                &name,
+                1,
+                &[
+                    "--zk",
+                    &url,
+                    "--zk-session-timeout",
+                    SESSION,
+                    "--replica-id",
+                    &name,
+                    "--env",
+                    "dev",
+                ],
+            )
+        })
+        .collect();
+    let all: Vec<&Daemon> = replicas.iter().collect();
+    let old = one_leader(&all).await;
+    all[old].wait_all("dev", "inSync", LIMIT).await;
+    let (s, _) = w.sim.delete("/_sim/requests").await;
+    assert_eq!(s, 200);
+
+    // The leader's server is cut off (frozen): the other two keep a
+    // quorum, expire the leader's session and elect another replica.
+    zks[old].signal("-STOP");
+    let rest: Vec<&Daemon> = (0..3).filter(|i| *i != old).map(|i| all[i]).collect();
+    let new = one_leader(&rest).await;
+    let c2 = push_worker(&w, "partition", "a change during the partition");
+    wait_live(&w, rest[new], "/dev/worker", &c2).await;
+    // The old leader, cut off, neither leads nor writes.
+    let ha = ha_of(all[old]).await;
+    assert_ne!(ha["role"], "leader", "{ha}");
+
+    // The partition heals: the old leader's session is gone; it follows.
+    zks[old].signal("-CONT");
+    wait_until("the old leader to follow", LIMIT, || async {
+        let ha = ha_of(all[old]).await;
+        match (ha["role"].as_str(), &ha["zkConnected"]) {
+            (Some("follower"), Value::Bool(true)) => Ok(()),
+            _ => Err(format!("{ha}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        one_leader(&all).await,
+        (0..3).filter(|i| *i != old).nth(new).unwrap()
+    );
+    crate::util::scenario::wait_cycles(all[old], 2.0).await;
+    assert_eq!(writes_to(&w, "/dev/worker").await.len(), 1);
+}
