@@ -200,7 +200,11 @@ async fn serve_demo(
             poll: Duration::from_millis(100),
             ..crate::apply::Options::default()
         },
-        webhook_secret: None,
+        // Random and unused (the demo polls): webhooks stay authenticated
+        // in every mode, and a daemon without a secret warns that they are off.
+        webhook_secret: Some(crate::model::Secret::new(hex::encode(rand::random::<
+            [u8; 32],
+        >()))),
         records: crate::record::notes::Publish::Push,
         allow_rewind: false,
         render_timeout: Duration::from_secs(60),
@@ -305,6 +309,10 @@ async fn show(
         outln!("  {env:<8} {}", apps.join(", "))?;
     }
     let repo = config.display();
+    // The example's prod secrets are sealed for pacer's public demo key: the
+    // commands printed below need it to render prod.
+    let key = config.parent().unwrap_or(config).join("demo-age-key.txt");
+    std::fs::write(&key, crate::sops::keys::DEMO_KEY_FILE)?;
     for env in &manual {
         // The plan that awaits a human, and the command that applies it.
         let rendered = render_envs(config, Some("HEAD"), &[env.to_string()], None)?;
@@ -323,7 +331,12 @@ async fn show(
                 "{}",
                 render_plan(&ep.plan, &rev, sim_url, super::args::Format::Text)
             )?;
-            outln!("To apply it:\n  pacer apply --repo {repo} --marathon {sim_url} --env {env}")?;
+            outln!(
+                "To apply it (its secrets are sealed for pacer's public demo key):\n  \
+                 export PACER_AGE_KEY_FILE={}\n  \
+                 pacer apply --repo {repo} --marathon {sim_url} --env {env}",
+                key.display()
+            )?;
         }
     }
     outln!("\nThe daemon's API takes tokens made for this demo (they die with it):")?;
