@@ -198,18 +198,24 @@ fn signed_line(v: &Value) -> Option<String> {
     if !v.is_object() {
         return None;
     }
-    Some(match s.is_object() {
-        true => format!(
-            "signed: {} by {} ({}), trust list {}",
-            short(&v["verified"]["commit"]),
+    let list = match v["signers"].as_str() {
+        Some(l) => format!(", trust list {l}"),
+        None => String::new(),
+    };
+    let commit = &v["verified"]["commit"];
+    Some(match (s.is_object(), commit.is_string()) {
+        (true, _) => format!(
+            "signed: {} by {} ({}){list}",
+            short(commit),
             text(&s["principal"]),
-            text(&s["fingerprint"]),
-            text(&v["signers"])
+            text(&s["fingerprint"])
         ),
-        false => format!(
-            "signed: no verified commit yet, trust list {}",
-            text(&v["signers"])
+        // The public view (no token) names the commit, not who signed it.
+        (false, true) => format!(
+            "signed: {} (who signed it: with a read token)",
+            short(commit)
         ),
+        (false, false) => format!("signed: no verified commit yet{list}"),
     })
 }
 
@@ -407,6 +413,13 @@ mod tests {
         );
         let none = json!({"environments": {"dev": {"group": "/dev", "apps": {}}}});
         assert!(!render(&none, false).contains("signed:"));
+        let public = json!({"environments": {"prod": {"group": "/prod", "apps": {}, "verify": {
+            "mode": "head", "basis": "anchor", "verified": {"commit": "0123456789abcdef"}}}}});
+        let out = render(&public, false);
+        assert!(
+            out.contains("signed: 0123456789ab (who signed it: with a read token)"),
+            "{out}"
+        );
     }
 
     #[test]
