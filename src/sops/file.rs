@@ -541,6 +541,17 @@ pub fn seal(
             out.push_str(&block);
         }
     }
+    // Never write a file that can't be read back: a top-level map indented
+    // away from column 1 parses, but not with the `sops:` block at column 1
+    // after it (found by the `sops` fuzz target).
+    if let Err(e) = parse(&out) {
+        return Err(Error::new(
+            Kind::Unsupported,
+            e.line.filter(|l| *l <= view.lines().count()),
+            format!("sealed, the file would not read back ({})", e.message),
+        )
+        .hint("start the file's top-level keys at column 1, as pacer and sops write them"));
+    }
     Ok(out)
 }
 

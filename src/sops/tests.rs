@@ -143,6 +143,22 @@ fn tampering_is_refused_and_never_shows_a_value() {
 }
 
 #[test]
+fn a_file_that_would_not_read_back_sealed_is_refused() {
+    // A top-level map away from column 1 parses, but not with the `sops:`
+    // block after it (found by the fuzz target).
+    let e = crate::sops::encrypt(
+        "# a comment\n  secrets:\n    db: hunter2\n",
+        &[keys::DEMO_RECIPIENT.into()],
+        "^secrets$",
+        now(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, Kind::Unsupported, "{e}");
+    assert!(e.to_string().contains("column 1"), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
 fn rules_name_the_recipients_of_each_file() {
     let rules = Rules::parse(&format!(
         "creation_rules:\n  - path_regex: (environments/prod|apps/.*/env/prod)\\.yaml$\n    encrypted_regex: '^secrets$'\n    age: {}\n  - path_regex: .*\\.yaml$\n    encrypted_regex: '^secrets$'\n    age: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n",
