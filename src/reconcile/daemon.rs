@@ -182,6 +182,9 @@ struct Daemon {
     /// With `--zk`: a push that reached this replica while it follows
     /// wakes the leader.
     wake_leader: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The leader's lease (`--zk`): checked before records are pushed, as
+    /// every Marathon client checks it before a write.
+    fence: crate::model::fence::Fence,
 }
 
 /// The results of one background apply.
@@ -232,7 +235,7 @@ pub async fn run(
     } = parts;
     tokio::pin!(shutdown);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let clients = clients_of(&cfg, cfg.marathon_events).fenced(fence);
+    let clients = clients_of(&cfg, cfg.marathon_events).fenced(fence.clone());
     let records = Records::new(cfg.records);
     let follower = live::start(&cfg, status.reader());
     let live = follower.latest().endpoints.clone();
@@ -277,6 +280,7 @@ pub async fn run(
         unread_invalid: BTreeSet::new(),
         gate,
         wake_leader,
+        fence,
     };
 
     let mut wait = Duration::ZERO;
@@ -334,13 +338,8 @@ pub async fn run(
             Some(Some(t)) => trigger = t,
             Some(None) => {}
         }
-        // A follower fetches the push too (its status follows Git), but
-        // only the leader writes: it hears of the push through ZooKeeper.
-        if matches!(trigger, Trigger::Webhook { .. })
-            && d.writer.is_paused()
-            && let Some(wake) = &d.wake_leader
-        {
-            wake();
+        if matches!(trigger, Trigger::Webhook { .. }) {
+            d.push_seen();
         }
         // A burst of webhooks is one run. Every retry in it counts: each
         // names its own apps, and keeping only the last one dropped the
@@ -351,6 +350,7 @@ pub async fn run(
         }
         while let Ok(t) = d.triggers.try_recv() {
             match &t {
+                Trigger::Webhook { .. } => d.push_seen(),
                 Trigger::Retry { env, app } => {
                     retries.push((env.clone(), app.clone()));
                     trigger = t;
@@ -405,9 +405,21 @@ pub async fn run(
 }
 
 impl Daemon {
+    /// A push arrived here. A follower fetches it too (its status follows
+    /// Git), but only the leader writes: it hears of the push through
+    /// ZooKeeper, wherever in the loop this replica took it.
+    fn push_seen(&self) {
+        if self.writer.is_paused()
+            && let Some(wake) = &self.wake_leader
+        {
+            wake();
+        }
+    }
+
     /// Fetches a pushed commit mid-pass and sends its changed apps out at
     /// once; the rest of the pass then works on the new head.
     async fn take_push(&mut self, head: &mut String) {
+        self.push_seen();
         let started = Instant::now();
         let Some(h) = self.fetch().await else { return };
         if self.rendered_at.as_deref() == Some(h.as_str()) {

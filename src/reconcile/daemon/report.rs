@@ -13,9 +13,9 @@ impl Daemon {
     /// records are written is taken at once, not after the write (a push to
     /// the config repo takes a while); another pass then follows.
     pub(super) async fn publish_records(&mut self, mut head: Option<&mut String>) {
-        // Only the writer pushes records: a follower (`--zk`) keeps what
-        // it has until it leads.
-        if self.writer.is_paused() {
+        // Only the writer pushes records, under a lease that holds: a
+        // follower (`--zk`) keeps what it has until it leads.
+        if self.writer.is_paused() || self.fence.check().is_err() {
             return;
         }
         // A remote that refuses (a read-only key, a server without push)
