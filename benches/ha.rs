@@ -12,10 +12,13 @@
 //! - the steady reconcile cycle (the daemon's `cycle done` lines) of one
 //!   replica alone and of the leader among three.
 
+mod common;
+
 #[path = "../tests/util/zk.rs"]
 #[allow(dead_code)]
 mod zk;
 
+use common::{cycle_ms, git, git_out, median};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -50,42 +53,11 @@ fn opts() -> Opts {
     o
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 struct Replica {
     child: Child,
     url: String,
     /// Its cycles' durations (ms), from its log.
     cycles: Arc<Mutex<Vec<f64>>>,
-}
-
-/// Milliseconds from a `cycle done elapsed_ms=N` log line.
-fn cycle_ms(line: &str) -> Option<f64> {
-    if !line.contains("cycle done") {
-        return None;
-    }
-    let rest = &line[line.find("elapsed_ms=")? + "elapsed_ms=".len()..];
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 impl Drop for Replica {
@@ -218,7 +190,7 @@ fn commit_change(repo: &Path, app: usize, value: &str) -> String {
     std::fs::write(&f, format!("marathon:\n  cmd: sleep 1000\n  cpus: 0.1\n  mem: 32\n  instances: 1\n  env:\n    RUN: \"{value}\"\n")).unwrap();
     git(repo, &["add", "-A"]);
     git(repo, &["commit", "-q", "-m", value]);
-    git(repo, &["rev-parse", "HEAD"])
+    git_out(repo, &["rev-parse", "HEAD"])
 }
 
 /// Webhook → PUT for `n` one-app commits, sent to `to`: the median (ms).

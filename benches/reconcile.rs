@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{Shape, generate, git, load_sim, start_sim};
+use common::{Shape, cycle_ms, generate, git, load_sim, median, start_sim};
 use hmac::{Hmac, Mac};
 use pacer::source::RepoLocation;
 use sha2::Sha256;
@@ -54,11 +54,6 @@ fn opts() -> Opts {
     o
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 struct Daemon {
     child: Child,
     cycles: Arc<Mutex<Vec<f64>>>,
@@ -70,18 +65,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Milliseconds from a `cycle done elapsed_ms=N` log line.
-fn cycle_ms(line: &str) -> Option<f64> {
-    if !line.contains("cycle done") {
-        return None;
-    }
-    let rest = &line[line.find("elapsed_ms=")? + "elapsed_ms=".len()..];
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn start_daemon(repo: &Path, marathon: &str, workdir: &Path) -> Daemon {

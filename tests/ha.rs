@@ -14,13 +14,18 @@ const SESSION: &str = "2";
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn replica(w: &World, zk: &Zk, name: &str, envs: &str) -> Daemon {
-    let url = zk.url("/pacer-test");
+    replica_on(w, &zk.url("/pacer-test"), name, envs, 1)
+}
+
+/// A replica named `name` on the ZooKeeper at `url`, serving `envs`,
+/// polling every `poll` seconds.
+fn replica_on(w: &World, url: &str, name: &str, envs: &str, poll: u64) -> Daemon {
     w.serve_replica(
         name,
-        1,
+        poll,
         &[
             "--zk",
-            &url,
+            url,
             "--zk-session-timeout",
             SESSION,
             "--replica-id",
@@ -293,30 +298,8 @@ async fn a_webhook_to_a_follower_wakes_the_leader() {
     let zk = Zk::start();
     // Polls an hour apart: only a webhook makes a change go out.
     let url = zk.url("/pacer-test");
-    let args = |name: &'static str| {
-        vec![
-            "--zk".to_string(),
-            url.clone(),
-            "--zk-session-timeout".into(),
-            SESSION.into(),
-            "--replica-id".into(),
-            name.into(),
-            "--env".into(),
-            "dev".into(),
-        ]
-    };
-    let a = args("r1");
-    let b = args("r2");
-    let r1 = w.serve_replica(
-        "r1",
-        3600,
-        &a.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let r2 = w.serve_replica(
-        "r2",
-        3600,
-        &b.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let r1 = replica_on(&w, &url, "r1", "dev", 3600);
+    let r2 = replica_on(&w, &url, "r2", "dev", 3600);
     let rs = [&r1, &r2];
     let leader = one_leader(&rs).await;
     rs[leader].wait_all("dev", "inSync", LIMIT).await;
@@ -339,24 +322,7 @@ async fn a_leader_cut_off_with_its_zookeeper_server_stops_and_another_takes_over
     // Three servers; each replica talks to one of them only.
     let zks = Zk::ensemble(3);
     let replicas: Vec<Daemon> = (0..3)
-        .map(|i| {
-            let url = zks[i].url("/pacer-test");
-            let name = format!("r{i}");
-            w.serve_replica(
-                &name,
-                1,
-                &[
-                    "--zk",
-                    &url,
-                    "--zk-session-timeout",
-                    SESSION,
-                    "--replica-id",
-                    &name,
-                    "--env",
-                    "dev",
-                ],
-            )
-        })
+        .map(|i| replica_on(&w, &zks[i].url("/pacer-test"), &format!("r{i}"), "dev", 1))
         .collect();
     let all: Vec<&Daemon> = replicas.iter().collect();
     let old = one_leader(&all).await;

@@ -46,27 +46,24 @@ async fn a_sealed_secret_reaches_its_task_and_nothing_else() {
     })
     .await;
     let repo = w.git.repo.path_str();
-    let plan = pacer(&[
-        "plan",
-        "--repo",
-        repo,
-        "--env",
-        "prod",
-        "--marathon",
-        &w.sim.url,
-    ]);
+    // `pacer CMD` on prod against the simulator, and what it printed.
+    let on_prod = |cmd: &str, extra: &[&str]| {
+        let mut args = vec![
+            cmd,
+            "--repo",
+            repo,
+            "--env",
+            "prod",
+            "--marathon",
+            &w.sim.url,
+        ];
+        args.extend_from_slice(extra);
+        pacer(&args)
+    };
+    let plan = on_prod("plan", &[]);
     assert_eq!(plan.code, 2, "{plan:?}");
     assert_clean("plan", &format!("{}{}", plan.stdout, plan.stderr));
-    let apply = pacer(&[
-        "apply",
-        "--repo",
-        repo,
-        "--env",
-        "prod",
-        "--marathon",
-        &w.sim.url,
-        "--yes",
-    ]);
+    let apply = on_prod("apply", &["--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     assert_clean("apply", &format!("{}{}", apply.stdout, apply.stderr));
     d.wait_all("prod", "inSync", Duration::from_secs(60)).await;
@@ -90,19 +87,7 @@ async fn a_sealed_secret_reaches_its_task_and_nothing_else() {
     assert_clean("/metrics", &d.metrics().await);
     let (_, apps) = w.sim.get("/v2/apps?embed=apps.tasks").await;
     assert_clean("Marathon's apps", &apps.to_string());
-    let history = pacer(&[
-        "history",
-        "--repo",
-        repo,
-        "--env",
-        "prod",
-        "--app",
-        "api",
-        "--marathon",
-        &w.sim.url,
-        "--format",
-        "json",
-    ]);
+    let history = on_prod("history", &["--app", "api", "--format", "json"]);
     assert_eq!(history.code, 0, "{history:?}");
     assert_clean("history", &format!("{}{}", history.stdout, history.stderr));
     let mut cmd = std::process::Command::new(crate::util::PACER);

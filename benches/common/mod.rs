@@ -121,3 +121,32 @@ pub async fn load_sim(url: &str, repo: &Path) {
         r.unwrap();
     }
 }
+
+/// The stdout of `git args` in `dir`, trimmed.
+pub fn git_out(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The median (the upper one of an even count).
+pub fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    v[v.len() / 2]
+}
+
+/// Milliseconds from the daemon's `cycle done elapsed_ms=N` log line.
+pub fn cycle_ms(line: &str) -> Option<f64> {
+    if !line.contains("cycle done") {
+        return None;
+    }
+    let rest = &line[line.find("elapsed_ms=")? + "elapsed_ms=".len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}

@@ -193,6 +193,19 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The state directory `pacer serve` keeps across restarts: `--state-dir`,
+/// else `<workdir>.state` beside the mirror. The config server and the
+/// reconcile loop share it.
+pub fn state_dir(state_dir: Option<&std::path::Path>, workdir: &std::path::Path) -> PathBuf {
+    state_dir
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| {
+            let mut name = workdir.as_os_str().to_os_string();
+            name.push(".state");
+            PathBuf::from(name)
+        })
+}
+
 impl Server {
     /// Loads the key and the used ids (making the state directory), starts
     /// following `published`. `workdir`: the mirror's, beside which the
@@ -204,11 +217,7 @@ impl Server {
         published: Reader,
     ) -> anyhow::Result<Arc<Server>> {
         marathon.per_env.extend(settings.marathons.clone());
-        let dir = settings.state_dir.clone().unwrap_or_else(|| {
-            let mut name = workdir.as_os_str().to_os_string();
-            name.push(".state");
-            PathBuf::from(name)
-        });
+        let dir = state_dir(settings.state_dir.as_deref(), workdir);
         private::ensure_dir(&dir)?;
         let key = match &settings.token_key_file {
             Some(path) => keys::read(path)?,

@@ -108,11 +108,6 @@ impl Fence {
             l.why = why.to_string();
         }
     }
-
-    /// The epoch of the lease held now.
-    pub fn epoch(&self) -> Option<u64> {
-        self.check().ok()
-    }
 }
 
 #[cfg(test)]

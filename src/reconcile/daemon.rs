@@ -239,7 +239,7 @@ pub async fn run(
     let records = Records::new(cfg.records);
     let follower = live::start(&cfg, status.reader());
     let live = follower.latest().endpoints.clone();
-    let state_dir = super::state::dir(cfg.state_dir.as_deref(), &cfg.workdir);
+    let state_dir = crate::delivery::state_dir(cfg.state_dir.as_deref(), &cfg.workdir);
     let gate = gate::Gate::new(
         Some(state_dir.join("verified.json")),
         cfg.verify_signers.clone(),

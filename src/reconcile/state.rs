@@ -5,17 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Read;
-use std::path::{Path, PathBuf};
-
-/// The state directory: `--state-dir`, else `<workdir>.state` beside the
-/// mirror.
-pub fn dir(state_dir: Option<&Path>, workdir: &Path) -> PathBuf {
-    state_dir.map(Path::to_path_buf).unwrap_or_else(|| {
-        let mut name = workdir.as_os_str().to_os_string();
-        name.push(".state");
-        PathBuf::from(name)
-    })
-}
+use std::path::Path;
 
 /// Reads `path`: `Ok(None)` when it is absent; an error when it is over
 /// `limit` bytes, unreadable or not the expected JSON.

@@ -16,7 +16,7 @@ pub(super) fn start(cfg: &Config, reader: crate::status::published::Reader) -> H
     // Its own event stream: task and health events, not deployments.
     let mut clients = clients_of(cfg, false);
     let override_url = cfg.marathon_url.clone();
-    let dir = crate::reconcile::state::dir(cfg.state_dir.as_deref(), &cfg.workdir);
+    let dir = crate::delivery::state_dir(cfg.state_dir.as_deref(), &cfg.workdir);
     endpoints::spawn(
         endpoints::Config {
             settings: cfg.endpoints,
