@@ -38,9 +38,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "delivery",
         &["listen", "marathon", "model", "redact", "render", "status"],
     ),
+    // The dashboard shows the published desired state: render's types.
     (
         "server",
-        &["delivery", "listen", "model", "redact", "status"],
+        &["delivery", "listen", "model", "redact", "render", "status"],
     ),
     ("sim", &["listen", "marathon", "model", "redact"]),
     // The election beside the loop: it turns the loop's writes on and off

@@ -94,3 +94,9 @@ mod verify;
 
 /// Secrets sealed in Git, both ways against the real `sops` binary: edit, rotate, wrong keys, tampering, and no output but `secret show` prints one.
 mod secrets;
+
+/// The web dashboard over HTTP.
+mod dashboard;
+
+/// The dashboard in a real headless Chromium.
+mod dashboard_browser;

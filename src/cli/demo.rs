@@ -346,6 +346,9 @@ async fn show(
     )?;
     outln!("  admin token (writes, e.g. a retry): {}", tokens.admin)?;
     outln!("\nWhere to look:")?;
+    outln!(
+        "  dashboard {daemon_url}/  (sign in with the admin token to retry and to apply prod's plan)"
+    )?;
     outln!("  status   pacer status --daemon {daemon_url}")?;
     outln!(
         "  retry    curl -X POST -H 'Authorization: Bearer <admin token>' -H 'Content-Type: application/json' {daemon_url}/api/v1/retry"

@@ -11,6 +11,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// One task's bundle, as its agent last reported it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskHolds {
+    pub task: String,
+    /// The newest bundle index it applied in full (0: none yet).
+    pub index: u64,
+    /// The newest it has seen.
+    pub latest: u64,
+    /// Files of `latest` it could not apply.
+    pub failed_files: usize,
+    /// Since when it holds `index`, Unix ms.
+    pub since_ms: i64,
+}
+
 impl Server {
     /// Follows a hot update the daemon applied until every running task
     /// holds it, or it fails (see [`track`]).
@@ -37,6 +52,23 @@ impl Server {
         self.views(now_ms())
             .iter()
             .map(|(id, v)| (id.clone(), view_json(v)))
+            .collect()
+    }
+
+    /// The tasks of `app` (its Marathon id) in `env` whose agents report,
+    /// with the bundle each holds, by task id: the dashboard's task list.
+    pub fn tasks_of(&self, env: &str, app: &str) -> Vec<TaskHolds> {
+        self.reports
+            .lock()
+            .of_app(env, app, now_ms() / 1000)
+            .into_iter()
+            .map(|(task, r)| TaskHolds {
+                task,
+                index: r.index,
+                latest: r.latest,
+                failed_files: r.failed.len(),
+                since_ms: r.since_ms,
+            })
             .collect()
     }
 

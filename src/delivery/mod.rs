@@ -68,6 +68,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
+pub use deliveries::TaskHolds;
 pub use handlers::router;
 
 /// The operator's settings (`pacer serve` flags).

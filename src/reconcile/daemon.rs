@@ -16,7 +16,7 @@ use super::health::{self, Health};
 use super::published::Publisher;
 use super::records::Records;
 use super::render_job::{self, short};
-use super::status::{Problem, project};
+use super::status::{Problem, Rollout, project};
 use super::writer::{Parts, Writer};
 use crate::apply::{self, LogProgress};
 use crate::marathon::client::MarathonClient;
@@ -174,6 +174,9 @@ struct Daemon {
     live: Arc<crate::model::endpoints::Endpoints>,
     /// Releases of held endpoints taken while the loop was busy.
     release_later: Vec<String>,
+    /// Environments an operator asked to apply once (`POST /api/v1/apply`),
+    /// with the commit whose plan they approved.
+    apply_asked: BTreeMap<EnvName, String>,
     /// Apps kept at their last good version because a service they name
     /// could not be read yet: tried again when endpoints move.
     unread_invalid: BTreeSet<(EnvName, AppPath)>,
@@ -277,6 +280,7 @@ pub async fn run(
         follower,
         live,
         release_later: Vec::new(),
+        apply_asked: BTreeMap::new(),
         unread_invalid: BTreeSet::new(),
         gate,
         wake_leader,
@@ -348,6 +352,9 @@ pub async fn run(
         if let Trigger::Retry { env, app } = &trigger {
             retries.push((env.clone(), app.clone()));
         }
+        if let Trigger::Apply { env, commit } = &trigger {
+            d.apply_asked.insert(env.clone(), commit.clone());
+        }
         while let Ok(t) = d.triggers.try_recv() {
             match &t {
                 Trigger::Webhook { .. } => d.push_seen(),
@@ -356,6 +363,10 @@ pub async fn run(
                     trigger = t;
                 }
                 Trigger::Release { service } => d.release_later.push(service.clone()),
+                Trigger::Apply { env, commit } => {
+                    d.apply_asked.insert(env.clone(), commit.clone());
+                    trigger = t;
+                }
                 _ => {}
             }
         }
@@ -461,6 +472,10 @@ impl Daemon {
             Trigger::Webhook { .. } => self.take_push(head).await,
             Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
             Trigger::Release { service } => self.release(&service).await,
+            Trigger::Apply { env, commit } => {
+                self.apply_asked.insert(env, commit);
+                self.pass_again = true;
+            }
             Trigger::Poll => {}
         }
     }
@@ -474,6 +489,11 @@ impl Daemon {
                 Trigger::Webhook { .. } => push = true,
                 Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
                 Trigger::Release { service } => self.release_later.push(service),
+                Trigger::Apply { env, commit } => {
+                    // Its environment may be past in this pass.
+                    self.apply_asked.insert(env, commit);
+                    self.pass_again = true;
+                }
                 Trigger::Poll => {}
             }
         }

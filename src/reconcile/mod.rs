@@ -9,6 +9,7 @@
 //! - [`render_job`]: renders a new commit off the loop, within a deadline.
 //! - [`records`]: deployment records waiting to be written and pushed.
 //! - [`clients`]: a Marathon client per URL.
+//! - [`history`]: an app's history for the dashboard, read from the mirror.
 //! - [`state`]: the small files kept across restarts (`--state-dir`).
 //! - [`health`]: liveness (a stuck loop) and readiness, with the reason.
 //! - [`status`]: the data behind `/api/v1/status` (see docs/status.md).
@@ -16,6 +17,7 @@
 pub mod clients;
 pub mod daemon;
 pub mod endpoints;
+pub mod history;
 pub mod records;
 pub mod render_job;
 pub mod state;

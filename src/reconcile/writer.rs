@@ -115,6 +115,7 @@ impl Parts {
             branch: cfg.remote.branch.clone(),
             allowed_hosts: crate::server::AllowedHosts::new(&cfg.allowed_hosts),
             delivery: None,
+            history: None,
         }
     }
 }

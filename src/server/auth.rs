@@ -6,7 +6,11 @@
 //! |---|---|---|---|---|
 //! | [`Need::Open`] | `/healthz`, `/readyz`, `/metrics` | yes | yes | yes |
 //! | [`Need::View`] | `GET /api/v1/status` | the public view | the full view | the full view |
-//! | [`Need::Admin`] | `POST /api/v1/retry`, `POST /api/v1/endpoints/release` | 401 | 403 | yes |
+//! | [`Need::Admin`] | `POST /api/v1/retry`, `/apply`, `/endpoints/release` | 401 | 403 | yes |
+//!
+//! A browser carries a dashboard session cookie instead ([`super::session`],
+//! read by [`decide_request`]): it grants the level of the token it was
+//! signed in with, and only when no `Authorization` header is sent.
 //!
 //! Webhooks carry their own HMAC or token ([`super::webhook`]) and the
 //! config server's task routes their own login tokens ([`crate::delivery`]):
@@ -159,6 +163,30 @@ pub fn decide(
             }
         }
     };
+    allow(need, level)
+}
+
+/// [`decide`] over a whole request: the `Authorization` header when there
+/// is one, else a dashboard session cookie ([`super::session`]) valid at
+/// `now_s`, else no token.
+pub fn decide_request(
+    need: Need,
+    headers: &axum::http::HeaderMap,
+    tokens: &Tokens,
+    now_s: i64,
+) -> Result<Level, Refusal> {
+    let given = headers.get(axum::http::header::AUTHORIZATION);
+    if given.is_none()
+        && need != Need::Open
+        && let Some(level) = super::session::from_headers(headers, tokens, now_s)
+    {
+        return allow(need, level);
+    }
+    decide(need, given, tokens)
+}
+
+/// Whether `level` meets `need`.
+fn allow(need: Need, level: Level) -> Result<Level, Refusal> {
     match (need, level) {
         (Need::Admin, Level::Anonymous) => Err(Refusal {
             status: StatusCode::UNAUTHORIZED,

@@ -74,11 +74,15 @@ pub(super) fn refused(state: &super::AppState, route: &str, r: Refusal) -> Respo
 
 /// The admin token, before a write's handler reads its body.
 pub(super) async fn admin_only(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let given = req.headers().get(header::AUTHORIZATION);
-    match auth::decide(Need::Admin, given, &state.access.tokens) {
+    match auth::decide_request(Need::Admin, req.headers(), &state.access.tokens, now_s()) {
         Ok(_) => next.run(req).await,
         Err(r) => refused(&state, "api", r),
     }
+}
+
+/// Unix seconds, for sessions.
+pub(super) fn now_s() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 /// The caller's address; in-process tests without a socket share one.

@@ -389,13 +389,7 @@ mod tests {
     }
 
     fn app(sync: SyncStatus) -> Arc<AppStatus> {
-        Arc::new(AppStatus {
-            id: "/x".into(),
-            sync,
-            live_commit: None,
-            last: None,
-            errors: Vec::new(),
-        })
+        Arc::new(AppStatus::new("/x", sync))
     }
 
     fn status(apps: &[SyncStatus], up: Option<bool>) -> Status {

@@ -10,6 +10,8 @@
 //! | `POST /hooks/git` | the forge (HMAC or token) | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected, 413 over `--webhook-max-body`, 429 over its rate per address |
 //! | `POST /api/v1/retry?env=&app=` | the admin token | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin or to a host name not allowed (`--allowed-host`), 404 unknown env or app |
 //! | `POST /api/v1/endpoints/release` | the admin token | `{"service": "/prod/db"}`: lets a held set of live endpoints through ([`release`]): 202; 404 not followed, 409 not held; guarded as the retry is |
+//! | `POST /api/v1/apply` | the admin token | `{"env", "commit"}`: applies a manual environment's plan once, at the commit reviewed ([`apply`]): 202; 409 moved on, applies itself, or a follower; guarded as the retry is |
+//! | `/`, `/ui/…`, `GET /api/v1/apps` | anyone; a session sees more | the web dashboard ([`dashboard`]) |
 //! | `/v1/…` | a task's login token | the config server, when it runs ([`crate::delivery`]) |
 //!
 //! Who may do what is [`auth::decide`], and the refusals before a handler
@@ -20,11 +22,14 @@
 //! Handlers only parse, decide and hand over: a webhook becomes a
 //! [`Trigger`] on the loop's channel, and the loop does the work.
 
+pub mod apply;
 pub mod auth;
+pub mod dashboard;
 pub mod guard;
 pub mod metrics;
 mod release;
 mod retry_guard;
+pub mod session;
 pub mod status_view;
 pub mod webhook;
 
@@ -82,6 +87,9 @@ pub struct AppState {
     pub allowed_hosts: AllowedHosts,
     /// The config server, when it runs: its routes, metrics and status.
     pub delivery: Option<Arc<crate::delivery::Server>>,
+    /// Where the dashboard reads an app's history (the mirror and
+    /// Marathon), once the mirror is open.
+    pub history: Option<Arc<dyn dashboard::HistorySource>>,
 }
 
 /// Why the reconcile loop should run now.
@@ -104,6 +112,13 @@ pub enum Trigger {
     /// live endpoints through.
     Release {
         service: String,
+    },
+    /// `POST /api/v1/apply`: apply an environment's plan once (one whose
+    /// policy doesn't apply on its own), if it is still at `commit`, the
+    /// commit whose plan the operator approved.
+    Apply {
+        env: String,
+        commit: String,
     },
 }
 
@@ -137,6 +152,11 @@ impl std::fmt::Display for Trigger {
                 Ok(())
             }
             Trigger::Release { service } => write!(f, "endpoint release {service}"),
+            Trigger::Apply { env, commit } => write!(
+                f,
+                "apply env={env} at {}",
+                commit.chars().take(12).collect::<String>()
+            ),
         }
     }
 }
@@ -151,6 +171,7 @@ pub fn router(state: AppState) -> Router {
     let delivery = state.delivery.clone().map(crate::delivery::router);
     let webhook_max_body = state.access.webhook_max_body;
     let shared = Arc::new(state);
+    let dashboard = dashboard::router(shared.clone());
     let admin = || axum::middleware::from_fn_with_state(shared.clone(), guard::admin_only);
     let router = Router::new()
         .route("/healthz", get(healthz))
@@ -162,6 +183,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/retry",
             post(retry)
+                .layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES))
+                .route_layer(admin()),
+        )
+        .route(
+            "/api/v1/apply",
+            post(apply::apply)
                 .layer(DefaultBodyLimit::max(MAX_RETRY_BODY_BYTES))
                 .route_layer(admin()),
         )
@@ -187,7 +214,8 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(TraceLayer::new_for_http())
-        .with_state(shared);
+        .with_state(shared)
+        .merge(dashboard);
     match delivery {
         Some(d) => router.merge(d.layer(TraceLayer::new_for_http())),
         None => router,
@@ -257,8 +285,12 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
 }
 
 async fn status(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    let given = headers.get(header::AUTHORIZATION);
-    let level = match auth::decide(auth::Need::View, given, &state.access.tokens) {
+    let level = match auth::decide_request(
+        auth::Need::View,
+        &headers,
+        &state.access.tokens,
+        guard::now_s(),
+    ) {
         Ok(l) => l,
         Err(r) => return guard::refused(&state, "api", r),
     };
@@ -371,6 +403,36 @@ fn refused_write(
         ));
     }
     None
+}
+
+/// The body of a JSON write (an apply, a release), past
+/// [`refused_write`]'s checks: `T`, or the refusal to answer.
+fn json_write<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+    shape: &str,
+) -> Result<T, Box<Response>> {
+    if let Some(r) = refused_write(state, headers, what, &format!("with {shape}")) {
+        return Err(Box::new(r));
+    }
+    let unread = |e| {
+        Box::new(guard::unread_body(
+            state,
+            "api",
+            &e,
+            MAX_RETRY_BODY_BYTES,
+            None,
+        ))
+    };
+    let body = body.map_err(unread)?;
+    serde_json::from_slice::<T>(&body).map_err(|e| {
+        Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not {what} request ({shape}): {e}"),
+        ))
+    })
 }
 
 async fn retry(

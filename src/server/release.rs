@@ -6,8 +6,7 @@
 //! Guarded as the retry is: the admin token, same-origin JSON to an
 //! allowed host.
 
-use super::guard::unread_body;
-use super::{MAX_RETRY_BODY_BYTES, Shared, Trigger, loop_stopped, refuse, refused_write};
+use super::{Shared, Trigger, json_write, loop_stopped, refuse};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -26,26 +25,15 @@ pub(super) async fn release(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(r) = refused_write(
+    let service = match json_write::<Params>(
         &state,
         &headers,
-        "endpoint release",
-        "with {\"service\": \"/env/app\"}",
+        body,
+        "a release",
+        "{\"service\": \"/env/app\"}",
     ) {
-        return r;
-    }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return unread_body(&state, "api", &e, MAX_RETRY_BODY_BYTES, None),
-    };
-    let service = match serde_json::from_slice::<Params>(&body) {
         Ok(p) => p.service,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a release request ({{\"service\": \"/env/app\"}}): {e}"),
-            );
-        }
+        Err(r) => return *r,
     };
     let snap = state.published.latest();
     let Some(s) = snap.status.endpoints.services.get(&service) else {

@@ -285,13 +285,7 @@ mod tests {
         let mut env = EnvStatus::default();
         env.apps.insert(
             "web".into(),
-            std::sync::Arc::new(AppStatus {
-                id: "/dev/web".into(),
-                sync: SyncStatus::Failed,
-                live_commit: None,
-                last: None,
-                errors: Vec::new(),
-            }),
+            std::sync::Arc::new(AppStatus::new("/dev/web", SyncStatus::Failed)),
         );
         status
             .environments

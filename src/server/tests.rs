@@ -53,13 +53,7 @@ pub(super) fn fixture(capacity: usize) -> Fixture {
     };
     prod.apps.insert(
         "web".into(),
-        std::sync::Arc::new(AppStatus {
-            id: "/prod/web".into(),
-            sync: SyncStatus::Failed,
-            live_commit: None,
-            last: None,
-            errors: Vec::new(),
-        }),
+        std::sync::Arc::new(AppStatus::new("/prod/web", SyncStatus::Failed)),
     );
     status
         .environments
@@ -75,6 +69,7 @@ pub(super) fn fixture(capacity: usize) -> Fixture {
         branch: "main".into(),
         allowed_hosts: AllowedHosts::new(&["pacer"]),
         delivery: None,
+        history: None,
     };
     Fixture {
         state: Some(state),
@@ -161,6 +156,7 @@ async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
         branch: "main".into(),
         allowed_hosts: AllowedHosts::new(&["pacer"]),
         delivery: None,
+        history: None,
     };
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, body) = call(router(state), get("/healthz")).await;

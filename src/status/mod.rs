@@ -103,6 +103,62 @@ pub struct AppStatus {
     /// Render problems at the current commit, each at file:line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Problem>,
+    /// The running deployment's tasks against its target, while one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// Live → desired as the plan shows it (secrets as placeholders), when
+    /// they differ. Kept out of `/api/v1/status`, whose size should not
+    /// grow with every drifted app; the dashboard's app page shows it to a
+    /// read or admin session.
+    #[serde(skip)]
+    pub diff: Option<Arc<str>>,
+}
+
+impl AppStatus {
+    /// An app with nothing known of it but its status.
+    pub fn new(id: impl Into<String>, sync: SyncStatus) -> AppStatus {
+        AppStatus {
+            id: id.into(),
+            sync,
+            live_commit: None,
+            last: None,
+            errors: Vec::new(),
+            rollout: None,
+            diff: None,
+        }
+    }
+}
+
+/// A deployment in progress, from Marathon's counts on the app.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Marathon's deployment ids touching the app.
+    pub deployments: Vec<String>,
+    /// The target (`instances`).
+    pub instances: u64,
+    pub staged: u64,
+    pub running: u64,
+    pub healthy: u64,
+    pub unhealthy: u64,
+}
+
+impl Rollout {
+    /// The counts of a live app (Marathon's `AppInfo`) with deployments.
+    pub fn of(spec: &serde_json::Value, deployments: &[String]) -> Option<Rollout> {
+        if deployments.is_empty() {
+            return None;
+        }
+        let n = |k: &str| spec.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        Some(Rollout {
+            deployments: deployments.to_vec(),
+            instances: n("instances"),
+            staged: n("tasksStaged"),
+            running: n("tasksRunning"),
+            healthy: n("tasksHealthy"),
+            unhealthy: n("tasksUnhealthy"),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

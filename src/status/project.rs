@@ -28,6 +28,10 @@ pub struct Planned {
     pub running: bool,
     /// Its live `pacer.commit` label.
     pub live_commit: Option<String>,
+    /// Its deployment's progress, while one runs.
+    pub rollout: Option<super::Rollout>,
+    /// Live → desired, when they differ.
+    pub diff: Option<Arc<str>>,
 }
 
 /// A reconciled environment, in the status's terms.
@@ -78,6 +82,8 @@ pub fn env_status(previous: Option<&EnvStatus>, r: EnvReport<'_>) -> EnvStatus {
             live_commit: p.live_commit,
             last,
             errors,
+            rollout: p.rollout,
+            diff: p.diff,
         };
         let shared = match old(&p.key) {
             Some(a) if **a == status => a.clone(),
@@ -89,11 +95,8 @@ pub fn env_status(previous: Option<&EnvStatus>, r: EnvReport<'_>) -> EnvStatus {
     for (app, errors) in r.invalid {
         apps.entry(app.clone()).or_insert_with(|| {
             Arc::new(AppStatus {
-                id: r.settings.app_id(app),
-                sync: SyncStatus::Invalid,
-                live_commit: None,
-                last: None,
                 errors: errors.iter().map(Problem::from).collect(),
+                ..AppStatus::new(r.settings.app_id(app), SyncStatus::Invalid)
             })
         });
     }
@@ -155,15 +158,10 @@ pub fn record_result(env: &mut EnvStatus, f: Finished) {
     let new_commit = f
         .desired_commit
         .filter(|_| f.full_put && f.outcome == Outcome::Succeeded);
-    let entry = env.apps.entry(f.key).or_insert_with(|| {
-        Arc::new(AppStatus {
-            id: f.id.clone(),
-            sync,
-            live_commit: None,
-            last: None,
-            errors: Vec::new(),
-        })
-    });
+    let entry = env
+        .apps
+        .entry(f.key)
+        .or_insert_with(|| Arc::new(AppStatus::new(f.id.clone(), sync)));
     let a = Arc::make_mut(entry);
     if a.errors.is_empty() {
         a.sync = sync;
@@ -192,15 +190,9 @@ pub fn unreachable(env: &mut EnvStatus, desired: Option<&DesiredEnv>, errors: Ve
         }
     }
     for (path, app) in desired.map(|d| &d.apps).into_iter().flatten() {
-        env.apps.entry(path.clone()).or_insert_with(|| {
-            Arc::new(AppStatus {
-                id: app.id.clone(),
-                sync: SyncStatus::Unknown,
-                live_commit: None,
-                last: None,
-                errors: Vec::new(),
-            })
-        });
+        env.apps
+            .entry(path.clone())
+            .or_insert_with(|| Arc::new(AppStatus::new(app.id.clone(), SyncStatus::Unknown)));
     }
 }
 
@@ -226,6 +218,8 @@ mod tests {
             foreign_deployment: false,
             running: false,
             live_commit: Some("c1".into()),
+            rollout: None,
+            diff: None,
         }
     }
 

@@ -60,6 +60,12 @@ impl Reader {
         self.0.borrow().clone()
     }
 
+    /// The newest snapshot's number, marking it seen: [`Reader::changed`]
+    /// then waits for a newer one.
+    pub fn seen(&mut self) -> u64 {
+        self.0.borrow_and_update().seq
+    }
+
     /// Waits for a snapshot newer than the last one seen; `false` once the
     /// writer is gone.
     pub async fn changed(&mut self) -> bool {
@@ -252,13 +258,7 @@ mod tests {
             for name in ["api", "web"] {
                 env.apps.insert(
                     name.into(),
-                    Arc::new(AppStatus {
-                        id: format!("/dev/{name}"),
-                        sync: SyncStatus::InSync,
-                        live_commit: None,
-                        last: None,
-                        errors: Vec::new(),
-                    }),
+                    Arc::new(AppStatus::new(format!("/dev/{name}"), SyncStatus::InSync)),
                 );
             }
             s.environments.insert("dev".into(), Arc::new(env));

@@ -58,6 +58,15 @@ pub async fn start_with(
     let mut parts = Parts::new(&cfg);
     let mut app_state = parts.app_state(&cfg);
     app_state.access = access;
+    // The mirror's directory is known now; it is read only once it holds
+    // a commit, and a history read before that says so.
+    app_state.history = Some(Arc::new(crate::reconcile::history::MirrorHistory::new(
+        cfg.marathon_url.clone(),
+        marathon_access(&cfg).auth,
+        cfg.marathon_timeout,
+        cfg.workdir.clone(),
+        cfg.prefix.clone(),
+    )));
     say_what_is_off(&app_state, cfg.poll);
     if let Some(mut settings) = delivery {
         // Watches hold connections: they get half the listener's.

@@ -72,6 +72,26 @@ impl Daemon {
         self.start_apply(env, &commit, &client, &subset, &observed, &p);
     }
 
+    /// Whether an operator asked to apply `env`'s plan at `commit`. An ask
+    /// for another commit is dropped: the plan they saw is not this one.
+    fn take_apply(&mut self, env: &str, commit: &str) -> bool {
+        let Some(asked) = self.apply_asked.remove(env) else {
+            return false;
+        };
+        if asked == commit {
+            tracing::info!(env = %env, commit = %short(commit), "applying the plan an operator asked for");
+            true
+        } else {
+            tracing::warn!(
+                env = %env,
+                asked = %short(&asked),
+                commit = %short(commit),
+                "apply not done: the environment moved on from the commit whose plan was approved"
+            );
+            false
+        }
+    }
+
     /// The apps of `env` in Git at the rendered commit that don't render.
     fn unrendered(&self, env: &str) -> BTreeSet<AppPath> {
         self.invalid
@@ -199,13 +219,21 @@ impl Daemon {
         } else {
             self.rewinds(head, &observed)
         };
-        // Paused (not the leader): plan and show, send nothing.
-        let auto_apply =
-            desired.settings.policy.auto_apply && rewind.is_none() && !self.writer.is_paused();
-        let inflight = self.inflight.lock().clone();
         // An environment held back by the signed-commit gate deploys (heals,
         // scales) its last good commit, and its records say so.
         let commit = self.gate.commit_of(env, head).to_string();
+        let shown_commit = match self.gate.refused.contains_key(env) {
+            true => commit.clone(),
+            false => self.rendered_at.as_deref().unwrap_or(head).to_string(),
+        };
+        // An operator's apply (`POST /api/v1/apply`) counts for the commit
+        // they saw the plan of, once.
+        let asked = self.take_apply(env, &shown_commit);
+        // Paused (not the leader): plan and show, send nothing.
+        let auto_apply = (desired.settings.policy.auto_apply || asked)
+            && rewind.is_none()
+            && !self.writer.is_paused();
+        let inflight = self.inflight.lock().clone();
         let started = if auto_apply {
             self.start_apply(env, &commit, client, &desired, &observed, &p)
         } else {
@@ -234,17 +262,19 @@ impl Daemon {
                     if *heal { "; putting Git's version back" } else { "; reported only (selfHeal is off)" }
                 );
             }
+            let live = observed.apps.get(&step.id);
             planned.push(project::Planned {
                 key,
                 id: step.id.clone(),
                 sync: step.action.sync_status(),
                 foreign_deployment: matches!(step.action, Action::Wait { ours: false, .. }),
                 running: started.contains(&step.id) || inflight.contains(&step.id),
-                live_commit: observed
-                    .apps
-                    .get(&step.id)
+                live_commit: live
                     .and_then(|l| l.label(render::labels::COMMIT))
                     .map(String::from),
+                // An app with a deployment is read whole (`LiveApp::spec`).
+                rollout: live.and_then(|l| Rollout::of(&l.spec, &l.deployments)),
+                diff: step.diff.as_deref().map(Arc::from),
             });
         }
         let mut errors = self.env_problems(env);
@@ -259,10 +289,7 @@ impl Daemon {
                 // The desired state comes from the newest commit that
                 // rendered, not from a head that doesn't load or is a
                 // refused rewind.
-                commit: match self.gate.refused.contains_key(env) {
-                    true => commit.clone(),
-                    false => self.rendered_at.as_deref().unwrap_or(head).to_string(),
-                },
+                commit: shown_commit,
                 head,
                 at: now.to_rfc3339(),
                 errors,
