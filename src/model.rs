@@ -107,6 +107,27 @@ mod tests {
     }
 }
 
+/// What applying an environment's plan would do now: its acting steps
+/// counted, and a digest of them (each step's app, action and diff), so an
+/// operator's apply can name the plan they reviewed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSummary {
+    pub creates: usize,
+    pub updates: usize,
+    pub deletes: usize,
+    /// Drift put back to Git's version (`selfHeal`).
+    pub heals: usize,
+    pub digest: String,
+}
+
+impl PlanSummary {
+    /// The acting steps in all.
+    pub fn changes(&self) -> usize {
+        self.creates + self.updates + self.deletes + self.heals
+    }
+}
+
 /// How an app's live state relates to Git.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -32,55 +32,37 @@ pub async fn dev_and_prod(w: &World, deploy_timeout: u64) -> Daemon {
     d
 }
 
-/// A GET as a browser would send it, with `cookie`; status, headers, body.
+/// A GET as the page's script sends it, with `session` as its bearer:
+/// status, headers, body.
 async fn page(
     d: &Daemon,
     path: &str,
-    cookie: Option<&str>,
+    session: Option<&str>,
 ) -> (u16, reqwest::header::HeaderMap, String) {
     let mut rb = reqwest::Client::new().get(format!("{}{path}", d.url));
-    if let Some(c) = cookie {
-        rb = rb.header("Cookie", c);
+    if let Some(s) = session {
+        rb = rb.bearer_auth(s);
     }
     let r = rb.send().await.expect("GET");
     let (s, h) = (r.status().as_u16(), r.headers().clone());
     (s, h, r.text().await.unwrap_or_default())
 }
 
-/// Signs in with `token` as the sign-in form does: the session cookie.
-async fn sign_in(d: &Daemon, token: &str) -> Result<String, (u16, String)> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = client
+/// Signs in with `token` as the sign-in page does: the session.
+async fn sign_in(d: &Daemon, token: &str) -> Result<String, (u16, Value)> {
+    let r = reqwest::Client::new()
         .post(format!("{}/ui/session", d.url))
         .header("Origin", &d.url)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("token={}", form_encode(token)))
+        .json(&json!({ "token": token }))
         .send()
         .await
         .expect("POST /ui/session");
     let status = r.status().as_u16();
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").to_string());
-    match (status, cookie) {
-        (303, Some(c)) => Ok(c),
-        (s, _) => Err((s, r.text().await.unwrap_or_default())),
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    match (status, v["session"].as_str()) {
+        (200, Some(s)) => Ok(s.to_string()),
+        _ => Err((status, v)),
     }
-}
-
-/// `v` as a form value.
-fn form_encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `POST /api/v1/apply` with `auth` (a bearer token or a cookie) and
@@ -114,10 +96,16 @@ async fn apply(
 async fn each_caller_sees_its_level_and_only_an_admin_applies_the_reviewed_plan() {
     let w = World::new().await;
     let d = dev_and_prod(&w, 30).await;
-    let prod_commit = d.status().await["environments"]["prod"]["commit"]
+    let s = d.status().await;
+    let prod_plan = s["environments"]["prod"]["plan"]["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("prod's plan in the status: {s:#}"))
+        .to_string();
+    let prod_commit = s["environments"]["prod"]["commit"]
         .as_str()
         .unwrap()
         .to_string();
+    assert_eq!(s["environments"]["prod"]["plan"]["creates"], 4, "{s:#}");
 
     // Anyone: every environment, what waits for a human, under a strict
     // content policy; no action and nothing quoted from the config.
@@ -162,23 +150,41 @@ async fn each_caller_sees_its_level_and_only_an_admin_applies_the_reviewed_plan(
     assert_eq!(s, 400, "{v}");
     assert!(v["error"].as_str().unwrap().contains("per"), "{v}");
 
-    // Sessions: a wrong token signs in nobody; a forged cookie is no one.
-    let (s, body) = sign_in(&d, "not-a-token-of-this-daemon").await.unwrap_err();
-    assert_eq!(s, 401, "{body}");
-    assert!(body.contains("not a token this daemon knows"), "{body}");
+    // Sessions: a wrong token signs in nobody; a forged session is refused.
+    let (s, v) = sign_in(&d, "not-a-token-of-this-daemon").await.unwrap_err();
+    assert_eq!(s, 401, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a token this daemon knows"),
+        "{v}"
+    );
     let read = sign_in(&d, READ_TOKEN).await.unwrap();
     let admin = sign_in(&d, ADMIN_TOKEN).await.unwrap();
     assert!(!read.contains(READ_TOKEN) && !admin.contains(ADMIN_TOKEN));
     let forged = admin.replacen("v1.a.", "v1.r.", 1);
-    let (_, _, body) = page(&d, "/", Some(&forged)).await;
-    assert!(body.contains("public view"), "{body}");
-    let (_, _, body) = page(&d, "/", Some(&read)).await;
+    let (s, _, body) = page(&d, "/", Some(&forged)).await;
+    assert_eq!(s, 401, "{body}");
+    assert!(body.contains("sign in again"), "{body}");
+    let (_, h, body) = page(&d, "/", Some(&read)).await;
+    assert_eq!(h["x-pacer-level"], "read");
+    assert!(!body.contains("data-action=\"apply\""), "{body}");
+    let (_, h, body) = page(&d, "/", Some(&admin)).await;
+    assert_eq!(h["x-pacer-level"], "admin");
     assert!(
-        body.contains("read-only") && !body.contains("data-action=\"apply\""),
+        body.contains(&format!("data-plan=\"{prod_plan}\"")),
         "{body}"
     );
-    let (_, _, body) = page(&d, "/", Some(&admin)).await;
-    assert!(body.contains("data-action=\"apply\""), "{body}");
+    // Signing in is same-origin JSON only.
+    let r = reqwest::Client::new()
+        .post(format!("{}/ui/session", d.url))
+        .header("Origin", "http://evil.example")
+        .json(&json!({ "token": ADMIN_TOKEN }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 
     // A read session sees the definition, with the secrets as placeholders.
     let (_, _, body) = page(&d, "/ui/app?env=prod&app=api", Some(&read)).await;
@@ -188,35 +194,32 @@ async fn each_caller_sees_its_level_and_only_an_admin_applies_the_reviewed_plan(
     }
 
     // Every refusal changes nothing in Marathon.
-    let good = json!({"env": "prod", "commit": prod_commit});
+    let good = json!({"env": "prod", "plan": prod_plan});
     let (s, v) = apply(&d, &[], None, good.clone()).await;
     assert_eq!(s, 401, "{v}");
     let bearer = |t: &str| ("Authorization", format!("Bearer {t}"));
     let (s, v) = apply(&d, &[bearer(READ_TOKEN)], None, good.clone()).await;
     assert_eq!(s, 403, "{v}");
-    let (s, v) = apply(&d, &[("Cookie", read.clone())], Some(&d.url), good.clone()).await;
-    assert_eq!(s, 403, "{v}");
-    let stale = json!({"env": "prod", "commit": "0".repeat(40)});
+    let (s, v) = apply(&d, &[bearer(&read)], Some(&d.url), good.clone()).await;
+    assert_eq!(s, 403, "a read session may not write: {v}");
+    let stale = json!({"env": "prod", "plan": "sha256:0"});
     let (s, v) = apply(&d, &[bearer(ADMIN_TOKEN)], None, stale).await;
     assert_eq!(s, 409, "{v}");
     assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("review its plan again"),
+        v["error"].as_str().unwrap().contains("review it again"),
         "{v}"
     );
     let (s, v) = apply(
         &d,
         &[bearer(ADMIN_TOKEN)],
         None,
-        json!({"env": "dev", "commit": prod_commit}),
+        json!({"env": "dev", "plan": prod_plan}),
     )
     .await;
     assert_eq!(s, 409, "dev applies on its own: {v}");
-    // A page on another site can't use the admin's session.
+    // Not from another site's page either, session or not.
     let evil = Some("http://evil.example");
-    let (s, v) = apply(&d, &[("Cookie", admin.clone())], evil, good.clone()).await;
+    let (s, v) = apply(&d, &[bearer(&admin)], evil, good.clone()).await;
     assert_eq!(s, 403, "{v}");
     assert!(
         w.sim.app("/prod/api").await.is_none(),
@@ -224,9 +227,14 @@ async fn each_caller_sees_its_level_and_only_an_admin_applies_the_reviewed_plan(
     );
 
     // The admin's session from the dashboard's own page applies prod.
-    let (s, v) = apply(&d, &[("Cookie", admin.clone())], Some(&d.url), good).await;
+    let (s, v) = apply(&d, &[bearer(&admin)], Some(&d.url), good).await;
     assert_eq!(s, 202, "{v}");
     d.wait_all("prod", "inSync", Duration::from_secs(60)).await;
+    let s = d.status().await;
+    assert_eq!(
+        s["environments"]["prod"]["apply"]["state"], "applied",
+        "{s:#}"
+    );
     let (_, _, body) = page(&d, "/", Some(&admin)).await;
     assert!(!body.contains("class=\"awaiting\""), "{body}");
     // Recorded as any deployment is, on the commit that was reviewed.

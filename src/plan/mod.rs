@@ -113,6 +113,27 @@ impl Plan {
             .any(|s| !matches!(s.action, Action::InSync))
     }
 
+    /// What applying this plan does, and its digest: the acting steps'
+    /// ids, actions and diffs, in order. Equal digests, equal applies.
+    pub fn summary(&self) -> crate::model::PlanSummary {
+        let mut s = crate::model::PlanSummary::default();
+        let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+        for step in self.steps.iter().filter(|s| s.action.acts()) {
+            match &step.action {
+                Action::Create => s.creates += 1,
+                Action::Update { .. } => s.updates += 1,
+                Action::Delete { .. } => s.deletes += 1,
+                Action::Drifted { .. } => s.heals += 1,
+                _ => {}
+            }
+            let action = serde_json::to_vec(&step.action).unwrap_or_default();
+            let diff = step.diff.as_deref().unwrap_or("").as_bytes();
+            parts.push((step.id.clone(), [action.as_slice(), b"\0", diff].concat()));
+        }
+        s.digest = Digest::of_parts(parts.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).0;
+        s
+    }
+
     /// Why deletes wait for a human, when they do.
     pub fn held(&self) -> Option<&str> {
         self.steps.iter().find_map(|s| match &s.action {

@@ -91,6 +91,51 @@ fn matching_apps_are_in_sync_and_missing_ones_created() {
 }
 
 #[test]
+fn a_plans_summary_counts_its_acting_steps_and_its_digest_follows_them() {
+    let d = env(
+        vec![app("web", spec("a", 2, "h")), app("api", spec("b", 1, "h"))],
+        false,
+        false,
+    );
+    let mut o = Observed::default();
+    o.apps
+        .insert("/prod/web".into(), live(d.apps["web"].marathon.clone()));
+    let one = plan(&d, &o).summary();
+    assert_eq!((one.creates, one.updates, one.changes()), (1, 0, 1));
+    assert_eq!(
+        one,
+        plan(&d, &o).summary(),
+        "the same plan, the same digest"
+    );
+    // Live changing under the plan (web scaled by hand) changes the digest.
+    o.apps.insert("/prod/web".into(), live(spec("a", 5, "h")));
+    let two = plan(&d, &o).summary();
+    assert_ne!(one.digest, two.digest);
+    assert_eq!(
+        plan(
+            &d,
+            &Observed {
+                apps: [
+                    (
+                        "/prod/web".to_string(),
+                        live(d.apps["web"].marathon.clone())
+                    ),
+                    (
+                        "/prod/api".to_string(),
+                        live(d.apps["api"].marathon.clone())
+                    ),
+                ]
+                .into(),
+                ..Observed::default()
+            }
+        )
+        .summary()
+        .changes(),
+        0
+    );
+}
+
+#[test]
 fn git_changes_are_classed_by_what_changed() {
     let cases = [
         (spec("a", 3, "h"), Class::Scale),

@@ -36,6 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// An operator's apply of a manual environment's plan.
+mod ask;
 /// Planning and applying one environment (or a push's apps first).
 mod env;
 /// The signed-commit gate: which environments take a new head.
@@ -174,9 +176,9 @@ struct Daemon {
     live: Arc<crate::model::endpoints::Endpoints>,
     /// Releases of held endpoints taken while the loop was busy.
     release_later: Vec<String>,
-    /// Environments an operator asked to apply once (`POST /api/v1/apply`),
-    /// with the commit whose plan they approved.
-    apply_asked: BTreeMap<EnvName, String>,
+    /// Environments an operator asked to apply once (`POST /api/v1/apply`):
+    /// the digest of the plan they approved, and when.
+    apply_asked: BTreeMap<EnvName, (String, Instant)>,
     /// Apps kept at their last good version because a service they name
     /// could not be read yet: tried again when endpoints move.
     unread_invalid: BTreeSet<(EnvName, AppPath)>,
@@ -352,8 +354,8 @@ pub async fn run(
         if let Trigger::Retry { env, app } = &trigger {
             retries.push((env.clone(), app.clone()));
         }
-        if let Trigger::Apply { env, commit } = &trigger {
-            d.apply_asked.insert(env.clone(), commit.clone());
+        if let Trigger::Apply { env, plan } = &trigger {
+            d.ask_apply(env.clone(), plan.clone());
         }
         while let Ok(t) = d.triggers.try_recv() {
             match &t {
@@ -363,8 +365,8 @@ pub async fn run(
                     trigger = t;
                 }
                 Trigger::Release { service } => d.release_later.push(service.clone()),
-                Trigger::Apply { env, commit } => {
-                    d.apply_asked.insert(env.clone(), commit.clone());
+                Trigger::Apply { env, plan } => {
+                    d.ask_apply(env.clone(), plan.clone());
                     trigger = t;
                 }
                 _ => {}
@@ -472,10 +474,7 @@ impl Daemon {
             Trigger::Webhook { .. } => self.take_push(head).await,
             Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
             Trigger::Release { service } => self.release(&service).await,
-            Trigger::Apply { env, commit } => {
-                self.apply_asked.insert(env, commit);
-                self.pass_again = true;
-            }
+            Trigger::Apply { env, plan } => self.ask_apply(env, plan),
             Trigger::Poll => {}
         }
     }
@@ -489,11 +488,7 @@ impl Daemon {
                 Trigger::Webhook { .. } => push = true,
                 Trigger::Retry { env, app } => self.mark_retry(env.as_deref(), app.as_deref()),
                 Trigger::Release { service } => self.release_later.push(service),
-                Trigger::Apply { env, commit } => {
-                    // Its environment may be past in this pass.
-                    self.apply_asked.insert(env, commit);
-                    self.pass_again = true;
-                }
+                Trigger::Apply { env, plan } => self.ask_apply(env, plan),
                 Trigger::Poll => {}
             }
         }

@@ -116,6 +116,10 @@ impl Parts {
             allowed_hosts: crate::server::AllowedHosts::new(&cfg.allowed_hosts),
             delivery: None,
             history: None,
+            // A share of the listener's connections (see `cli::serve`).
+            streams: Arc::new(crate::server::dashboard::Streams::new(
+                cfg.http.max_connections / 8,
+            )),
         }
     }
 }

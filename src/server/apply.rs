@@ -2,11 +2,14 @@
 //! whose policy doesn't apply on its own (`autoApply: false`, prod as a
 //! rule), as `pacer apply` would, from the dashboard or a script.
 //!
-//! `{"env": "prod", "commit": "<the commit whose plan was reviewed>"}`.
-//! The commit is required: the loop applies the plan only while the
-//! environment is still at it, so a push that lands between the review
-//! and the click is never applied unseen. Deletes held for a human
-//! (`maxDeleteShare`) stay held: that takes `pacer apply`.
+//! `{"env": "prod", "plan": "<the digest of the plan reviewed>"}`: the
+//! status shows each environment's `plan` (what applying it does, counted,
+//! and its digest: every acting step's app, action and diff). The loop
+//! applies it only while the plan is still that one, so a push or a change
+//! in Marathon that lands between the review and the click is never
+//! applied unseen; what became of the ask is the environment's `apply` in
+//! the status. Deletes held for a human (`maxDeleteShare`) stay held: that
+//! takes `pacer apply`.
 //!
 //! Guarded as the retry is: the admin token (or an admin session), and
 //! same-origin JSON to an allowed host.
@@ -24,16 +27,16 @@ use serde_json::json;
 #[serde(deny_unknown_fields)]
 struct Params {
     env: String,
-    commit: String,
+    plan: String,
 }
 
-/// Whether `env` may be applied at `commit` now: `Err((status, why))`
-/// otherwise. Pure.
+/// Whether `env`'s plan `plan` (its digest) may be applied now:
+/// `Err((status, why))` otherwise. Pure.
 pub fn check(
     status: &Status,
     auto_apply: Option<bool>,
     env: &str,
-    commit: &str,
+    plan: &str,
 ) -> Result<(), (StatusCode, String)> {
     let shown: String = env.chars().filter(|c| !c.is_control()).take(64).collect();
     let Some(e) = status.environments.get(env) else {
@@ -58,14 +61,15 @@ pub fn check(
             format!("`{env}` applies its plans on its own (autoApply: true)"),
         ));
     }
-    match e.commit.as_deref() {
-        Some(c) if c == commit => Ok(()),
-        Some(c) => Err((
+    match &e.plan {
+        Some(p) if p.digest == plan && p.changes() > 0 => Ok(()),
+        Some(p) if p.digest == plan => Err((
             StatusCode::CONFLICT,
-            format!(
-                "`{env}` is at {} now, not at the commit whose plan was reviewed: review its plan again",
-                &c[..c.len().min(12)]
-            ),
+            format!("`{env}`'s plan changes nothing"),
+        )),
+        Some(_) => Err((
+            StatusCode::CONFLICT,
+            format!("`{env}`'s plan changed since it was reviewed: review it again"),
         )),
         None => Err((
             StatusCode::CONFLICT,
@@ -79,29 +83,29 @@ pub(super) async fn apply(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Params { env, commit } = match json_write(
+    let Params { env, plan } = match json_write(
         &state,
         &headers,
         body,
         "an apply",
-        "{\"env\": …, \"commit\": …}",
+        "{\"env\": …, \"plan\": …}",
     ) {
         Ok(p) => p,
         Err(r) => return *r,
     };
     let snap = state.published.latest();
     let auto = snap.desired.get(&env).map(|d| d.settings.policy.auto_apply);
-    if let Err((code, why)) = check(&snap.status, auto, &env, &commit) {
+    if let Err((code, why)) = check(&snap.status, auto, &env, &plan) {
         return refuse(code, why);
     }
-    tracing::warn!(env = %env, commit = %commit, "apply requested");
+    tracing::warn!(env = %env, plan = %plan, "apply requested");
     match state.triggers.try_send(Trigger::Apply {
         env: env.clone(),
-        commit: commit.clone(),
+        plan: plan.clone(),
     }) {
         Ok(()) => (
             StatusCode::ACCEPTED,
-            axum::Json(json!({"apply": "queued", "env": env, "commit": commit})),
+            axum::Json(json!({"apply": "queued", "env": env, "plan": plan})),
         )
             .into_response(),
         Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => refuse(
@@ -115,15 +119,20 @@ pub(super) async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PlanSummary;
     use crate::status::{EnvStatus, HaStatus};
     use std::sync::Arc;
 
-    fn status() -> Status {
+    fn status(creates: usize) -> Status {
         let mut s = Status::default();
         s.environments.insert(
             "prod".into(),
             Arc::new(EnvStatus {
-                commit: Some("c".repeat(40)),
+                plan: Some(PlanSummary {
+                    creates,
+                    digest: "sha256:p".into(),
+                    ..PlanSummary::default()
+                }),
                 ..EnvStatus::default()
             }),
         );
@@ -131,29 +140,31 @@ mod tests {
     }
 
     #[test]
-    fn only_the_reviewed_commit_of_a_known_manual_environment_is_applied() {
-        let s = status();
-        let c = "c".repeat(40);
-        assert!(check(&s, Some(false), "prod", &c).is_ok());
-        let (code, why) = check(&s, Some(false), "prod", &"d".repeat(40)).unwrap_err();
+    fn only_the_reviewed_plan_of_a_known_manual_environment_is_applied() {
+        let s = status(4);
+        assert!(check(&s, Some(false), "prod", "sha256:p").is_ok());
+        let (code, why) = check(&s, Some(false), "prod", "sha256:other").unwrap_err();
         assert_eq!(code, StatusCode::CONFLICT);
-        assert!(why.contains("review its plan again"), "{why}");
-        let (code, _) = check(&s, Some(false), "stage\u{7}", &c).unwrap_err();
+        assert!(why.contains("review it again"), "{why}");
+        let (code, _) = check(&s, Some(false), "stage\u{7}", "sha256:p").unwrap_err();
         assert_eq!(code, StatusCode::NOT_FOUND);
-        let (code, why) = check(&s, Some(true), "prod", &c).unwrap_err();
+        let (code, why) = check(&s, Some(true), "prod", "sha256:p").unwrap_err();
         assert_eq!(code, StatusCode::CONFLICT);
         assert!(why.contains("autoApply"), "{why}");
+        let (code, why) = check(&status(0), Some(false), "prod", "sha256:p").unwrap_err();
+        assert_eq!(code, StatusCode::CONFLICT);
+        assert!(why.contains("changes nothing"), "{why}");
     }
 
     #[test]
     fn a_follower_sends_the_operator_to_the_leader() {
-        let mut s = status();
+        let mut s = status(4);
         s.ha = Some(HaStatus {
             role: Role::Follower,
             leader: Some("pacer-2".into()),
             ..HaStatus::default()
         });
-        let (code, why) = check(&s, Some(false), "prod", &"c".repeat(40)).unwrap_err();
+        let (code, why) = check(&s, Some(false), "prod", "sha256:p").unwrap_err();
         assert_eq!(code, StatusCode::CONFLICT);
         assert!(why.contains("pacer-2"), "{why}");
     }

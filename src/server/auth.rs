@@ -8,9 +8,9 @@
 //! | [`Need::View`] | `GET /api/v1/status` | the public view | the full view | the full view |
 //! | [`Need::Admin`] | `POST /api/v1/retry`, `/apply`, `/endpoints/release` | 401 | 403 | yes |
 //!
-//! A browser carries a dashboard session cookie instead ([`super::session`],
-//! read by [`decide_request`]): it grants the level of the token it was
-//! signed in with, and only when no `Authorization` header is sent.
+//! The dashboard's page sends a session as its bearer instead
+//! ([`super::session`], read by [`decide_request`]): it grants the level of
+//! the token it was signed in with.
 //!
 //! Webhooks carry their own HMAC or token ([`super::webhook`]) and the
 //! config server's task routes their own login tokens ([`crate::delivery`]):
@@ -110,9 +110,10 @@ pub struct Refusal {
 }
 
 /// Every [`Refusal::reason`], so each series shows from the start.
-pub const REASONS: [&str; 5] = [
+pub const REASONS: [&str; 6] = [
     "missingToken",
     "badToken",
+    "badSession",
     "readOnlyToken",
     "writesDisabled",
     "malformedAuthorization",
@@ -166,9 +167,8 @@ pub fn decide(
     allow(need, level)
 }
 
-/// [`decide`] over a whole request: the `Authorization` header when there
-/// is one, else a dashboard session cookie ([`super::session`]) valid at
-/// `now_s`, else no token.
+/// [`decide`] over a whole request, where the bearer may also be a
+/// dashboard session ([`super::session`]) valid at `now_s`.
 pub fn decide_request(
     need: Need,
     headers: &axum::http::HeaderMap,
@@ -176,11 +176,20 @@ pub fn decide_request(
     now_s: i64,
 ) -> Result<Level, Refusal> {
     let given = headers.get(axum::http::header::AUTHORIZATION);
-    if given.is_none()
-        && need != Need::Open
-        && let Some(level) = super::session::from_headers(headers, tokens, now_s)
+    if need != Need::Open
+        && let Some(value) = given.and_then(bearer)
+        && super::session::looks_like_session(value)
     {
-        return allow(need, level);
+        let session = std::str::from_utf8(value).unwrap_or("");
+        return match super::session::verify(tokens, session, now_s) {
+            Some(level) => allow(need, level),
+            None => Err(Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                reason: "badSession",
+                message: "the session is not valid (expired, or a token changed): sign in again"
+                    .into(),
+            }),
+        };
     }
     decide(need, given, tokens)
 }
@@ -363,5 +372,46 @@ mod tests {
         };
         assert_eq!(tag(&near).len(), 32);
         assert_ne!(tag(&near)[..4], tag(token)[..4]);
+    }
+
+    #[test]
+    fn a_session_stands_for_its_token_and_a_bad_one_is_refused() {
+        use axum::http::{HeaderMap, header::AUTHORIZATION};
+        let t = Tokens::new(Some(ADMIN.into()), Some(READ.into())).unwrap();
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {v}")).unwrap(),
+            );
+            h
+        };
+        let read = super::super::session::issue(&t, Level::Read, 100).unwrap();
+        let admin = super::super::session::issue(&t, Level::Admin, 100).unwrap();
+        assert_eq!(
+            decide_request(Need::View, &with(&read), &t, 101),
+            Ok(Level::Read)
+        );
+        assert_eq!(
+            decide_request(Need::Admin, &with(&admin), &t, 101),
+            Ok(Level::Admin)
+        );
+        let r = decide_request(Need::Admin, &with(&read), &t, 101).unwrap_err();
+        assert_eq!((r.status.as_u16(), r.reason), (403, "readOnlyToken"));
+        // Expired, or forged: refused as a bad token is, never "anonymous".
+        let later = 100 + super::super::session::LIFETIME_SECS + 1;
+        let r = decide_request(Need::View, &with(&read), &t, later).unwrap_err();
+        assert_eq!((r.status.as_u16(), r.reason), (401, "badSession"));
+        let forged = admin.replacen(".a.", ".r.", 1);
+        assert!(decide_request(Need::View, &with(&forged), &t, 101).is_err());
+        // Tokens still work beside sessions, and nothing still means anonymous.
+        assert_eq!(
+            decide_request(Need::Admin, &with(ADMIN), &t, 101),
+            Ok(Level::Admin)
+        );
+        assert_eq!(
+            decide_request(Need::View, &HeaderMap::new(), &t, 101),
+            Ok(Level::Anonymous)
+        );
     }
 }

@@ -86,7 +86,7 @@ pub(super) fn now_s() -> i64 {
 }
 
 /// The caller's address; in-process tests without a socket share one.
-fn caller(req: &Request) -> IpAddr {
+pub(super) fn caller(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| {

@@ -10,7 +10,7 @@
 //! | `POST /hooks/git` | the forge (HMAC or token) | a push webhook ([`webhook`]): 202 accepted or ignored, 401 rejected, 413 over `--webhook-max-body`, 429 over its rate per address |
 //! | `POST /api/v1/retry?env=&app=` | the admin token | asks the loop to retry failed apps: 202; 415 without a JSON content type, 403 cross-origin or to a host name not allowed (`--allowed-host`), 404 unknown env or app |
 //! | `POST /api/v1/endpoints/release` | the admin token | `{"service": "/prod/db"}`: lets a held set of live endpoints through ([`release`]): 202; 404 not followed, 409 not held; guarded as the retry is |
-//! | `POST /api/v1/apply` | the admin token | `{"env", "commit"}`: applies a manual environment's plan once, at the commit reviewed ([`apply`]): 202; 409 moved on, applies itself, or a follower; guarded as the retry is |
+//! | `POST /api/v1/apply` | the admin token | `{"env", "plan"}`: applies a manual environment's plan once, if it is still the plan reviewed ([`apply`]): 202; 409 the plan changed, nothing to apply, applies itself, or a follower; guarded as the retry is |
 //! | `/`, `/ui/…`, `GET /api/v1/apps` | anyone; a session sees more | the web dashboard ([`dashboard`]) |
 //! | `/v1/…` | a task's login token | the config server, when it runs ([`crate::delivery`]) |
 //!
@@ -90,6 +90,8 @@ pub struct AppState {
     /// Where the dashboard reads an app's history (the mirror and
     /// Marathon), once the mirror is open.
     pub history: Option<Arc<dyn dashboard::HistorySource>>,
+    /// The dashboard's open event streams, and their bounds.
+    pub streams: Arc<dashboard::Streams>,
 }
 
 /// Why the reconcile loop should run now.
@@ -114,11 +116,11 @@ pub enum Trigger {
         service: String,
     },
     /// `POST /api/v1/apply`: apply an environment's plan once (one whose
-    /// policy doesn't apply on its own), if it is still at `commit`, the
-    /// commit whose plan the operator approved.
+    /// policy doesn't apply on its own), if it is still `plan`, the digest
+    /// of the plan the operator approved.
     Apply {
         env: String,
-        commit: String,
+        plan: String,
     },
 }
 
@@ -152,10 +154,10 @@ impl std::fmt::Display for Trigger {
                 Ok(())
             }
             Trigger::Release { service } => write!(f, "endpoint release {service}"),
-            Trigger::Apply { env, commit } => write!(
+            Trigger::Apply { env, plan } => write!(
                 f,
-                "apply env={env} at {}",
-                commit.chars().take(12).collect::<String>()
+                "apply env={env} plan {}",
+                plan.chars().take(19).collect::<String>()
             ),
         }
     }

@@ -1,32 +1,27 @@
-//! Browser sessions for the dashboard: a person pastes the read or admin
-//! token once, and the browser then carries a signed cookie instead.
+//! Dashboard sessions: a person pastes the read or admin token once, and
+//! the page then carries a session instead.
 //!
-//! A browser can't put `Authorization: Bearer` on a page load or an
-//! `EventSource`, and a token kept in page storage is one script away
-//! from leaking. So `POST /ui/session` checks the token and answers a
-//! cookie that holds no token, only the level and an expiry, signed:
+//! `POST /ui/session` checks the token and answers a session that holds no
+//! token, only the level and an expiry, signed:
 //!
-//! `pacer_session=v1.<a|r>.<expiry, Unix s>.<HMAC-SHA256, hex>`
+//! `v1.<a|r>.<expiry, Unix s>.<HMAC-SHA256, hex>`
 //!
+//! - The page keeps it in `sessionStorage` (its own origin, scheme, host
+//!   and port, and its own tab) and sends it as `Authorization: Bearer`.
+//!   Not a cookie: on plain HTTP a cookie goes to every port of the host,
+//!   and on a Mesos agent the other ports are other apps' tasks. Nor can
+//!   another site's page make the browser send it.
 //! - The key is derived from the configured tokens: every replica with the
 //!   same tokens accepts the same sessions, and rotating a token ends
 //!   every session signed with the old one.
-//! - `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's
-//!   page sends it), `Path=/`, 12 hours.
-//! - A bad, forged or expired cookie counts as no session (the page says
-//!   "signed out"), never as an error: browsers keep sending stale ones.
-//! - Writes with a session pass the same checks a token's do and more:
-//!   same-origin JSON to an allowed host (see `retry_guard`), so a form
-//!   on another site can't use it.
+//! - A bad, forged or expired session is refused as a bad token is (401),
+//!   and the page asks to sign in again.
 //!
 //! Pure: time is an argument.
 
 use super::auth::{Level, Tokens};
-use axum::http::{HeaderMap, header};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-
-pub const COOKIE: &str = "pacer_session";
 
 /// How long a session lasts.
 pub const LIFETIME_SECS: i64 = 12 * 3600;
@@ -107,44 +102,14 @@ pub fn verify(tokens: &Tokens, value: &str, now_s: i64) -> Option<Level> {
     }
 }
 
-/// The session a request's `Cookie` headers carry, if any is valid.
-pub fn from_headers(headers: &HeaderMap, tokens: &Tokens, now_s: i64) -> Option<Level> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == COOKIE)
-        .find_map(|(_, value)| verify(tokens, value.trim_matches('"'), now_s))
-}
-
-/// `Set-Cookie` for a new session; `secure` when the page came over HTTPS.
-pub fn set_cookie(value: &str, secure: bool) -> String {
-    format!(
-        "{COOKIE}={value}; Path=/; Max-Age={LIFETIME_SECS}; HttpOnly; SameSite=Strict{}",
-        if secure { "; Secure" } else { "" }
-    )
-}
-
-/// `Set-Cookie` that ends the session.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
-}
-
-/// Whether the page came over HTTPS (directly, or as a proxy in front
-/// says): the cookie is then marked `Secure`.
-pub fn is_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+/// Whether a bearer value is shaped as a session (not as a token).
+pub fn looks_like_session(value: &[u8]) -> bool {
+    value.starts_with(b"v1.") && value.len() <= MAX_VALUE
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     const ADMIN: &str = "admin-token-0123456789abcdef";
     const READ: &str = "read-token-0123456789abcdef";
@@ -184,27 +149,5 @@ mod tests {
         // No tokens at all: nothing to sign in with.
         assert_eq!(issue(&Tokens::default(), Level::Admin, 1000), None);
         assert_eq!(verify(&Tokens::default(), &r, 1001), None);
-    }
-
-    #[test]
-    fn the_cookie_is_read_among_others_and_never_from_a_lookalike_name() {
-        let t = tokens();
-        let a = issue(&t, Level::Admin, 1000).unwrap();
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("x=1; not_{COOKIE}={a}")).unwrap(),
-        );
-        assert_eq!(from_headers(&h, &t, 1001), None);
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("theme=dark; {COOKIE}={a}")).unwrap(),
-        );
-        assert_eq!(from_headers(&h, &t, 1001), Some(Level::Admin));
-        let set = set_cookie(&a, true);
-        for part in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
-            assert!(set.contains(part), "{set}");
-        }
-        assert!(!set_cookie(&a, false).contains("Secure"));
     }
 }

@@ -76,8 +76,14 @@ pub fn public(full: &Value) -> Value {
         );
     }
     let envs = each(&full["environments"], |e| {
-        let mut env = pick(e, &["group", "commit", "lastSync"]);
+        let mut env = pick(e, &["group", "commit", "lastSync", "plan"]);
         count_errors(e, &mut env);
+        if e["apply"].is_object() {
+            env.insert(
+                "apply".into(),
+                pick(&e["apply"], &["plan", "state", "at"]).into(),
+            );
+        }
         if e["verify"].is_object() {
             // Which commits the gate took and refused, and the kind of
             // refusal (for alerts); not who signed, wrote or why in words.
@@ -98,6 +104,20 @@ pub fn public(full: &Value) -> Value {
             if a["last"].is_object() {
                 let last = pick(&a["last"], &["outcome", "commit", "at", "deploymentId"]);
                 app.insert("last".into(), Value::Object(last));
+            }
+            if a["rollout"].is_object() {
+                let r = pick(
+                    &a["rollout"],
+                    &[
+                        "deployments",
+                        "instances",
+                        "staged",
+                        "running",
+                        "healthy",
+                        "unhealthy",
+                    ],
+                );
+                app.insert("rollout".into(), Value::Object(r));
             }
             if a["delivery"].is_object() {
                 let d = pick(
@@ -138,6 +158,8 @@ mod tests {
             "ha": {"role": "leader", "zkConnected": true, "id": "r1", "epoch": 7},
             "environments": {"dev": {
                 "group": "/dev", "commit": "c1", "lastSync": "t",
+                "plan": {"creates": 1, "updates": 0, "deletes": 0, "heals": 0, "digest": "sha256:p"},
+                "apply": {"plan": "sha256:p", "state": "dropped", "reason": "PLANTED-why", "at": "t"},
                 "errors": [{"message": "PLANTED-env-error"}],
                 "verify": {"mode": "head", "signers": "PLANTED-signers", "basis": "anchor",
                            "verified": {"commit": "c1", "signer": {"kind": "ssh",
@@ -151,6 +173,8 @@ mod tests {
                              "deploymentId": "d-1", "message": "PLANTED-last"},
                     "errors": [{"file": "apps/web/app.yaml", "message": "PLANTED-app",
                                 "hint": "PLANTED-hint"}, {"message": "PLANTED-2"}],
+                    "rollout": {"deployments": ["d-2"], "instances": 3, "staged": 1, "running": 2,
+                                "healthy": 1, "unhealthy": 0, "PLANTED-extra": 1},
                     "delivery": {"index": 4, "commit": "c1", "state": "failed",
                                  "reason": "PLANTED-reason", "failedFiles": ["PLANTED-file"],
                                  "tasks": {"byIndex": {"4": 2}}}
@@ -177,8 +201,12 @@ mod tests {
         assert_eq!(app["last"]["outcome"], "rolledBack");
         assert_eq!(app["last"]["deploymentId"], "d-1");
         assert_eq!(app["delivery"]["state"], "failed");
+        assert_eq!(app["rollout"]["running"], 2);
+        assert_eq!(app["rollout"]["deployments"][0], "d-2");
         assert_eq!(app["delivery"]["tasks"]["byIndex"]["4"], 2);
         assert_eq!(v["environments"]["dev"]["errorCount"], 1);
+        assert_eq!(v["environments"]["dev"]["plan"]["creates"], 1);
+        assert_eq!(v["environments"]["dev"]["apply"]["state"], "dropped");
         assert_eq!(
             v["endpoints"]["services"]["/prod/db"]["held"]["releasedTasks"],
             3

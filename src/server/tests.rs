@@ -70,6 +70,7 @@ pub(super) fn fixture(capacity: usize) -> Fixture {
         allowed_hosts: AllowedHosts::new(&["pacer"]),
         delivery: None,
         history: None,
+        streams: Default::default(),
     };
     Fixture {
         state: Some(state),
@@ -157,6 +158,7 @@ async fn healthz_reports_a_stuck_loop_with_what_it_was_doing() {
         allowed_hosts: AllowedHosts::new(&["pacer"]),
         delivery: None,
         history: None,
+        streams: Default::default(),
     };
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, body) = call(router(state), get("/healthz")).await;

@@ -182,6 +182,15 @@ pub struct EnvStatus {
     /// environment has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<Arc<VerifyStatus>>,
+    /// What applying its plan would do now (absent before its first
+    /// reconcile). Where the policy doesn't apply on its own, these changes
+    /// wait for a human.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::model::PlanSummary>,
+    /// The last apply an operator asked for (`POST /api/v1/apply`) and
+    /// what became of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ApplyAsk>,
     /// Whether its Marathon answered on the last cycle (`None`: not asked
     /// yet). The errors say why not; `/metrics` shows it as
     /// `pacer_marathon_up`.
@@ -222,6 +231,31 @@ pub struct RepoStatus {
     pub pending_records: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_record_error: Option<String>,
+}
+
+/// An operator's apply of a plan, as the status shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyAsk {
+    /// The digest of the plan approved ([`crate::model::PlanSummary`]).
+    pub plan: String,
+    pub state: AskState,
+    /// Why it was dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// RFC 3339: when it was asked, then when it was applied or dropped.
+    pub at: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AskState {
+    /// Taken by the loop; applied at the environment's next pass.
+    Queued,
+    /// Its steps started (the apps show how they end).
+    Applied,
+    /// Not applied: the plan changed, the ask expired, or writes are off.
+    Dropped,
 }
 
 /// An environment's signed-commit gate, as the status shows it.

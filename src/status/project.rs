@@ -48,6 +48,8 @@ pub struct EnvReport<'a> {
     pub planned: Vec<Planned>,
     /// Apps in Git that don't render at the commit, with their problems.
     pub invalid: &'a BTreeMap<AppPath, Vec<Diagnostic>>,
+    /// What applying the plan would do.
+    pub plan: crate::model::PlanSummary,
 }
 
 /// The status of a reconciled environment. Each app keeps its last action
@@ -108,6 +110,9 @@ pub fn env_status(previous: Option<&EnvStatus>, r: EnvReport<'_>) -> EnvStatus {
         errors: r.errors,
         // The loop's gate keeps it up to date between reconciles.
         verify: previous.and_then(|p| p.verify.clone()),
+        plan: Some(r.plan),
+        // The loop records what became of an operator's apply.
+        apply: previous.and_then(|p| p.apply.clone()),
         marathon_up: Some(true),
     }
 }
@@ -236,6 +241,7 @@ mod tests {
             errors: Vec::new(),
             planned,
             invalid,
+            plan: Default::default(),
         }
     }
 

@@ -72,26 +72,6 @@ impl Daemon {
         self.start_apply(env, &commit, &client, &subset, &observed, &p);
     }
 
-    /// Whether an operator asked to apply `env`'s plan at `commit`. An ask
-    /// for another commit is dropped: the plan they saw is not this one.
-    fn take_apply(&mut self, env: &str, commit: &str) -> bool {
-        let Some(asked) = self.apply_asked.remove(env) else {
-            return false;
-        };
-        if asked == commit {
-            tracing::info!(env = %env, commit = %short(commit), "applying the plan an operator asked for");
-            true
-        } else {
-            tracing::warn!(
-                env = %env,
-                asked = %short(&asked),
-                commit = %short(commit),
-                "apply not done: the environment moved on from the commit whose plan was approved"
-            );
-            false
-        }
-    }
-
     /// The apps of `env` in Git at the rendered commit that don't render.
     fn unrendered(&self, env: &str) -> BTreeSet<AppPath> {
         self.invalid
@@ -226,13 +206,17 @@ impl Daemon {
             true => commit.clone(),
             false => self.rendered_at.as_deref().unwrap_or(head).to_string(),
         };
-        // An operator's apply (`POST /api/v1/apply`) counts for the commit
-        // they saw the plan of, once.
-        let asked = self.take_apply(env, &shown_commit);
+        // An operator's apply (`POST /api/v1/apply`) counts for the plan
+        // they reviewed, once.
+        let summary = p.summary();
+        let blocked = match (&rewind, self.writer.is_paused()) {
+            (Some(_), _) => Some("the head is a refused rewind"),
+            (None, true) => Some("this replica does not write to Marathon (not the leader)"),
+            (None, false) => None,
+        };
+        let asked = self.take_apply(env, &summary.digest, blocked);
         // Paused (not the leader): plan and show, send nothing.
-        let auto_apply = (desired.settings.policy.auto_apply || asked)
-            && rewind.is_none()
-            && !self.writer.is_paused();
+        let auto_apply = (desired.settings.policy.auto_apply || asked) && blocked.is_none();
         let inflight = self.inflight.lock().clone();
         let started = if auto_apply {
             self.start_apply(env, &commit, client, &desired, &observed, &p)
@@ -295,6 +279,7 @@ impl Daemon {
                 errors,
                 planned,
                 invalid: self.invalid.get(env).unwrap_or(&no_problems),
+                plan: summary,
             },
         );
         // A new environment status, not a copy of the published one

@@ -123,7 +123,10 @@ pub fn app_view(
         }
         text
     });
+    // Names, paths and commands of the bundle quote the config; task ids
+    // are Marathon's: a session only (the public status has neither).
     let files = desired
+        .filter(|_| full)
         .map(|d| {
             d.files
                 .iter()
@@ -154,6 +157,9 @@ pub fn app_view(
         .as_ref()
         .and_then(|d| d.get("index"))
         .and_then(|i| i.as_u64());
+    if !full {
+        tasks.clear();
+    }
     // Behind the newest first: those are the ones to look at.
     tasks.sort_by(|a, b| (a.index, &a.task).cmp(&(b.index, &b.task)));
     let tasks_total = tasks.len();

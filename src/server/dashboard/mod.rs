@@ -8,7 +8,7 @@
 //! | `GET /ui/app?env=&app=&tasks=` | one app: status, diff, deployment, bundle, tasks |
 //! | `GET /ui/app/history?env=&app=` | its history, loaded after the page (a session only; [`HistorySource`]) |
 //! | `GET /ui/events` | server-sent events: `changed` with the snapshot's number |
-//! | `GET /ui/signin`, `POST /ui/session`, `POST /ui/signout` | sessions ([`super::session`]) |
+//! | `GET /ui/signin`, `POST /ui/session` | sessions ([`super::session`]), kept by the page |
 //! | `GET /ui/assets/{app.js,style.css}` | built into the binary |
 //!
 //! Pages are rendered on the server from the published snapshot alone
@@ -45,9 +45,74 @@ pub trait HistorySource: Send + Sync {
     ) -> futures::future::BoxFuture<'a, Result<std::sync::Arc<Vec<serde_json::Value>>, String>>;
 }
 
-/// The most event streams at once; past it, `/ui/events` answers 503 and
-/// the page works without live updates.
-pub const MAX_STREAMS: usize = 512;
+/// Event streams from one address at once: a person's browser holds one
+/// per visible tab.
+pub const STREAMS_PER_ADDRESS: usize = 4;
+
+/// The open event streams, bounded in all and per address: a stream holds
+/// a connection for minutes, and the listener's connections are shared
+/// with health checks, webhooks and the config server.
+#[derive(Debug)]
+pub struct Streams {
+    max: usize,
+    open: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Streams {
+    /// At most `max` streams (`pacer serve` gives them an eighth of
+    /// `--max-connections`).
+    pub fn new(max: usize) -> Streams {
+        Streams {
+            max: max.max(1),
+            open: Default::default(),
+        }
+    }
+
+    /// A slot for a stream from `ip`, given back when dropped; `None` when
+    /// the server or the address has its fill.
+    pub fn take(self: &std::sync::Arc<Self>, ip: std::net::IpAddr) -> Option<Slot> {
+        let mut open = self.open.lock();
+        let total: usize = open.values().sum();
+        let mine = open.get(&ip).copied().unwrap_or(0);
+        if total >= self.max || mine >= STREAMS_PER_ADDRESS {
+            return None;
+        }
+        *open.entry(ip).or_default() += 1;
+        Some(Slot {
+            streams: self.clone(),
+            ip,
+        })
+    }
+
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().values().sum()
+    }
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams::new(32)
+    }
+}
+
+/// One stream's place in [`Streams`].
+pub struct Slot {
+    streams: std::sync::Arc<Streams>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// The routes; `shared` is the server's state.
 pub fn router(shared: Shared) -> Router {
@@ -59,7 +124,6 @@ pub fn router(shared: Shared) -> Router {
         .route("/ui/app/history", get(pages::history))
         .route("/ui/signin", get(pages::signin))
         .route("/ui/session", post(pages::session))
-        .route("/ui/signout", post(pages::signout))
         .route("/ui/assets/{name}", get(pages::asset))
         .layer(axum::extract::DefaultBodyLimit::max(4 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -92,4 +156,26 @@ async fn headers(mut resp: axum::response::Response) -> axum::response::Response
     set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::CACHE_CONTROL, "no-store");
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    #[test]
+    fn streams_are_bounded_in_all_and_per_address_and_given_back() {
+        let s = Arc::new(Streams::new(6));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let mine: Vec<Slot> = (0..STREAMS_PER_ADDRESS).filter_map(|_| s.take(a)).collect();
+        assert_eq!(mine.len(), STREAMS_PER_ADDRESS);
+        assert!(s.take(a).is_none(), "one address past its share");
+        let theirs: Vec<Slot> = (0..4).filter_map(|_| s.take(b)).collect();
+        assert_eq!(theirs.len(), 2, "the server past its cap");
+        drop(mine);
+        assert_eq!(s.open(), 2);
+        assert!(s.take(a).is_some());
+    }
 }

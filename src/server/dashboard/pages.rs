@@ -2,9 +2,9 @@
 //! build the page's view ([`super::view`], [`super::app`]) and render it.
 
 use super::super::auth::{self, Level, Need};
-use super::super::{Shared, guard, retry_guard, session};
-use super::{MAX_STREAMS, app, view};
-use axum::extract::{Form, Query, State};
+use super::super::{Shared, guard, json_write, refuse, session};
+use super::{app, view};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,6 @@ use minijinja::value::Serde;
 use minijinja::{Environment, context};
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const TEMPLATES: [(&str, &str); 8] = [
@@ -111,7 +110,18 @@ fn render_with(
     let ctx = context! { fragment, ..ctx };
     let out = templates().get_template(name).and_then(|t| t.render(&ctx));
     match out {
-        Ok(body) => html(code, body, seq),
+        Ok(body) => {
+            let mut resp = html(code, body, seq);
+            // The script shows who the page speaks to from this.
+            if let Some(level) = ctx
+                .get_attr("level")
+                .ok()
+                .and_then(|l| l.as_str().and_then(|s| HeaderValue::from_str(s).ok()))
+            {
+                resp.headers_mut().insert("x-pacer-level", level);
+            }
+            resp
+        }
         Err(e) => {
             tracing::error!(template = name, error = %e, "rendering a dashboard page");
             (
@@ -228,7 +238,7 @@ pub(super) async fn apps_json(
             let snap = state.published.latest();
             axum::Json(view::list(&snap, &q)).into_response()
         }
-        Err(why) => super::super::refuse(StatusCode::BAD_REQUEST, why),
+        Err(why) => refuse(StatusCode::BAD_REQUEST, why),
     }
 }
 
@@ -305,7 +315,10 @@ pub(super) async fn history(
         let body = templates()
             .get_template("history.html")
             .and_then(|t| t.render(context! { error, entries => Serde(entries) }))
-            .unwrap_or_else(|e| format!("<p>the history could not be shown: {e}</p>"));
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "rendering a history");
+                "<p>The history could not be shown.</p>".to_string()
+            });
         html(StatusCode::OK, body, 0)
     };
     if level == Level::Anonymous {
@@ -338,93 +351,46 @@ pub(super) async fn signin(State(state): State<Shared>, headers: HeaderMap) -> R
 }
 
 #[derive(serde::Deserialize)]
-pub(super) struct SigninForm {
+#[serde(deny_unknown_fields)]
+pub(super) struct SignIn {
     token: String,
 }
 
-/// A form post from a page of ours to a host we answer for.
-fn from_our_page(state: &Shared, headers: &HeaderMap) -> Result<(), String> {
-    retry_guard::host_allowed(headers, &state.allowed_hosts)?;
-    retry_guard::same_origin(headers)
-}
-
+/// `POST /ui/session` `{"token": …}` (same-origin JSON to a host we answer
+/// for): the session for the token's level, which the page keeps in its
+/// `sessionStorage` (see [`session`]), or 401.
 pub(super) async fn session(
     State(state): State<Shared>,
     headers: HeaderMap,
-    form: Result<Form<SigninForm>, axum::extract::rejection::FormRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    if let Err(why) = from_our_page(&state, &headers) {
-        tracing::warn!(%why, "sign-in refused");
-        let forbidden = StatusCode::FORBIDDEN;
-        return error_page(
-            &state,
-            &headers,
-            Level::Anonymous,
-            forbidden,
-            "Refused",
-            &why,
-        );
-    }
-    let again = |error: &str, code: StatusCode| {
-        let ctx = context! {
-            level => "anonymous", signin => signin_on(&state), page => "signin", seq => 0, error,
-        };
-        render_with(&headers, code, "signin.html", ctx, 0)
+    let shape = "{\"token\": …}";
+    let f: SignIn = match json_write(&state, &headers, body, "a sign-in", shape) {
+        Ok(f) => f,
+        Err(r) => return *r,
     };
-    let Ok(Form(f)) = form else {
-        return again("Paste a token into the field.", StatusCode::BAD_REQUEST);
-    };
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", f.token.trim())).ok();
-    let level = match bearer.as_ref() {
-        Some(b) => auth::decide(Need::View, Some(b), &state.access.tokens),
-        None => Err(auth::Refusal {
-            status: StatusCode::UNAUTHORIZED,
-            reason: "malformedAuthorization",
-            message: String::new(),
-        }),
-    };
-    let issued = level
+    let now = guard::now_s();
+    let issued = HeaderValue::from_str(&format!("Bearer {}", f.token.trim()))
         .ok()
-        .and_then(|l| session::issue(&state.access.tokens, l, guard::now_s()));
-    let Some(value) = issued else {
+        .and_then(|b| auth::decide(Need::View, Some(&b), &state.access.tokens).ok())
+        .and_then(|l| Some((session::issue(&state.access.tokens, l, now)?, l)));
+    let Some((value, level)) = issued else {
         state.metrics.api_refusal("ui", "badToken");
         tracing::warn!("dashboard sign-in refused: not a token this daemon knows");
-        return again(
-            "That is not a token this daemon knows.",
+        return refuse(
             StatusCode::UNAUTHORIZED,
+            "that is not a token this daemon knows",
         );
     };
-    let cookie = session::set_cookie(&value, session::is_https(&headers));
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, "/".to_string()),
-            (header::SET_COOKIE, cookie),
-        ],
-    )
-        .into_response()
-}
-
-pub(super) async fn signout(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(why) = from_our_page(&state, &headers) {
-        let forbidden = StatusCode::FORBIDDEN;
-        return error_page(
-            &state,
-            &headers,
-            Level::Anonymous,
-            forbidden,
-            "Refused",
-            &why,
-        );
-    }
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, "/".to_string()),
-            (header::SET_COOKIE, session::clear_cookie()),
-        ],
-    )
-        .into_response()
+    let expires = chrono::DateTime::from_timestamp(now + session::LIFETIME_SECS, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    axum::Json(serde_json::json!({
+        "session": value,
+        "level": level_name(level),
+        "expiresAt": expires,
+    }))
+    .into_response()
 }
 
 pub(super) async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
@@ -447,40 +413,14 @@ pub(super) async fn asset(axum::extract::Path(name): axum::extract::Path<String>
         .into_response()
 }
 
-/// Event streams open now.
-static STREAMS: AtomicUsize = AtomicUsize::new(0);
-
-/// One slot of [`MAX_STREAMS`], given back when the stream ends.
-struct Slot;
-
-impl Slot {
-    fn take() -> Option<Slot> {
-        let mut now = STREAMS.load(Ordering::Relaxed);
-        loop {
-            if now >= MAX_STREAMS {
-                return None;
-            }
-            match STREAMS.compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(Slot),
-                Err(seen) => now = seen,
-            }
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        STREAMS.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// A stream ends after this; the browser reconnects on its own.
 const STREAM_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// Changes within this are one event.
 const COALESCE: Duration = Duration::from_millis(200);
 
-pub(super) async fn events(State(state): State<Shared>) -> Response {
-    let Some(slot) = Slot::take() else {
+pub(super) async fn events(State(state): State<Shared>, req: axum::extract::Request) -> Response {
+    let ip = guard::caller(&req);
+    let Some(slot) = state.streams.take(ip) else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "30")],

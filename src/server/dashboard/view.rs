@@ -142,8 +142,11 @@ pub struct EnvCard {
     pub self_heal: bool,
     pub apps: usize,
     pub counts: Vec<Count>,
-    /// Apps a plan would change that wait for a human (`autoApply: false`).
+    /// Changes a plan would make that wait for a human (`autoApply: false`).
     pub awaiting: usize,
+    /// What the plan does and its digest (what an apply names).
+    pub plan: Option<crate::model::PlanSummary>,
+    pub ask: Option<AskView>,
     pub error_count: usize,
     pub errors: Vec<ProblemView>,
     pub last_sync: Option<String>,
@@ -168,16 +171,21 @@ pub struct Overview {
     pub attention_total: usize,
 }
 
-/// Apps an apply would change in an environment that doesn't apply on
-/// its own.
+/// The changes an apply would make in an environment that doesn't apply
+/// on its own: its plan's acting steps.
 fn awaiting(env: &EnvStatus, auto_apply: bool) -> usize {
-    if auto_apply {
-        return 0;
+    match (&env.plan, auto_apply) {
+        (Some(p), false) => p.changes(),
+        _ => 0,
     }
-    env.apps
-        .values()
-        .filter(|a| matches!(a.sync, SyncStatus::OutOfSync | SyncStatus::Missing))
-        .count()
+}
+
+/// The last apply an operator asked for, as the overview shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AskView {
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub at: String,
 }
 
 fn env_card(name: &str, env: &EnvStatus, snap: &Published, full: bool) -> EnvCard {
@@ -207,6 +215,16 @@ fn env_card(name: &str, env: &EnvStatus, snap: &Published, full: bool) -> EnvCar
         apps: env.apps.len(),
         counts: counts(env.apps.values().map(|a| &**a)),
         awaiting: awaiting(env, policy.auto_apply),
+        plan: env.plan.clone(),
+        ask: env.apply.as_ref().map(|a| AskView {
+            state: match a.state {
+                crate::status::AskState::Queued => "queued",
+                crate::status::AskState::Applied => "applied",
+                crate::status::AskState::Dropped => "dropped",
+            },
+            reason: a.reason.clone().filter(|_| full),
+            at: a.at.clone(),
+        }),
         error_count: env.errors.len(),
         errors: match full {
             true => env.errors.iter().map(ProblemView::from).collect(),

@@ -63,6 +63,12 @@ fn snapshot() -> Published {
                 group: format!("/{name}"),
                 commit: Some("c".repeat(40)),
                 apps,
+                // Each environment's plan updates one app.
+                plan: Some(crate::model::PlanSummary {
+                    updates: 1,
+                    digest: format!("sha256:{name}"),
+                    ..Default::default()
+                }),
                 ..EnvStatus::default()
             }),
         );
