@@ -15,7 +15,7 @@
 //! visible in ≤ 1 s; an app page with 1,000 tasks responsive.
 //!
 //! Run with `cargo bench --bench dashboard` (`-- --apps 100` for a smaller
-//! run). The browser half needs Debian's `chromium` and `npm ci --prefix
+//! run, `-- --part apps` or `--part tasks` for one half). The browser half needs Debian's `chromium` and `npm ci --prefix
 //! tests/browser`; without them it says so and measures the server only.
 
 mod common;
@@ -44,6 +44,8 @@ struct Opts {
     envs: usize,
     tasks: usize,
     runs: usize,
+    /// `apps`, `tasks` or both (`all`).
+    part: String,
 }
 
 fn opts() -> Opts {
@@ -52,6 +54,7 @@ fn opts() -> Opts {
         envs: 10,
         tasks: 1000,
         runs: 50,
+        part: "all".into(),
     };
     let args: Vec<String> = std::env::args().collect();
     for w in args.windows(2) {
@@ -61,6 +64,7 @@ fn opts() -> Opts {
             "--envs" => o.envs = n(),
             "--tasks" => o.tasks = n(),
             "--runs" => o.runs = n(),
+            "--part" => o.part = w[1].clone(),
             _ => {}
         }
     }
@@ -283,9 +287,12 @@ async fn many_apps(o: &Opts) {
     let pages = json!([
         {"name": "/healthz (floor)", "path": "/healthz", "selector": "body"},
         {"name": "app list, first page", "path": "/ui/apps", "selector": "table.apps tbody tr"},
+        // Signed in, the page shows the public rows, then its session's.
+        {"name": "the same, session's view", "path": "/ui/apps",
+         "selector": "body:not(.upgrading) .pill.admin"},
         {"name": "overview", "path": "/", "selector": ".card"},
     ]);
-    print_browser("10,000 apps", browser(&d.url, &pages, 10, None));
+    print_browser("10,000 apps", browser(&d.url, &pages, 10, Some(ADMIN)));
 }
 
 /// One environment, one app of `tasks` instances with a hot file.
@@ -359,20 +366,26 @@ async fn many_tasks(o: &Opts) {
     while let Some(r) = reports.join_next().await {
         r.unwrap();
     }
-    // This daemon has no admin token: a page shows the public view, and
-    // the task list (task ids and bundles) is in it.
+    // The task list (task ids and bundles) is for a session.
     let path = "/ui/app?env=dev&app=big";
-    let body = http
+    let r = http
         .get(format!("{}{path}", d.url))
+        .bearer_auth(ADMIN)
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
+    assert_eq!(
+        r.headers()
+            .get("x-pacer-level")
+            .and_then(|l| l.to_str().ok()),
+        Some("admin"),
+        "the admin token is not taken"
+    );
+    let body = r.text().await.unwrap();
     assert!(
         body.contains(&format!("{} task(s) report", o.tasks)),
-        "the app page does not list the tasks"
+        "the app page does not list the tasks:\n{}",
+        &body[body.find("<main").unwrap_or(0)..]
     );
     println!(
         "\n2. one app of {} tasks, each reporting its bundle",
@@ -386,15 +399,21 @@ async fn many_tasks(o: &Opts) {
         bytes / 1024
     );
     let pages = json!([
-        {"name": "app page, 1,000 tasks", "path": path, "selector": "table.tasks tbody tr"},
+        // The task table comes with the session's view.
+        {"name": format!("app page, {} tasks", o.tasks), "path": path,
+         "selector": "table.tasks tbody tr"},
     ]);
-    print_browser("1,000 tasks", browser(&d.url, &pages, 10, Some(ADMIN)));
+    print_browser("the app page", browser(&d.url, &pages, 10, Some(ADMIN)));
 }
 
 #[tokio::main]
 async fn main() {
     let o = opts();
     println!("pacer dashboard benchmark (release build; medians)\n");
-    many_apps(&o).await;
-    many_tasks(&o).await;
+    if o.part != "tasks" {
+        many_apps(&o).await;
+    }
+    if o.part != "apps" {
+        many_tasks(&o).await;
+    }
 }
