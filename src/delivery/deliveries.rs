@@ -55,6 +55,22 @@ impl Server {
             .collect()
     }
 
+    /// One app's delivery (by its Marathon id), as [`Server::deliveries`]
+    /// shows it: a page about one app reads only that app.
+    pub fn delivery_of(&self, id: &str) -> Option<Value> {
+        let bundles = self.bundles.borrow().clone();
+        let reports = self.reports.lock();
+        let tracks = self.tracks.lock();
+        let v = tracks.view(
+            &bundles,
+            &reports,
+            id,
+            now_ms(),
+            self.settings.delivery_timeout,
+        )?;
+        Some(view_json(&v))
+    }
+
     /// The tasks of `app` (its Marathon id) in `env` whose agents report,
     /// with the bundle each holds, by task id: the dashboard's task list.
     pub fn tasks_of(&self, env: &str, app: &str) -> Vec<TaskHolds> {

@@ -212,54 +212,67 @@ impl Tracks {
         now_ms: i64,
         timeout: Duration,
     ) -> HashMap<String, View> {
-        let mut out = HashMap::new();
-        for (id, b) in &bundles.apps {
-            if b.files.is_empty() {
-                continue;
-            }
-            // A hot delivery shows until the app's bundle moves on after it.
-            if let Some(t) = self.by_app.get(id)
-                && let Some(target) = t.target
-                && (t.resolved.is_none() || target >= b.index)
-                && let Some(mut d) = t.delivery(reports, now_ms, timeout)
-            {
-                if let Some((state, since)) = &t.resolved {
-                    d.state = state.clone();
-                    d.since_ms = *since;
-                }
-                let view = View {
-                    index: target,
-                    commit: Some(t.hot.commit.clone()),
-                    delivery: d,
-                    from_marathon: true,
-                };
-                out.insert(id.clone(), view);
-                continue;
-            }
-            let mine = reports.of_app(&b.env, id, now_ms / 1000);
-            if mine.is_empty() {
-                continue;
-            }
-            let since = i64::try_from(b.since_ms).unwrap_or(now_ms);
-            // No time limit here: a task Marathon has replaced keeps its
-            // report until its token expires, and must not fail a bundle.
-            let d = progress::progress(
-                b.index,
-                Running::Reporting,
-                &mine,
-                since,
-                now_ms,
-                Duration::MAX,
-            );
-            let view = View {
-                index: b.index,
-                commit: b.commit.clone(),
-                delivery: d,
-                from_marathon: false,
-            };
-            out.insert(id.clone(), view);
+        bundles
+            .apps
+            .keys()
+            .filter_map(|id| {
+                let v = self.view(bundles, reports, id, now_ms, timeout)?;
+                Some((id.clone(), v))
+            })
+            .collect()
+    }
+
+    /// One app's delivery (by its Marathon id), as [`Tracks::views`] has it.
+    pub fn view(
+        &self,
+        bundles: &Bundles,
+        reports: &Reports,
+        id: &str,
+        now_ms: i64,
+        timeout: Duration,
+    ) -> Option<View> {
+        let b = bundles.apps.get(id)?;
+        if b.files.is_empty() {
+            return None;
         }
-        out
+        // A hot delivery shows until the app's bundle moves on after it.
+        if let Some(t) = self.by_app.get(id)
+            && let Some(target) = t.target
+            && (t.resolved.is_none() || target >= b.index)
+            && let Some(mut d) = t.delivery(reports, now_ms, timeout)
+        {
+            if let Some((state, since)) = &t.resolved {
+                d.state = state.clone();
+                d.since_ms = *since;
+            }
+            return Some(View {
+                index: target,
+                commit: Some(t.hot.commit.clone()),
+                delivery: d,
+                from_marathon: true,
+            });
+        }
+        let mine = reports.of_app(&b.env, id, now_ms / 1000);
+        if mine.is_empty() {
+            return None;
+        }
+        let since = i64::try_from(b.since_ms).unwrap_or(now_ms);
+        // No time limit here: a task Marathon has replaced keeps its
+        // report until its token expires, and must not fail a bundle.
+        let d = progress::progress(
+            b.index,
+            Running::Reporting,
+            &mine,
+            since,
+            now_ms,
+            Duration::MAX,
+        );
+        Some(View {
+            index: b.index,
+            commit: b.commit.clone(),
+            delivery: d,
+            from_marathon: false,
+        })
     }
 }
 

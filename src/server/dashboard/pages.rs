@@ -278,7 +278,7 @@ pub(super) async fn app(
         .and_then(|e| e.apps.get(&p.app))
         .map(|a| a.id.clone());
     let (delivery, tasks) = match (&state.delivery, &id) {
-        (Some(d), Some(id)) => (d.deliveries().remove(id), d.tasks_of(&p.env, id)),
+        (Some(d), Some(id)) => (d.delivery_of(id), d.tasks_of(&p.env, id)),
         _ => (None, Vec::new()),
     };
     let full = level != Level::Anonymous;
