@@ -214,6 +214,9 @@ fn keep_last_good(w: &mut Work, env: &EnvName, app: &AppPath, problems: Vec<Diag
 
 /// The render thread.
 fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
+    // Where a render's time goes, at debug: reading the commit, loading
+    // the repo, planning what to render, rendering.
+    let started = std::time::Instant::now();
     let loc = RepoLocation::bare(&job.git_dir, &job.prefix);
     // The same commit again (the endpoints moved): its files are at hand.
     let same = job
@@ -229,6 +232,7 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
             .at_rev(&job.head)
             .map(|s| (Arc::new(s), Delta::everything())),
     };
+    let read_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut delta = Delta::everything();
     let mut snapshot = None;
     let loaded = match read {
@@ -270,7 +274,18 @@ fn work(job: Job, slot: Arc<Mutex<Slot>>, tx: oneshot::Sender<Outcome>) {
                 return;
             }
         };
+        let load_ms = started.elapsed().as_secs_f64() * 1000.0 - read_ms;
         let mut w = partition(&repo, &previous, &job, &delta);
+        tracing::debug!(
+            read_ms = format!("{read_ms:.1}"),
+            load_ms = format!("{load_ms:.1}"),
+            plan_ms = format!(
+                "{:.1}",
+                started.elapsed().as_secs_f64() * 1000.0 - read_ms - load_ms
+            ),
+            apps = w.todo.len(),
+            "render job: commit read, repo loaded, work planned"
+        );
         w.out.snapshot = snapshot;
         *g = Slot::Working(Box::new(w));
     }

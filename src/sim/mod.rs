@@ -110,6 +110,9 @@ impl From<&SimArgs> for SimConfig {
 /// so secrets in app definitions never end up here.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LogEntry {
+    /// When the request arrived.
+    pub received: String,
+    /// When it was answered.
     pub at: String,
     pub method: String,
     pub uri: String,

@@ -133,6 +133,9 @@ async fn read_body(body: Body, limit: Duration) -> Result<Bytes, ApiError> {
 }
 
 async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
+    // When the request reached Marathon, before it waits for the state
+    // (a long read holds it): what "sent" means to a client.
+    let received = super::now_ms();
     let (parts, body) = req.into_parts();
     let body = match read_body(body, BODY_READ_TIMEOUT).await {
         Ok(b) => b,
@@ -210,6 +213,7 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
         }
     };
     sim.record(LogEntry {
+        received: iso(received),
         at: iso(super::now_ms()),
         method: r.method.to_string(),
         uri: r.uri.clone(),

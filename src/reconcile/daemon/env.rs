@@ -174,6 +174,9 @@ impl Daemon {
                 return false;
             }
         };
+        // Reading 1,000 apps' answers is CPU work: an apply a push started
+        // (waiting on this worker) sends its write first.
+        tokio::task::yield_now().await;
         // The config server hands out the current hot files from the start;
         // only later changes are hot updates.
         for app in desired.apps.values() {
@@ -192,6 +195,7 @@ impl Daemon {
         // plan is told, so it never prunes it for a typo (the e2e test
         // `a_daemon_restarted_on_a_broken_app_does_not_prune_it`).
         let p = plan::plan(&desired, &observed, &self.unrendered(env));
+        tokio::task::yield_now().await;
         // After a restart the daemon has no memory of what it applied; the
         // live apps' `pacer.commit` labels say it instead.
         let rewind = if self.cfg.allow_rewind {
