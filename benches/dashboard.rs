@@ -202,20 +202,6 @@ fn print_browser(what: &str, r: Result<Vec<Value>, String>) {
     }
 }
 
-async fn wait_for(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<String>) {
-    let deadline = Instant::now() + within;
-    loop {
-        match f().await {
-            None => return,
-            Some(seen) => assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {seen}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn many_apps(o: &Opts) {
     let total = o.apps * o.envs;
     let dir = tempfile::tempdir().unwrap();
@@ -242,10 +228,10 @@ async fn many_apps(o: &Opts) {
     let d = serve(&repo, &sim, &dir.path().join("mirror"));
     let http = reqwest::Client::new();
     // Every app reconciled: none unknown, all counted.
-    wait_for(
+    load::wait_until(
         "every app in the status",
         Duration::from_secs(300),
-        async || {
+        || async {
             let v: Value = http
                 .get(format!("{}/api/v1/apps?per=1", d.url))
                 .send()

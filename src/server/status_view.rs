@@ -44,6 +44,13 @@ fn each(from: &Value, f: impl Fn(&Value) -> Value) -> Value {
     )
 }
 
+/// What the public view keeps of an app's delivery (the dashboard's app
+/// page shows the same): its bundle, state and task counts, not why it
+/// failed nor which files.
+pub fn public_delivery(d: &Value) -> Value {
+    Value::Object(pick(d, &["index", "commit", "state", "since", "tasks"]))
+}
+
 /// The view without a token. Pure.
 pub fn public(full: &Value) -> Value {
     let mut out = pick(full, &["writes", "webhooks"]);
@@ -120,11 +127,7 @@ pub fn public(full: &Value) -> Value {
                 app.insert("rollout".into(), Value::Object(r));
             }
             if a["delivery"].is_object() {
-                let d = pick(
-                    &a["delivery"],
-                    &["index", "commit", "state", "since", "tasks"],
-                );
-                app.insert("delivery".into(), Value::Object(d));
+                app.insert("delivery".into(), public_delivery(&a["delivery"]));
             }
             Value::Object(app)
         });

@@ -204,15 +204,7 @@ pub fn app_view(
         files,
         delivery: delivery.map(|d| match full {
             true => d,
-            // What the public status keeps of a delivery.
-            false => {
-                let keep = ["index", "commit", "state", "since", "tasks"];
-                serde_json::Value::Object(
-                    keep.iter()
-                        .filter_map(|k| Some((k.to_string(), d.get(*k)?.clone())))
-                        .collect(),
-                )
-            }
+            false => crate::server::status_view::public_delivery(&d),
         }),
         tasks,
         tasks_total,

@@ -277,11 +277,19 @@ pub(super) async fn app(
         .get(&p.env)
         .and_then(|e| e.apps.get(&p.app))
         .map(|a| a.id.clone());
+    let full = level != Level::Anonymous;
+    // Task ids are for a session: not read for anyone else.
     let (delivery, tasks) = match (&state.delivery, &id) {
-        (Some(d), Some(id)) => (d.delivery_of(id), d.tasks_of(&p.env, id)),
+        (Some(d), Some(id)) => (
+            d.delivery_of(id),
+            if full {
+                d.tasks_of(&p.env, id)
+            } else {
+                Vec::new()
+            },
+        ),
         _ => (None, Vec::new()),
     };
-    let full = level != Level::Anonymous;
     let page = p.tasks.unwrap_or(1);
     let Some(a) = app::app_view(&snap, &p.env, &p.app, full, delivery, tasks, page) else {
         let why = "No such app in the environment at the commit the daemon runs.";
