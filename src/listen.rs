@@ -25,6 +25,7 @@
 
 mod budget;
 pub mod origin;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +53,18 @@ pub struct Limits {
     /// The longest a response may wait for the client to take a byte.
     pub write_timeout: Duration,
 }
+
+/// A request's client closed the connection before its answer was ready.
+#[derive(Debug)]
+struct ClientGone;
+
+impl std::fmt::Display for ClientGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client closed the connection before the answer")
+    }
+}
+
+impl std::error::Error for ClientGone {}
 
 /// How long requests in flight may run on after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -82,8 +95,12 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper's header timer would also count the idle time of a kept-alive
-    // connection; `budget` times both apart.
-    http.timer(TokioTimer::new()).header_read_timeout(None);
+    // connection; `budget` times both apart. hyper doesn't read while a
+    // request runs (half-close mode): `stream::gone` watches for the client
+    // leaving instead, without a second read buffer per request.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .half_close(true);
     tokio::pin!(shutdown);
     loop {
         // Room first, then accept: a connection past the cap stays in the
@@ -111,18 +128,27 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let in_flight = budget::InFlight::default();
-        let io = budget::Budgeted::new(stream, limits, in_flight.clone());
+        let stream = Arc::new(stream);
+        let io = budget::Budgeted::new(stream::Shared(stream.clone()), limits, in_flight.clone());
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             // Counted from the head to the response's last frame: the read
             // timers rest meanwhile.
             let guard = in_flight.start();
             req.extensions_mut().insert(ConnectInfo(peer));
             let answer = router.clone().oneshot(req);
+            let stream = stream.clone();
             async move {
-                let resp = answer.await?;
-                Ok::<_, std::convert::Infallible>(
-                    resp.map(|body| budget::Tracked::wrap(body, guard)),
-                )
+                // A handler still working when its client leaves is dropped
+                // (an error ends the connection): a long poll frees its
+                // place at once, not when its wait runs out.
+                let gone = stream::gone(stream.clone());
+                let resp = tokio::select! {
+                    biased;
+                    resp = answer => resp,
+                    () = gone => return Err(ClientGone),
+                };
+                let Ok(resp) = resp;
+                Ok(resp.map(|body| budget::Tracked::wrap(body, guard, stream)))
             }
         });
         let conn = http.serve_connection(TokioIo::new(io), service);

@@ -135,7 +135,7 @@ async fn a_token_works_only_from_the_address_that_logged_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watches_are_capped_per_task_and_answer_when_the_daemon_stops() {
+async fn watches_are_capped_per_task_freed_when_the_agent_leaves_and_answer_at_stop() {
     let w = world().await;
     let mut d = serve(&w, &[]);
     d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
@@ -172,6 +172,38 @@ async fn watches_are_capped_per_task_and_answer_when_the_daemon_stops() {
     };
     let (s, v) = third.get(&watch, &token).await;
     assert_eq!((s, reason(&v)), (429, "tooManyWatches"), "{v}");
+
+    // An agent that goes away frees its place at once, not when its wait
+    // (5 minutes) runs out: dropping the request closes its connection.
+    let left = waiting.pop().unwrap();
+    left.abort();
+    let watchers = |n: f64| {
+        let d = &d;
+        move || async move {
+            let m = d.metrics().await;
+            if metric_value(&m, "pacer_config_watchers") == n {
+                Ok(())
+            } else {
+                Err(m)
+            }
+        }
+    };
+    wait_until(
+        "the watch of the agent that left to end",
+        Duration::from_secs(10),
+        watchers(1.0),
+    )
+    .await;
+    let (agent, again, token2) = (Agent::on(host, &d), watch.clone(), token.clone());
+    waiting.push(tokio::spawn(
+        async move { agent.get(&again, &token2).await },
+    ));
+    wait_until(
+        "its place taken again",
+        Duration::from_secs(30),
+        watchers(2.0),
+    )
+    .await;
 
     // SIGTERM: the waiting watches answer (the current bundle) rather than
     // hold the daemon's drain until they are cut.

@@ -24,7 +24,9 @@
 //! slow head.
 
 use super::Limits;
+use super::stream::Gone;
 use axum::body::{Body, Bytes, HttpBody};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// Requests of one connection whose responses are not finished yet, how
@@ -87,17 +90,24 @@ impl Drop for Guard {
     }
 }
 
-/// A response body that holds its request's [`Guard`].
+/// A response body that holds its request's [`Guard`], and ends in an
+/// error when its client leaves while it has nothing to send (an event
+/// stream between events; see `stream`).
 pub(super) struct Tracked {
     body: Body,
     _guard: Guard,
+    stream: Arc<TcpStream>,
+    /// Started the first time the body has nothing to send.
+    gone: Option<Gone>,
 }
 
 impl Tracked {
-    pub(super) fn wrap(body: Body, guard: Guard) -> Body {
+    pub(super) fn wrap(body: Body, guard: Guard, stream: Arc<TcpStream>) -> Body {
         Body::new(Tracked {
             body,
             _guard: guard,
+            stream,
+            gone: None,
         })
     }
 }
@@ -110,7 +120,22 @@ impl HttpBody for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Pending => {
+                let stream = &this.stream;
+                let gone = this
+                    .gone
+                    .get_or_insert_with(|| Box::pin(super::stream::gone(stream.clone())));
+                match gone.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(
+                        "the client closed the connection mid-response",
+                    )))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            r => r,
+        }
     }
 
     fn is_end_stream(&self) -> bool {

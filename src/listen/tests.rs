@@ -7,10 +7,13 @@ use super::{Limits, serve};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::routing::get;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Notify;
 
 /// Longer than any budget below, far shorter than the 10 s header timeout
 /// the tests leave at its default where it must not be what cuts.
@@ -68,10 +71,17 @@ fn limits(idle: Duration, write: Duration, header: Duration) -> Limits {
 }
 
 async fn start(limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    start_with(limits, router()).await
+}
+
+async fn start_with(
+    limits: Limits,
+    router: Router,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, router(), limits, async {
+    tokio::spawn(serve(listener, router, limits, async {
         let _ = stopped.await;
     }));
     (addr, stop)
@@ -111,8 +121,8 @@ async fn wait_closed(s: &mut TcpStream, within: Duration) {
         .expect("the server closes the connection");
 }
 
-/// Reads from `s` until `needle` arrives.
-async fn read_until(s: &mut TcpStream, needle: &str) {
+/// Reads from `s` until `needle` arrives; what it read.
+async fn read_until(s: &mut TcpStream, needle: &str) -> String {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let read = async {
@@ -122,9 +132,10 @@ async fn read_until(s: &mut TcpStream, needle: &str) {
             seen.extend_from_slice(&buf[..n]);
         }
     };
-    tokio::time::timeout(BOUND, read)
-        .await
-        .unwrap_or_else(|_| panic!("no {needle:?} in {}", String::from_utf8_lossy(&seen)));
+    if tokio::time::timeout(BOUND, read).await.is_err() {
+        panic!("no {needle:?} in {}", String::from_utf8_lossy(&seen));
+    }
+    String::from_utf8_lossy(&seen).into_owned()
 }
 
 #[tokio::test]
@@ -222,4 +233,107 @@ async fn a_kept_alive_connection_serves_the_next_request_and_times_its_head() {
     let started = Instant::now();
     wait_closed(&mut s, BOUND).await;
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Tells when it is dropped (with the future or stream holding it).
+struct OnDrop(Arc<Notify>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+/// `/forever`: a handler that never answers; `/silent`: a response whose
+/// body never sends a byte; both tell when they start and when dropped.
+/// `/slow`: tells when it starts, answers `done` 500 ms later.
+fn leaving_router(started: Arc<Notify>, dropped: Arc<Notify>) -> Router {
+    let (s2, d2, s3) = (started.clone(), dropped.clone(), started.clone());
+    Router::new()
+        .route("/hello", get(|| async { "hi" }))
+        .route(
+            "/forever",
+            get(move || async move {
+                let _d = OnDrop(dropped);
+                started.notify_one();
+                std::future::pending::<&str>().await
+            }),
+        )
+        .route(
+            "/slow",
+            get(move || async move {
+                s3.notify_one();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "done"
+            }),
+        )
+        .route(
+            "/silent",
+            get(move || async move {
+                s2.notify_one();
+                Body::from_stream(futures::stream::unfold(OnDrop(d2), |d| async move {
+                    let _d = d;
+                    std::future::pending::<Option<(Result<Bytes, Infallible>, OnDrop)>>().await
+                }))
+            }),
+        )
+}
+
+/// A client asks for `path` and, once its handler runs (and, for a
+/// response that started, its head came), goes away: the handler or body
+/// is dropped at once, and the only connection slot is free again.
+async fn leave_during(path: &str, head_first: bool) {
+    let (started, dropped) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (addr, _stop) = start_with(
+        limits(BOUND * 10, BOUND * 10, BOUND * 10),
+        leaving_router(started.clone(), dropped.clone()),
+    )
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::timeout(BOUND, started.notified())
+        .await
+        .expect("the handler runs");
+    if head_first {
+        read_until(&mut s, "HTTP/1.1 200").await;
+    }
+    drop(s);
+    tokio::time::timeout(BOUND, dropped.notified())
+        .await
+        .unwrap_or_else(|_| panic!("{path} still runs after its client left"));
+    let answer = fetch(addr, "/hello", BOUND).await;
+    assert!(answer.ends_with("hi"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_long_poll_is_dropped_when_its_client_leaves() {
+    leave_during("/forever", false).await;
+}
+
+#[tokio::test]
+async fn a_silent_stream_is_dropped_when_its_client_leaves() {
+    leave_during("/silent", true).await;
+}
+
+#[tokio::test]
+async fn a_request_sent_while_another_runs_is_answered_after_it() {
+    let started = Arc::new(Notify::new());
+    let router = leaving_router(started.clone(), Arc::new(Notify::new()));
+    let (addr, _stop) = start_with(limits(BOUND, BOUND, BOUND), router).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(BOUND, started.notified())
+        .await
+        .expect("the handler runs");
+    // Sent while /slow runs: bytes wait on the socket, which is a next
+    // request, not a client gone.
+    s.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let both = read_until(&mut s, "\r\n\r\nhi").await;
+    assert!(both.contains("\r\n\r\ndone"), "{both}");
 }
