@@ -310,6 +310,13 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub write_timeout: u64,
+    /// Let the process use transparent huge pages. Off by default: the
+    /// allocator asks the kernel for them, and a 2 MB page made resident by
+    /// a few small allocations counts in full against the task's memory.
+    // Measured with 10,000 agents watching: +45 % RSS with them; the
+    // reconcile bench's cycle and webhook → PUT were the same either way.
+    #[arg(long, env = "PACER_HUGE_PAGES")]
+    pub huge_pages: bool,
     #[command(flatten)]
     pub config_server: ConfigServerArgs,
 }
@@ -383,6 +390,25 @@ pub(crate) fn config(a: ServeArgs) -> Config {
     }
 }
 
+/// Turns transparent huge pages off for this process (kept across `exec`,
+/// so for the commands it runs too). A daemon holding thousands of mostly
+/// idle connections touches a few bytes here and there of each
+/// connection's buffers; with huge pages each touch makes 2 MB resident
+/// instead of 4 KB.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only; it changes a flag of this
+    // process and touches no memory of ours.
+    unsafe {
+        if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "transparent huge pages could not be turned off"
+            );
+        }
+    }
+}
+
 /// A share from 0 to 1 (`0.5`).
 fn parse_share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -392,6 +418,9 @@ fn parse_share(s: &str) -> Result<f64, String> {
 }
 
 pub(crate) fn run(a: ServeArgs) -> anyhow::Result<u8> {
+    if !a.huge_pages {
+        no_huge_pages();
+    }
     // SAFETY: no other thread runs yet: the runtime starts below, and
     // nothing before it spawns one.
     unsafe {

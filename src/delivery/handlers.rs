@@ -337,14 +337,26 @@ pub(super) async fn authenticate(
     caller: IpAddr,
     recheck: bool,
 ) -> Result<Claims, Response> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(refuse(s, Refusal::MissingToken, None, None));
-    };
-    let raw = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+    authenticate_bearer(s, bearer(headers), caller, recheck).await
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    value.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// [`authenticate`] of the token `raw` (`None`: none was sent).
+async fn authenticate_bearer(
+    s: &Server,
+    raw: Option<&str>,
+    caller: IpAddr,
+    recheck: bool,
+) -> Result<Claims, Response> {
     let Some(raw) = raw else {
         return Err(refuse(s, Refusal::MissingToken, None, None));
     };
-    let claims = match token::verify(&s.key, raw.trim(), now_ms() / 1000) {
+    let claims = match token::verify(&s.key, raw, now_ms() / 1000) {
         Ok(c) => c,
         Err(TokenError::Invalid) => return Err(refuse(s, Refusal::BadToken, None, None)),
         Err(TokenError::Expired) => return Err(refuse(s, Refusal::ExpiredToken, None, None)),
@@ -453,7 +465,10 @@ async fn config(
     headers: HeaderMap,
     query: Result<Query<ConfigQuery>, QueryRejection>,
 ) -> Response {
-    let (claims, q) = match caller(&s, peer, &headers, query).await {
+    // The checks are boxed: a watch's future keeps the size of its largest
+    // state for as long as it waits, and the checks' (a Marathon read) are
+    // several times the size of the wait's.
+    let (claims, q) = match Box::pin(caller(&s, peer, &headers, query)).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -461,6 +476,12 @@ async fn config(
         Ok(w) => w.unwrap_or(MAX_WAIT),
         Err(why) => return refuse(&s, Refusal::BadRequest(why), Some(&claims.task), None),
     };
+    // The request's header values are slices of the buffer hyper read them
+    // into: holding them through a wait of minutes would pin that buffer
+    // (8 KB) per watcher, beside the fresh one hyper reads the next request
+    // into. The token is all a wait needs again.
+    let token = bearer(&headers).map(str::to_owned);
+    drop(headers);
     let mut rx = s.bundles.clone();
     if let Some(n) = q.index.filter(|n| *n > 0) {
         let Some(_slot) = s.watches.enter(&claims.task) else {
@@ -494,7 +515,13 @@ async fn config(
         // Minutes may have passed: the token may have expired, or its task
         // ended, meanwhile.
         if waited
-            && let Err(resp) = authenticate(&s, &headers, peer.ip().to_canonical(), false).await
+            && let Err(resp) = Box::pin(authenticate_bearer(
+                &s,
+                token.as_deref(),
+                peer.ip().to_canonical(),
+                false,
+            ))
+            .await
         {
             return resp;
         }
