@@ -264,7 +264,7 @@ async fn main() {
     let rss_before = load::rss_kb(daemon.pid());
     let (tx, mut seen) = mpsc::unbounded_channel();
     let errors = Arc::new(load::Errors::default());
-    let mut watchers = load::watch_all(&daemon, &clients, &logins, tx, &errors);
+    let mut watchers = load::watch_all(&daemon, &logins, tx, &errors);
     load::wait_watchers(&http, &daemon, o.watchers).await;
     let rss_with = load::rss_kb(daemon.pid());
     let per_watcher = (rss_with.saturating_sub(rss_before)) as f64 * 1024.0 / o.watchers as f64;

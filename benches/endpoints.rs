@@ -191,7 +191,7 @@ async fn main() {
     .await;
     let (tx, mut seen) = mpsc::unbounded_channel();
     let errors = Arc::new(load::Errors::default());
-    let mut watchers = load::watch_all(&daemon, &clients, &logins, tx, &errors);
+    let mut watchers = load::watch_all(&daemon, &logins, tx, &errors);
     load::wait_watchers(&http, &daemon, o.agents).await;
     println!("{} agents watching\n", logins.len());
 

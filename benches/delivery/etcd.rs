@@ -1,10 +1,12 @@
 //! The same fan-out against etcd: `watchers` streams on one key through
-//! etcd's v3 JSON gateway (`POST /v3/watch`, one HTTP/1 connection each),
-//! one put, the time until every stream has the event.
+//! etcd's v3 JSON gateway (`POST /v3/watch`, one HTTP/1 connection each, on
+//! the same client as pacer's watchers), one put, the time until every
+//! stream has the event.
 
-use super::load::rss_kb;
+use super::load::{client, rss_kb};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -78,41 +80,53 @@ fn start(dir: &Path) -> Result<(Etcd, String), String> {
 /// Reads one watch stream: counts its `created` answer, then reports every
 /// event with when it arrived.
 async fn watch(
-    http: reqwest::Client,
-    url: String,
+    to: std::net::SocketAddr,
     key: String,
     created: Arc<AtomicUsize>,
     seen: mpsc::UnboundedSender<Instant>,
     mut permit: Option<OwnedSemaphorePermit>,
 ) {
-    let body = json!({"create_request": {"key": key}});
-    let Ok(mut r) = http
-        .post(format!("{url}/v3/watch"))
-        .json(&body)
-        .send()
-        .await
-    else {
+    let Ok((mut send, conn)) = client::connect(None, to).await else {
         return;
     };
-    let mut buf = Vec::new();
-    while let Ok(Some(chunk)) = r.chunk().await {
-        buf.extend_from_slice(&chunk);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+    let body = json!({"create_request": {"key": key}}).to_string();
+    let read = async {
+        let req = hyper::Request::post("/v3/watch")
+            .header(hyper::header::HOST, "etcd")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let Ok(r) = send.send_request(req).await else {
+            return;
+        };
+        let mut stream = r.into_body();
+        let mut buf = Vec::new();
+        while let Some(Ok(frame)) = stream.frame().await {
+            let Ok(chunk) = frame.into_data() else {
                 continue;
             };
-            if v["result"]["created"] == true {
-                created.fetch_add(1, Ordering::Relaxed);
-                drop(permit.take());
-            }
-            if v["result"]["events"]
-                .as_array()
-                .is_some_and(|e| !e.is_empty())
-            {
-                let _ = seen.send(Instant::now());
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                if v["result"]["created"] == true {
+                    created.fetch_add(1, Ordering::Relaxed);
+                    drop(permit.take());
+                }
+                if v["result"]["events"]
+                    .as_array()
+                    .is_some_and(|e| !e.is_empty())
+                {
+                    let _ = seen.send(Instant::now());
+                }
             }
         }
+    };
+    tokio::select! {
+        _ = conn => {}
+        () = read => {}
     }
 }
 
@@ -150,13 +164,13 @@ pub async fn fan_out(watchers: usize, puts: usize, dir: &Path) -> Result<Figures
     let gate = Arc::new(Semaphore::new(256));
     let mut set = JoinSet::new();
     for _ in 0..watchers {
-        let (http, url, key) = (http.clone(), etcd.url.clone(), key.clone());
+        let (to, key) = (client::addr_of(&etcd.url), key.clone());
         let (created, tx, gate) = (created.clone(), tx.clone(), gate.clone());
         set.spawn(async move {
             // Connect a few hundred at a time; the permit goes once the
             // watch is created.
             let permit = gate.acquire_owned().await.unwrap();
-            watch(http, url, key, created, tx, Some(permit)).await;
+            watch(to, key, created, tx, Some(permit)).await;
         });
     }
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+#[path = "client.rs"]
+pub mod client;
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -288,11 +291,11 @@ pub async fn log_in_where(
     out
 }
 
-/// Starts one watcher per login: a first read for the index, then blocking
-/// queries; each change it reads is reported on `seen` with when.
+/// Starts one watcher per login, each on its own connection from its
+/// task's host: a first read for the index, then blocking queries; each
+/// change it reads is reported on `seen` with when.
 pub fn watch_all(
     d: &Daemon,
-    clients: &Arc<Clients>,
     logins: &[Login],
     seen: mpsc::UnboundedSender<Instant>,
     errors: &Arc<Errors>,
@@ -300,53 +303,71 @@ pub fn watch_all(
     // The first reads go a few hundred at a time, so 10,000 connects don't
     // overflow the listener's accept queue.
     let gate = Arc::new(Semaphore::new(256));
+    let to = client::addr_of(&d.url);
     let mut set = JoinSet::new();
     for l in logins {
-        let (gate, clients, seen, errors) =
-            (gate.clone(), clients.clone(), seen.clone(), errors.clone());
-        let (url, l) = (d.url.clone(), l.clone());
+        let (gate, seen, errors) = (gate.clone(), seen.clone(), errors.clone());
+        let from: IpAddr = l.host.parse().expect("a loopback task host");
+        let bearer = format!("Bearer {}", l.token);
         set.spawn(async move {
-            let http = clients.on(&l.host);
             let mut permit = Some(gate.acquire_owned().await.unwrap());
             let mut index = 0;
             loop {
-                // The first read has no index: it learns it.
-                let q = match permit {
-                    Some(_) => String::new(),
-                    None => format!("?index={index}&wait=60s"),
-                };
-                let r = http
-                    .get(format!("{url}/v1/config{q}"))
-                    .bearer_auth(&l.token)
-                    .send()
-                    .await;
-                let got = match r {
-                    Ok(r) if r.status().is_success() => {
-                        let i = r
-                            .headers()
-                            .get("x-pacer-index")
-                            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                        match r.bytes().await {
-                            Ok(_) => i.ok_or_else(|| "no X-Pacer-Index".to_string()),
-                            Err(e) => Err(format!("reading the body: {}", kind(&e))),
-                        }
-                    }
-                    Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
-                    Err(e) => Err(kind(&e)),
-                };
-                let i = match got {
-                    Ok(i) => i,
-                    Err(what) => {
-                        errors.add(what);
+                let (mut send, conn) = match client::connect(Some(from), to).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        errors.add(e);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
-                // The long polls hold no permit.
-                if permit.take().is_none() && i != index {
-                    let _ = seen.send(Instant::now());
-                }
-                index = i;
+                let session = async {
+                    loop {
+                        // The first read has no index: it learns it.
+                        let uri = match permit {
+                            Some(_) => "/v1/config".to_string(),
+                            None => format!("/v1/config?index={index}&wait=60s"),
+                        };
+                        let req = hyper::Request::get(uri)
+                            .header(hyper::header::HOST, "pacer")
+                            .header(hyper::header::AUTHORIZATION, &bearer)
+                            .body(axum::body::Body::empty())
+                            .unwrap();
+                        send.ready()
+                            .await
+                            .map_err(|e| format!("request error ({e})"))?;
+                        let r = send
+                            .send_request(req)
+                            .await
+                            .map_err(|e| format!("request error ({e})"))?;
+                        let status = r.status();
+                        let i = r
+                            .headers()
+                            .get("x-pacer-index")
+                            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                        client::body(r).await?;
+                        let i = match i {
+                            Some(i) if status.is_success() => i,
+                            _ if !status.is_success() => {
+                                errors.add(format!("HTTP {}", status.as_u16()));
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                            _ => return Err::<(), String>("no X-Pacer-Index".into()),
+                        };
+                        // The long polls hold no permit.
+                        if permit.take().is_none() && i != index {
+                            let _ = seen.send(Instant::now());
+                        }
+                        index = i;
+                    }
+                };
+                let ended = tokio::select! {
+                    r = conn => format!("connection ended ({r:?})"),
+                    r = session => r.err().unwrap_or_default(),
+                };
+                errors.add(ended);
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
     }
@@ -372,27 +393,6 @@ impl Errors {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-fn kind(e: &reqwest::Error) -> String {
-    let what = if e.is_connect() {
-        "connect"
-    } else if e.is_timeout() {
-        "timeout"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else if e.is_request() {
-        "request"
-    } else {
-        "other"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut last = String::new();
-    while let Some(s) = source {
-        last = s.to_string();
-        source = s.source();
-    }
-    format!("{what} error ({last})")
 }
 
 /// Opens `n` connections that each send one `GET /healthz` and then stay
