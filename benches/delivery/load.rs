@@ -60,6 +60,9 @@ pub async fn start_sim(repo: &Path, tasks: usize) -> String {
         start_delay_ms: 0,
         healthy_delay_ms: 0,
         task_hosts: pacer::sim::state::TaskHosts::Loopback,
+        // Every app is put at once: Marathon's default of 100 deployments
+        // in flight would refuse some (403) while the first ones finish.
+        max_running_deployments: 100_000,
         ..pacer::sim::Settings::default()
     })
     .await;
