@@ -201,6 +201,21 @@ async fn a_hot_change_reaches_the_app_within_a_second_with_no_deployment_and_sho
     assert!(metric_value(&m, "pacer_config_reports_total") >= 3.0, "{m}");
 }
 
+/// Web's two tasks: the first runs an agent (no app of its own), the
+/// other none. Returns once the agent reported.
+async fn one_agent_of_two(w: &crate::util::harness::World, d: &Daemon) -> AgentProc {
+    let web = tasks(w, "/dev/web", 2).await;
+    let root = w.scratch.path().join("web-task");
+    let log = w.scratch.path().join("agent-web.log");
+    let a = AgentProc(
+        agent(&d.url, &web[0], "/dev/web", &root, &log)
+            .spawn()
+            .unwrap(),
+    );
+    web_delivery(d, "the agent's first report", |v| v["state"] == "delivered").await;
+    a
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_without_an_agent_keeps_a_hot_change_delivering_until_it_fails() {
     let w = world().await;
@@ -210,19 +225,7 @@ async fn a_task_without_an_agent_keeps_a_hot_change_delivering_until_it_fails() 
     w.git.commit_push("web: two instances in dev");
     let d = serve(&w, &["--delivery-timeout", "3"]);
     d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
-    let web = tasks(&w, "/dev/web", 2).await;
-    let root = w.scratch.path().join("web-task");
-    let log = w.scratch.path().join("agent-web.log");
-    // One of the two tasks runs an agent (no app of its own).
-    let _a = AgentProc(
-        agent(&d.url, &web[0], "/dev/web", &root, &log)
-            .spawn()
-            .unwrap(),
-    );
-    web_delivery(&d, "the agent's first report", |v| {
-        v["state"] == "delivered"
-    })
-    .await;
+    let _a = one_agent_of_two(&w, &d).await;
 
     let c = hot_commit(&w, "65", "68");
     let (s, v) = d.github_push(&c, SECRET).await;
@@ -454,5 +457,63 @@ async fn a_report_counts_only_for_its_tokens_own_task_and_app() {
         metric_value(&m, "pacer_config_refusals_total{reason=\"otherApp\"}"),
         2.0,
         "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_delivery_in_progress_is_taken_up_again_after_a_restart() {
+    let w = world().await;
+    w.git
+        .repo
+        .edit("apps/web/env/dev.yaml", "instances: 1", "instances: 2");
+    w.git.commit_push("web: two instances in dev");
+    // The same address and state directory across the restart.
+    let listen = format!("127.0.0.1:{}", crate::util::free_port());
+    let mut args = w.serve_args(&w.git.url(), &w.sim.url, 1, 60, "mirror");
+    let at = args.iter().position(|a| a == "127.0.0.1:0").unwrap();
+    args[at] = listen;
+    args.extend(
+        [
+            "--env",
+            "dev",
+            "--task-recheck",
+            "1",
+            "--delivery-timeout",
+            "8",
+        ]
+        .map(String::from),
+    );
+    let mut d = Daemon::start(w.scratch.path(), &args);
+    d.wait_all("dev", "inSync", Duration::from_secs(60)).await;
+    // The delivery can't end before its timeout, and fails then.
+    let _a = one_agent_of_two(&w, &d).await;
+    let c = hot_commit(&w, "65", "70");
+    let (s, v) = d.github_push(&c, SECRET).await;
+    assert_eq!(s, 202, "{v}");
+    web_delivery(&d, "c delivering", |v| {
+        v["commit"] == c.as_str() && v["state"] == "delivering"
+    })
+    .await;
+
+    assert!(
+        d.proc.terminate(Duration::from_secs(15)),
+        "the daemon stops"
+    );
+    let d = Daemon::start(w.scratch.path(), &args);
+    // Followed again by the next run, and ended by the first run's clock:
+    // failed, recorded, where it used to be forgotten (`unconfirmed`).
+    let v = web_delivery(&d, "c taken up and failed after its timeout", |v| {
+        v["commit"] == c.as_str() && v["state"] == "failed"
+    })
+    .await;
+    assert_eq!(v["tasksFrom"], "marathon", "{v:#}");
+    let why = v["reason"].as_str().unwrap_or("");
+    assert!(why.contains("1 never reported"), "{v:#}");
+    let r = record(&w, &c, "web").await;
+    assert_eq!(r["outcome"], "deliveryFailed", "{r:#}");
+    let log = read(&d.proc.log);
+    assert!(
+        log.contains("following the hot deliveries the last run left in progress"),
+        "{log}"
     );
 }

@@ -116,10 +116,14 @@ impl Server {
         }
         let bundles = self.bundles.borrow().clone();
         let now = now_ms();
-        let mut reports = self.reports.lock();
-        reports.sweep(now / 1000);
-        let mut tracks = self.tracks.lock();
-        let ended = tracks.evaluate(&bundles, &reports, now, self.settings.delivery_timeout);
+        let (ended, open) = {
+            let mut reports = self.reports.lock();
+            reports.sweep(now / 1000);
+            let mut tracks = self.tracks.lock();
+            let ended = tracks.evaluate(&bundles, &reports, now, self.settings.delivery_timeout);
+            (ended, tracks.open())
+        };
+        self.keep_open(open).await;
         if !ended.is_empty() {
             self.delivered.notify_one();
         }
@@ -135,6 +139,31 @@ impl Server {
                     outcome: outcome.into(),
                 })
                 .inc();
+        }
+    }
+
+    /// Writes the deliveries in progress to the state dir when they
+    /// changed, so that a restart takes them up again ([`load_open`]).
+    async fn keep_open(&self, open: Vec<track::Open>) {
+        if *self.kept_open.lock() == open {
+            return;
+        }
+        let path = self.open_file.clone();
+        let bytes = serde_json::to_vec(&open).unwrap_or_default();
+        let written = tokio::task::spawn_blocking(move || {
+            let tmp = super::private::write_temp(&path, &bytes)?;
+            std::fs::rename(&tmp, &path)?;
+            super::private::sync_parent(&path);
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => *self.kept_open.lock() = open,
+            Ok(Err(e)) => tracing::warn!(
+                file = %self.open_file.display(),
+                "config server: keeping the hot deliveries in progress failed: {e}"
+            ),
+            Err(_) => {}
         }
     }
 
@@ -228,4 +257,30 @@ fn view_json(v: &track::View) -> Value {
         out["failedFiles"] = json!(d.failed_files);
     }
     out
+}
+
+/// The largest file of deliveries in progress read back.
+const MAX_OPEN_BYTES: u64 = 16 << 20;
+
+/// The deliveries a previous run left in progress, kept in `path`; none
+/// when it is missing, and none (said at warn) when it can't be read.
+pub(super) fn load_open(path: &std::path::Path) -> Vec<track::Open> {
+    let read = || -> Result<Vec<track::Open>, String> {
+        let f = match super::private::open_read(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_OPEN_BYTES + 1), &mut bytes)
+            .map_err(|e| e.to_string())?;
+        if bytes.len() as u64 > MAX_OPEN_BYTES {
+            return Err(format!("larger than {MAX_OPEN_BYTES} bytes"));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    };
+    read().unwrap_or_else(|e| {
+        tracing::warn!(file = %path.display(), "config server: the hot deliveries in progress can't be read ({e}); they show as unconfirmed");
+        Vec::new()
+    })
 }

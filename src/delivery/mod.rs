@@ -175,6 +175,11 @@ pub struct Server {
     wake: Arc<tokio::sync::Notify>,
     /// Wakes the daemon: a hot delivery ended, to be recorded.
     delivered: Arc<tokio::sync::Notify>,
+    /// `<state dir>/hot-deliveries.json`: the deliveries in progress, so a
+    /// restart takes them up again.
+    open_file: PathBuf,
+    /// What that file holds.
+    kept_open: Mutex<Vec<track::Open>>,
 }
 
 /// Logins checked with Marathon at once; more are answered 503.
@@ -236,6 +241,16 @@ impl Server {
             )),
             None => Arc::new(local),
         };
+        let open_file = dir.join("hot-deliveries.json");
+        let open = deliveries::load_open(&open_file);
+        if !open.is_empty() {
+            tracing::info!(
+                deliveries = open.len(),
+                "config server: following the hot deliveries the last run left in progress"
+            );
+        }
+        let mut tracks = track::Tracks::default();
+        tracks.resume(open.clone());
         let start = u64::try_from(now_ms()).unwrap_or(0);
         let mut tracker = Tracker::new(start);
         tracker.update(&published.latest(), start);
@@ -266,9 +281,11 @@ impl Server {
             stopping: watch::channel(false).0,
             metrics: DeliveryMetrics::new(),
             reports: Mutex::default(),
-            tracks: Mutex::default(),
+            tracks: Mutex::new(tracks),
             wake: wake.clone(),
             delivered: Arc::default(),
+            open_file,
+            kept_open: Mutex::new(open),
         });
         tokio::spawn(deliveries::follow(
             Arc::downgrade(&server),

@@ -17,6 +17,7 @@
 use super::bundle::Bundles;
 use super::progress::{self, Delivery, Running, State};
 use super::reports::Reports;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -82,6 +83,21 @@ pub struct View {
 pub struct Tracks {
     by_app: HashMap<String, Track>,
     resolved: VecDeque<Resolution>,
+    /// Deliveries a previous run left in progress, until their app's bundle
+    /// is served again ([`Tracks::resume`]).
+    resumable: Vec<Open>,
+}
+
+/// A hot delivery in progress, as kept across a restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Open {
+    pub env: String,
+    pub app: String,
+    pub id: String,
+    pub commit: String,
+    /// When it was handed over, Unix ms: its timeout runs from then.
+    pub started_ms: i64,
 }
 
 impl Tracks {
@@ -111,6 +127,70 @@ impl Tracks {
         self.by_app.insert(t.hot.id.clone(), t);
     }
 
+    /// The deliveries in progress, to keep across a restart.
+    pub fn open(&self) -> Vec<Open> {
+        let mut open: Vec<Open> = self
+            .by_app
+            .values()
+            .filter(|t| t.resolved.is_none())
+            .map(|t| Open {
+                env: t.hot.env.clone(),
+                app: t.hot.app.clone(),
+                id: t.hot.id.clone(),
+                commit: t.hot.commit.clone(),
+                started_ms: t.started_ms,
+            })
+            .chain(self.resumable.iter().cloned())
+            .collect();
+        open.sort_by(|a, b| a.id.cmp(&b.id));
+        open
+    }
+
+    /// Takes up the deliveries a previous run left in progress. Each is
+    /// followed again once its app's bundle at its commit is served (the
+    /// agents re-read it after the restart and report), and still ends by
+    /// its first hand-over's time; one whose bundle moved on to another
+    /// commit meanwhile is dropped after the timeout, unrecorded.
+    pub fn resume(&mut self, open: Vec<Open>) {
+        self.resumable = open.into_iter().take(MAX_TRACKS).collect();
+    }
+
+    /// Moves the resumable deliveries whose app is served into the
+    /// followed ones (a newer hand-over of the app wins); drops those past
+    /// `timeout` whose app never came back.
+    fn take_up(&mut self, bundles: &Bundles, now_ms: i64, timeout_ms: i64) {
+        let mut waiting = Vec::new();
+        for o in std::mem::take(&mut self.resumable) {
+            if self.by_app.contains_key(&o.id) {
+                continue;
+            }
+            if !bundles.apps.contains_key(&o.id) {
+                if now_ms.saturating_sub(o.started_ms) < timeout_ms {
+                    waiting.push(o);
+                }
+                continue;
+            }
+            let mut t = Track {
+                hot: Hot {
+                    env: o.env,
+                    app: o.app,
+                    id: o.id,
+                    commit: o.commit,
+                },
+                // Indexes start over with the run: only the commit's own
+                // bundle is the target.
+                after: u64::MAX,
+                target: None,
+                started_ms: o.started_ms,
+                running: None,
+                resolved: None,
+            };
+            t.find_target(bundles);
+            self.by_app.insert(t.hot.id.clone(), t);
+        }
+        self.resumable = waiting;
+    }
+
     /// Apps whose delivery is in progress and whose list of running tasks
     /// is older than [`REFRESH`] (or missing): `(env, app id)`.
     pub fn stale(&self, now_ms: i64) -> Vec<(String, String)> {
@@ -129,7 +209,7 @@ impl Tracks {
 
     /// Whether a delivery is in progress (the clock matters then).
     pub fn busy(&self) -> bool {
-        self.by_app.values().any(|t| t.resolved.is_none())
+        !self.resumable.is_empty() || self.by_app.values().any(|t| t.resolved.is_none())
     }
 
     /// Marathon's list of `app`'s live tasks.
@@ -150,6 +230,7 @@ impl Tracks {
     ) -> Vec<Resolution> {
         let mut done = Vec::new();
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        self.take_up(bundles, now_ms, timeout_ms);
         self.by_app.retain(|id, t| {
             // Past its time and never served: a later commit replaced the
             // app's bundle first. No delivery of it to decide (nor record).
@@ -451,6 +532,67 @@ mod tests {
         report(&mut reports, "old", 40, 900);
         let v = &t.views(&b, &reports, 9_000_000, MIN)["/dev/web"];
         assert_eq!(v.delivery.state, State::Delivering);
+    }
+
+    #[test]
+    fn a_delivery_left_open_by_a_previous_run_resumes_and_ends_by_its_first_time() {
+        let mut before = Tracks::default();
+        before.start(hot("c2"), &bundles(50, "c2", 1_000), 1_200);
+        let open = before.open();
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].commit.as_str(), open[0].started_ms), ("c2", 1_000));
+
+        // The next run: nothing served yet, then the app at c2 under an
+        // index of this run's own (its start's time).
+        let mut t = Tracks::default();
+        t.resume(open.clone());
+        assert!(t.busy(), "the clock matters for a resumable delivery");
+        assert_eq!(t.open(), open, "kept again before it is served");
+        t.evaluate(&Bundles::default(), &Reports::default(), 2_000, MIN);
+        let b = bundles(90_000, "c2", 90_000);
+        let mut reports = Reports::default();
+        t.evaluate(&b, &reports, 2_100, MIN);
+        assert_eq!(t.stale(2_100), [("dev".into(), "/dev/web".into())]);
+        t.listed(
+            "/dev/web",
+            Listed {
+                read_ms: 2_100,
+                tasks: vec!["a".into()],
+            },
+        );
+        report(&mut reports, "a", 90_000, 2_200);
+        t.evaluate(&b, &reports, 2_300, MIN);
+        let r = t.take_resolved();
+        assert_eq!((r.len(), r[0].failed.clone()), (1, None), "{r:?}");
+        assert!(t.open().is_empty());
+
+        // One whose task never reports fails a minute after its first
+        // hand-over, not after the restart.
+        let mut t = Tracks::default();
+        t.resume(vec![Open {
+            started_ms: 1_000,
+            ..open[0].clone()
+        }]);
+        t.evaluate(&b, &Reports::default(), 2_000, MIN);
+        t.listed(
+            "/dev/web",
+            Listed {
+                read_ms: 2_000,
+                tasks: vec!["a".into()],
+            },
+        );
+        t.evaluate(&b, &Reports::default(), 60_999, MIN);
+        assert!(t.take_resolved().is_empty());
+        t.evaluate(&b, &Reports::default(), 61_000, MIN);
+        assert!(t.take_resolved()[0].failed.is_some());
+
+        // Its app at another commit by now: dropped after the timeout.
+        let mut t = Tracks::default();
+        t.resume(open);
+        let moved = bundles(90_000, "c3", 90_000);
+        t.evaluate(&moved, &Reports::default(), 2_000, MIN);
+        t.evaluate(&moved, &Reports::default(), 61_000, MIN);
+        assert!(t.take_resolved().is_empty() && !t.busy());
     }
 
     #[test]
