@@ -106,6 +106,15 @@ async fn each_caller_sees_its_level_and_only_an_admin_applies_the_reviewed_plan(
         .unwrap()
         .to_string();
     assert_eq!(s["environments"]["prod"]["plan"]["creates"], 4, "{s:#}");
+    // `pacer status` shows the same plan waiting.
+    let out = crate::util::pacer(&["status", "--daemon", &d.url, "--env", "prod"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "plan: 4 to create, 0 to update, 0 to delete, 0 to heal (plan {prod_plan})"
+        )),
+        "{out:?}"
+    );
 
     // Anyone: every environment, what waits for a human, under a strict
     // content policy; no action and nothing quoted from the config.

@@ -282,10 +282,14 @@ fn render(status: &Value, md: bool) -> String {
                     text(&err["message"])
                 ));
             }
+            if a["rollout"].is_object() {
+                out.push_str(&rollout_line(&a["rollout"]));
+            }
             if a["delivery"].is_object() {
                 out.push_str(&delivery_line(&a["delivery"]));
             }
         }
+        out.push_str(&plan_lines(e));
         for err in e["errors"].as_array().into_iter().flatten() {
             // The daemon's are strings; ours are {message} objects.
             let msg = err
@@ -347,6 +351,57 @@ fn endpoints(e: &Value, md: bool) -> String {
 
 /// An app's config delivery: its state, how many tasks hold the bundle,
 /// and why it failed.
+/// What applying the environment would do now (when anything), and the
+/// last apply an operator asked for.
+fn plan_lines(e: &Value) -> String {
+    let mut out = String::new();
+    let p = &e["plan"];
+    let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    if n("creates") + n("updates") + n("deletes") + n("heals") > 0 {
+        out.push_str(&format!(
+            "  plan: {} to create, {} to update, {} to delete, {} to heal (plan {})\n",
+            n("creates"),
+            n("updates"),
+            n("deletes"),
+            n("heals"),
+            text(&p["digest"])
+        ));
+    }
+    let a = &e["apply"];
+    if a.is_object() {
+        out.push_str(&format!("  apply asked: {}", text(&a["state"])));
+        if let Some(why) = a["reason"].as_str() {
+            out.push_str(&format!(" ({why})"));
+        }
+        out.push_str(&format!(
+            ", plan {} at {}\n",
+            text(&a["plan"]),
+            text(&a["at"])
+        ));
+    }
+    out
+}
+
+/// A deployment touching the app: Marathon's task counts against its target.
+fn rollout_line(r: &Value) -> String {
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    let ids: Vec<&str> = r["deployments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!(
+        "      rollout: {} of {} running, {} healthy, {} staged, {} unhealthy (deployment {})\n",
+        n("running"),
+        n("instances"),
+        n("healthy"),
+        n("staged"),
+        n("unhealthy"),
+        ids.join(", ")
+    )
+}
+
 fn delivery_line(d: &Value) -> String {
     let index = d["index"].as_u64().unwrap_or(0);
     let count = d["tasks"]["count"].as_u64().unwrap_or(0);
@@ -477,6 +532,42 @@ mod tests {
         assert!(md.contains("| `/dev/cache` | 3 | current |"), "{md}");
         // No endpoints followed: nothing printed.
         assert!(!render(&sample(), false).contains("live endpoints"));
+    }
+
+    #[test]
+    fn status_text_shows_a_rollout_the_plan_that_waits_and_the_last_apply() {
+        let mut v = sample();
+        v["environments"]["dev"]["apps"]["web"]["rollout"] = json!({
+            "deployments": ["d-7"], "instances": 4, "staged": 1, "running": 3,
+            "healthy": 2, "unhealthy": 0});
+        v["environments"]["dev"]["plan"] = json!({
+            "creates": 1, "updates": 2, "deletes": 0, "heals": 0, "digest": "sha256:9f0c"});
+        v["environments"]["dev"]["apply"] = json!({
+            "plan": "sha256:1234567890abcdef", "state": "dropped",
+            "reason": "the plan changed", "at": "2026-12-04T10:00:00Z"});
+        let s = render(&v, false);
+        assert!(
+            s.contains(
+                "rollout: 3 of 4 running, 2 healthy, 1 staged, 0 unhealthy (deployment d-7)"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("plan: 1 to create, 2 to update, 0 to delete, 0 to heal (plan sha256:9f0c)"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "apply asked: dropped (the plan changed), plan sha256:1234567890abcdef at 2026-12-04T10:00:00Z"
+            ),
+            "{s}"
+        );
+        // Nothing to apply, nothing asked: no such lines.
+        let quiet = render(&sample(), false);
+        assert!(
+            !quiet.contains("plan:") && !quiet.contains("apply asked"),
+            "{quiet}"
+        );
     }
 
     #[test]
