@@ -75,4 +75,5 @@ pub mod server;
 pub mod sim;
 pub mod sops;
 pub mod source;
+pub mod state_file;
 pub mod status;

@@ -12,6 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("redact", &[]),
     ("listen", &[]),
+    ("state_file", &[]),
     ("sops", &["model"]),
     ("agent", &["listen", "model"]),
     ("source", &["model", "redact"]),
@@ -36,7 +37,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("status", &["model", "redact", "render", "source"]),
     (
         "delivery",
-        &["listen", "marathon", "model", "redact", "render", "status"],
+        &[
+            "listen",
+            "marathon",
+            "model",
+            "redact",
+            "render",
+            "state_file",
+            "status",
+        ],
     ),
     // The dashboard shows the published desired state: render's types.
     (
@@ -50,8 +59,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "reconcile",
         &[
-            "apply", "delivery", "diff", "ha", "listen", "marathon", "model", "observe", "plan",
-            "record", "redact", "render", "server", "source", "status",
+            "apply",
+            "delivery",
+            "diff",
+            "ha",
+            "listen",
+            "marathon",
+            "model",
+            "observe",
+            "plan",
+            "record",
+            "redact",
+            "render",
+            "server",
+            "source",
+            "state_file",
+            "status",
         ],
     ),
     (

@@ -349,8 +349,6 @@ fn endpoints(e: &Value, md: bool) -> String {
     out
 }
 
-/// An app's config delivery: its state, how many tasks hold the bundle,
-/// and why it failed.
 /// What applying the environment would do now (when anything), and the
 /// last apply an operator asked for.
 fn plan_lines(e: &Value) -> String {
@@ -402,6 +400,8 @@ fn rollout_line(r: &Value) -> String {
     )
 }
 
+/// An app's config delivery: its state, how many tasks hold the bundle,
+/// and why it failed.
 fn delivery_line(d: &Value) -> String {
     let index = d["index"].as_u64().unwrap_or(0);
     let count = d["tasks"]["count"].as_u64().unwrap_or(0);

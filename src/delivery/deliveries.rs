@@ -148,15 +148,9 @@ impl Server {
         if *self.kept_open.lock() == open {
             return;
         }
-        let path = self.open_file.clone();
-        let bytes = serde_json::to_vec(&open).unwrap_or_default();
-        let written = tokio::task::spawn_blocking(move || {
-            let tmp = super::private::write_temp(&path, &bytes)?;
-            std::fs::rename(&tmp, &path)?;
-            super::private::sync_parent(&path);
-            Ok::<_, std::io::Error>(())
-        })
-        .await;
+        let (path, value) = (self.open_file.clone(), open.clone());
+        let written =
+            tokio::task::spawn_blocking(move || crate::state_file::write_json(&path, &value)).await;
         match written {
             Ok(Ok(())) => *self.kept_open.lock() = open,
             Ok(Err(e)) => tracing::warn!(
@@ -265,22 +259,10 @@ const MAX_OPEN_BYTES: u64 = 16 << 20;
 /// The deliveries a previous run left in progress, kept in `path`; none
 /// when it is missing, and none (said at warn) when it can't be read.
 pub(super) fn load_open(path: &std::path::Path) -> Vec<track::Open> {
-    let read = || -> Result<Vec<track::Open>, String> {
-        let f = match super::private::open_read(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.to_string()),
-        };
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_OPEN_BYTES + 1), &mut bytes)
-            .map_err(|e| e.to_string())?;
-        if bytes.len() as u64 > MAX_OPEN_BYTES {
-            return Err(format!("larger than {MAX_OPEN_BYTES} bytes"));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-    };
-    read().unwrap_or_else(|e| {
-        tracing::warn!(file = %path.display(), "config server: the hot deliveries in progress can't be read ({e}); they show as unconfirmed");
-        Vec::new()
-    })
+    crate::state_file::read_json(path, MAX_OPEN_BYTES)
+        .unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), "config server: the hot deliveries in progress can't be read ({e}); they show as unconfirmed");
+            None
+        })
+        .unwrap_or_default()
 }

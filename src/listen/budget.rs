@@ -26,7 +26,6 @@
 use super::Limits;
 use super::stream::Gone;
 use axum::body::{Body, Bytes, HttpBody};
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;

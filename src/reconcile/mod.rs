@@ -20,7 +20,6 @@ pub mod endpoints;
 pub mod history;
 pub mod records;
 pub mod render_job;
-pub mod state;
 pub mod writer;
 // The status lives below the server, which reads it; the daemon writes it.
 pub use crate::status::{self, health, published};

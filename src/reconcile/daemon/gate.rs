@@ -104,7 +104,7 @@ impl Gate {
 
     fn save(&self) {
         let Some(path) = &self.state_file else { return };
-        if let Err(e) = crate::reconcile::state::write_json(path, &self.anchors) {
+        if let Err(e) = crate::state_file::write_json(path, &self.anchors) {
             tracing::warn!(file = %path.display(), "keeping the verified commits failed: {e}");
         }
     }
@@ -145,7 +145,7 @@ fn refusal_line(r: &RefusedCommit) -> String {
 }
 
 fn load(path: &std::path::Path) -> BTreeMap<EnvName, Anchor> {
-    match crate::reconcile::state::read_json(path, MAX_STATE_BYTES) {
+    match crate::state_file::read_json(path, MAX_STATE_BYTES) {
         Ok(Some(m)) => m,
         Ok(None) => BTreeMap::new(),
         Err(e) => {

@@ -11,8 +11,7 @@ const MAX_STATE_BYTES: u64 = 64 << 20;
 /// The released sets kept in `path`; a missing file is none, and a file
 /// that can't be read is logged and ignored (the guard then starts afresh).
 pub(super) fn load_state(path: &std::path::Path) -> BTreeMap<String, ServiceSet> {
-    match crate::reconcile::state::read_json::<BTreeMap<String, ServiceSet>>(path, MAX_STATE_BYTES)
-    {
+    match crate::state_file::read_json::<BTreeMap<String, ServiceSet>>(path, MAX_STATE_BYTES) {
         Ok(Some(m)) => m
             .into_iter()
             .take(MAX_SERVICES)
@@ -29,7 +28,7 @@ pub(super) fn load_state(path: &std::path::Path) -> BTreeMap<String, ServiceSet>
 /// Writes the released sets: a crash leaves the old file or the new one,
 /// never a torn one the guard would start afresh from.
 pub(super) fn save_state(path: &std::path::Path, sets: &BTreeMap<String, Arc<ServiceSet>>) {
-    if let Err(e) = crate::reconcile::state::write_json(path, sets) {
+    if let Err(e) = crate::state_file::write_json(path, sets) {
         tracing::warn!(file = %path.display(), "keeping the released endpoints failed: {e}");
     }
 }

@@ -1,6 +1,8 @@
 //! Small JSON files the daemon keeps across restarts in its state
 //! directory (`--state-dir`): read with a size budget, written so that a
-//! crash leaves the old file or the new one, never a torn one.
+//! crash leaves the old file or the new one, never a torn one. The
+//! reconcile loop's (signed-commit anchors, released endpoints) and the
+//! config server's (hot deliveries in progress).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,7 +32,9 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, limit: u64) -> Result<Option<
 
 /// Writes `value` to `path`: a temporary file, fsynced, then a rename and
 /// an fsync of the directory. The directory is made 0700 when absent: the
-/// state is the daemon's own.
+/// state is the daemon's own. The temporary file is made anew, mode 0600:
+/// a stale one, or a symlink planted in its place, is removed, never
+/// followed.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         let mut b = std::fs::DirBuilder::new();
@@ -41,7 +45,15 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     }
     let tmp = path.with_extension("tmp");
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    let mut f = std::fs::File::create(&tmp)?;
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(&tmp)?;
     std::io::Write::write_all(&mut f, &bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -87,5 +99,20 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o700);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_planted_as_the_temporary_file_is_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let (p, victim) = (d.path().join("x.json"), d.path().join("victim"));
+        std::fs::write(&victim, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("x.tmp")).unwrap();
+        write_json(&p, &[1, 2]).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(read_json::<Vec<u8>>(&p, 100).unwrap(), Some(vec![1, 2]));
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
